@@ -1,0 +1,212 @@
+"""A saturated e-graph as plain Python data: e-classes, e-nodes, and the shape of every e-class.
+
+Built from egglog's JSON serialisation, so extraction, printing and cost models never touch egglog.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from isamap.ir.kernel import Kernel
+from isamap.ir.window import WindowSpec
+
+__all__ = ["TENSOR_OPS", "EGraphDump", "ENode", "Literal", "Ref", "parse_dims"]
+
+#: Constructors of the Tensor and TensorList sorts (rules/sorts.egg), the nodes extraction sees.
+TENSOR_OPS = frozenset(
+    "Input Reshape Transpose Window Broadcast Full Bmm Ew Fn ReduceSum Concat Slice Instr "
+    "InstrAct HostStmt TNil TCons".split()
+)
+
+Literal = int | float | str
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A child that is an e-class (a tensor or tensor list), not a literal."""
+
+    eclass: str
+
+
+@dataclass(frozen=True)
+class ENode:
+    """One e-node: its constructor, its arguments (literals or e-class refs) and its e-class."""
+
+    op: str
+    args: tuple[Literal | Ref, ...]
+    eclass: str
+
+    def refs(self) -> tuple[str, ...]:
+        return tuple(a.eclass for a in self.args if isinstance(a, Ref))
+
+    def literals(self) -> tuple[Literal, ...]:
+        return tuple(a for a in self.args if not isinstance(a, Ref))
+
+
+def parse_dims(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",")) if text else ()
+
+
+def _literal(sort: str, op: str) -> Literal:
+    if sort == "i64":
+        return int(op)
+    if sort == "f64":
+        return float(op)
+    if sort == "String":
+        value = json.loads(op)
+        assert isinstance(value, str)
+        return value
+    return op
+
+
+@dataclass
+class EGraphDump:
+    """E-classes (id -> e-nodes), the e-class of each kernel result, and per-class shapes."""
+
+    classes: dict[str, list[ENode]] = field(default_factory=dict)
+    results: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def enodes(self) -> int:
+        return sum(len(nodes) for nodes in self.classes.values())
+
+    @staticmethod
+    def from_json(text: str, kernel: Kernel) -> EGraphDump:
+        data = json.loads(text)
+        nodes: dict[str, dict[str, object]] = data["nodes"]
+        sort_of = {cid: str(info.get("type")) for cid, info in data["class_data"].items()}
+        dump = EGraphDump()
+        for node in nodes.values():
+            op = str(node["op"])
+            children = node["children"]
+            assert isinstance(children, list)
+            args: list[Literal | Ref] = []
+            for child in children:
+                cnode = nodes[child]
+                csort = sort_of.get(str(cnode["eclass"]), "")
+                if csort in ("i64", "f64", "String"):
+                    args.append(_literal(csort, str(cnode["op"])))
+                else:
+                    args.append(Ref(str(cnode["eclass"])))
+            if op == "Result":
+                name, ref = args
+                assert isinstance(name, str) and isinstance(ref, Ref)
+                dump.results[name] = ref.eclass
+            elif op in TENSOR_OPS:
+                enode = ENode(op, tuple(args), str(node["eclass"]))
+                dump.classes.setdefault(enode.eclass, []).append(enode)
+        dump.shapes = _infer_shapes(dump.classes, kernel)
+        return dump
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "results": self.results,
+                "classes": {
+                    cid: [
+                        {
+                            "op": n.op,
+                            "args": [
+                                {"eclass": a.eclass} if isinstance(a, Ref) else a for a in n.args
+                            ],
+                        }
+                        for n in nodes
+                    ]
+                    for cid, nodes in self.classes.items()
+                },
+                "shapes": {cid: list(s) for cid, s in self.shapes.items()},
+            },
+            indent=1,
+        )
+
+    def to_dot(self) -> str:
+        """Graphviz text: one cluster per e-class, edges from e-nodes to child e-classes."""
+        lines = ["digraph egraph {", "  compound=true; node [shape=box, fontsize=10];"]
+        for cid, nodes in self.classes.items():
+            lines.append(f'  subgraph "cluster_{cid}" {{ label="{cid}";')
+            for i, n in enumerate(nodes):
+                label = " ".join([n.op, *(str(x) for x in n.literals())]).replace('"', "'")
+                lines.append(f'    "{cid}.{i}" [label="{label}"];')
+            lines.append("  }")
+        for cid, nodes in self.classes.items():
+            for i, n in enumerate(nodes):
+                for ref in n.refs():
+                    if self.classes.get(ref):
+                        lines.append(f'  "{cid}.{i}" -> "{ref}.0" [lhead="cluster_{ref}"];')
+        lines.append("}")
+        return "\n".join(lines)
+
+
+#: Which argument holds the tensor whose shape a layout or elementwise op starts from.
+_SOURCE_ARG = {"Transpose": 0, "ReduceSum": 0, "Fn": 1, "Ew": 1, "Concat": 1, "Slice": 3}
+
+
+def _node_shape(
+    n: ENode, shapes: Mapping[str, tuple[int, ...]], kernel: Kernel
+) -> tuple[int, ...] | None:
+    a = n.args
+
+    def child(i: int) -> tuple[int, ...] | None:
+        ref = a[i]
+        return shapes.get(ref.eclass) if isinstance(ref, Ref) else None
+
+    op = n.op
+    if op == "Input":
+        return tuple(kernel.shapes[str(a[0])])
+    if op in ("Reshape", "Full", "Broadcast"):
+        return parse_dims(str(a[1]))
+    if op == "Window":
+        return WindowSpec.parse(str(a[1])).shape()
+    if op == "Bmm":
+        return (int(a[0]), int(a[1]), int(a[2]))
+    if op == "Instr":
+        return (int(a[1]), int(a[2]), int(a[3]))
+    if op == "InstrAct":
+        return (int(a[2]), int(a[3]), int(a[4]))
+    if op == "HostStmt":
+        return tuple(kernel.shapes[kernel.statements[int(a[0])].target])
+    if op not in _SOURCE_ARG:
+        return None
+    src = child(_SOURCE_ARG[op])
+    if src is None:
+        return None
+    if op == "Transpose":
+        return tuple(src[p] for p in parse_dims(str(a[1])))
+    if op == "ReduceSum":
+        drop = set(parse_dims(str(a[1])))
+        return tuple(d for i, d in enumerate(src) if i not in drop)
+    if op in ("Ew", "Fn"):
+        return src
+    if op == "Concat":
+        other = child(2)
+        if other is None:
+            return None
+        axis = int(a[0])
+        return tuple(d + other[i] if i == axis else d for i, d in enumerate(src))
+    if op == "Slice":
+        axis, length = int(a[0]), int(a[2])
+        return tuple(length if i == axis else d for i, d in enumerate(src))
+    return None
+
+
+def _infer_shapes(classes: Mapping[str, list[ENode]], kernel: Kernel) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for cid, nodes in classes.items():
+            if cid in shapes:
+                continue
+            for n in nodes:
+                if n.op in ("TNil", "TCons"):
+                    break
+                shape = _node_shape(n, shapes, kernel)
+                if shape is not None:
+                    shapes[cid] = shape
+                    changed = True
+                    break
+    return shapes
+

@@ -1,0 +1,89 @@
+"""Rewrite rules derived from a target's instruction semantics (ruleset `target`).
+
+A compute instruction whose semantics is a contraction (`C[i, j] += A[i, k] * B[k, j]`) has a matrix
+form: its indices play the batch/M/N/K roles the encoder gives every kernel contraction. So one
+rule lets it compute any `Bmm`, tiled and zero-padded to its extents; an instruction that reuses the
+stationary operand of another with the same semantics runs inside that one's calls. A move
+instruction that stores a compute instruction's output with an epilogue (`mvout` with relu) gives a
+rule fusing that function into the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.target import Target
+
+__all__ = ["DerivedRule", "derive_rules", "matrix_instructions", "rules_program"]
+
+
+@dataclass(frozen=True)
+class DerivedRule:
+    """One generated rule: its name, the egglog text, and `before -> after` for people."""
+
+    name: str
+    text: str
+    doc: str
+
+
+def matrix_instructions(target: Target) -> list[str]:
+    """Compute instructions with a matrix form that start a call (not the stationary-reusing ones)."""
+    return [
+        ins.name
+        for ins in target.compute_instructions()
+        if not ins.reuses_stationary and matrix_form(ins.semantics) is not None
+    ]
+
+
+def derive_rules(target: Target) -> list[DerivedRule]:
+    """The `target` ruleset's rules for `target`, in a stable order."""
+    rules: list[DerivedRule] = []
+    for name in matrix_instructions(target):
+        ins = target.instructions[name]
+        rule = f"bmm-to-{name}"
+        rules.append(
+            DerivedRule(
+                rule,
+                f'(rewrite (Bmm b m n k x y) (Instr "{name}" b m n k x y)'
+                f' :ruleset target :name "{rule}")',
+                f"Bmm(b,m,n,k,x,y) -> {name} tiled to {_tile_text(target, name)}"
+                f" ({ins.semantics_text})",
+            )
+        )
+        out_mem = ins.operands[ins.semantics.statements[0].target]
+        dram = target.dram().name
+        for store in target.instructions.values():
+            if store.kind != "move" or not store.epilogues:
+                continue
+            store_target = store.semantics.statements[0].target
+            reads = {m for t, m in store.operands.items() if t != store_target}
+            if out_mem not in reads or store.operands[store_target] != dram:
+                continue
+            for fn in store.epilogues:
+                rule = f"fuse-{fn}-into-{name}-via-{store.name}"
+                rules.append(
+                    DerivedRule(
+                        rule,
+                        f'(rewrite (Fn "{fn}" (Instr "{name}" b m n k x y))'
+                        f' (InstrAct "{name}" "{fn}" b m n k x y)'
+                        f' :ruleset target :name "{rule}")',
+                        f"{fn}({name}(x, y)) -> {name}(x, y) with {fn} applied by {store.name}",
+                    )
+                )
+    return rules
+
+
+def _tile_text(target: Target, name: str) -> str:
+    form = matrix_form(target.instructions[name].semantics)
+    assert form is not None
+    return "x".join(f"{r}{form.tile(r)}" for r in "bmnk" if form.tile(r) > 1)
+
+
+def rules_program(target: Target) -> str:
+    """The egglog text declaring ruleset `target` with every derived rule."""
+    lines = ["(ruleset target)"]
+    for rule in derive_rules(target):
+        lines.append(f"; {rule.name}: {rule.doc}")
+        lines.append(rule.text)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,18 @@
+"""Cost models and extraction: from a saturated e-graph to one Mapping."""
+
+from __future__ import annotations
+
+from isamap.extract.cost import COST_MODELS, CostModel, InstructionsCost, LatencyCost, cost_model, op_cost
+from isamap.extract.extractor import extract, extract_variants, greedy_dag
+
+__all__ = [
+    "COST_MODELS",
+    "CostModel",
+    "InstructionsCost",
+    "LatencyCost",
+    "cost_model",
+    "extract",
+    "extract_variants",
+    "greedy_dag",
+    "op_cost",
+]

@@ -1,0 +1,146 @@
+"""Cost models: the cost of one e-node given the e-graph's shapes. Plain objects, chosen by name.
+
+A cost model has a `name` and `node_cost(node, dump) -> float`, the node's own cost; extraction
+adds children (each shared e-class once). `op_cost` is the analytic cost every model starts from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Protocol, runtime_checkable
+
+from isamap.egraph.dump import EGraphDump, ENode, Ref
+from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError
+from isamap.ir.kernel import Binary, Kernel, Unary, walk
+from isamap.ir.window import WindowSpec
+from isamap.schedule.analytic import (
+    TRANSCENDENTAL,
+    OpCost,
+    host_elementwise,
+    host_matmul,
+    layout_move,
+    matmul_call,
+)
+
+__all__ = [
+    "COST_MODELS",
+    "CostModel",
+    "InstructionsCost",
+    "LatencyCost",
+    "cost_model",
+    "op_cost",
+]
+
+#: A statement run by the generic host fallback costs this much more than the same work run as
+#: structured host operations: it is an interpreted loop nest.
+HOST_STMT_PENALTY = 1.5
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """What extraction needs from a cost model."""
+
+    name: str
+
+    def node_cost(self, node: ENode, dump: EGraphDump) -> float: ...
+
+
+def _shape(dump: EGraphDump, node: ENode) -> tuple[int, ...]:
+    return dump.shapes.get(node.eclass, ())
+
+
+def _child_shape(dump: EGraphDump, node: ENode, index: int) -> tuple[int, ...]:
+    ref = node.args[index]
+    assert isinstance(ref, Ref)
+    return dump.shapes.get(ref.eclass, ())
+
+
+def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
+    s = kernel.statements[index]
+    space = math.prod(kernel.extents[index].values())
+    nodes = list(walk(s.expr))
+    ops = sum(isinstance(e, Binary | Unary) for e in nodes) + int(s.accumulate)
+    slow = sum(isinstance(e, Unary) and e.fn in TRANSCENDENTAL for e in nodes)
+    host = target.host
+    cycles = space * (ops + slow * (host.transcendental_cycles - 1)) / host.elementwise_per_cycle
+    counts: Counter[str] = Counter({"host.stmt": space * max(ops, 1)})
+    return OpCost(cycles * HOST_STMT_PENALTY, counts)
+
+
+def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> OpCost:
+    """The analytic cost of one e-node on its own (children excluded)."""
+    a, op = node.args, node.op
+    elems = math.prod(_shape(dump, node))
+    if op in ("Input", "Reshape", "Slice", "TNil", "TCons"):
+        return OpCost(0.0)
+    if op in ("Transpose", "Broadcast", "Concat"):
+        return layout_move(target, elems)
+    if op == "Window":
+        return layout_move(target, math.prod(WindowSpec.parse(str(a[1])).shape()))
+    if op == "Full":
+        return host_elementwise(target, "fill", elems)
+    if op == "Bmm":
+        return host_matmul(target, int(a[0]), int(a[1]), int(a[2]), int(a[3]))
+    if op == "Instr":
+        return matmul_call(target, str(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]))
+    if op == "InstrAct":
+        return matmul_call(
+            target, str(a[0]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), epilogue=str(a[1])
+        )
+    if op == "Ew":
+        return host_elementwise(target, str(a[0]), elems)
+    if op == "Fn":
+        return host_elementwise(target, str(a[0]), elems)
+    if op == "ReduceSum":
+        return host_elementwise(target, "+", math.prod(_child_shape(dump, node, 0)))
+    if op == "HostStmt":
+        return _host_stmt_cost(target, kernel, int(a[0]))
+    raise ValueError(f"no cost for e-node {op}")
+
+
+class LatencyCost:
+    """Cycles, from the analytic model: what a mapping takes with operations run one by one."""
+
+    name = "latency"
+
+    def __init__(self, target: Target, kernel: Kernel) -> None:
+        self.target, self.kernel = target, kernel
+
+    def node_cost(self, node: ENode, dump: EGraphDump) -> float:
+        return op_cost(node, dump, self.target, self.kernel).cycles
+
+
+class InstructionsCost:
+    """Instruction issues: target instructions, one per host operation, DMA tiles for layouts."""
+
+    name = "instructions"
+
+    def __init__(self, target: Target, kernel: Kernel) -> None:
+        self.target, self.kernel = target, kernel
+
+    def node_cost(self, node: ENode, dump: EGraphDump) -> float:
+        cost = op_cost(node, dump, self.target, self.kernel)
+        issues = float(sum(cost.counts.values()))
+        if node.op in ("Transpose", "Broadcast", "Concat", "Window"):
+            issues += math.ceil(cost.dram_bytes / 256)  # one 16x16-byte DMA tile per issue
+        return issues
+
+
+#: Shipped cost models by name.
+COST_MODELS = {"latency": LatencyCost, "instructions": InstructionsCost}
+
+
+def cost_model(spec: str | object, target: Target, kernel: Kernel) -> CostModel:
+    """A cost model from a name in COST_MODELS or an object following CostModel."""
+    if isinstance(spec, str):
+        try:
+            model: CostModel = COST_MODELS[spec](target, kernel)
+        except KeyError:
+            known = ", ".join(COST_MODELS)
+            raise IsamapError(f"unknown cost model '{spec}' (known: {known})") from None
+        return model
+    if isinstance(spec, CostModel):
+        return spec
+    raise TypeError(f"not a cost model: {spec!r}")

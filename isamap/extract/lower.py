@@ -1,0 +1,124 @@
+"""Chosen e-nodes -> Mapping: name each operation, say which unit runs it, and give its attributes."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from isamap.egraph.dump import EGraphDump, ENode, Ref
+from isamap.hardware.matrix_form import matrix_form
+from isamap.ir.mapping import Attr, MapNode, Mapping
+
+if TYPE_CHECKING:
+    from isamap.egraph.saturate import Saturation
+    from isamap.extract.cost import CostModel
+
+__all__ = ["build_mapping"]
+
+# e-node op -> (mapping op, unit, names of its leading literal arguments)
+_OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "Input": ("input", "dram", ("name",)),
+    "Reshape": ("reshape", "view", ("shape",)),
+    "Transpose": ("transpose", "dma", ("perm",)),
+    "Window": ("window", "dma", ("spec",)),
+    "Broadcast": ("broadcast", "dma", ("shape", "map")),
+    "Full": ("full", "host", ("value", "shape")),
+    "Bmm": ("host_matmul", "host", ("b", "m", "n", "k")),
+    "Ew": ("ew", "host", ("op",)),
+    "Fn": ("fn", "host", ("fn",)),
+    "ReduceSum": ("reduce_sum", "host", ("axes",)),
+    "Concat": ("concat", "dma", ("axis",)),
+    "Slice": ("slice", "view", ("axis", "start", "length")),
+    "Instr": ("instr", "", ("instruction", "b", "m", "n", "k")),
+    "InstrAct": ("instr", "", ("instruction", "epilogue", "b", "m", "n", "k")),
+    "HostStmt": ("host_stmt", "host", ("index",)),
+}
+
+
+def _tensor_args(node: ENode, dump: EGraphDump, choice: dict[str, ENode]) -> list[str]:
+    """E-classes of a node's tensor arguments, with TensorLists flattened."""
+    out: list[str] = []
+    for arg in node.args:
+        if not isinstance(arg, Ref):
+            continue
+        sub = choice.get(arg.eclass)
+        if sub is not None and sub.op in ("TCons", "TNil"):
+            while sub is not None and sub.op == "TCons":
+                head, tail = sub.args
+                assert isinstance(head, Ref) and isinstance(tail, Ref)
+                out.append(head.eclass)
+                sub = choice.get(tail.eclass)
+        else:
+            out.append(arg.eclass)
+    return out
+
+
+def build_mapping(
+    sat: Saturation, choice: dict[str, ENode], model: CostModel, total: float
+) -> Mapping:
+    """The Mapping that `choice` (an e-node per e-class) denotes for `sat`'s kernel outputs."""
+    dump, kernel = sat.dump, sat.kernel
+    names = {cid: name for name, cid in reversed(list(dump.results.items()))}
+    mapping = Mapping(kernel.name, sat.target.name, model.name, total)
+    ids: dict[str, int] = {}
+
+    def visit(cid: str) -> int:
+        # iterative post-order keeps deep mappings clear of Python's recursion limit
+        stack: list[tuple[str, bool]] = [(cid, False)]
+        while stack:
+            cur, ready = stack.pop()
+            if cur in ids:
+                continue
+            node = choice[cur]
+            args = _tensor_args(node, dump, choice)
+            if not ready:
+                stack.append((cur, True))
+                stack.extend((a, False) for a in reversed(args) if a not in ids)
+                continue
+            ids[cur] = _emit(sat, mapping, node, [ids[a] for a in args], model, names.get(cur))
+        return ids[cid]
+
+    for name in kernel.outputs():
+        mapping.outputs[name] = visit(dump.results[name])
+    for name, cid in dump.results.items():  # intermediates the mapping computes anyway
+        if cid in ids and name not in mapping.outputs:
+            mapping.outputs[name] = ids[cid]
+    return mapping
+
+
+def _emit(
+    sat: Saturation,
+    mapping: Mapping,
+    node: ENode,
+    args: list[int],
+    model: CostModel,
+    tensor: str | None,
+) -> int:
+    dump = sat.dump
+    op, unit, keys = _OPS[node.op]
+    attrs: dict[str, Attr] = dict(zip(keys, node.literals(), strict=False))
+    if op == "instr":
+        instruction = sat.target.instructions[str(attrs["instruction"])]
+        attrs.setdefault("epilogue", None)
+        unit = instruction.unit
+        form = matrix_form(instruction.semantics)
+        assert form is not None
+        counts = [math.ceil(int(str(attrs[r])) / form.tile(r)) for r in "bmnk"]
+        attrs["tiles"] = "x".join(str(c) for c in counts)
+    if op == "host_stmt":
+        attrs["statement"] = str(sat.kernel.statements[int(str(attrs["index"]))])
+    node_id = len(mapping.nodes)
+    mapping.nodes.append(
+        MapNode(
+            id=node_id,
+            op=op,
+            args=tuple(args),
+            attrs=attrs,
+            shape=dump.shapes.get(node.eclass, ()),
+            unit=unit,
+            cost=model.node_cost(node, dump),
+            tensor=tensor,
+        )
+    )
+    return node_id
+

@@ -1,0 +1,259 @@
+"""Kernel data types: tensor declarations, affine index expressions, statements, the Kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from isamap.ir.errors import SourceLoc
+
+__all__ = [
+    "ELEMENTWISE_FUNCTIONS",
+    "Access",
+    "Affine",
+    "Binary",
+    "Const",
+    "Expr",
+    "Kernel",
+    "Statement",
+    "TensorDecl",
+    "Unary",
+]
+
+#: Elementwise functions of the language, by name.
+ELEMENTWISE_FUNCTIONS: tuple[str, ...] = ("relu", "sigmoid", "tanh", "exp")
+
+
+@dataclass(frozen=True)
+class Affine:
+    """An affine index expression: sum of `coef * index` plus a constant (`2*h + r - 1`)."""
+
+    terms: tuple[tuple[str, int], ...]
+    const: int = 0
+
+    @staticmethod
+    def index(name: str) -> Affine:
+        return Affine(((name, 1),), 0)
+
+    def indices(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.terms)
+
+    def plain_index(self) -> str | None:
+        """The index name if this is exactly one index with coefficient 1 and no constant."""
+        if self.const == 0 and len(self.terms) == 1 and self.terms[0][1] == 1:
+            return self.terms[0][0]
+        return None
+
+    def coef(self, name: str) -> int:
+        return dict(self.terms).get(name, 0)
+
+    def evaluate(self, env: Mapping[str, int]) -> int:
+        return self.const + sum(c * env[n] for n, c in self.terms)
+
+    def bounds(self, extents: Mapping[str, int]) -> tuple[int, int]:
+        """Smallest and largest value over `0 <= index < extent` for every index."""
+        lo = hi = self.const
+        for name, c in self.terms:
+            top = c * (extents[name] - 1)
+            lo += min(0, top)
+            hi += max(0, top)
+        return lo, hi
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        for name, c in self.terms:
+            mag = abs(c)
+            term = name if mag == 1 else f"{mag}*{name}"
+            if not parts:
+                parts.append(term if c > 0 else f"-{term}")
+            else:
+                parts.append(f"+ {term}" if c > 0 else f"- {term}")
+        if self.const or not parts:
+            if not parts:
+                parts.append(str(self.const))
+            else:
+                parts.append(f"+ {self.const}" if self.const > 0 else f"- {-self.const}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Access:
+    """A read of a tensor at affine indices: `X[n, c, 2*h + r, w]`."""
+
+    tensor: str
+    indices: tuple[Affine, ...]
+    loc: SourceLoc | None = field(default=None, compare=False)
+
+    def index_names(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for a in self.indices:
+            for n in a.indices():
+                seen.setdefault(n, None)
+        return tuple(seen)
+
+    def is_plain(self) -> bool:
+        """True when every position is a distinct bare index (no window, no constant, no repeat)."""
+        names = [a.plain_index() for a in self.indices]
+        return all(n is not None for n in names) and len(set(names)) == len(names)
+
+    def __str__(self) -> str:
+        return f"{self.tensor}[{', '.join(str(a) for a in self.indices)}]"
+
+
+@dataclass(frozen=True)
+class Const:
+    """A numeric literal."""
+
+    value: float
+
+    def __str__(self) -> str:
+        return repr(self.value) if self.value != int(self.value) else str(int(self.value))
+
+
+@dataclass(frozen=True)
+class Unary:
+    """An elementwise function application `relu(x)`; `fn` is in ELEMENTWISE_FUNCTIONS or `neg`."""
+
+    fn: str
+    arg: Expr
+
+    def __str__(self) -> str:
+        if self.fn == "neg":
+            return f"-({self.arg})"
+        return f"{self.fn}({self.arg})"
+
+
+@dataclass(frozen=True)
+class Binary:
+    """`lhs op rhs` with op in `+ - *`."""
+
+    op: str
+    lhs: Expr
+    rhs: Expr
+
+    def __str__(self) -> str:
+        return f"({self.lhs} {self.op} {self.rhs})"
+
+
+Expr = Access | Const | Unary | Binary
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    """Every sub-expression, parents before children."""
+    yield expr
+    if isinstance(expr, Unary):
+        yield from walk(expr.arg)
+    elif isinstance(expr, Binary):
+        yield from walk(expr.lhs)
+        yield from walk(expr.rhs)
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    """A declared tensor: shape, element type and optional zero padding `(lo, hi)` per dimension."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "f32"
+    padding: tuple[tuple[int, int], ...] = ()
+    loc: SourceLoc | None = field(default=None, compare=False)
+
+    def pad(self, dim: int) -> tuple[int, int]:
+        return self.padding[dim] if self.padding else (0, 0)
+
+    def readable_range(self, dim: int) -> tuple[int, int]:
+        """Inclusive index range that may be read in `dim` (padding reads as zero)."""
+        lo, hi = self.pad(dim)
+        return -lo, self.shape[dim] - 1 + hi
+
+
+@dataclass(frozen=True)
+class Statement:
+    """`target[indices] += expr` (sums indices only on the right) or `target[indices] = expr`."""
+
+    target: str
+    indices: tuple[str, ...]
+    accumulate: bool
+    expr: Expr
+    loc: SourceLoc | None = field(default=None, compare=False)
+
+    def accesses(self) -> tuple[Access, ...]:
+        return tuple(e for e in walk(self.expr) if isinstance(e, Access))
+
+    def reduced_indices(self) -> tuple[str, ...]:
+        """Indices on the right but not on the left, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for acc in self.accesses():
+            for n in acc.index_names():
+                if n not in self.indices:
+                    seen.setdefault(n, None)
+        return tuple(seen)
+
+    def __str__(self) -> str:
+        op = "+=" if self.accumulate else "="
+        return f"{self.target}[{', '.join(self.indices)}] {op} {self.expr}"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A checked kernel: declared tensors, statements, and the inferred extents and shapes.
+
+    Build one with `isamap.ir.parse_kernel`, the builders, or `Kernel.build` (which checks it).
+    `extents[i]` maps every index of statement `i` to its extent; `shapes` holds every tensor's
+    shape (declared or inferred).
+    """
+
+    name: str
+    tensors: Mapping[str, TensorDecl]
+    statements: tuple[Statement, ...]
+    extents: tuple[Mapping[str, int], ...]
+    shapes: Mapping[str, tuple[int, ...]]
+    source: str = "<string>"
+
+    @staticmethod
+    def build(
+        name: str,
+        tensors: Mapping[str, TensorDecl],
+        statements: tuple[Statement, ...] | list[Statement],
+        source: str = "<string>",
+    ) -> Kernel:
+        """Check a kernel (names, roles, extents, bounds) and return it; raises IsamapError."""
+        from isamap.ir.shapes import check_kernel
+
+        return check_kernel(name, dict(tensors), tuple(statements), source)
+
+    def written(self) -> tuple[str, ...]:
+        """Tensors assigned by some statement, in order of first assignment."""
+        seen: dict[str, None] = {}
+        for s in self.statements:
+            seen.setdefault(s.target, None)
+        return tuple(seen)
+
+    def inputs(self) -> tuple[str, ...]:
+        """Declared tensors that no statement writes, in declaration order."""
+        written = set(self.written())
+        return tuple(n for n in self.tensors if n not in written)
+
+    def outputs(self) -> tuple[str, ...]:
+        """Written tensors that were declared, or that no statement reads after their last write."""
+        finals: list[str] = []
+        for name in self.written():
+            last = max(i for i, s in enumerate(self.statements) if s.target == name)
+            later = {a.tensor for t in self.statements[last + 1 :] for a in t.accesses()}
+            if name not in later or name in self.tensors:
+                finals.append(name)
+        return tuple(finals)
+
+    def dtype(self, name: str) -> str:
+        decl = self.tensors.get(name)
+        return decl.dtype if decl else "f32"
+
+    def __str__(self) -> str:
+        lines = []
+        for d in self.tensors.values():
+            pad = ""
+            if d.padding and any(p != (0, 0) for p in d.padding):
+                pad = " pad(" + ", ".join(f"{lo}:{hi}" for lo, hi in d.padding) + ")"
+            lines.append(f"tensor {d.name}[{', '.join(map(str, d.shape))}] {d.dtype}{pad}")
+        lines.extend(str(s) for s in self.statements)
+        return "\n".join(lines)

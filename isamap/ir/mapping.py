@@ -1,0 +1,116 @@
+"""Mapping: one way to compute a kernel on a target, as a DAG of instruction calls and layout ops.
+
+It is what extraction returns and what the scheduler and the functional simulator consume: plain
+data, printable as a listing and serialisable as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+
+__all__ = ["LAYOUT_OPS", "MapNode", "Mapping"]
+
+#: Operations that only move or view data (run by the DMA, or free when a view).
+LAYOUT_OPS = frozenset({"reshape", "transpose", "window", "broadcast", "concat", "slice"})
+
+Attr = int | float | str | None
+
+
+@dataclass(frozen=True)
+class MapNode:
+    """One operation of a mapping.
+
+    `op` is one of: input, reshape, transpose, window, broadcast, full, ew, fn, reduce_sum,
+    concat, slice, host_matmul, host_stmt, instr. `unit` says what runs it: "host", "dma",
+    "view" (no data moves), or the target unit of an instruction. `tensor` names the kernel tensor
+    whose value this node is, where it is one.
+    """
+
+    id: int
+    op: str
+    args: tuple[int, ...]
+    attrs: MappingABC[str, Attr]
+    shape: tuple[int, ...]
+    unit: str
+    cost: float = 0.0
+    tensor: str | None = None
+
+    def describe(self) -> str:
+        a = self.attrs
+        if self.op == "input":
+            return f"input {a['name']}"
+        if self.op == "instr":
+            epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
+            return (
+                f"{a['instruction']}{epi} b={a['b']} m={a['m']} n={a['n']} k={a['k']}"
+                f" tiles={a['tiles']}"
+            )
+        if self.op == "host_stmt":
+            return f"host statement {a['index']}: {a['statement']}"
+        details = " ".join(f"{k}={v}" for k, v in a.items())
+        return f"{self.op} {details}".strip()
+
+
+@dataclass
+class Mapping:
+    """A DAG of MapNodes in topological order and the node holding each result tensor."""
+
+    kernel: str
+    target: str
+    cost_model: str
+    cost: float
+    nodes: list[MapNode] = field(default_factory=list)
+    outputs: dict[str, int] = field(default_factory=dict)
+
+    def node(self, node_id: int) -> MapNode:
+        return self.nodes[node_id]
+
+    def instruction_calls(self) -> list[MapNode]:
+        return [n for n in self.nodes if n.op == "instr"]
+
+    def host_ops(self) -> list[MapNode]:
+        return [n for n in self.nodes if n.unit == "host"]
+
+    def __str__(self) -> str:
+        lines = [
+            f"mapping of {self.kernel} on {self.target} (cost model {self.cost_model}: "
+            f"{self.cost:,.0f})"
+        ]
+        for n in self.nodes:
+            args = ", ".join(f"%{i}" for i in n.args)
+            shape = "x".join(str(d) for d in n.shape) or "scalar"
+            name = f"  # {n.tensor}" if n.tensor else ""
+            lines.append(
+                f"  %{n.id:<3} = [{n.unit}] {n.describe()}"
+                f"{' (' + args + ')' if args else ''} : {shape}{name}"
+            )
+        outs = ", ".join(f"{t} = %{i}" for t, i in self.outputs.items())
+        lines.append(f"  outputs: {outs}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kernel": self.kernel,
+            "target": self.target,
+            "cost_model": self.cost_model,
+            "cost": self.cost,
+            "outputs": self.outputs,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "op": n.op,
+                    "args": list(n.args),
+                    "attrs": dict(n.attrs),
+                    "shape": list(n.shape),
+                    "unit": n.unit,
+                    "cost": n.cost,
+                    "tensor": n.tensor,
+                }
+                for n in self.nodes
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
