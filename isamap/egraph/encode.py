@@ -63,7 +63,8 @@ class _Encoder:
         var = f"$v{n}"
         self.memo[expr] = var
         self.enc.commands.append(f"(let {var} {expr})")
-        self.enc.commands.append(f"(set (ord {var}) {n})")
+        self.enc.commands.append(f"(set (lo {var}) {n})")
+        self.enc.commands.append(f"(set (hi {var}) {n})")
         return var
 
     # -- layout helpers -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from isamap.extract.cost import COST_MODELS, CostModel, InstructionsCost, LatencyCost, cost_model, op_cost
-from isamap.extract.extractor import extract, extract_variants, greedy_dag
+from isamap.extract.extractor import extract, extract_variants
 
 __all__ = [
     "COST_MODELS",
@@ -13,6 +13,5 @@ __all__ = [
     "cost_model",
     "extract",
     "extract_variants",
-    "greedy_dag",
     "op_cost",
 ]

@@ -73,9 +73,10 @@ def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> Op
     """The analytic cost of one e-node on its own (children excluded)."""
     a, op = node.args, node.op
     elems = math.prod(_shape(dump, node))
-    if op in ("Input", "Reshape", "Slice", "TNil", "TCons"):
+    if op in ("Input", "Reshape", "Slice", "Concat", "TNil", "TCons"):
+        # views: the DMA loads that read them gather the parts from where they lie
         return OpCost(0.0)
-    if op in ("Transpose", "Broadcast", "Concat"):
+    if op in ("Transpose", "Broadcast"):
         return layout_move(target, elems)
     if op == "Window":
         return layout_move(target, math.prod(WindowSpec.parse(str(a[1])).shape()))
@@ -123,7 +124,7 @@ class InstructionsCost:
     def node_cost(self, node: ENode, dump: EGraphDump) -> float:
         cost = op_cost(node, dump, self.target, self.kernel)
         issues = float(sum(cost.counts.values()))
-        if node.op in ("Transpose", "Broadcast", "Concat", "Window"):
+        if node.op in ("Transpose", "Broadcast", "Window"):
             issues += math.ceil(cost.dram_bytes / 256)  # one 16x16-byte DMA tile per issue
         return issues
 

@@ -19,17 +19,33 @@ from isamap.ir.mapping import Mapping
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
 
-__all__ = ["Choice", "extract", "extract_variants", "greedy_dag"]
+__all__ = ["Choice", "extract", "extract_variants"]
 
 #: e-class -> its chosen e-node
 Choice = dict[str, ENode]
 
 _MAX_PASSES = 100
+#: Alternatives tried per round of improvement, and rounds, after the greedy pass.
+_MAX_TRIES = 2000
+_MAX_ROUNDS = 6
 
 
-def greedy_dag(dump: EGraphDump, model: CostModel) -> tuple[Choice, dict[str, dict[str, float]]]:
-    """Best e-node per e-class and, per e-class, the costs of every e-class its choice uses."""
-    local: dict[int, float] = {}
+class _Costs:
+    """Memoised local costs: a cost model is pure, and extraction asks for each node many times."""
+
+    def __init__(self, dump: EGraphDump, model: CostModel) -> None:
+        self.dump, self.model = dump, model
+        self.memo: dict[int, float] = {}
+
+    def __call__(self, node: ENode) -> float:
+        key = id(node)
+        if key not in self.memo:
+            self.memo[key] = self.model.node_cost(node, self.dump)
+        return self.memo[key]
+
+
+def greedy_dag(dump: EGraphDump, costs: _Costs) -> Choice:
+    """Best e-node per e-class, each costed as the sum over the e-classes its choice uses."""
     best: Choice = {}
     sets: dict[str, dict[str, float]] = {}
     totals: dict[str, float] = {}
@@ -38,39 +54,112 @@ def greedy_dag(dump: EGraphDump, model: CostModel) -> tuple[Choice, dict[str, di
         for cid, nodes in dump.classes.items():
             for node in nodes:
                 refs = node.refs()
-                if any(r not in sets for r in refs) or cid in refs:
+                if cid in refs or any(r not in sets for r in refs):
                     continue
-                key = id(node)
-                if key not in local:
-                    local[key] = model.node_cost(node, dump)
                 merged: dict[str, float] = {}
                 for r in refs:
                     merged.update(sets[r])
                 if cid in merged:  # a cycle through this e-class
                     continue
-                merged[cid] = local[key]
+                merged[cid] = costs(node)
                 total = math.fsum(merged.values())
                 if total < totals.get(cid, math.inf) - 1e-9:
                     totals[cid], best[cid], sets[cid] = total, node, merged
                     changed = True
         if not changed:
             break
-    return best, sets
+    return best
 
 
-def _dag_cost(roots: list[str], choice: Choice, dump: EGraphDump, model: CostModel) -> float:
+def _reachable(roots: list[str], choice: Choice) -> list[str]:
     seen: set[str] = set()
+    order: list[str] = []
     stack = list(roots)
-    total = 0.0
     while stack:
         cid = stack.pop()
         if cid in seen:
             continue
         seen.add(cid)
-        node = choice[cid]
-        total += model.node_cost(node, dump)
-        stack.extend(node.refs())
-    return total
+        order.append(cid)
+        stack.extend(choice[cid].refs())
+    return order
+
+
+def _dag_cost(roots: list[str], choice: Choice, costs: _Costs) -> float:
+    return math.fsum(costs(choice[c]) for c in _reachable(roots, choice))
+
+
+def _improve(roots: list[str], choice: Choice, dump: EGraphDump, costs: _Costs) -> Choice:
+    """Sharing the greedy pass cannot see: force another e-node at one e-class, let the other
+    e-classes switch to e-nodes that reuse the work it adds, keep the change if it pays."""
+    best, best_cost = choice, _dag_cost(roots, choice, costs)
+    tries = 0
+    for _ in range(_MAX_ROUNDS):
+        improved = False
+        for cid in _reachable(roots, best):
+            for node in dump.classes[cid]:
+                if node is best[cid] or any(r not in choice for r in node.refs()):
+                    continue
+                tries += 1
+                if tries > _MAX_TRIES:
+                    return best
+                forced = dict(choice) | dict(best)
+                forced[cid] = node
+                if _cyclic(roots, forced):
+                    continue
+                new = set(_reachable([cid], forced)) - set(_reachable(roots, best))
+                cand, cost = _settle(roots, forced, new, dump, costs)
+                if cost < best_cost - 1e-9:
+                    best, best_cost, improved = cand, cost, True
+        if not improved:
+            break
+    return best
+
+
+def _settle(
+    roots: list[str], choice: Choice, new: set[str], dump: EGraphDump, costs: _Costs
+) -> tuple[Choice, float]:
+    """Switch e-classes to e-nodes that reuse the e-classes in `new`, where that is cheaper."""
+    cost = _dag_cost(roots, choice, costs)
+    for cid in _reachable(roots, choice):
+        for node in dump.classes[cid]:
+            refs = node.refs()
+            if node is choice[cid] or not new.intersection(refs):
+                continue
+            if any(r not in choice for r in refs):
+                continue
+            trial = dict(choice)
+            trial[cid] = node
+            if _cyclic(roots, trial):
+                continue
+            trial_cost = _dag_cost(roots, trial, costs)
+            if trial_cost < cost - 1e-9:
+                choice, cost = trial, trial_cost
+                break
+    return choice, cost
+
+
+def _cyclic(roots: list[str], choice: Choice) -> bool:
+    state: dict[str, int] = {}
+    for root in roots:
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            cid, done = stack.pop()
+            if done:
+                state[cid] = 2
+                continue
+            if state.get(cid) == 2:
+                continue
+            if state.get(cid) == 1:
+                return True
+            state[cid] = 1
+            stack.append((cid, True))
+            for r in choice[cid].refs():
+                if state.get(r) == 1:
+                    return True
+                if state.get(r) != 2:
+                    stack.append((r, False))
+    return False
 
 
 def _roots(sat: Saturation) -> list[str]:
@@ -80,32 +169,28 @@ def _roots(sat: Saturation) -> list[str]:
 def extract(sat: Saturation, cost: str | object = "latency") -> Mapping:
     """The cheapest mapping of `sat`'s kernel under `cost`."""
     model = cost_model(cost, sat.target, sat.kernel)
-    choice, _ = greedy_dag(sat.dump, model)
+    costs = _Costs(sat.dump, model)
     roots = _roots(sat)
-    missing = [r for r in roots if r not in choice]
-    if missing:
+    choice = _best(sat, roots, costs)
+    return build_mapping(sat, choice, model, _dag_cost(roots, choice, costs))
+
+
+def _best(sat: Saturation, roots: list[str], costs: _Costs) -> Choice:
+    choice = greedy_dag(sat.dump, costs)
+    if any(r not in choice for r in roots):
         raise IsamapError(f"no extractable mapping for {sat.kernel.name}")
-    total = _dag_cost(roots, choice, sat.dump, model)
-    return build_mapping(sat, choice, model, total)
+    return _improve(roots, choice, sat.dump, costs)
 
 
 def extract_variants(sat: Saturation, n: int, cost: str | object = "latency") -> list[Mapping]:
     """Up to `n` distinct mappings, cheapest first: each forces another e-node at one e-class
     of the best mapping (a result or any class it uses), the rest chosen as before."""
     model = cost_model(cost, sat.target, sat.kernel)
-    choice, _ = greedy_dag(sat.dump, model)
+    costs = _Costs(sat.dump, model)
     roots = _roots(sat)
-    candidates: list[tuple[float, Choice]] = [(_dag_cost(roots, choice, sat.dump, model), choice)]
-    used: list[str] = []
-    stack, seen = list(roots), set()
-    while stack:
-        cid = stack.pop()
-        if cid in seen:
-            continue
-        seen.add(cid)
-        used.append(cid)
-        stack.extend(choice[cid].refs())
-    for cid in used:
+    choice = _best(sat, roots, costs)
+    candidates: list[tuple[float, Choice]] = [(_dag_cost(roots, choice, costs), choice)]
+    for cid in _reachable(roots, choice):
         for node in sat.dump.classes[cid]:
             if node is choice[cid] or any(r not in choice for r in node.refs()):
                 continue
@@ -113,7 +198,7 @@ def extract_variants(sat: Saturation, n: int, cost: str | object = "latency") ->
             forced[cid] = node
             if _reaches(forced, node, cid):
                 continue
-            candidates.append((_dag_cost(roots, forced, sat.dump, model), forced))
+            candidates.append((_dag_cost(roots, forced, costs), forced))
     candidates.sort(key=lambda c: c[0])
     result: list[Mapping] = []
     seen_text: set[str] = set()

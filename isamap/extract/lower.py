@@ -9,9 +9,10 @@ from isamap.egraph.dump import EGraphDump, ENode, Ref
 from isamap.hardware.matrix_form import matrix_form
 from isamap.ir.mapping import Attr, MapNode, Mapping
 
+from isamap.extract.cost import CostModel, op_cost
+
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
-    from isamap.extract.cost import CostModel
 
 __all__ = ["build_mapping"]
 
@@ -27,7 +28,7 @@ _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "Ew": ("ew", "host", ("op",)),
     "Fn": ("fn", "host", ("fn",)),
     "ReduceSum": ("reduce_sum", "host", ("axes",)),
-    "Concat": ("concat", "dma", ("axis",)),
+    "Concat": ("concat", "view", ("axis",)),
     "Slice": ("slice", "view", ("axis", "start", "length")),
     "Instr": ("instr", "", ("instruction", "b", "m", "n", "k")),
     "InstrAct": ("instr", "", ("instruction", "epilogue", "b", "m", "n", "k")),
@@ -107,6 +108,7 @@ def _emit(
         attrs["tiles"] = "x".join(str(c) for c in counts)
     if op == "host_stmt":
         attrs["statement"] = str(sat.kernel.statements[int(str(attrs["index"]))])
+    analytic = op_cost(node, dump, sat.target, sat.kernel)
     node_id = len(mapping.nodes)
     mapping.nodes.append(
         MapNode(
@@ -118,6 +120,8 @@ def _emit(
             unit=unit,
             cost=model.node_cost(node, dump),
             tensor=tensor,
+            cycles=analytic.cycles,
+            counts=dict(analytic.counts),
         )
     )
     return node_id

@@ -25,7 +25,8 @@ class MapNode:
     `op` is one of: input, reshape, transpose, window, broadcast, full, ew, fn, reduce_sum,
     concat, slice, host_matmul, host_stmt, instr. `unit` says what runs it: "host", "dma",
     "view" (no data moves), or the target unit of an instruction. `tensor` names the kernel tensor
-    whose value this node is, where it is one.
+    whose value this node is, where it is one. `cost` is under the extraction's cost model;
+    `cycles` and `counts` (instruction issues by name) come from the analytic model.
     """
 
     id: int
@@ -36,6 +37,8 @@ class MapNode:
     unit: str
     cost: float = 0.0
     tensor: str | None = None
+    cycles: float = 0.0
+    counts: MappingABC[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         a = self.attrs
@@ -107,6 +110,8 @@ class Mapping:
                     "unit": n.unit,
                     "cost": n.cost,
                     "tensor": n.tensor,
+                    "cycles": n.cycles,
+                    "counts": dict(n.counts),
                 }
                 for n in self.nodes
             ],

@@ -1,0 +1,35 @@
+"""isamap: a retargetable compiler for deep-learning accelerators.
+
+Kernels and instruction semantics share one IR (tensor index notation); equality saturation over
+an e-graph finds every way to compute a kernel with a target's instructions; a cost model picks one.
+"""
+
+from __future__ import annotations
+
+from isamap.compile import CompileReport, CompileResult, compile
+from isamap.egraph import Limits, RunReport, Saturation, saturate
+from isamap.hardware.target import Target, list_targets, load_target
+from isamap.ir import IsamapError, Kernel, evaluate, load_kernel, parse_kernel, random_inputs
+from isamap.ir.mapping import Mapping
+
+__all__ = [
+    "CompileReport",
+    "CompileResult",
+    "IsamapError",
+    "Kernel",
+    "Limits",
+    "Mapping",
+    "RunReport",
+    "Saturation",
+    "Target",
+    "compile",
+    "evaluate",
+    "list_targets",
+    "load_kernel",
+    "load_target",
+    "parse_kernel",
+    "random_inputs",
+    "saturate",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,168 @@
+"""Functional execution of a Mapping: every operation with numpy, instructions tile by tile.
+
+An instruction call is run as the hardware would: its operands are cut into tiles of the
+instruction's extents (zero-padded at the edges), each tile is put in the instruction's own operand
+layout, and the instruction's declared semantics (its index notation, as an einsum) computes it,
+accumulating over K tiles. Values are floating point whatever the target's storage type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingABC
+
+import numpy as np
+
+from isamap.hardware.matrix_form import MatrixForm, matrix_form
+from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError
+from isamap.ir.kernel import Kernel, TensorDecl
+from isamap.ir.mapping import MapNode, Mapping
+from isamap.ir.reference import evaluate
+from isamap.ir.window import WindowSpec
+
+__all__ = ["run_instruction", "run_mapping"]
+
+_FUNCTIONS = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+    "exp": np.exp,
+    "neg": np.negative,
+}
+_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply}
+
+
+def _dims(text: object) -> tuple[int, ...]:
+    s = str(text)
+    return tuple(int(x) for x in s.split(",")) if s else ()
+
+
+def _tile(x: np.ndarray, starts: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    """The tile of `x` at `starts` of `sizes`, zero-padded where it runs past the edge."""
+    out = np.zeros(sizes)
+    src = tuple(slice(s, min(s + n, d)) for s, n, d in zip(starts, sizes, x.shape, strict=True))
+    part = x[src]
+    out[tuple(slice(0, n) for n in part.shape)] = part
+    return out
+
+
+def _to_layout(tile: np.ndarray, have: str, want: str) -> np.ndarray:
+    """Reorder a tile's role axes (`have`, e.g. "bmk") into the instruction's layout `want`."""
+    keep = [r for r in have if r in want]
+    squeezed = tile.reshape([tile.shape[have.index(r)] for r in keep]) if keep else tile
+    return np.transpose(squeezed, [keep.index(r) for r in want])
+
+
+def run_instruction(
+    form: MatrixForm, x: np.ndarray, y: np.ndarray, epilogue: str | None = None
+) -> np.ndarray:
+    """`x[b,m,k] . y[b,k,n]` on an instruction of matrix form `form`, one tile at a time."""
+    b, m, k = x.shape
+    n = y.shape[2]
+    tb, tm, tn, tk = (form.tile(r) for r in "bmnk")
+    spec = form.einsum()
+    lhs, rhs, out_layout = form.layout("lhs"), form.layout("rhs"), form.layout("out")
+    out = np.zeros((b, m, n))
+    for b0 in range(0, b, tb):
+        for m0 in range(0, m, tm):
+            for n0 in range(0, n, tn):
+                acc = np.zeros((tb, tm, tn))
+                for k0 in range(0, k, tk):
+                    xt = _tile(x, (b0, m0, k0), (tb, tm, tk))
+                    yt = _tile(y, (b0, k0, n0), (tb, tk, tn))
+                    got = np.einsum(spec, _to_layout(xt, "bmk", lhs), _to_layout(yt, "bkn", rhs))
+                    # back from the instruction's output layout to [b, m, n]
+                    order = [out_layout.index(r) for r in "bmn" if r in out_layout]
+                    acc += np.transpose(got, order).reshape(tb, tm, tn)
+                if epilogue is not None:
+                    acc = _FUNCTIONS[epilogue](acc)
+                bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)
+                out[b0 : b0 + bs, m0 : m0 + ms, n0 : n0 + ns] = acc[:bs, :ms, :ns]
+    return out
+
+
+def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.ndarray:
+    """Statement `index` alone, by the reference semantics, on the host."""
+    s = kernel.statements[index]
+    reads = list(dict.fromkeys(a.tensor for a in s.accesses()))
+    decls: dict[str, TensorDecl] = {}
+    inputs: dict[str, np.ndarray] = {}
+    for name, value in zip(reads, args, strict=False):
+        decl = kernel.tensors.get(name)
+        pad = decl.padding if decl is not None else ()
+        decls[name] = TensorDecl(name, tuple(value.shape), "f32", pad)
+        inputs[name] = value
+    target = s.target if s.target not in decls else f"{s.target}__out"
+    stmt = type(s)(target, s.indices, s.accumulate, s.expr, s.loc)
+    sub = Kernel.build(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
+    result = evaluate(sub, inputs)[target]
+    if len(args) > len(reads):  # accumulating onto an earlier value of the target
+        result = args[-1] + result
+    return result
+
+
+def _run_node(
+    node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Target
+) -> np.ndarray:
+    a = node.attrs
+    op = node.op
+    if op == "reshape":
+        return args[0].reshape(_dims(a["shape"]))
+    if op == "transpose":
+        return np.transpose(args[0], _dims(a["perm"]))
+    if op == "window":
+        return WindowSpec.parse(str(a["spec"])).gather(args[0])
+    if op == "broadcast":
+        shape, where = _dims(a["shape"]), _dims(a["map"])
+        expanded = np.reshape(
+            args[0], [shape[i] if i in where else 1 for i in range(len(shape))]
+        )
+        return np.broadcast_to(expanded, shape).copy()
+    if op == "full":
+        return np.full(node.shape, float(str(a["value"])))
+    if op == "ew":
+        return np.asarray(_BINARY[str(a["op"])](args[0], args[1]))
+    if op == "fn":
+        return np.asarray(_FUNCTIONS[str(a["fn"])](args[0]))
+    if op == "reduce_sum":
+        return np.sum(args[0], axis=_dims(a["axes"]))
+    if op == "concat":
+        return np.concatenate(args, axis=int(str(a["axis"])))
+    if op == "slice":
+        axis, start, length = (int(str(a[key])) for key in ("axis", "start", "length"))
+        return np.take(args[0], range(start, start + length), axis=axis)
+    if op == "host_matmul":
+        return np.matmul(args[0], args[1])
+    if op == "host_stmt":
+        return _host_statement(kernel, int(str(a["index"])), args)
+    if op == "instr":
+        form = matrix_form(target.instruction(str(a["instruction"])).semantics)
+        assert form is not None
+        epilogue = a.get("epilogue")
+        return run_instruction(form, args[0], args[1], str(epilogue) if epilogue else None)
+    raise ValueError(f"cannot run mapping op '{op}'")
+
+
+def run_mapping(
+    mapping: Mapping, kernel: Kernel, target: Target, inputs: MappingABC[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Run `mapping` on `inputs`; every kernel tensor the mapping computes, by name."""
+    for name in kernel.inputs():
+        if name not in inputs:
+            raise IsamapError(f"missing input '{name}' for kernel {kernel.name}")
+        got = tuple(np.shape(inputs[name]))
+        if got != tuple(kernel.shapes[name]):
+            raise IsamapError(
+                f"input '{name}' has shape {list(got)}, kernel {kernel.name} declares "
+                f"{list(kernel.shapes[name])}"
+            )
+    values: list[np.ndarray] = []
+    for node in mapping.nodes:
+        if node.op == "input":
+            value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
+        else:
+            value = _run_node(node, [values[i] for i in node.args], kernel, target)
+        if tuple(value.shape) != tuple(node.shape):
+            raise AssertionError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
+        values.append(value)
+    return {name: values[i] for name, i in mapping.outputs.items()}

@@ -1,0 +1,206 @@
+"""The machine model of a hardware target: memories, compute units, instructions, and the target.
+
+Targets are data (`isamap/hardware/<name>.toml`, schema in docs/targets.md); `load_target` reads and
+validates one through `isamap.hardware.target_file`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isamap.ir.errors import IsamapError, SourceLoc
+from isamap.ir.kernel import Kernel
+
+__all__ = [
+    "DTYPE_BYTES",
+    "Instruction",
+    "Memory",
+    "Target",
+    "Unit",
+    "dtype_bytes",
+    "list_targets",
+    "load_target",
+]
+
+#: Bytes per element of every element type a target may name.
+DTYPE_BYTES: Mapping[str, int] = {
+    "i8": 1,
+    "int8": 1,
+    "u8": 1,
+    "uint8": 1,
+    "f16": 2,
+    "bf16": 2,
+    "i16": 2,
+    "int16": 2,
+    "f32": 4,
+    "i32": 4,
+    "int32": 4,
+    "f64": 8,
+    "i64": 8,
+    "int64": 8,
+}
+
+#: The folder holding the shipped `<name>.toml` targets.
+TARGET_DIR = Path(__file__).resolve().parent
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of `dtype` (`i8` 1, `bf16` 2, `f32` 4, ...); IsamapError if unknown."""
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        known = ", ".join(sorted(DTYPE_BYTES))
+        raise IsamapError(f"unknown element type '{dtype}' (known: {known})") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Memory:
+    """One level of the memory hierarchy (DRAM, a scratchpad, an accumulator, PE registers).
+
+    `bandwidth_bytes_per_cycle` is the total over all banks; `latency_cycles` is the time to the
+    first byte of an access; `row_bytes` is the width of one addressable row (None: no rows).
+    """
+
+    name: str
+    level: str  # "dram" | "onchip"
+    capacity_bytes: int
+    banks: int = 1
+    bandwidth_bytes_per_cycle: float
+    latency_cycles: int = 0
+    energy_pj_per_byte: float
+    row_bytes: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    """A compute or data-movement engine: a systolic array, a vector unit, a DMA, the host CPU.
+
+    `macs_per_cycle` and `elementwise_per_cycle` are peak throughputs; `transcendental_cycles` is
+    the cost of one sigmoid/tanh/exp in cycles per element per lane.
+    """
+
+    name: str
+    kind: str  # "matrix" | "vector" | "dma" | "host"
+    rows: int = 1
+    cols: int = 1
+    lanes: int = 1
+    dataflows: tuple[str, ...] = ()
+    macs_per_cycle: float
+    elementwise_per_cycle: float
+    transcendental_cycles: float = 1.0
+    energy_pj_per_mac: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Instruction:
+    """One instruction of a target: semantics in index notation at fixed extents, plus its costs.
+
+    `semantics` is the parsed form of `semantics_text` with every tensor declared at the shape its
+    bare indices give (`extents`); `operands` maps each of its tensors to the memory it lives in.
+    `latency_cycles` runs from issue to a usable result on an idle machine, memory latency included;
+    `issue_cycles` is the interval between back-to-back issues; `energy_pj` is a per-call overhead,
+    on top of the per-byte energy of the memories and the per-MAC energy of the unit.
+    """
+
+    name: str
+    unit: str
+    kind: str  # "compute" | "move" | "config"
+    semantics_text: str
+    semantics: Kernel = field(hash=False)
+    extents: Mapping[str, int] = field(hash=False)
+    operands: Mapping[str, str] = field(hash=False)
+    latency_cycles: int
+    issue_cycles: float
+    energy_pj: float = 0.0
+    epilogues: tuple[str, ...] = ()
+    stationary: str | None = None
+    reuses_stationary: bool = False
+    doc: str = ""
+
+    def operand_shape(self, tensor: str) -> tuple[int, ...]:
+        """The tile shape of operand `tensor` in one call."""
+        return self.semantics.shapes[tensor]
+
+    def operand_bytes(self, tensor: str) -> int:
+        """Bytes of operand `tensor` touched by one call."""
+        count = 1
+        for extent in self.operand_shape(tensor):
+            count *= extent
+        return count * dtype_bytes(self.semantics.dtype(tensor))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """A hardware target: its memories, units (host included), instructions and element types.
+
+    `units` holds every unit by name, the host among them; `host` is that host unit, which runs
+    whatever no instruction covers.
+    """
+
+    name: str
+    path: str
+    description: str
+    clock_ghz: float
+    input_dtype: str
+    acc_dtype: str
+    memories: Mapping[str, Memory] = field(hash=False)
+    units: Mapping[str, Unit] = field(hash=False)
+    instructions: Mapping[str, Instruction] = field(hash=False)
+    host: Unit
+
+    @staticmethod
+    def dtype_bytes(dtype: str) -> int:
+        """Bytes per element of `dtype`: i8/int8 1, f16/bf16 2, f32/i32/int32 4, f64 8."""
+        return dtype_bytes(dtype)
+
+    def dram(self) -> Memory:
+        """The off-chip memory (the first memory whose level is `dram`)."""
+        for mem in self.memories.values():
+            if mem.level == "dram":
+                return mem
+        raise IsamapError(f"target '{self.name}' has no dram memory", SourceLoc(self.path))
+
+    def compute_instructions(self) -> list[Instruction]:
+        """Instructions of kind `compute`, in file order."""
+        return [ins for ins in self.instructions.values() if ins.kind == "compute"]
+
+    def instruction(self, name: str) -> Instruction:
+        """The instruction called `name`; IsamapError listing the known names if there is none."""
+        try:
+            return self.instructions[name]
+        except KeyError:
+            known = ", ".join(self.instructions) or "none"
+            raise IsamapError(
+                f"target '{self.name}' has no instruction '{name}' (known: {known})",
+                SourceLoc(self.path),
+            ) from None
+
+
+def list_targets() -> list[str]:
+    """Names of the shipped targets (every `isamap/hardware/*.toml`), sorted."""
+    return sorted(p.stem for p in TARGET_DIR.glob("*.toml"))
+
+
+def target_path(name_or_path: str) -> Path:
+    """The file a target name or path refers to: a bare name means a shipped target."""
+    if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
+        return Path(name_or_path)
+    path = TARGET_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(list_targets()) or "none"
+        raise IsamapError(f"no shipped target named '{name_or_path}' (shipped: {known})")
+    return path
+
+
+def load_target(name_or_path: str) -> Target:
+    """Load and validate a target: a shipped name (`"gemmini"`) or a path to a `.toml` file.
+
+    Raises IsamapError, located at the offending file and line, on any problem; never returns a
+    partly loaded target.
+    """
+    # Imported here because target_file builds the dataclasses defined above.
+    from isamap.hardware.target_file import read_target
+
+    return read_target(target_path(name_or_path))

@@ -1,0 +1,563 @@
+"""Reading a target file: TOML parsing, validation with file:line errors, and building the Target.
+
+Every problem is an `IsamapError` located at the offending key's line in the `.toml` file. Nothing
+in a target file is executed; instruction semantics go through the kernel parser only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from isamap.hardware.target import Instruction, Memory, Target, Unit, dtype_bytes
+from isamap.ir.errors import IsamapError, SourceLoc
+from isamap.ir.kernel import ELEMENTWISE_FUNCTIONS, Kernel
+from isamap.ir.parser import parse_kernel
+from isamap.ir.shapes import DTYPES
+
+__all__ = ["TargetFile", "read_target"]
+
+Keys = tuple[str, ...]
+
+MEMORY_LEVELS = ("dram", "onchip")
+UNIT_KINDS = ("matrix", "vector", "dma", "host")
+INSTRUCTION_KINDS = ("compute", "move", "config")
+DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
+#: Element-type spellings accepted in a target file, mapped to the kernel language's spelling.
+DTYPE_SPELLINGS: Mapping[str, str] = {
+    **{d: d for d in DTYPES},
+    "int8": "i8",
+    "int32": "i32",
+}
+
+# Allowed keys of each table, each mapped to whether it is required.
+TOP_TABLES = {"target": True, "memories": True, "units": True, "instructions": True, "host": False}
+TARGET_KEYS = {
+    "name": True,
+    "clock_ghz": True,
+    "input_dtype": True,
+    "acc_dtype": True,
+    "description": False,
+}
+MEMORY_KEYS = {
+    "level": True,
+    "capacity_bytes": True,
+    "bandwidth_bytes_per_cycle": True,
+    "energy_pj_per_byte": True,
+    "banks": False,
+    "latency_cycles": False,
+    "row_bytes": False,
+}
+UNIT_KEYS = {
+    "kind": True,
+    "rows": False,
+    "cols": False,
+    "lanes": False,
+    "dataflows": False,
+    "macs_per_cycle": False,
+    "elementwise_per_cycle": False,
+    "transcendental_cycles": False,
+    "energy_pj_per_mac": False,
+}
+HOST_KEYS = {**UNIT_KEYS, "kind": False}
+INSTRUCTION_KEYS = {
+    "unit": True,
+    "kind": True,
+    "semantics": True,
+    "extents": True,
+    "operands": True,
+    "latency_cycles": True,
+    "issue_cycles": True,
+    "energy_pj": False,
+    "epilogues": False,
+    "stationary": False,
+    "reuses_stationary": False,
+    "dtypes": False,
+    "doc": False,
+}
+
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]#]+?)\s*\]\s*(#.*)?$")
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MISSING: Any = object()
+_T = TypeVar("_T")
+
+
+def _split_key(dotted: str) -> Keys:
+    return tuple(part.strip().strip("\"'") for part in dotted.split("."))
+
+
+class TargetFile:
+    """A parsed TOML target file that can locate any key path and raise located errors."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        # Split on \n only, as TOML counts lines (splitlines also splits on \x0c, \u2028, ...).
+        self.lines = text.split("\n")
+        self.data = _parse_toml(path, text)
+        # Each table header's key path -> (header line index, end line index exclusive).
+        self.sections: dict[Keys, tuple[int, int]] = {}
+        headers = [
+            (i, _split_key(m.group(1)))
+            for i, line in enumerate(self.lines)
+            if (m := _HEADER.match(line))
+        ]
+        ends = [i for i, _ in headers[1:]] + [len(self.lines)]
+        self.sections[()] = (-1, headers[0][0] if headers else len(self.lines))
+        for (start, keys), end in zip(headers, ends, strict=True):
+            self.sections.setdefault(keys, (start, end))
+
+    def loc(self, keys: Keys) -> SourceLoc:
+        """Where `keys` is defined: its `key =` line in its table, else the table's header line."""
+        for cut in range(len(keys), -1, -1):
+            span = self.sections.get(keys[:cut])
+            if span is None:
+                continue
+            start, end = span
+            if cut < len(keys):
+                pattern = re.compile(rf"^(\s*)[\"']?{re.escape(keys[cut])}[\"']?\s*[=.]")
+                for i in range(start + 1, end):
+                    if m := pattern.match(self.lines[i]):
+                        return SourceLoc(self.path, i + 1, len(m.group(1)) + 1)
+            if start >= 0:
+                return SourceLoc(self.path, start + 1)
+        # An implicit table (`[memories.a]` defines `memories`): its first sub-table's header.
+        for sub, (start, _) in self.sections.items():
+            if keys and sub[: len(keys)] == keys:
+                return SourceLoc(self.path, start + 1)
+        return SourceLoc(self.path)
+
+    def error(self, keys: Keys, message: str) -> IsamapError:
+        return IsamapError(message, self.loc(keys))
+
+    # -- typed access ---------------------------------------------------------------------------
+
+    def table(self, keys: Keys, value: object, allowed: Mapping[str, bool]) -> dict[str, Any]:
+        """`value` as a table whose keys are all in `allowed` and hold every required one."""
+        if not isinstance(value, dict):
+            raise self.error(keys, f"'{'.'.join(keys)}' must be a table")
+        where = f"[{'.'.join(keys)}]" if keys else "the top level"
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            raise self.error(
+                (*keys, unknown[0]),
+                f"unknown key '{unknown[0]}' in {where} (allowed: {', '.join(allowed)})",
+            )
+        missing = [k for k, required in allowed.items() if required and k not in value]
+        if missing:
+            raise self.error(keys, f"{where} is missing required key '{missing[0]}'")
+        return value
+
+    def named_tables(self, keys: Keys, value: object) -> dict[str, Any]:
+        """A table of tables (`[memories.<name>]`), each name a plain identifier."""
+        if not isinstance(value, dict):
+            raise self.error(keys, f"'{'.'.join(keys)}' must be a table of [{keys[-1]}.<name>]")
+        for name in value:
+            if not _NAME.match(name):
+                raise self.error((*keys, name), f"bad name '{name}' (letters, digits, _)")
+        return value
+
+    def integer(
+        self, keys: Keys, table: Mapping[str, Any], default: Any = _MISSING, minimum: int = 1
+    ) -> int:
+        value = table.get(keys[-1], default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(keys, f"'{keys[-1]}' must be an integer, not {_show(value)}")
+        if value < minimum:
+            raise self.error(keys, f"'{keys[-1]}' must be >= {minimum}, not {value}")
+        return value
+
+    def number(
+        self, keys: Keys, table: Mapping[str, Any], default: Any = _MISSING, positive: bool = True
+    ) -> float:
+        value = table.get(keys[-1], default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(keys, f"'{keys[-1]}' must be a number, not {_show(value)}")
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            bound = "> 0" if positive else ">= 0"
+            raise self.error(keys, f"'{keys[-1]}' must be a finite number {bound}, not {value}")
+        return float(value)
+
+    def string(
+        self,
+        keys: Keys,
+        table: Mapping[str, Any],
+        default: Any = _MISSING,
+        choices: tuple[str, ...] | None = None,
+    ) -> str:
+        value = table.get(keys[-1], default)
+        if not isinstance(value, str):
+            raise self.error(keys, f"'{keys[-1]}' must be a string, not {_show(value)}")
+        if choices is not None and value not in choices:
+            raise self.error(
+                keys, f"'{keys[-1]}' must be one of {', '.join(choices)}, not '{value}'"
+            )
+        return value
+
+    def strings(
+        self, keys: Keys, table: Mapping[str, Any], choices: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        value = table.get(keys[-1], [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(keys, f"'{keys[-1]}' must be a list of strings")
+        for v in value:
+            if v not in choices:
+                raise self.error(keys, f"unknown {keys[-1]} '{v}' (known: {', '.join(choices)})")
+        return tuple(value)
+
+    def dtype(self, keys: Keys, table: Mapping[str, Any]) -> str:
+        """An element type, in the kernel language's spelling (`int8` -> `i8`)."""
+        value = self.string(keys, table)
+        if value not in DTYPE_SPELLINGS:
+            raise self.error(
+                keys, f"unknown element type '{value}' (known: {', '.join(DTYPE_SPELLINGS)})"
+            )
+        return DTYPE_SPELLINGS[value]
+
+
+def _show(value: object) -> str:
+    if value is _MISSING:
+        return "missing"
+    return f"{type(value).__name__} {value!r}"[:60]
+
+
+def _parse_toml(path: str, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        if m := _TOML_POS.search(message):
+            line, col = int(m.group(1)), int(m.group(2))
+            message = message[: m.start()]
+        else:
+            line, col = text.rstrip("\n").count("\n") + 1, 0
+            message = _TOML_END.sub(" (at end of file)", message)
+        raise IsamapError(f"TOML syntax error: {message}", SourceLoc(path, line, col)) from None
+    # tomllib lets these through: an integer of over 4300 digits, arrays nested ~1000 deep.
+    except ValueError as err:
+        raise IsamapError(f"TOML error: {err}", SourceLoc(path)) from None
+    except RecursionError:
+        raise IsamapError("TOML error: values nested too deeply", SourceLoc(path)) from None
+
+
+# -- building -----------------------------------------------------------------------------------
+
+
+def read_target(path: Path) -> Target:
+    """Read, validate and build the target in `path`; IsamapError at file:line on any problem."""
+    name = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise IsamapError(f"cannot read target file: {err.strerror}", SourceLoc(name)) from None
+    except UnicodeDecodeError as err:
+        raise IsamapError(f"target file is not UTF-8: {err.reason}", SourceLoc(name)) from None
+    return build_target(TargetFile(name, text))
+
+
+def build_target(doc: TargetFile) -> Target:
+    """Validate a parsed target file and build its Target (all or nothing)."""
+    top = doc.table((), doc.data, TOP_TABLES)
+    head = doc.table(("target",), top["target"], TARGET_KEYS)
+    input_dtype = doc.dtype(("target", "input_dtype"), head)
+    acc_dtype = doc.dtype(("target", "acc_dtype"), head)
+    memories = {
+        name: _memory(doc, ("memories", name), table)
+        for name, table in doc.named_tables(("memories",), top["memories"]).items()
+    }
+    if not any(m.level == "dram" for m in memories.values()):
+        raise doc.error(("memories",), 'a target needs at least one memory with level = "dram"')
+    units = {
+        name: _unit(doc, ("units", name), table, name)
+        for name, table in doc.named_tables(("units",), top["units"]).items()
+    }
+    host = _host(doc, top, units)
+    units[host.name] = host
+    instructions: dict[str, Instruction] = {}
+    for name, table in doc.named_tables(("instructions",), top["instructions"]).items():
+        keys = ("instructions", name)
+        instructions[name] = _instruction(
+            doc,
+            keys,
+            doc.table(keys, table, INSTRUCTION_KEYS),
+            memories,
+            units,
+            (input_dtype, acc_dtype),
+        )
+    return Target(
+        name=doc.string(("target", "name"), head),
+        path=doc.path,
+        description=doc.string(("target", "description"), head, default=""),
+        clock_ghz=doc.number(("target", "clock_ghz"), head),
+        input_dtype=input_dtype,
+        acc_dtype=acc_dtype,
+        memories=memories,
+        units=units,
+        instructions=instructions,
+        host=host,
+    )
+
+
+def _memory(doc: TargetFile, keys: Keys, raw: object) -> Memory:
+    t = doc.table(keys, raw, MEMORY_KEYS)
+    row_bytes = t.get("row_bytes")
+    return Memory(
+        name=keys[-1],
+        level=doc.string((*keys, "level"), t, choices=MEMORY_LEVELS),
+        capacity_bytes=doc.integer((*keys, "capacity_bytes"), t),
+        banks=doc.integer((*keys, "banks"), t, default=1),
+        bandwidth_bytes_per_cycle=doc.number((*keys, "bandwidth_bytes_per_cycle"), t),
+        latency_cycles=doc.integer((*keys, "latency_cycles"), t, default=0, minimum=0),
+        energy_pj_per_byte=doc.number((*keys, "energy_pj_per_byte"), t, positive=False),
+        row_bytes=None if row_bytes is None else doc.integer((*keys, "row_bytes"), t),
+    )
+
+
+def _unit(doc: TargetFile, keys: Keys, raw: object, name: str, kind: str | None = None) -> Unit:
+    t = doc.table(keys, raw, UNIT_KEYS if kind is None else HOST_KEYS)
+    kind = doc.string((*keys, "kind"), t, default=kind, choices=(kind,) if kind else UNIT_KINDS)
+    rows = doc.integer((*keys, "rows"), t, default=1)
+    cols = doc.integer((*keys, "cols"), t, default=1)
+    lanes = doc.integer((*keys, "lanes"), t, default=1)
+    # Peak rates a unit of this kind has unless the file says otherwise.
+    macs, elementwise = {
+        "matrix": (rows * cols, cols),
+        "vector": (lanes, lanes),
+        "dma": (0, 0),
+        "host": (1, 1),
+    }[kind]
+    host = kind == "host"
+    return Unit(
+        name=name,
+        kind=kind,
+        rows=rows,
+        cols=cols,
+        lanes=lanes,
+        dataflows=doc.strings((*keys, "dataflows"), t, DATAFLOWS),
+        macs_per_cycle=doc.number((*keys, "macs_per_cycle"), t, default=macs, positive=host),
+        elementwise_per_cycle=doc.number(
+            (*keys, "elementwise_per_cycle"), t, default=elementwise, positive=host
+        ),
+        transcendental_cycles=doc.number(
+            (*keys, "transcendental_cycles"), t, default=20.0 if host else 1.0
+        ),
+        energy_pj_per_mac=doc.number((*keys, "energy_pj_per_mac"), t, default=0.0, positive=False),
+    )
+
+
+def _host(doc: TargetFile, top: Mapping[str, Any], units: Mapping[str, Unit]) -> Unit:
+    """The one host unit: `[host]`, a `[units.<name>]` of kind host, or a slow default."""
+    hosts = [u for u in units.values() if u.kind == "host"]
+    if "host" in top:
+        if hosts or "host" in units:
+            other = hosts[0].name if hosts else "host"
+            raise doc.error(("host",), f"two host units: [host] and [units.{other}]")
+        return _unit(doc, ("host",), top["host"], "host", kind="host")
+    if len(hosts) > 1:
+        raise doc.error(
+            ("units", hosts[1].name),
+            f"two host units: '{hosts[0].name}' and '{hosts[1].name}' (a target has exactly one)",
+        )
+    if hosts:
+        return hosts[0]
+    if "host" in units:
+        raise doc.error(("units", "host"), "the unit named 'host' must have kind = \"host\"")
+    return Unit(
+        name="host",
+        kind="host",
+        macs_per_cycle=1.0,
+        elementwise_per_cycle=1.0,
+        transcendental_cycles=20.0,
+    )
+
+
+def _instruction(
+    doc: TargetFile,
+    keys: Keys,
+    t: dict[str, Any],
+    memories: Mapping[str, Memory],
+    units: Mapping[str, Unit],
+    dtypes: tuple[str, str],
+) -> Instruction:
+    unit = doc.string((*keys, "unit"), t)
+    if unit not in units:
+        raise doc.error((*keys, "unit"), f"unknown unit '{unit}' (known: {', '.join(units)})")
+    text = doc.string((*keys, "semantics"), t)
+    extents = _name_table(doc, (*keys, "extents"), t, lambda k, tt: doc.integer(k, tt))
+    operands = _name_table(doc, (*keys, "operands"), t, lambda k, tt: doc.string(k, tt))
+    for tensor, mem in operands.items():
+        if mem not in memories:
+            raise doc.error(
+                (*keys, "operands"),
+                f"operand '{tensor}' is in unknown memory '{mem}' (known: {', '.join(memories)})",
+            )
+    declared = _name_table(doc, (*keys, "dtypes"), t, lambda k, tt: doc.dtype(k, tt), {})
+    semantics = Semantics(doc, keys, text, extents)
+    tensor_dtypes = semantics.dtypes(declared, dtypes)
+    semantics.check_operands(operands, memories, tensor_dtypes)
+    kernel = semantics.parse(tensor_dtypes)
+    stationary = t.get("stationary")
+    if stationary is not None:
+        stationary = doc.string((*keys, "stationary"), t, choices=tuple(operands))
+    reuses = t.get("reuses_stationary", False)
+    if not isinstance(reuses, bool):
+        raise doc.error((*keys, "reuses_stationary"), "'reuses_stationary' must be true or false")
+    if reuses and stationary is None:
+        raise doc.error((*keys, "reuses_stationary"), "reuses_stationary needs a 'stationary'")
+    return Instruction(
+        name=keys[-1],
+        unit=unit,
+        kind=doc.string((*keys, "kind"), t, choices=INSTRUCTION_KINDS),
+        semantics_text=text,
+        semantics=kernel,
+        extents=extents,
+        operands=operands,
+        latency_cycles=doc.integer((*keys, "latency_cycles"), t, minimum=0),
+        issue_cycles=doc.number((*keys, "issue_cycles"), t),
+        energy_pj=doc.number((*keys, "energy_pj"), t, default=0.0, positive=False),
+        epilogues=doc.strings((*keys, "epilogues"), t, ELEMENTWISE_FUNCTIONS),
+        stationary=stationary,
+        reuses_stationary=reuses,
+        doc=doc.string((*keys, "doc"), t, default=""),
+    )
+
+
+def _name_table(
+    doc: TargetFile,
+    keys: Keys,
+    t: Mapping[str, Any],
+    get: Callable[[Keys, Mapping[str, Any]], _T],
+    default: Any = _MISSING,
+) -> dict[str, _T]:
+    """A `{ name = value, ... }` table, each value read by `get(keys, table)`."""
+    value = t.get(keys[-1], default)
+    if not isinstance(value, dict):
+        raise doc.error(keys, f"'{keys[-1]}' must be a table like {{ i = 16, j = 16 }}")
+    return {name: get((*keys, name), value) for name in value}
+
+
+# -- instruction semantics ----------------------------------------------------------------------
+
+_ACCESS = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\[([^\[\]]*)\]")
+_TARGET = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[[^\[\]]*\]\s*\+=")
+# A term of an affine index expression: `h`, `2*h`, `h*2` or `3` (numbers kept short).
+_TERM = re.compile(
+    r"^(?:(\d{1,9})\s*\*\s*)?([A-Za-z_][A-Za-z0-9_]*|\d{1,9})(?:\s*\*\s*(\d{1,9}))?$"
+)
+
+
+class Semantics:
+    """An instruction's semantics text, pre-scanned for tensors and their shapes before parsing."""
+
+    def __init__(self, doc: TargetFile, keys: Keys, text: str, extents: Mapping[str, int]) -> None:
+        self.doc, self.keys, self.text = doc, keys, text
+        self.key = (*keys, "semantics")
+        code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+        if not code.strip():
+            raise doc.error(self.key, "semantics is empty")
+        self.accumulated = {m.group(1) for line in code.splitlines() if (m := _TARGET.match(line))}
+        dims: dict[str, list[int]] = {}
+        used: set[str] = set()
+        for m in _ACCESS.finditer(code):
+            tensor, args = m.group(1), [a.strip() for a in m.group(2).split(",")]
+            sizes = [self._size(arg, extents, used) for arg in args]
+            old = dims.setdefault(tensor, sizes)
+            if len(old) != len(sizes):
+                raise doc.error(
+                    self.key, f"tensor '{tensor}' is used with {len(old)} and {len(sizes)} indices"
+                )
+            dims[tensor] = [max(a, b) for a, b in zip(old, sizes, strict=True)]
+        if not dims:
+            raise doc.error(self.key, "semantics names no tensor (expected e.g. C[i] = A[i])")
+        unused = [i for i in extents if i not in used]
+        if unused:
+            raise doc.error(
+                (*keys, "extents", unused[0]),
+                f"extent of '{unused[0]}' is given but the semantics never uses it",
+            )
+        self.shapes = {name: tuple(s) for name, s in dims.items()}
+
+    def _size(self, arg: str, extents: Mapping[str, int], used: set[str]) -> int:
+        """Size a dimension needs for an affine index expression (`i`, `2*h + r`) to stay in it."""
+        terms = re.findall(r"([+-]?)\s*([^+-]+)", arg.replace(" ", ""))
+        if not arg or "".join(s + t for s, t in terms) != arg.replace(" ", ""):
+            raise self.doc.error(self.key, f"bad index expression '{arg}'")
+        hi = 0
+        for sign, term in terms:
+            m = _TERM.match(term)
+            if m is None:
+                raise self.doc.error(self.key, f"index expression '{arg}' is not affine")
+            coef = int(m.group(1) or 1) * int(m.group(3) or 1) * (-1 if sign == "-" else 1)
+            name = m.group(2)
+            if name.isdigit():
+                hi += coef * int(name)
+                continue
+            if name not in extents:
+                raise self.doc.error(
+                    (*self.keys, "extents"), f"index '{name}' of the semantics has no extent"
+                )
+            used.add(name)
+            if coef < 0:
+                raise self.doc.error(self.key, f"index expression '{arg}' can go negative")
+            hi += coef * (extents[name] - 1)
+        if hi < 0:
+            raise self.doc.error(self.key, f"index expression '{arg}' is negative")
+        return hi + 1
+
+    def dtypes(self, declared: Mapping[str, str], defaults: tuple[str, str]) -> dict[str, str]:
+        """Each tensor's element type: as declared, else acc_dtype if accumulated, else input."""
+        for name in declared:
+            if name not in self.shapes:
+                raise self.doc.error(
+                    (*self.keys, "dtypes", name),
+                    f"dtypes names '{name}', not a tensor of the semantics",
+                )
+        input_dtype, acc_dtype = defaults
+        return {
+            name: declared.get(name, acc_dtype if name in self.accumulated else input_dtype)
+            for name in self.shapes
+        }
+
+    def check_operands(
+        self, operands: Mapping[str, str], memories: Mapping[str, Memory], dtypes: Mapping[str, str]
+    ) -> None:
+        """Every tensor has an operand memory, every operand is a tensor, and the tiles fit."""
+        key = (*self.keys, "operands")
+        for name in self.shapes:
+            if name not in operands:
+                raise self.doc.error(key, f"tensor '{name}' of the semantics has no operand memory")
+        for name in operands:
+            if name not in self.shapes:
+                raise self.doc.error(key, f"operand '{name}' is not a tensor of the semantics")
+        used: dict[str, int] = {}
+        for name, shape in self.shapes.items():
+            size = math.prod(shape) * dtype_bytes(dtypes[name])
+            used[operands[name]] = used.get(operands[name], 0) + size
+        for mem, size in used.items():
+            if size > memories[mem].capacity_bytes:
+                raise self.doc.error(
+                    key,
+                    f"operand tiles need {size} bytes of '{mem}', which "
+                    f"holds {memories[mem].capacity_bytes}",
+                )
+
+    def parse(self, dtypes: Mapping[str, str]) -> Kernel:
+        """The semantics as a Kernel; a parse error is re-reported at the `semantics` key."""
+        decls = [
+            f"tensor {name}[{', '.join(map(str, shape))}] {dtypes[name]}"
+            for name, shape in self.shapes.items()
+        ]
+        where = f"in the semantics of '{self.keys[-1]}'"
+        try:
+            return parse_kernel("\n".join([*decls, self.text]), self.doc.path, self.keys[-1])
+        except IsamapError as err:
+            raise IsamapError(f"{where}: {err.message}", self.doc.loc(self.key)) from None
+        except RecursionError:  # the kernel parser recurses on nesting depth
+            raise IsamapError(
+                f"{where}: expression nested too deeply", self.doc.loc(self.key)
+            ) from None
