@@ -54,6 +54,7 @@ class _Encoder:
         self.enc = Encoding()
         self.memo: dict[str, str] = {}
         self.env: dict[str, str] = {}  # tensor name -> let name of its current value
+        self.transposed: dict[str, tuple[_Value, list[int]]] = {}  # var -> (source, perm)
 
     def term(self, expr: str) -> str:
         """Let-bind `expr` once (hash-consing on the text) and record its creation order."""
@@ -73,8 +74,16 @@ class _Encoder:
         perm = [v.axes.index(a) for a in order]
         if perm == list(range(len(perm))):
             return v
+        if v.var in self.transposed:  # transpose of a transpose: one data movement, not two
+            src, first = self.transposed[v.var]
+            perm = [first[p] for p in perm]
+            if perm == list(range(len(perm))):
+                return _Value(src.var, tuple(order), src.shape)
+            v = _Value(src.var, tuple(order), src.shape)
         var = self.term(f'(Transpose {v.var} "{shape_str(perm)}")')
-        return _Value(var, tuple(order), tuple(v.shape[p] for p in perm))
+        result = _Value(var, tuple(order), tuple(v.shape[p] for p in perm))
+        self.transposed[var] = (_Value(v.var, (), v.shape), perm)
+        return result
 
     def reshape(self, v: _Value, shape: Sequence[int], axes: tuple[str, ...]) -> _Value:
         if tuple(shape) == v.shape:

@@ -1,0 +1,193 @@
+"""The `isamap` command: a thin click shell over the public API (`extract`, `targets`).
+
+Errors caused by user input (`IsamapError`) print one line, `isamap: error: file:line:col: ...`,
+and exit with code 2; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+import isamap
+from isamap.extract import COST_MODELS, cost_model
+
+__all__ = ["cli", "main"]
+
+#: Exit status for bad input, the same as click's usage errors.
+EXIT_BAD_INPUT = 2
+
+_LIMITS = isamap.Limits()
+
+
+def _fail(ctx: click.Context, message: str) -> None:
+    """Print one error line on stderr and exit with EXIT_BAD_INPUT."""
+    click.echo(f"isamap: error: {message}", err=True)
+    ctx.exit(EXIT_BAD_INPUT)
+
+
+class _IsamapGroup(click.Group):
+    """A click group that turns IsamapError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except isamap.IsamapError as err:
+            _fail(ctx, str(err))
+
+
+@click.group(cls=_IsamapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(isamap.__version__, prog_name="isamap")
+def cli() -> None:
+    """isamap: map deep-learning kernels onto accelerator instructions with e-graphs."""
+
+
+def _write(ctx: click.Context, path: Path, text: str) -> None:
+    """Write `text` to `path`; an unwritable path is bad input, not a bug."""
+    try:
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as err:
+        _fail(ctx, f"{path}: cannot write: {err.strerror or err}")
+
+
+def _print_variants(variants: Sequence[isamap.Mapping], cost: str) -> None:
+    click.echo(f"\n{len(variants)} best distinct mappings under {cost}:")
+    for rank, variant in enumerate(variants, start=1):
+        calls = ", ".join(n.describe() for n in variant.instruction_calls()) or "host only"
+        click.echo(f"  #{rank} cost {variant.cost:,.0f}: {calls}")
+    for rank, variant in enumerate(variants, start=1):
+        click.echo(f"\nvariant #{rank}: {variant}")
+
+
+@cli.command()
+@click.argument("kernel", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-t", "--target", default="gemmini", show_default=True, help="Shipped name or a .toml path."
+)
+@click.option(
+    "-c",
+    "--cost",
+    default="latency",
+    show_default=True,
+    help=f"Cost model: {', '.join(COST_MODELS)}.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
+@click.option(
+    "--variants",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Also print the N best distinct mappings.",
+)
+@click.option(
+    "--max-iterations",
+    type=click.IntRange(min=1),
+    default=_LIMITS.iterations,
+    show_default=True,
+    help="Saturation limit: iterations.",
+)
+@click.option(
+    "--max-enodes",
+    type=click.IntRange(min=1),
+    default=_LIMITS.enodes,
+    show_default=True,
+    help="Saturation limit: e-nodes.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_LIMITS.seconds,
+    show_default=True,
+    help="Saturation limit: seconds.",
+)
+@click.option(
+    "--dot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the e-graph as graphviz text.",
+)
+@click.option(
+    "--egraph-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the e-graph as JSON.",
+)
+@click.pass_context
+def extract(
+    ctx: click.Context,
+    kernel: Path,
+    target: str,
+    cost: str,
+    as_json: bool,
+    variants: int,
+    max_iterations: int,
+    max_enodes: int,
+    max_seconds: float,
+    dot: Path | None,
+    egraph_json: Path | None,
+) -> None:
+    """Saturate KERNEL with a target's instructions and print the cheapest mapping."""
+    k = isamap.load_kernel(str(kernel))
+    t = isamap.load_target(target)
+    cost_model(cost, t, k)  # an unknown name fails now, not after saturation
+    limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
+    result = isamap.compile(k, t, cost=cost, limits=limits)
+    run = result.saturation.report
+    if run.hit_limit:
+        click.echo(
+            f"isamap: warning: saturation stopped at its {run.stop_reason}; "
+            "the mapping is the best found so far",
+            err=True,
+        )
+    best = result.saturation.variants(variants, cost) if variants else []
+    if dot is not None:
+        _write(ctx, dot, result.saturation.to_dot())
+    if egraph_json is not None:
+        _write(ctx, egraph_json, result.saturation.to_json())
+    if as_json:
+        doc = {
+            "kernel": str(kernel),
+            "target": t.name,
+            "mapping": result.mapping.to_dict(),
+            "report": result.report.to_dict(),
+            "variants": [v.to_dict() for v in best],
+        }
+        click.echo(json.dumps(doc, indent=1))
+        return
+    click.echo(str(result.mapping))
+    click.echo(str(result.report))
+    if best:
+        _print_variants(best, cost)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def targets(as_json: bool) -> None:
+    """List the shipped targets and their compute instructions."""
+    loaded = [isamap.load_target(name) for name in isamap.list_targets()]
+    if as_json:
+        doc = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "compute_instructions": [i.name for i in t.compute_instructions()],
+                "units": list(t.units),
+                "memories": list(t.memories),
+            }
+            for t in loaded
+        ]
+        click.echo(json.dumps(doc, indent=1))
+        return
+    width = max((len(t.name) for t in loaded), default=0)
+    for t in loaded:
+        compute = ", ".join(i.name for i in t.compute_instructions()) or "none"
+        click.echo(f"{t.name:<{width}}  {t.description} [compute: {compute}]")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `isamap` console script and of `python -m isamap`."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="isamap")

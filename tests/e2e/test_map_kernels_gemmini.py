@@ -1,0 +1,183 @@
+"""Kernels no rule names, mapped onto gemmini and run tile by tile against numpy.
+
+Each kernel must put its contraction on the matrix instruction (not the host), and every mapping
+the extractor offers (the best and the next variants) must compute the same values as numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import isamap
+from isamap.ir import builders
+
+TEXT_KERNELS = {
+    "transposed_operands": """
+        tensor A[40, 24] f32
+        tensor B[36, 40] f32
+        C[i, j] += A[k, i] * B[j, k]
+    """,
+    "batched_matmul": """
+        tensor A[3, 20, 18] f32
+        tensor B[3, 18, 22] f32
+        C[b, i, j] += A[b, i, k] * B[b, k, j]
+    """,
+    "attention_scores": """
+        tensor Q[2, 3, 12, 8] f32
+        tensor K[2, 3, 10, 8] f32
+        S[b, h, i, j] += Q[b, h, i, d] * K[b, h, j, d]
+    """,
+    "two_reduction_indices": """
+        tensor A[18, 4, 5] f32
+        tensor B[4, 5, 21] f32
+        C[i, j] += A[i, k, l] * B[k, l, j]
+    """,
+    "matrix_vector": """
+        tensor A[50, 30] f32
+        tensor x[30] f32
+        y[i] += A[i, k] * x[k]
+    """,
+    "outer_product": """
+        tensor a[20] f32
+        tensor b[17] f32
+        C[i, j] += a[i] * b[j]
+    """,
+    "gemm_chain": """
+        tensor A[20, 24] f32
+        tensor B[24, 18] f32
+        tensor D[18, 30] f32
+        T[i, j] += A[i, k] * B[k, j]
+        E[i, l] += T[i, j] * D[j, l]
+    """,
+    "scaled_gemm_bias_relu": """
+        tensor A[33, 17] f32
+        tensor B[17, 19] f32
+        tensor bias[19] f32
+        T[i, j] += 0.5 * A[i, k] * B[k, j]
+        C[i, j] = relu(T[i, j] + bias[j])
+    """,
+    "tensor_contraction_4d": """
+        tensor A[3, 4, 5, 6] f32
+        tensor B[6, 5, 7] f32
+        C[a, b, d] += A[a, b, c, e] * B[e, c, d]
+    """,
+}
+
+BUILT_KERNELS = {
+    "conv2d_stride2": lambda: builders.conv2d(1, 4, 11, 11, 8, 3, 3, stride=2, padding="same"),
+    "conv2d_dilated": lambda: builders.conv2d(2, 3, 12, 12, 5, 3, 3, dilation=2),
+    "conv2d_grouped": lambda: builders.conv2d(1, 8, 8, 8, 8, 3, 3, padding=1, groups=2),
+    "depthwise": lambda: builders.depthwise(1, 6, 9, 9, 3, 3, padding="same"),
+    "pointwise": lambda: builders.pointwise(2, 12, 5, 5, 20),
+    "dw_separable": lambda: builders.dw_separable(1, 8, 8, 8, 24),
+    "gru_cell": lambda: builders.gru_cell(3, 20, 24),
+    "batched_builder": lambda: builders.batched_matmul(2, 17, 9, 33),
+    "matmul_transposed": lambda: builders.matmul(21, 34, 19, transpose_a=True, transpose_b=True),
+}
+
+
+def _kernels() -> dict[str, isamap.Kernel]:
+    out = {name: isamap.parse_kernel(text, name=name) for name, text in TEXT_KERNELS.items()}
+    out.update({name: build() for name, build in BUILT_KERNELS.items()})
+    return out
+
+
+KERNELS = _kernels()
+
+
+@pytest.fixture(scope="module")
+def gemmini() -> isamap.Target:
+    return isamap.load_target("gemmini")
+
+
+def _check(result_outputs: dict[str, np.ndarray], kernel: isamap.Kernel, inputs: dict) -> None:
+    reference = isamap.evaluate(kernel, inputs)
+    for name in kernel.outputs():
+        np.testing.assert_allclose(result_outputs[name], reference[name], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_contractions_map_to_the_matrix_instruction(name: str, gemmini: isamap.Target) -> None:
+    kernel = KERNELS[name]
+    result = isamap.compile(kernel, gemmini)
+    contractions = sum(
+        1 for s in kernel.statements if s.accumulate and len(s.accesses()) == 2
+    )
+    calls = result.mapping.instruction_calls()
+    assert calls, f"{name}: no instruction call in\n{result.mapping}"
+    assert all(c.attrs["instruction"] == "compute_preloaded" for c in calls)
+    assert not any(n.op in ("host_matmul", "host_stmt") for n in result.mapping.nodes), str(
+        result.mapping
+    )
+    assert len(calls) <= contractions
+    assert result.report.instruction_counts["compute_preloaded"] > 0
+    assert result.report.cycles >= result.report.roofline_cycles > 0
+    inputs = isamap.random_inputs(kernel, seed=7)
+    _check(result.run(inputs), kernel, inputs)
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_every_variant_computes_the_kernel(name: str, gemmini: isamap.Target) -> None:
+    kernel = KERNELS[name]
+    sat = isamap.saturate(kernel, gemmini)
+    variants = sat.variants(4)
+    assert variants
+    costs = [v.cost for v in variants]
+    assert costs == sorted(costs)
+    inputs = isamap.random_inputs(kernel, seed=3)
+    from isamap.hardware.functional import run_mapping
+
+    for mapping in variants:
+        _check(run_mapping(mapping, kernel, gemmini, inputs), kernel, inputs)
+
+
+def test_conv_uses_im2col_window(gemmini: isamap.Target) -> None:
+    result = isamap.compile(KERNELS["conv2d_stride2"], gemmini)
+    windows = [n for n in result.mapping.nodes if n.op == "window"]
+    assert len(windows) == 1
+    call = result.mapping.instruction_calls()[0]
+    # M groups n, h, w (1 * 6 * 6); K groups c, r, s (4 * 3 * 3); N is the 8 filters
+    assert (call.attrs["m"], call.attrs["n"], call.attrs["k"]) == (36, 8, 36)
+
+
+def test_depthwise_runs_per_channel_on_the_array(gemmini: isamap.Target) -> None:
+    result = isamap.compile(KERNELS["depthwise"], gemmini)
+    (call,) = result.mapping.instruction_calls()
+    # channels become the batch; one output column per channel
+    assert call.attrs["b"] == 6
+    assert 1 in (call.attrs["m"], call.attrs["n"])
+
+
+def test_gru_gate_gemms_are_fused(gemmini: isamap.Target) -> None:
+    kernel = KERNELS["gru_cell"]
+    result = isamap.compile(kernel, gemmini)
+    calls = result.mapping.instruction_calls()
+    assert len(calls) == 2  # X.[Wz|Wr|Wh] and H.[Uz|Ur|Uh]
+    assert sorted(c.attrs["n"] for c in calls) == [72, 72]
+    assert sum(n.op == "concat" for n in result.mapping.nodes) == 4
+    unfused = isamap.compile(kernel, gemmini, cost="instructions")
+    assert unfused.report.instruction_counts["compute_preloaded"] > 0
+
+
+def test_relu_epilogue_is_fused_into_the_store(gemmini: isamap.Target) -> None:
+    kernel = isamap.load_kernel("examples/kernels/gemm_relu.kernel")
+    result = isamap.compile(kernel, gemmini)
+    (call,) = result.mapping.instruction_calls()
+    assert call.attrs["epilogue"] == "relu"
+    assert not result.mapping.host_ops()
+
+
+def test_sigmoid_runs_on_the_host(gemmini: isamap.Target) -> None:
+    kernel = isamap.parse_kernel(
+        """
+        tensor A[8, 8] f32
+        tensor B[8, 8] f32
+        T[i, j] += A[i, k] * B[k, j]
+        S[i, j] = sigmoid(T[i, j])
+        """
+    )
+    result = isamap.compile(kernel, gemmini)
+    host = result.mapping.host_ops()
+    assert [n.attrs.get("fn") for n in host] == ["sigmoid"]
+    assert result.report.instruction_counts["host.sigmoid"] == 64

@@ -1,0 +1,100 @@
+"""Saturation runner: limits and why it stopped, the run report, dumps, rule-file errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from egglog import bindings
+
+import isamap
+from isamap.egraph import Limits, encode_kernel, saturate
+from isamap.egraph.saturate import RULES_DIR, load_rule_text
+
+
+@pytest.fixture(scope="module")
+def gemmini() -> isamap.Target:
+    return isamap.load_target("gemmini")
+
+
+@pytest.fixture(scope="module")
+def gru() -> isamap.Kernel:
+    return isamap.load_kernel("examples/kernels/gru_cell.kernel")
+
+
+def test_saturates_and_reports(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
+    sat = saturate(gru, gemmini)
+    rep = sat.report
+    assert rep.stop_reason == "saturated" and not rep.hit_limit
+    assert rep.enodes == sat.dump.enodes > 0
+    assert rep.eclasses == len(sat.dump.classes)
+    assert rep.matches_per_rule["bmm-to-compute_preloaded"] > 0
+    assert rep.matches_per_rule["fuse-gemms-sharing-lhs"] > 0
+    assert {"load_rules", "encode", "saturate", "serialize"} <= set(rep.stage_seconds)
+    assert all(v >= 0 for v in rep.stage_seconds.values())
+    assert rep.stage_seconds["saturate"] > 0
+    assert "saturated after" in rep.summary()
+
+
+def test_iteration_limit_returns_best_so_far(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
+    sat = saturate(gru, gemmini, Limits(iterations=1))
+    assert sat.report.stop_reason == "iteration-limit"
+    assert sat.report.hit_limit and "limit was hit" in sat.report.summary()
+    mapping = sat.extract()
+    assert set(mapping.outputs) >= set(gru.outputs())
+
+
+def test_enode_limit(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
+    sat = saturate(gru, gemmini, Limits(enodes=60))
+    assert sat.report.stop_reason == "enode-limit"
+    full = saturate(gru, gemmini)
+    assert sat.report.enodes < full.report.enodes
+
+
+def test_time_limit(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
+    sat = saturate(gru, gemmini, Limits(seconds=0.0))
+    assert sat.report.stop_reason == "time-limit"
+    assert sat.report.iterations == 1
+
+
+def test_dumps(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
+    sat = saturate(gru, gemmini)
+    data = json.loads(sat.to_json())
+    assert set(data["results"]) == set(gru.written())
+    assert any(n["op"] == "Instr" for nodes in data["classes"].values() for n in nodes)
+    dot = sat.to_dot()
+    assert dot.startswith("digraph egraph {") and "compute_preloaded" in dot
+
+
+def test_every_result_class_has_a_shape(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
+    sat = saturate(gru, gemmini)
+    for name, cid in sat.dump.results.items():
+        assert sat.dump.shapes[cid] == tuple(gru.shapes[name])
+
+
+def test_encoding_is_canonical_tensor_form() -> None:
+    kernel = isamap.parse_kernel(
+        "tensor A[4, 6] f32\ntensor B[5, 6] f32\nC[i, j] += A[i, k] * B[j, k]\n"
+    )
+    text = encode_kernel(kernel).program()
+    assert '(Transpose $v1 "1,0")' in text  # B[j, k] laid out as [k, j]
+    assert "(Bmm 1 4 5 6" in text
+    assert "(HostStmt 0" in text and '(Result "C"' in text
+
+
+def test_rule_file_errors_name_file_line_col() -> None:
+    egraph = bindings.EGraph()
+    load_rule_text(egraph, (RULES_DIR / "sorts.egg").read_text(), "sorts.egg")
+    bad = "(ruleset mine)\n\n(rewrite (Bmmm b m n k x y) x :ruleset mine)\n"
+    with pytest.raises(isamap.IsamapError) as info:
+        load_rule_text(egraph, bad, "mine.egg")
+    assert info.value.loc is not None
+    assert (info.value.loc.file, info.value.loc.line) == ("mine.egg", 3)
+    assert "Bmmm" in str(info.value)
+
+
+def test_rule_file_syntax_error() -> None:
+    egraph = bindings.EGraph()
+    with pytest.raises(isamap.IsamapError) as info:
+        load_rule_text(egraph, "(datatype T (A)\n", "broken.egg")
+    assert str(info.value).startswith("broken.egg:")

@@ -1,0 +1,34 @@
+"""Rules derived from instruction semantics."""
+
+from __future__ import annotations
+
+import isamap
+from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
+from isamap.hardware.matrix_form import matrix_form
+
+
+def test_gemmini_rules() -> None:
+    target = isamap.load_target("gemmini")
+    assert matrix_instructions(target) == ["compute_preloaded"]  # compute_accumulated rides along
+    names = [r.name for r in derive_rules(target)]
+    assert names == ["bmm-to-compute_preloaded", "fuse-relu-into-compute_preloaded-via-mvout"]
+    text = rules_program(target)
+    assert text.startswith("(ruleset target)")
+    assert '(Instr "compute_preloaded" b m n k x y)' in text
+
+
+def test_matrix_form_of_transposed_semantics() -> None:
+    kernel = isamap.parse_kernel(
+        "tensor A[8, 4] i8\ntensor B[2, 8] i8\nC[i, j] += A[k, i] * B[j, k]\n"
+    )
+    form = matrix_form(kernel)
+    assert form is not None
+    assert form.roles == {"k": "k", "i": "m", "j": "n"}
+    assert (form.tile("m"), form.tile("n"), form.tile("k"), form.tile("b")) == (4, 2, 8, 1)
+    assert form.layout("lhs") == "km" and form.layout("rhs") == "nk"
+    assert form.einsum() == "ab,ca->bc"
+
+
+def test_no_matrix_form_for_elementwise() -> None:
+    kernel = isamap.parse_kernel("tensor A[8] f32\nB[i] = relu(A[i])\n")
+    assert matrix_form(kernel) is None

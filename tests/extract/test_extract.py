@@ -1,0 +1,88 @@
+"""Extraction: cost models by name or object, shared subterms counted once, variants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import isamap
+from isamap.egraph.dump import EGraphDump, ENode
+from isamap.extract import InstructionsCost, LatencyCost, cost_model, extract, extract_variants
+
+
+@pytest.fixture(scope="module")
+def gemmini() -> isamap.Target:
+    return isamap.load_target("gemmini")
+
+
+SHARED = """
+tensor A[24, 40] f32
+tensor B[24, 20] f32
+tensor D[24, 36] f32
+C[i, j] += A[k, i] * B[k, j]
+E[i, l] += A[k, i] * D[k, l]
+"""
+
+
+def test_shared_subterm_is_paid_once(gemmini: isamap.Target) -> None:
+    kernel = isamap.parse_kernel(SHARED)
+    mapping = isamap.compile(kernel, gemmini).mapping
+    a = next(n.id for n in mapping.nodes if n.op == "input" and n.attrs["name"] == "A")
+    transposes_of_a = [n for n in mapping.nodes if n.op == "transpose" and n.args == (a,)]
+    assert len(transposes_of_a) == 1
+    assert mapping.cost == pytest.approx(math.fsum(n.cost for n in mapping.nodes))
+
+
+def test_cost_models_by_name(gemmini: isamap.Target) -> None:
+    kernel = isamap.load_kernel("examples/kernels/gemm.kernel")
+    assert isinstance(cost_model("latency", gemmini, kernel), LatencyCost)
+    assert isinstance(cost_model("instructions", gemmini, kernel), InstructionsCost)
+    with pytest.raises(isamap.IsamapError, match="unknown cost model 'speed'"):
+        cost_model("speed", gemmini, kernel)
+    by_instructions = isamap.compile(kernel, gemmini, cost="instructions")
+    assert by_instructions.mapping.cost_model == "instructions"
+    assert by_instructions.mapping.cost == sum(by_instructions.report.instruction_counts.values())
+
+
+class NoAccelerator:
+    """A user's cost model: forbids the matrix instruction, so everything runs on the host."""
+
+    name = "no-accelerator"
+
+    def node_cost(self, node: ENode, dump: EGraphDump) -> float:
+        if node.op in ("Instr", "InstrAct"):
+            return math.inf
+        return 1.0
+
+
+def test_custom_cost_model_object(gemmini: isamap.Target) -> None:
+    kernel = isamap.load_kernel("examples/kernels/gemm.kernel")
+    result = isamap.compile(kernel, gemmini, cost=NoAccelerator())
+    assert not result.mapping.instruction_calls()
+    assert result.mapping.cost_model == "no-accelerator"
+    inputs = isamap.random_inputs(kernel)
+    np.testing.assert_allclose(result.run(inputs)["C"], isamap.evaluate(kernel, inputs)["C"])
+
+
+def test_variants_are_distinct_and_sorted(gemmini: isamap.Target) -> None:
+    kernel = isamap.load_kernel("examples/kernels/gemm_relu.kernel")
+    sat = isamap.saturate(kernel, gemmini)
+    variants = extract_variants(sat, 5)
+    assert len(variants) >= 3
+    texts = {"\n".join(str(v).splitlines()[1:]) for v in variants}
+    assert len(texts) == len(variants)
+    assert [v.cost for v in variants] == sorted(v.cost for v in variants)
+    assert variants[0].cost == extract(sat).cost
+    assert any(n.op == "fn" for v in variants for n in v.nodes)  # relu on the host is one
+
+
+def test_mapping_json_round_trip(gemmini: isamap.Target) -> None:
+    import json
+
+    mapping = isamap.compile(isamap.load_kernel("examples/kernels/conv2d.kernel"), gemmini).mapping
+    data = json.loads(mapping.to_json())
+    assert data["outputs"] == {"O": len(mapping.nodes) - 1}
+    assert [n["op"] for n in data["nodes"]] == [n.op for n in mapping.nodes]
+    assert "window" in str(mapping)
