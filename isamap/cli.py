@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -24,7 +24,7 @@ EXIT_BAD_INPUT = 2
 _LIMITS = isamap.Limits()
 
 
-def _fail(ctx: click.Context, message: str) -> None:
+def _fail(ctx: click.Context, message: str) -> NoReturn:
     """Print one error line on stderr and exit with EXIT_BAD_INPUT."""
     click.echo(f"isamap: error: {message}", err=True)
     ctx.exit(EXIT_BAD_INPUT)

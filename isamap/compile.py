@@ -120,7 +120,7 @@ def compile(  # noqa: A001 - the public API's name, as DESIGN.md fixes it
     report = CompileReport(
         cycles=sum(n.cycles for n in mapping.nodes),
         roofline_cycles=roofline_cycles(kernel, target),
-        instruction_counts=dict(sorted(counts.items())),
+        instruction_counts={k: v for k, v in sorted(counts.items()) if v > 0},
         macs=kernel_macs(kernel),
         egraph=sat.report,
         stage_seconds=stages,

@@ -67,6 +67,7 @@ class EGraphDump:
 
     classes: dict[str, list[ENode]] = field(default_factory=dict)
     results: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # e-class -> tensor it holds re-laid out
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
@@ -95,6 +96,10 @@ class EGraphDump:
                 name, ref = args
                 assert isinstance(name, str) and isinstance(ref, Ref)
                 dump.results[name] = ref.eclass
+            elif op == "Part":
+                name, ref = args
+                assert isinstance(name, str) and isinstance(ref, Ref)
+                dump.labels.setdefault(ref.eclass, name)
             elif op in TENSOR_OPS:
                 enode = ENode(op, tuple(args), str(node["eclass"]))
                 dump.classes.setdefault(enode.eclass, []).append(enode)

@@ -204,6 +204,8 @@ class _Encoder:
         else:
             value = self.elementwise(s.expr, s.indices, extents)
         var = value.var
+        if var in self.transposed:  # name the value before its last layout change, for people
+            self.enc.commands.append(f'(Part "{s.target}" {self.transposed[var][0].var})')
         if prev is not None:
             var = self.term(f'(Ew "+" {prev} {var})')
         self.enc.commands.append(f"(union {var} {host})")

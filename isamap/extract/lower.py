@@ -14,7 +14,7 @@ from isamap.extract.cost import CostModel, op_cost
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
 
-__all__ = ["build_mapping"]
+__all__ = ["build_mapping", "enode_operation", "tensor_args"]
 
 # e-node op -> (mapping op, unit, names of its leading literal arguments)
 _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -36,7 +36,13 @@ _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def _tensor_args(node: ENode, dump: EGraphDump, choice: dict[str, ENode]) -> list[str]:
+def enode_operation(node: ENode) -> tuple[str, str, dict[str, Attr]]:
+    """The mapping op, the unit kind and the attributes of an e-node (before target details)."""
+    op, unit, keys = _OPS[node.op]
+    return op, unit, dict(zip(keys, node.literals(), strict=False))
+
+
+def tensor_args(node: ENode, dump: EGraphDump, choice: dict[str, ENode]) -> list[str]:
     """E-classes of a node's tensor arguments, with TensorLists flattened."""
     out: list[str] = []
     for arg in node.args:
@@ -60,6 +66,7 @@ def build_mapping(
     """The Mapping that `choice` (an e-node per e-class) denotes for `sat`'s kernel outputs."""
     dump, kernel = sat.dump, sat.kernel
     names = {cid: name for name, cid in reversed(list(dump.results.items()))}
+    dump = sat.dump
     mapping = Mapping(kernel.name, sat.target.name, model.name, total)
     ids: dict[str, int] = {}
 
@@ -71,12 +78,15 @@ def build_mapping(
             if cur in ids:
                 continue
             node = choice[cur]
-            args = _tensor_args(node, dump, choice)
+            args = tensor_args(node, dump, choice)
             if not ready:
                 stack.append((cur, True))
                 stack.extend((a, False) for a in reversed(args) if a not in ids)
                 continue
-            ids[cur] = _emit(sat, mapping, node, [ids[a] for a in args], model, names.get(cur))
+            label = names.get(cur)
+            if label is None and cur in dump.labels:
+                label = f"{dump.labels[cur]} (re-laid out)"
+            ids[cur] = _emit(sat, mapping, node, [ids[a] for a in args], model, label)
         return ids[cid]
 
     for name in kernel.outputs():
@@ -96,8 +106,7 @@ def _emit(
     tensor: str | None,
 ) -> int:
     dump = sat.dump
-    op, unit, keys = _OPS[node.op]
-    attrs: dict[str, Attr] = dict(zip(keys, node.literals(), strict=False))
+    op, unit, attrs = enode_operation(node)
     if op == "instr":
         instruction = sat.target.instructions[str(attrs["instruction"])]
         attrs.setdefault("epilogue", None)
@@ -106,6 +115,7 @@ def _emit(
         assert form is not None
         counts = [math.ceil(int(str(attrs[r])) / form.tile(r)) for r in "bmnk"]
         attrs["tiles"] = "x".join(str(c) for c in counts)
+        attrs["tile"] = "x".join(str(form.tile(r)) for r in "bmnk")
     if op == "host_stmt":
         attrs["statement"] = str(sat.kernel.statements[int(str(attrs["index"]))])
     analytic = op_cost(node, dump, sat.target, sat.kernel)

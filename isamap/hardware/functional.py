@@ -20,7 +20,7 @@ from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.reference import evaluate
 from isamap.ir.window import WindowSpec
 
-__all__ = ["run_instruction", "run_mapping"]
+__all__ = ["run_instruction", "run_mapping", "run_node"]
 
 _FUNCTIONS = {
     "relu": lambda x: np.maximum(x, 0.0),
@@ -101,9 +101,10 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
     return result
 
 
-def _run_node(
+def run_node(
     node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Target
 ) -> np.ndarray:
+    """One mapping operation on numpy values (inputs are looked up by the caller)."""
     a = node.attrs
     op = node.op
     if op == "reshape":
@@ -161,7 +162,7 @@ def run_mapping(
         if node.op == "input":
             value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
         else:
-            value = _run_node(node, [values[i] for i in node.args], kernel, target)
+            value = run_node(node, [values[i] for i in node.args], kernel, target)
         if tuple(value.shape) != tuple(node.shape):
             raise AssertionError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
         values.append(value)

@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 
 __all__ = ["LAYOUT_OPS", "MapNode", "Mapping"]
 
+
+def _product(dims: str) -> int:
+    out = 1
+    for d in dims.split("x"):
+        out *= int(d)
+    return out
+
 #: Operations that only move or view data (run by the DMA, or free when a view).
 LAYOUT_OPS = frozenset({"reshape", "transpose", "window", "broadcast", "concat", "slice"})
 
@@ -25,7 +32,8 @@ class MapNode:
     `op` is one of: input, reshape, transpose, window, broadcast, full, ew, fn, reduce_sum,
     concat, slice, host_matmul, host_stmt, instr. `unit` says what runs it: "host", "dma",
     "view" (no data moves), or the target unit of an instruction. `tensor` names the kernel tensor
-    whose value this node is, where it is one. `cost` is under the extraction's cost model;
+    whose value this node is, where it is one ("D (re-laid out)" when it holds that tensor in
+    another layout). `cost` is under the extraction's cost model;
     `cycles` and `counts` (instruction issues by name) come from the analytic model.
     """
 
@@ -91,7 +99,54 @@ class Mapping:
             )
         outs = ", ".join(f"{t} = %{i}" for t, i in self.outputs.items())
         lines.append(f"  outputs: {outs}")
+        lines.extend(self.call_summary())
         return "\n".join(lines)
+
+    def produces(self, node_id: int) -> tuple[list[str], list[str]]:
+        """Kernel tensors a node's value becomes through views and layout ops alone, and those
+        it feeds through other operations (each search stops at the first tensor on a path)."""
+        direct: list[str] = []
+        fed: list[str] = []
+        frontier = [(node_id, True)]
+        seen: set[tuple[int, bool]] = set()
+        while frontier:
+            current, layout_only = frontier.pop(0)
+            if (current, layout_only) in seen:
+                continue
+            seen.add((current, layout_only))
+            node = self.nodes[current]
+            if node.tensor is not None and current != node_id:
+                found = direct if layout_only else fed
+                if node.tensor not in found:
+                    found.append(node.tensor)
+                continue
+            for n in self.nodes:
+                if current in n.args:
+                    frontier.append((n.id, layout_only and n.op in LAYOUT_OPS))
+        return direct, [t for t in fed if t not in direct]
+
+    def call_summary(self) -> list[str]:
+        """One line per instruction call: what it computes, in how many calls, how full."""
+        lines = []
+        for n in self.instruction_calls():
+            a = n.attrs
+            work = int(str(a["b"])) * int(str(a["m"])) * int(str(a["n"])) * int(str(a["k"]))
+            calls = _product(str(a["tiles"]))
+            capacity = calls * _product(str(a.get("tile", "1")))
+            used = 100.0 * work / capacity if capacity else 0.0
+            epi = f" with {a['epilogue']}" if a.get("epilogue") else ""
+            direct, fed = self.produces(n.id)
+            if n.tensor is not None:
+                direct = [n.tensor, *direct]
+            what = ", ".join(direct) if direct else "an intermediate"
+            if fed:
+                what += f" (feeding {', '.join(fed)})"
+            lines.append(
+                f"  call %{n.id}: {a['instruction']}{epi} computes {what} as {a['b']} x "
+                f"[{a['m']}x{a['k']}].[{a['k']}x{a['n']}] in {calls:,} tiles of "
+                f"{a.get('tile')} (b x m x n x k); {used:.1f}% of their MACs are useful"
+            )
+        return lines
 
     def to_dict(self) -> dict[str, object]:
         return {
