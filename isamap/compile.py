@@ -1,4 +1,4 @@
-"""`compile()`: kernel + target -> saturated e-graph -> extracted Mapping, with a report and `run()`."""
+"""`compile()`: kernel + target -> saturated e-graph -> extracted Mapping, a report, `run()`."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class CompileResult:
         return run_mapping(self.mapping, self.kernel, self.target, inputs)
 
 
-def compile(  # noqa: A001 - the public API's name, as DESIGN.md fixes it
+def compile(
     kernel: Kernel,
     target: Target | str,
     cost: str | object = "latency",

@@ -1,4 +1,4 @@
-"""The package's import direction (DESIGN.md): ir <- hardware <- schedule <- egraph <- extract <- API.
+"""Import direction (DESIGN.md): ir <- hardware <- schedule <- egraph <- extract <- API.
 
 Only module-level imports count; `egraph` reaches `extract` only inside a method, on use.
 """

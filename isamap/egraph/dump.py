@@ -16,8 +16,25 @@ __all__ = ["TENSOR_OPS", "EGraphDump", "ENode", "Literal", "Ref", "parse_dims"]
 
 #: Constructors of the Tensor and TensorList sorts (rules/sorts.egg), the nodes extraction sees.
 TENSOR_OPS = frozenset(
-    "Input Reshape Transpose Window Broadcast Full Bmm Ew Fn ReduceSum Concat Slice Instr "
-    "InstrAct HostStmt TNil TCons".split()
+    [
+        "Input",
+        "Reshape",
+        "Transpose",
+        "Window",
+        "Broadcast",
+        "Full",
+        "Bmm",
+        "Ew",
+        "Fn",
+        "ReduceSum",
+        "Concat",
+        "Slice",
+        "Instr",
+        "InstrAct",
+        "HostStmt",
+        "TNil",
+        "TCons",
+    ]
 )
 
 Literal = int | float | str
@@ -43,6 +60,16 @@ class ENode:
 
     def literals(self) -> tuple[Literal, ...]:
         return tuple(a for a in self.args if not isinstance(a, Ref))
+
+    def int_arg(self, index: int) -> int:
+        value = self.args[index]
+        assert isinstance(value, int), (self.op, index, value)
+        return value
+
+    def str_arg(self, index: int) -> str:
+        value = self.args[index]
+        assert isinstance(value, str), (self.op, index, value)
+        return value
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
@@ -160,28 +187,28 @@ def _node_shape(
 
     op = n.op
     if op == "Input":
-        return tuple(kernel.shapes[str(a[0])])
+        return tuple(kernel.shapes[n.str_arg(0)])
     if op in ("Reshape", "Full", "Broadcast"):
-        return parse_dims(str(a[1]))
+        return parse_dims(n.str_arg(1))
     if op == "Window":
-        return WindowSpec.parse(str(a[1])).shape()
+        return WindowSpec.parse(n.str_arg(1)).shape()
     if op == "Bmm":
-        return (int(a[0]), int(a[1]), int(a[2]))
+        return (n.int_arg(0), n.int_arg(1), n.int_arg(2))
     if op == "Instr":
-        return (int(a[1]), int(a[2]), int(a[3]))
+        return (n.int_arg(1), n.int_arg(2), n.int_arg(3))
     if op == "InstrAct":
-        return (int(a[2]), int(a[3]), int(a[4]))
+        return (n.int_arg(2), n.int_arg(3), n.int_arg(4))
     if op == "HostStmt":
-        return tuple(kernel.shapes[kernel.statements[int(a[0])].target])
+        return tuple(kernel.shapes[kernel.statements[n.int_arg(0)].target])
     if op not in _SOURCE_ARG:
         return None
     src = child(_SOURCE_ARG[op])
     if src is None:
         return None
     if op == "Transpose":
-        return tuple(src[p] for p in parse_dims(str(a[1])))
+        return tuple(src[p] for p in parse_dims(n.str_arg(1)))
     if op == "ReduceSum":
-        drop = set(parse_dims(str(a[1])))
+        drop = set(parse_dims(n.str_arg(1)))
         return tuple(d for i, d in enumerate(src) if i not in drop)
     if op in ("Ew", "Fn"):
         return src
@@ -189,10 +216,10 @@ def _node_shape(
         other = child(2)
         if other is None:
             return None
-        axis = int(a[0])
+        axis = n.int_arg(0)
         return tuple(d + other[i] if i == axis else d for i, d in enumerate(src))
     if op == "Slice":
-        axis, length = int(a[0]), int(a[2])
+        axis, length = n.int_arg(0), n.int_arg(2)
         return tuple(length if i == axis else d for i, d in enumerate(src))
     return None
 
@@ -214,4 +241,3 @@ def _infer_shapes(classes: Mapping[str, list[ENode]], kernel: Kernel) -> dict[st
                     changed = True
                     break
     return shapes
-

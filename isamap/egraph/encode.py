@@ -134,10 +134,12 @@ class _Encoder:
                 break
         out = s.indices
         result: _Value | None = None
-        if len(factors) == 2 and all(i in factors[0].index_names() + factors[1].index_names()
-                                     for i in out):
-            result = self.bmm(self.access(factors[0], extents),
-                              self.access(factors[1], extents), out)
+        if len(factors) == 2 and all(
+            i in factors[0].index_names() + factors[1].index_names() for i in out
+        ):
+            result = self.bmm(
+                self.access(factors[0], extents), self.access(factors[1], extents), out
+            )
         elif len(factors) == 1 and all(i in factors[0].index_names() for i in out):
             a = self.access(factors[0], extents)
             result = self.arrange(self.reduce(a, [x for x in a.axes if x not in out]), out)
@@ -178,8 +180,9 @@ class _Encoder:
         if isinstance(expr, Access):
             return self.broadcast(self.access(expr, extents), axes, extents)
         if isinstance(expr, Const):
-            return _Value(self.term(f'(Full {f64_literal(expr.value)} "{shape_str(shape)}")'),
-                          axes, shape)
+            return _Value(
+                self.term(f'(Full {f64_literal(expr.value)} "{shape_str(shape)}")'), axes, shape
+            )
         if isinstance(expr, Unary):
             arg = self.elementwise(expr.arg, axes, extents)
             return _Value(self.term(f'(Fn "{expr.fn}" {arg.var})'), axes, shape)
@@ -231,4 +234,3 @@ def _product_factors(expr: Expr) -> list[Expr]:
 def encode_kernel(kernel: Kernel) -> Encoding:
     """Egglog commands that build `kernel`'s terms and mark each written tensor as a `Result`."""
     return _Encoder(kernel).run()
-

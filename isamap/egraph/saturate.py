@@ -1,4 +1,4 @@
-"""Equality saturation under limits: load sorts and rules, encode a kernel, run, report why it stopped.
+"""Equality saturation under limits: load rules, encode a kernel, run, report why it stopped.
 
 Saturation runs one iteration (algebra, then target rules) at a time, checking e-node count and
 wall time in between: egglog 13.2 has no node or time limit of its own, and a Rust call in progress
@@ -123,7 +123,7 @@ class Saturation:
         return extract(self, cost)
 
     def variants(self, n: int, cost: str | object = "latency") -> list[Mapping]:
-        """Up to `n` distinct mappings, cheapest first (distinct choices at the result e-classes)."""
+        """Up to `n` distinct mappings, cheapest first."""
         from isamap.extract import extract_variants
 
         return extract_variants(self, n, cost)
@@ -137,8 +137,8 @@ class Saturation:
 
 def _enodes(egraph: bindings.EGraph) -> int:
     (out,) = egraph.run_program(*egraph.parse_program("(print-size)"))
-    sizes = getattr(out, "sizes", None) or out[0]
-    return sum(count for name, count in sizes if name in TENSOR_OPS)
+    assert isinstance(out, bindings.PrintAllFunctionsSize)
+    return sum(count for name, count in out.sizes if name in TENSOR_OPS)
 
 
 def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Saturation:
@@ -170,6 +170,7 @@ def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Sa
     report.stop_reason = "iteration-limit"
     for _ in range(limits.iterations):
         (out,) = egraph.run_program(*step)
+        assert isinstance(out, bindings.RunScheduleOutput)
         report.iterations += 1
         run = out.report
         report.matches_per_rule.update(run.num_matches_per_rule)

@@ -28,7 +28,7 @@ class DerivedRule:
 
 
 def matrix_instructions(target: Target) -> list[str]:
-    """Compute instructions with a matrix form that start a call (not the stationary-reusing ones)."""
+    """Compute instructions with a matrix form that start a call (not stationary-reusing ones)."""
     return [
         ins.name
         for ins in target.compute_instructions()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from isamap.extract.cost import COST_MODELS, CostModel, InstructionsCost, LatencyCost, cost_model, op_cost
+from isamap.extract.cost import (
+    COST_MODELS,
+    CostModel,
+    InstructionsCost,
+    LatencyCost,
+    cost_model,
+    op_cost,
+)
 from isamap.extract.extractor import extract, extract_variants
 
 __all__ = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref
@@ -71,7 +72,7 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
 
 def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> OpCost:
     """The analytic cost of one e-node on its own (children excluded)."""
-    a, op = node.args, node.op
+    op = node.op
     elems = math.prod(_shape(dump, node))
     if op in ("Input", "Reshape", "Slice", "Concat", "TNil", "TCons"):
         # views: the DMA loads that read them gather the parts from where they lie
@@ -79,25 +80,40 @@ def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> Op
     if op in ("Transpose", "Broadcast"):
         return layout_move(target, elems)
     if op == "Window":
-        return layout_move(target, math.prod(WindowSpec.parse(str(a[1])).shape()))
+        return layout_move(target, math.prod(WindowSpec.parse(node.str_arg(1)).shape()))
     if op == "Full":
         return host_elementwise(target, "fill", elems)
     if op == "Bmm":
-        return host_matmul(target, int(a[0]), int(a[1]), int(a[2]), int(a[3]))
+        return host_matmul(
+            target, node.int_arg(0), node.int_arg(1), node.int_arg(2), node.int_arg(3)
+        )
     if op == "Instr":
-        return matmul_call(target, str(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]))
+        return matmul_call(
+            target,
+            node.str_arg(0),
+            node.int_arg(1),
+            node.int_arg(2),
+            node.int_arg(3),
+            node.int_arg(4),
+        )
     if op == "InstrAct":
         return matmul_call(
-            target, str(a[0]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), epilogue=str(a[1])
+            target,
+            node.str_arg(0),
+            node.int_arg(2),
+            node.int_arg(3),
+            node.int_arg(4),
+            node.int_arg(5),
+            epilogue=node.str_arg(1),
         )
     if op == "Ew":
-        return host_elementwise(target, str(a[0]), elems)
+        return host_elementwise(target, node.str_arg(0), elems)
     if op == "Fn":
-        return host_elementwise(target, str(a[0]), elems)
+        return host_elementwise(target, node.str_arg(0), elems)
     if op == "ReduceSum":
         return host_elementwise(target, "+", math.prod(_child_shape(dump, node, 0)))
     if op == "HostStmt":
-        return _host_stmt_cost(target, kernel, int(a[0]))
+        return _host_stmt_cost(target, kernel, node.int_arg(0))
     raise ValueError(f"no cost for e-node {op}")
 
 
@@ -130,18 +146,21 @@ class InstructionsCost:
 
 
 #: Shipped cost models by name.
-COST_MODELS = {"latency": LatencyCost, "instructions": InstructionsCost}
+COST_MODELS: dict[str, Callable[[Target, Kernel], CostModel]] = {
+    "latency": LatencyCost,
+    "instructions": InstructionsCost,
+}
 
 
 def cost_model(spec: str | object, target: Target, kernel: Kernel) -> CostModel:
     """A cost model from a name in COST_MODELS or an object following CostModel."""
     if isinstance(spec, str):
         try:
-            model: CostModel = COST_MODELS[spec](target, kernel)
+            factory = COST_MODELS[spec]
         except KeyError:
             known = ", ".join(COST_MODELS)
             raise IsamapError(f"unknown cost model '{spec}' (known: {known})") from None
-        return model
+        return factory(target, kernel)
     if isinstance(spec, CostModel):
         return spec
     raise TypeError(f"not a cost model: {spec!r}")

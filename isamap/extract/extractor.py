@@ -227,4 +227,3 @@ def _reaches(choice: Choice, start: ENode, target: str) -> bool:
         seen.add(cid)
         stack.extend(choice[cid].refs())
     return False
-

@@ -1,4 +1,4 @@
-"""Chosen e-nodes -> Mapping: name each operation, say which unit runs it, and give its attributes."""
+"""Chosen e-nodes -> Mapping: name each operation, the unit that runs it, its attributes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import math
 from typing import TYPE_CHECKING
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref
+from isamap.extract.cost import CostModel, op_cost
 from isamap.hardware.matrix_form import matrix_form
 from isamap.ir.mapping import Attr, MapNode, Mapping
-
-from isamap.extract.cost import CostModel, op_cost
 
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
@@ -135,4 +134,3 @@ def _emit(
         )
     )
     return node_id
-

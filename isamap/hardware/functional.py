@@ -8,6 +8,7 @@ accumulating over K tiles. Values are floating point whatever the target's stora
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 
 import numpy as np
@@ -22,14 +23,18 @@ from isamap.ir.window import WindowSpec
 
 __all__ = ["run_instruction", "run_mapping", "run_node"]
 
-_FUNCTIONS = {
+_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda x: np.maximum(x, 0.0),
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
     "tanh": np.tanh,
     "exp": np.exp,
     "neg": np.negative,
 }
-_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply}
+_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+}
 
 
 def _dims(text: object) -> tuple[int, ...]:
@@ -101,9 +106,7 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
     return result
 
 
-def run_node(
-    node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Target
-) -> np.ndarray:
+def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Target) -> np.ndarray:
     """One mapping operation on numpy values (inputs are looked up by the caller)."""
     a = node.attrs
     op = node.op
@@ -115,25 +118,23 @@ def run_node(
         return WindowSpec.parse(str(a["spec"])).gather(args[0])
     if op == "broadcast":
         shape, where = _dims(a["shape"]), _dims(a["map"])
-        expanded = np.reshape(
-            args[0], [shape[i] if i in where else 1 for i in range(len(shape))]
-        )
+        expanded = np.reshape(args[0], [shape[i] if i in where else 1 for i in range(len(shape))])
         return np.broadcast_to(expanded, shape).copy()
     if op == "full":
         return np.full(node.shape, float(str(a["value"])))
     if op == "ew":
-        return np.asarray(_BINARY[str(a["op"])](args[0], args[1]))
+        return _BINARY[str(a["op"])](args[0], args[1])
     if op == "fn":
-        return np.asarray(_FUNCTIONS[str(a["fn"])](args[0]))
+        return _FUNCTIONS[str(a["fn"])](args[0])
     if op == "reduce_sum":
-        return np.sum(args[0], axis=_dims(a["axes"]))
+        return np.asarray(np.sum(args[0], axis=_dims(a["axes"])))
     if op == "concat":
         return np.concatenate(args, axis=int(str(a["axis"])))
     if op == "slice":
         axis, start, length = (int(str(a[key])) for key in ("axis", "start", "length"))
         return np.take(args[0], range(start, start + length), axis=axis)
     if op == "host_matmul":
-        return np.matmul(args[0], args[1])
+        return np.asarray(np.matmul(args[0], args[1]))
     if op == "host_stmt":
         return _host_statement(kernel, int(str(a["index"])), args)
     if op == "instr":

@@ -19,6 +19,7 @@ def _product(dims: str) -> int:
         out *= int(d)
     return out
 
+
 #: Operations that only move or view data (run by the DMA, or free when a view).
 LAYOUT_OPS = frozenset({"reshape", "transpose", "window", "broadcast", "concat", "slice"})
 

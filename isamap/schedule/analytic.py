@@ -74,9 +74,11 @@ def matrix_group(target: Target, name: str) -> MatrixGroup:
     for ins in target.instructions.values():
         if ins is compute:
             continue
-        if ins.kind == "compute" and ins.reuses_stationary and ins.semantics_text.replace(
-            " ", ""
-        ) == compute.semantics_text.replace(" ", ""):
+        if (
+            ins.kind == "compute"
+            and ins.reuses_stationary
+            and ins.semantics_text.replace(" ", "") == compute.semantics_text.replace(" ", "")
+        ):
             accumulate = accumulate or ins
         elif ins.kind != "compute" and ins.stationary is not None:
             preload = preload or ins
@@ -166,5 +168,9 @@ def layout_move(target: Target, elements: int) -> OpCost:
     dram = target.dram()
     nbytes = 2 * elements * target.dtype_bytes(target.input_dtype)
     return OpCost(
-        nbytes / dram.bandwidth_bytes_per_cycle, Counter(), nbytes, 0, nbytes * dram.energy_pj_per_byte
+        nbytes / dram.bandwidth_bytes_per_cycle,
+        Counter(),
+        nbytes,
+        0,
+        nbytes * dram.energy_pj_per_byte,
     )

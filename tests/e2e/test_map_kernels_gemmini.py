@@ -101,9 +101,7 @@ def _check(result_outputs: dict[str, np.ndarray], kernel: isamap.Kernel, inputs:
 def test_contractions_map_to_the_matrix_instruction(name: str, gemmini: isamap.Target) -> None:
     kernel = KERNELS[name]
     result = isamap.compile(kernel, gemmini)
-    contractions = sum(
-        1 for s in kernel.statements if s.accumulate and len(s.accesses()) == 2
-    )
+    contractions = sum(1 for s in kernel.statements if s.accumulate and len(s.accesses()) == 2)
     calls = result.mapping.instruction_calls()
     assert calls, f"{name}: no instruction call in\n{result.mapping}"
     assert all(c.attrs["instruction"] == "compute_preloaded" for c in calls)
