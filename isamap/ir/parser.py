@@ -384,10 +384,13 @@ def parse_kernel(text: str, filename: str = "<string>", name: str | None = None)
         name: the kernel's name; defaults to the file stem, or `kernel`.
     """
     parser = _Parser(text, filename)
-    parser.parse()
     if name is None:
         name = Path(filename).stem if filename != "<string>" else "kernel"
-    return check_kernel(name, parser.tensors, tuple(parser.statements), filename)
+    try:
+        parser.parse()
+        return check_kernel(name, parser.tensors, tuple(parser.statements), filename)
+    except RecursionError:  # expression trees are walked recursively; depth follows nesting
+        raise IsamapError("expression nested too deeply", parser.loc(parser.peek())) from None
 
 
 def load_kernel(path: str | os.PathLike[str]) -> Kernel:

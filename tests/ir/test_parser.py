@@ -148,3 +148,12 @@ def test_load_kernel_names_after_stem(tmp_path: pytest.TempPathFactory) -> None:
     assert k.name == "tiny_mm" and k.source == str(path)
     with pytest.raises(IsamapError, match="cannot read"):
         load_kernel(path.with_name("missing.kernel"))
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = "tensor A[4] f32\nB[i] = " + "(" * 5000 + "A[i]" + ")" * 5000 + "\n"
+    with pytest.raises(IsamapError, match="nested too deeply"):
+        parse_kernel(deep, "deep.kernel")
+    long_sum = "tensor A[4] f32\nB[i] = " + " + ".join(["A[i]"] * 5000) + "\n"
+    with pytest.raises(IsamapError, match="nested too deeply"):
+        parse_kernel(long_sum, "long.kernel")
