@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from isamap.egraph import Limits, RunReport, Saturation, saturate
-from isamap.extract import extract
+from isamap.extract import extract_variants
 from isamap.hardware.functional import run_mapping
+from isamap.hardware.sim import SimResult, simulate_timing
 from isamap.hardware.target import Target, load_target
+from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
+from isamap.ir.program import Program
+from isamap.schedule.scheduler import schedule_mapping
+from isamap.schedule.strategies import strategy
 
 __all__ = ["CompileReport", "CompileResult", "compile", "kernel_macs", "roofline_cycles"]
 
@@ -41,13 +45,20 @@ def roofline_cycles(kernel: Kernel, target: Target) -> float:
 
 @dataclass
 class CompileReport:
-    """Cycles (analytic model), the roofline bound, instruction issues, e-graph and stage times."""
+    """Cycles (scheduled, simulated in time), the roofline bound, the baseline, instruction issues,
+    utilisation, bytes per memory level, energy, e-graph size and stage times."""
 
     cycles: float
     roofline_cycles: float
     instruction_counts: dict[str, int]
     macs: int
     egraph: RunReport
+    schedule: str = "heuristic"
+    baseline_schedule: str = "heuristic"
+    baseline_cycles: float = 0.0
+    utilisation: dict[str, float] = field(default_factory=dict)
+    bytes: dict[str, float] = field(default_factory=dict)
+    energy_pj: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -58,12 +69,28 @@ class CompileReport:
     def eclasses(self) -> int:
         return self.egraph.eclasses
 
+    @property
+    def speedup(self) -> float:
+        """Baseline cycles over ours (1.0 when they are the same strategy)."""
+        return self.baseline_cycles / self.cycles if self.cycles else 0.0
+
+    @property
+    def percent_of_roofline(self) -> float:
+        return 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0.0
+
     def to_dict(self) -> dict[str, object]:
         return {
             "cycles": self.cycles,
             "roofline_cycles": self.roofline_cycles,
-            "percent_of_roofline": 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0,
+            "percent_of_roofline": self.percent_of_roofline,
+            "schedule": self.schedule,
+            "baseline_schedule": self.baseline_schedule,
+            "baseline_cycles": self.baseline_cycles,
+            "speedup": self.speedup,
             "instruction_counts": self.instruction_counts,
+            "utilisation": self.utilisation,
+            "bytes": self.bytes,
+            "energy_pj": self.energy_pj,
             "macs": self.macs,
             "egraph": self.egraph.to_dict(),
             "stage_seconds": self.stage_seconds,
@@ -72,11 +99,17 @@ class CompileReport:
     def __str__(self) -> str:
         counts = ", ".join(f"{k} {v:,}" for k, v in self.instruction_counts.items())
         stages = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in self.stage_seconds.items())
-        pct = 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0.0
+        util = ", ".join(f"{u} {100 * v:.1f}%" for u, v in self.utilisation.items())
+        moved = ", ".join(f"{lvl} {b:,.0f} B" for lvl, b in self.bytes.items())
         return "\n".join(
             [
-                f"cycles: {self.cycles:,.0f} (roofline {self.roofline_cycles:,.0f}, {pct:.1f}%)",
-                f"MACs: {self.macs:,}",
+                f"cycles: {self.cycles:,.0f} (schedule {self.schedule}); roofline "
+                f"{self.roofline_cycles:,.0f} ({self.percent_of_roofline:.1f}% of roofline)",
+                f"baseline {self.baseline_schedule}: {self.baseline_cycles:,.0f} cycles; "
+                f"speedup {self.speedup:.2f}x",
+                f"utilisation: {util}",
+                f"bytes moved: {moved}",
+                f"energy: {self.energy_pj / 1e6:,.3f} uJ; MACs: {self.macs:,}",
                 f"instructions: {counts}",
                 f"e-graph: {self.egraph.summary()}",
                 f"stages: {stages}",
@@ -86,43 +119,79 @@ class CompileReport:
 
 @dataclass
 class CompileResult:
-    """What `compile` returns: the mapping, its report, and the saturated e-graph it came from."""
+    """What `compile` returns: the mapping, its program and report, and the e-graph behind them."""
 
     kernel: Kernel
     target: Target
     mapping: Mapping
+    program: Program
     report: CompileReport
     saturation: Saturation
+    sim: SimResult
 
     def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Execute the mapping functionally (tile by tile on the target's instructions)."""
         return run_mapping(self.mapping, self.kernel, self.target, inputs)
 
 
+def _scheduled(mapping: Mapping, target: Target, schedule: str) -> tuple[Program, SimResult]:
+    program = schedule_mapping(mapping, target, schedule)
+    return program, simulate_timing(program, mapping, target)
+
+
 def compile(
     kernel: Kernel,
     target: Target | str,
     cost: str | object = "latency",
+    schedule: str = "heuristic",
     limits: Limits | None = None,
+    candidates: int = 3,
 ) -> CompileResult:
-    """Map `kernel` onto `target`: saturate, extract under `cost`, and report."""
+    """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
+
+    With the `latency` (`energy`) cost model the `candidates` best mappings are scheduled and
+    simulated and the fastest (least energy) is kept; with any other model its best mapping is.
+    The report states cycles against the target's baseline schedule and the roofline.
+    """
     if isinstance(target, str):
         target = load_target(target)
+    strategy(schedule)  # unknown names fail before any work
     sat = saturate(kernel, target, limits)
     t0 = time.perf_counter()
-    mapping = extract(sat, cost)
+    # the latency and energy models are re-judged end to end; any other model's choice stands
+    judged = cost in ("latency", "energy")
+    mappings = extract_variants(sat, max(candidates, 1) if judged else 1, cost)
     extract_seconds = time.perf_counter() - t0
-    counts: Counter[str] = Counter()
-    for node in mapping.nodes:
-        counts.update(node.counts)
+    t0 = time.perf_counter()
+    scored = [(m, *_scheduled(m, target, schedule)) for m in mappings]
+    if cost == "energy":
+        mapping, program, sim = min(scored, key=lambda t: t[2].energy_pj)
+    else:
+        mapping, program, sim = min(scored, key=lambda t: t[2].cycles)
+    schedule_seconds = time.perf_counter() - t0
+    baseline = target.baseline_schedule
+    try:
+        strategy(baseline)
+    except IsamapError as err:
+        raise IsamapError(f"baseline_schedule: {err.message}", SourceLoc(target.path)) from None
+    baseline_cycles = sim.cycles
+    if baseline != schedule:
+        baseline_cycles = _scheduled(mapping, target, baseline)[1].cycles
     stages = dict(sat.report.stage_seconds)
     stages["extract"] = extract_seconds
+    stages["schedule_and_simulate"] = schedule_seconds
     report = CompileReport(
-        cycles=sum(n.cycles for n in mapping.nodes),
+        cycles=sim.cycles,
         roofline_cycles=roofline_cycles(kernel, target),
-        instruction_counts={k: v for k, v in sorted(counts.items()) if v > 0},
+        instruction_counts={k: v for k, v in sorted(sim.counts.items()) if v > 0},
         macs=kernel_macs(kernel),
         egraph=sat.report,
+        schedule=schedule,
+        baseline_schedule=baseline,
+        baseline_cycles=baseline_cycles,
+        utilisation=sim.utilisation(),
+        bytes=dict(sim.bytes),
+        energy_pj=sim.energy_pj,
         stage_seconds=stages,
     )
-    return CompileResult(kernel, target, mapping, report, sat)
+    return CompileResult(kernel, target, mapping, program, report, sat, sim)

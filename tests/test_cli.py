@@ -149,7 +149,7 @@ def test_bad_target_toml(tmp_path: Path) -> None:
 
 
 def test_unknown_cost_model() -> None:
-    assert_one_error_line(invoke("extract", GEMM, "--cost", "energy"), "energy")
+    assert_one_error_line(invoke("extract", GEMM, "--cost", "speed"), "speed")
 
 
 def test_iteration_limit_warns_and_still_maps() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from isamap.extract.cost import (
     COST_MODELS,
     CostModel,
+    EnergyCost,
     InstructionsCost,
     LatencyCost,
     cost_model,
@@ -15,6 +16,7 @@ from isamap.extract.extractor import extract, extract_variants
 __all__ = [
     "COST_MODELS",
     "CostModel",
+    "EnergyCost",
     "InstructionsCost",
     "LatencyCost",
     "cost_model",

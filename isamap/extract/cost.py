@@ -22,12 +22,13 @@ from isamap.schedule.analytic import (
     host_elementwise,
     host_matmul,
     layout_move,
-    matmul_call,
 )
+from isamap.schedule.scheduler import best_call
 
 __all__ = [
     "COST_MODELS",
     "CostModel",
+    "EnergyCost",
     "InstructionsCost",
     "LatencyCost",
     "cost_model",
@@ -67,11 +68,23 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
     host = target.host
     cycles = space * (ops + slow * (host.transcendental_cycles - 1)) / host.elementwise_per_cycle
     counts: Counter[str] = Counter({"host.stmt": space * max(ops, 1)})
-    return OpCost(cycles * HOST_STMT_PENALTY, counts)
+    energy = cycles * host.elementwise_per_cycle * host.energy_pj_per_mac
+    return OpCost(cycles * HOST_STMT_PENALTY, counts, 0.0, 0, energy * HOST_STMT_PENALTY)
 
 
-def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> OpCost:
-    """The analytic cost of one e-node on its own (children excluded)."""
+def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
+    """A matrix call, as the scheduler's `strategy` would run it (memoised per shape)."""
+    first = 1 if node.op == "Instr" else 2
+    b, m, n, k = (node.int_arg(first + i) for i in range(4))
+    _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy)
+    return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
+
+
+def op_cost(
+    node: ENode, dump: EGraphDump, target: Target, kernel: Kernel, strategy: str = "heuristic"
+) -> OpCost:
+    """The cost of one e-node on its own (children excluded): matrix calls as scheduled by
+    `strategy`, everything else from the analytic model."""
     op = node.op
     elems = math.prod(_shape(dump, node))
     if op in ("Input", "Reshape", "Slice", "Concat", "TNil", "TCons"):
@@ -87,25 +100,8 @@ def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> Op
         return host_matmul(
             target, node.int_arg(0), node.int_arg(1), node.int_arg(2), node.int_arg(3)
         )
-    if op == "Instr":
-        return matmul_call(
-            target,
-            node.str_arg(0),
-            node.int_arg(1),
-            node.int_arg(2),
-            node.int_arg(3),
-            node.int_arg(4),
-        )
-    if op == "InstrAct":
-        return matmul_call(
-            target,
-            node.str_arg(0),
-            node.int_arg(2),
-            node.int_arg(3),
-            node.int_arg(4),
-            node.int_arg(5),
-            epilogue=node.str_arg(1),
-        )
+    if op in ("Instr", "InstrAct"):
+        return _instruction_call(node, target, strategy)
     if op == "Ew":
         return host_elementwise(target, node.str_arg(0), elems)
     if op == "Fn":
@@ -118,7 +114,8 @@ def op_cost(node: ENode, dump: EGraphDump, target: Target, kernel: Kernel) -> Op
 
 
 class LatencyCost:
-    """Cycles, from the analytic model: what a mapping takes with operations run one by one."""
+    """Cycles: matrix calls as the scheduler runs them, other operations from the analytic model,
+    operations one after another."""
 
     name = "latency"
 
@@ -127,6 +124,18 @@ class LatencyCost:
 
     def node_cost(self, node: ENode, dump: EGraphDump) -> float:
         return op_cost(node, dump, self.target, self.kernel).cycles
+
+
+class EnergyCost:
+    """Picojoules: MACs, bytes per memory level (as scheduled), host work."""
+
+    name = "energy"
+
+    def __init__(self, target: Target, kernel: Kernel) -> None:
+        self.target, self.kernel = target, kernel
+
+    def node_cost(self, node: ENode, dump: EGraphDump) -> float:
+        return op_cost(node, dump, self.target, self.kernel).energy_pj
 
 
 class InstructionsCost:
@@ -148,6 +157,7 @@ class InstructionsCost:
 #: Shipped cost models by name.
 COST_MODELS: dict[str, Callable[[Target, Kernel], CostModel]] = {
     "latency": LatencyCost,
+    "energy": EnergyCost,
     "instructions": InstructionsCost,
 }
 

@@ -149,6 +149,7 @@ class Target:
     units: Mapping[str, Unit] = field(hash=False)
     instructions: Mapping[str, Instruction] = field(hash=False)
     host: Unit
+    baseline_schedule: str = "heuristic"  # the vendor library's strategy, speedups are against it
 
     @staticmethod
     def dtype_bytes(dtype: str) -> int:

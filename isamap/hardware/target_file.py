@@ -42,6 +42,7 @@ TARGET_KEYS = {
     "input_dtype": True,
     "acc_dtype": True,
     "description": False,
+    "baseline_schedule": False,
 }
 MEMORY_KEYS = {
     "level": True,
@@ -293,6 +294,7 @@ def build_target(doc: TargetFile) -> Target:
         name=doc.string(("target", "name"), head),
         path=doc.path,
         description=doc.string(("target", "description"), head, default=""),
+        baseline_schedule=doc.string(("target", "baseline_schedule"), head, default="heuristic"),
         clock_ghz=doc.number(("target", "clock_ghz"), head),
         input_dtype=input_dtype,
         acc_dtype=acc_dtype,

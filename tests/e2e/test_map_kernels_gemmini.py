@@ -39,8 +39,8 @@ TEXT_KERNELS = {
         y[i] += A[i, k] * x[k]
     """,
     "outer_product": """
-        tensor a[20] f32
-        tensor b[17] f32
+        tensor a[200] f32
+        tensor b[170] f32
         C[i, j] += a[i] * b[j]
     """,
     "gemm_chain": """

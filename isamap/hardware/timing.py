@@ -1,0 +1,293 @@
+"""Timing of a scheduled matrix call: analytic per loop level, with DMA and compute overlapping.
+
+The array's compute cycles follow SCALE-Sim's fold model (docs/calibration.md): weight-stationary
+runs ceil(K/R) * ceil(N/C) folds of M + 2R + C - 2 cycles (R cycles to load the weights, M rows
+streamed, R + C - 2 to drain the skew), output-stationary ceil(M/R) * ceil(N/C) folds of
+K + R + C - 2, and a call ends one cycle early. Data moves over one DMA engine at the DRAM's
+bandwidth, paying its latency once per burst. The loop over on-chip tiles is walked tile by tile
+(never instruction by instruction): each tile's loads, folds and store are closed forms, and the
+two engines overlap as the double buffering allows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.target import Instruction, Target
+from isamap.ir.program import MatmulCall, TileSchedule
+
+__all__ = ["ArrayModel", "CallTiming", "call_timing", "compute_cycles", "fold_cycles"]
+
+
+def fold_cycles(rows: int, cols: int, m: int, n: int, k: int, dataflow: str) -> int:
+    """Cycles of the folds of one on-chip tile (no final adjustment)."""
+    if dataflow == "WS":
+        return math.ceil(k / rows) * math.ceil(n / cols) * (m + 2 * rows + cols - 2)
+    if dataflow == "OS":
+        return math.ceil(m / rows) * math.ceil(n / cols) * (k + rows + cols - 2)
+    raise ValueError(f"unknown dataflow {dataflow!r}")
+
+
+def compute_cycles(rows: int, cols: int, m: int, n: int, k: int, dataflow: str) -> int:
+    """SCALE-Sim's compute cycles of an m x k . k x n GEMM on a rows x cols array, in one tile."""
+    return fold_cycles(rows, cols, m, n, k, dataflow) - 1
+
+
+@dataclass(frozen=True)
+class ArrayModel:
+    """What timing needs of a target for one matrix instruction: array, blocks, memories, energy."""
+
+    rows: int
+    cols: int
+    block: tuple[int, int, int]
+    in_bytes: int
+    acc_bytes: int
+    out_bytes: int
+    spad_bytes: int
+    acc_capacity: int
+    dram_bw: float
+    dram_latency: float
+    pj_dram: float
+    pj_spad: float
+    pj_acc: float
+    pj_mac: float
+    names: dict[str, str] = field(default_factory=dict)  # role -> instruction name
+
+    @staticmethod
+    def for_instruction(target: Target, name: str) -> ArrayModel:
+        ins = target.instruction(name)
+        form = matrix_form(ins.semantics)
+        if form is None:
+            raise ValueError(f"instruction {name} has no matrix form")
+        unit = target.units[ins.unit]
+        spad = target.memories[ins.operands[form.lhs]]
+        acc = target.memories[ins.operands[form.out]]
+        dram = target.dram()
+        names = _companions(target, ins)
+        store = target.instructions.get(names.get("store", ""))
+        out_bytes = target.dtype_bytes(target.input_dtype)
+        if store is not None:
+            dram_side = store.semantics.statements[0].target
+            out_bytes = target.dtype_bytes(store.semantics.dtype(dram_side))
+        return ArrayModel(
+            rows=max(unit.rows, 1),
+            cols=max(unit.cols, 1),
+            block=(form.tile("m"), form.tile("n"), form.tile("k")),
+            in_bytes=target.dtype_bytes(target.input_dtype),
+            acc_bytes=target.dtype_bytes(target.acc_dtype),
+            out_bytes=out_bytes,
+            spad_bytes=spad.capacity_bytes,
+            acc_capacity=acc.capacity_bytes,
+            dram_bw=dram.bandwidth_bytes_per_cycle,
+            dram_latency=float(dram.latency_cycles),
+            pj_dram=dram.energy_pj_per_byte,
+            pj_spad=spad.energy_pj_per_byte,
+            pj_acc=acc.energy_pj_per_byte,
+            pj_mac=unit.energy_pj_per_mac,
+            names=names,
+        )
+
+    def fits(self, s: TileSchedule) -> bool:
+        """Tiles fit on chip: A and B tiles in the scratchpad, C in the accumulator, twice each
+        when double-buffered (each buffer a half of the banks)."""
+        bm, bn, bk = self.block
+        copies = 2 if s.double_buffer else 1
+        ab = (s.tile_i * bm * s.tile_k * bk + s.tile_k * bk * s.tile_j * bn) * self.in_bytes
+        c = s.tile_i * bm * s.tile_j * bn * self.acc_bytes
+        return ab * copies <= self.spad_bytes and c * copies <= self.acc_capacity
+
+
+def _companions(target: Target, compute: Instruction) -> dict[str, str]:
+    """Names of the instructions that work with a matrix instruction (by their semantics)."""
+    names = {"compute": compute.name}
+    form = matrix_form(compute.semantics)
+    assert form is not None
+    dram = target.dram().name
+    in_mem, out_mem = compute.operands[form.lhs], compute.operands[form.out]
+    for ins in target.instructions.values():
+        if ins is compute:
+            continue
+        writes = ins.operands[ins.semantics.statements[0].target]
+        reads = {m for t, m in ins.operands.items() if t != ins.semantics.statements[0].target}
+        if ins.kind == "compute" and ins.reuses_stationary:
+            names.setdefault("accumulate", ins.name)
+        elif ins.kind != "compute" and ins.stationary is not None:
+            names.setdefault("preload", ins.name)
+        elif ins.kind == "move" and writes == in_mem and dram in reads:
+            names.setdefault("load", ins.name)
+        elif ins.kind == "move" and writes == dram and out_mem in reads:
+            names.setdefault("store", ins.name)
+    return names
+
+
+@dataclass
+class CallTiming:
+    """Cycles of a call and where they went."""
+
+    cycles: float
+    compute_cycles: float
+    dma_cycles: float
+    bytes: Counter[str] = field(default_factory=Counter)  # memory level -> bytes moved
+    counts: Counter[str] = field(default_factory=Counter)  # instruction -> issues
+    energy_pj: float = 0.0
+    macs: int = 0
+
+    @property
+    def array_utilisation(self) -> float:
+        return self.compute_cycles / self.cycles if self.cycles else 0.0
+
+    @property
+    def dma_utilisation(self) -> float:
+        return self.dma_cycles / self.cycles if self.cycles else 0.0
+
+
+def _extent(index: int, tile: int, total: int) -> int:
+    return min(tile, total - index * tile)
+
+
+def _trips(call: MatmulCall, s: TileSchedule) -> dict[str, int]:
+    mb, nb, kb = call.blocks
+    return {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}
+
+
+def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
+    """Cycles of `call` under schedule `s`: the on-chip tile loop walked with two engines."""
+    bm, bn, bk = model.block
+    trips = _trips(call, s)
+    ti, tj, tk = s.tile_i * bm, s.tile_j * bn, s.tile_k * bk  # tile extents in elements
+    bw, lat = model.dram_bw, model.dram_latency
+    names = model.names
+    out = CallTiming(0.0, 0.0, 0.0, macs=call.macs)
+    dma_free = array_free = 0.0
+    done: list[float] = []  # compute end per iteration (for buffer reuse)
+    pending_store: tuple[float, float] | None = None  # (ready time, duration)
+    visited: set[tuple[int, int, int]] = set()
+    order = s.loop_order
+    ranges = [range(trips[v]) for v in order]
+    a_at = b_at = c_at = None
+    for batch in range(call.b):
+        for x in ranges[0]:
+            for y in ranges[1]:
+                for z in ranges[2]:
+                    pos = dict(zip(order, (x, y, z), strict=True))
+                    i0, j0, k0 = pos["i"], pos["j"], pos["k"]
+                    mt = _extent(i0, ti, call.m)
+                    nt = _extent(j0, tj, call.n)
+                    kt = _extent(k0, tk, call.k)
+                    load = 0.0
+                    if (batch, i0, k0) != a_at:
+                        a_at = (batch, i0, k0)
+                        load += mt * kt * model.in_bytes
+                        out.counts[names.get("load", "load")] += -(-mt // bm) * -(-kt // bk)
+                    if (batch, k0, j0) != b_at:
+                        b_at = (batch, k0, j0)
+                        load += kt * nt * model.in_bytes
+                        out.counts[names.get("load", "load")] += -(-kt // bk) * -(-nt // bn)
+                    c_tile = (batch, i0, j0)
+                    store_now: float | None = None
+                    if c_tile != c_at:
+                        if c_at is not None:
+                            store_now = _store(model, call, c_at, ti, tj, out)
+                        if c_tile in visited:  # partial sums come back to the accumulator
+                            load += mt * nt * model.acc_bytes
+                            out.bytes["accumulator"] += mt * nt * model.acc_bytes
+                            out.counts[names.get("load", "load")] += -(-mt // bm) * -(-nt // bn)
+                        visited.add(c_tile)
+                        c_at = c_tile
+                    load_time = load / bw + (lat if load else 0.0)
+                    out.bytes["dram"] += load
+                    out.bytes["scratchpad"] += load
+                    compute = fold_cycles(model.rows, model.cols, mt, nt, kt, s.dataflow)
+                    _count_compute(model, s.dataflow, mt, nt, kt, out)
+                    # the store of the previous C tile, queued on the DMA engine
+                    if store_now is not None:
+                        pending_store = (array_free, store_now)
+                    # -- the two engines ------------------------------------------------------
+                    t = len(done)
+                    buffer_free = (
+                        done[t - 2]
+                        if s.double_buffer and t >= 2
+                        else (done[t - 1] if not s.double_buffer and t >= 1 else 0.0)
+                    )
+                    if pending_store is not None and not s.double_buffer:
+                        # single buffers: the store goes before the next load
+                        ready, dur = pending_store
+                        dma_free = max(dma_free, ready) + dur
+                        array_free = max(array_free, dma_free)
+                        pending_store = None
+                    load_end = max(dma_free, buffer_free) + load_time
+                    dma_free = load_end
+                    if pending_store is not None:  # double-buffered: prefetch first, then store
+                        ready, dur = pending_store
+                        dma_free = max(dma_free, ready) + dur
+                        pending_store = None
+                    start = max(load_end, array_free)
+                    array_free = start + compute
+                    done.append(array_free)
+                    out.dma_cycles += load_time
+                    out.compute_cycles += compute
+    if c_at is not None:
+        dur = _store(model, call, c_at, ti, tj, out)
+        dma_free = max(dma_free, array_free) + dur
+    out.cycles = max(dma_free, array_free) - 1  # SCALE-Sim ends a run one cycle early
+    out.compute_cycles -= 1
+    out.energy_pj = _energy(model, call, out)
+    return out
+
+
+def _store(
+    model: ArrayModel,
+    call: MatmulCall,
+    c_at: tuple[int, int, int],
+    ti: int,
+    tj: int,
+    out: CallTiming,
+) -> float:
+    _, i0, j0 = c_at
+    mt, nt = _extent(i0, ti, call.m), _extent(j0, tj, call.n)
+    nbytes = mt * nt * model.out_bytes
+    out.bytes["dram"] += nbytes
+    out.bytes["accumulator"] += mt * nt * model.acc_bytes
+    bm, bn, _ = model.block
+    out.counts[model.names.get("store", "store")] += -(-mt // bm) * -(-nt // bn)
+    duration = nbytes / model.dram_bw + model.dram_latency
+    out.dma_cycles += duration
+    return duration
+
+
+def _count_compute(
+    model: ArrayModel, dataflow: str, mt: int, nt: int, kt: int, out: CallTiming
+) -> None:
+    bm, bn, bk = model.block
+    mb, nb, kb = -(-mt // bm), -(-nt // bn), -(-kt // bk)
+    names = model.names
+    if dataflow == "WS":  # one preload per (k, n) block, then the M blocks stream
+        folds, per_fold = kb * nb, mb
+    else:  # one preload (zeros) per (m, n) output block, then the K blocks stream
+        folds, per_fold = mb * nb, kb
+    out.counts[names.get("preload", "preload")] += folds
+    first = names["compute"]
+    if "accumulate" in names:
+        out.counts[first] += folds
+        out.counts[names["accumulate"]] += folds * (per_fold - 1)
+    else:
+        out.counts[first] += folds * per_fold
+    # operand reads from the scratchpad: each fold reads its stationary block once and streams
+    # the other operand's rows; partial sums go to the accumulator once per fold
+    out.bytes["scratchpad"] += folds * (bk * bn + per_fold * bm * bk) * model.in_bytes
+    out.bytes["accumulator"] += folds * per_fold * bm * bn * model.acc_bytes
+
+
+def _energy(model: ArrayModel, call: MatmulCall, t: CallTiming) -> float:
+    bm, bn, bk = model.block
+    mb, nb, kb = call.blocks
+    padded_macs = call.b * mb * bm * nb * bn * kb * bk
+    return (
+        padded_macs * model.pj_mac
+        + t.bytes["dram"] * model.pj_dram
+        + t.bytes["scratchpad"] * model.pj_spad
+        + t.bytes["accumulator"] * model.pj_acc
+    )

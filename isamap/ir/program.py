@@ -1,0 +1,163 @@
+"""Program: a Mapping with every instruction call scheduled as a loop nest over tiles.
+
+A matrix call computes `C[b] = A[b] . B[b]` (`A` m x k, `B` k x n) with an instruction whose tile
+is `R x Kb` . `Kb x C` (rows/cols/depth of one "block"). Its schedule fixes:
+
+- the on-chip tile, in blocks: `tile_i` x `tile_k` blocks of A and `tile_k` x `tile_j` of B in the
+  scratchpad, `tile_i` x `tile_j` blocks of C in the accumulator (twice each when double-buffered);
+- the order of the three loops over those tiles (`loop_order`, outer to inner, over i, j, k), inside
+  a loop over the batch; an operand tile is loaded when its coordinates change from one iteration
+  to the next, a C tile is stored when the next iteration works on another C tile, and reloaded
+  (accumulated) when the loop order comes back to a C tile already stored;
+- the dataflow inside a tile: weight-stationary (WS: a K x N block held in the array, the A rows
+  streamed) or output-stationary (OS: an M x N block of C held, K streamed);
+- double buffering: the next tile loads while the current one computes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["DATAFLOWS", "LOOP_ORDERS", "MatmulCall", "Program", "ScheduledCall", "TileSchedule"]
+
+DATAFLOWS = ("WS", "OS")
+LOOP_ORDERS = ("ijk", "ikj", "jik", "jki", "kij", "kji")
+
+
+@dataclass(frozen=True)
+class MatmulCall:
+    """The work of one instruction call of a mapping: `b` products of m x k by k x n."""
+
+    node: int
+    instruction: str
+    b: int
+    m: int
+    n: int
+    k: int
+    block: tuple[int, int, int]  # rows (M), columns (N), depth (K) of one instruction tile
+    epilogue: str | None = None
+
+    @property
+    def blocks(self) -> tuple[int, int, int]:
+        """Blocks along M, N, K (edge blocks zero-padded)."""
+        r, c, d = self.block
+        return (-(-self.m // r), -(-self.n // c), -(-self.k // d))
+
+    @property
+    def macs(self) -> int:
+        return self.b * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class TileSchedule:
+    """How one call runs: on-chip tile in blocks, loop order, dataflow, double buffering."""
+
+    dataflow: str
+    tile_i: int
+    tile_j: int
+    tile_k: int
+    loop_order: str = "ijk"
+    double_buffer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow {self.dataflow!r} not in {DATAFLOWS}")
+        if self.loop_order not in LOOP_ORDERS:
+            raise ValueError(f"loop order {self.loop_order!r} not in {LOOP_ORDERS}")
+        if min(self.tile_i, self.tile_j, self.tile_k) < 1:
+            raise ValueError("tile sizes are at least one block")
+
+    def describe(self) -> str:
+        db = "double-buffered" if self.double_buffer else "single-buffered"
+        return (
+            f"{self.dataflow} tiles {self.tile_i}x{self.tile_j}x{self.tile_k} blocks (i x j x k), "
+            f"loops {self.loop_order}, {db}"
+        )
+
+
+@dataclass(frozen=True)
+class ScheduledCall:
+    """A call with its schedule and the strategy that chose it."""
+
+    call: MatmulCall
+    schedule: TileSchedule
+    strategy: str
+
+    def listing(self, prefix: str = "  ") -> list[str]:
+        """The loop nest as an assembly-like listing."""
+        c, s = self.call, self.schedule
+        mb, nb, kb = c.blocks
+        trips = {
+            "i": -(-mb // s.tile_i),
+            "j": -(-nb // s.tile_j),
+            "k": -(-kb // s.tile_k),
+        }
+        r, col, d = c.block
+        lines = [
+            f"{prefix}; %{c.node} {c.instruction}: {c.b} x [{c.m}x{c.k}].[{c.k}x{c.n}], "
+            f"{s.describe()}, chosen by {self.strategy}"
+        ]
+        depth = prefix
+        if c.b > 1:
+            lines.append(f"{depth}for b in 0..{c.b}:")
+            depth += "  "
+        for var in s.loop_order:
+            lines.append(f"{depth}for {var}0 in 0..{trips[var]}:")
+            depth += "  "
+        lines.append(
+            f"{depth}mvin   A[i0, k0]  -> spad   ; {s.tile_i}x{s.tile_k} blocks of {r}x{d}"
+        )
+        lines.append(
+            f"{depth}mvin   B[k0, j0]  -> spad   ; {s.tile_k}x{s.tile_j} blocks of {d}x{col}"
+        )
+        if s.dataflow == "WS":
+            lines.append(f"{depth}for j in 0..{s.tile_j}: for k in 0..{s.tile_k}:")
+            lines.append(f"{depth}  preload B[k, j]")
+            lines.append(
+                f"{depth}  compute_preloaded A[0, k]; compute_accumulated A[1..{s.tile_i}, k]"
+                f" -> acc C[i, j]"
+            )
+        else:
+            lines.append(f"{depth}for i in 0..{s.tile_i}: for j in 0..{s.tile_j}:")
+            lines.append(f"{depth}  preload C[i, j] (zero)")
+            lines.append(
+                f"{depth}  compute_preloaded A[i, 0], B[0, j]; compute_accumulated "
+                f"A[i, 1..{s.tile_k}], B[1..{s.tile_k}, j]"
+            )
+        epi = f" with {c.epilogue}" if c.epilogue else ""
+        lines.append(f"{depth}mvout  C[i0, j0]{epi} when the next iteration leaves this C tile")
+        return lines
+
+
+@dataclass
+class Program:
+    """A scheduled mapping: its matrix calls with schedules; every other node runs as mapped."""
+
+    kernel: str
+    target: str
+    strategy: str
+    calls: list[ScheduledCall] = field(default_factory=list)
+
+    def call_for(self, node: int) -> ScheduledCall | None:
+        return next((c for c in self.calls if c.call.node == node), None)
+
+    def listing(self) -> str:
+        lines = [f"program {self.kernel} on {self.target} (schedule {self.strategy})"]
+        for sc in self.calls:
+            lines.extend(sc.listing())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kernel": self.kernel,
+            "target": self.target,
+            "strategy": self.strategy,
+            "calls": [
+                {"call": asdict(sc.call), "schedule": asdict(sc.schedule), "strategy": sc.strategy}
+                for sc in self.calls
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)

@@ -1,0 +1,63 @@
+"""Mapping -> Program: every matrix instruction call gets a tile schedule from a strategy."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from isamap.hardware.target import Target
+from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
+from isamap.ir.mapping import MapNode, Mapping
+from isamap.ir.program import MatmulCall, Program, ScheduledCall, TileSchedule
+from isamap.schedule.strategies import strategy as strategy_named
+
+__all__ = ["best_call", "matmul_call_of", "schedule_mapping"]
+
+
+def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
+    """The MatmulCall an `instr` node of a mapping stands for."""
+    a = node.attrs
+    epilogue = a.get("epilogue")
+    return MatmulCall(
+        node=node.id,
+        instruction=str(a["instruction"]),
+        b=int(str(a["b"])),
+        m=int(str(a["m"])),
+        n=int(str(a["n"])),
+        k=int(str(a["k"])),
+        block=model.block,
+        epilogue=str(epilogue) if epilogue else None,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _cached(
+    target_key: int,
+    target: Target,
+    name: str,
+    dims: tuple[int, int, int, int, str],
+    strategy: str,
+) -> tuple[TileSchedule, CallTiming]:
+    model = ArrayModel.for_instruction(target, name)
+    b, m, n, k, _ = dims
+    call = MatmulCall(0, name, b, m, n, k, model.block)
+    chosen = strategy_named(strategy)(model, call, target)
+    return chosen, call_timing(model, call, chosen)
+
+
+def best_call(
+    target: Target, name: str, b: int, m: int, n: int, k: int, strategy: str = "heuristic"
+) -> tuple[TileSchedule, CallTiming]:
+    """The schedule `strategy` picks for a call of this shape, and its timing (memoised)."""
+    return _cached(id(target), target, name, (b, m, n, k, ""), strategy)
+
+
+def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristic") -> Program:
+    """Schedule every instruction call of `mapping` with `strategy` (by name)."""
+    strategy_named(strategy)  # an unknown name fails before any work
+    program = Program(mapping.kernel, mapping.target, strategy)
+    for node in mapping.instruction_calls():
+        model = ArrayModel.for_instruction(target, str(node.attrs["instruction"]))
+        call = matmul_call_of(node, model)
+        chosen, _ = best_call(target, call.instruction, call.b, call.m, call.n, call.k, strategy)
+        program.calls.append(ScheduledCall(call, chosen, strategy))
+    return program

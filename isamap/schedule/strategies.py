@@ -1,0 +1,123 @@
+"""Search strategies for a matrix call's schedule, chosen by name: heuristic, exhaustive, random,
+and gemmini-default (the vendor library's own choice, the baseline every speedup is against)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+
+from isamap.hardware.target import Target
+from isamap.hardware.timing import ArrayModel, call_timing
+from isamap.ir.errors import IsamapError
+from isamap.ir.program import DATAFLOWS, LOOP_ORDERS, MatmulCall, TileSchedule
+from isamap.schedule.space import candidate_tiles, lower_bound, schedules
+
+__all__ = ["STRATEGIES", "Strategy", "strategy"]
+
+#: A strategy: (array model, call, target) -> the schedule it picks.
+Strategy = Callable[[ArrayModel, MatmulCall, Target], TileSchedule]
+
+_RANDOM_SAMPLES = 64
+
+
+def _cycles(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
+    return call_timing(model, call, s).cycles
+
+
+def _best(model: ArrayModel, call: MatmulCall, options: list[TileSchedule]) -> TileSchedule:
+    if not options:
+        raise IsamapError(f"no schedule of call %{call.node} fits on chip")
+    return min(options, key=lambda s: (_cycles(model, call, s), s.loop_order, s.dataflow))
+
+
+def exhaustive(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
+    """Every fitting schedule, best first by lower bound; stops when no bound can beat the best."""
+    ranked = sorted(
+        ((lower_bound(model, call, s), i, s) for i, s in enumerate(schedules(model, call))),
+        key=lambda t: (t[0], t[1]),
+    )
+    if not ranked:
+        raise IsamapError(f"no schedule of call %{call.node} fits on chip")
+    best, best_cycles = ranked[0][2], float("inf")
+    for bound, _, s in ranked:
+        if bound >= best_cycles:
+            break
+        cycles = _cycles(model, call, s)
+        if cycles < best_cycles:
+            best, best_cycles = s, cycles
+    return best
+
+
+def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
+    """Largest balanced tiles that fit, double-buffered; a few loop orders and both dataflows
+    measured, the fastest kept."""
+    mb, nb, kb = call.blocks
+    options: list[TileSchedule] = []
+    for df, order in itertools.product(DATAFLOWS, ("ijk", "jik", "ikj", "jki")):
+        best_ij: tuple[int, int] | None = None
+        for ti, tj in itertools.product(candidate_tiles(mb), candidate_tiles(nb)):
+            if not model.fits(TileSchedule(df, ti, tj, 1, order, True)):
+                continue
+            key = (ti * tj, -abs(ti - tj))
+            if best_ij is None or key > (best_ij[0] * best_ij[1], -abs(best_ij[0] - best_ij[1])):
+                best_ij = (ti, tj)
+        if best_ij is None:
+            continue
+        ti, tj = best_ij
+        tk = max(t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order)))
+        options.append(TileSchedule(df, ti, tj, tk, order, True))
+        # a second candidate: all of K on chip with a smaller output tile, for operand reuse
+        for ti2 in reversed(candidate_tiles(mb)):
+            s2 = TileSchedule(df, ti2, tj, kb, order, True)
+            if model.fits(s2):
+                options.append(s2)
+                break
+    return _best(model, call, options)
+
+
+def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
+    """The best of a fixed number of random fitting schedules (seeded by the call's shape)."""
+    rng = random.Random(hash((call.b, call.m, call.n, call.k)) & 0xFFFF_FFFF)
+    mb, nb, kb = call.blocks
+    options: list[TileSchedule] = []
+    tries = 0
+    while len(options) < _RANDOM_SAMPLES and tries < 50 * _RANDOM_SAMPLES:
+        tries += 1
+        s = TileSchedule(
+            rng.choice(DATAFLOWS),
+            rng.choice(candidate_tiles(mb)),
+            rng.choice(candidate_tiles(nb)),
+            rng.choice(candidate_tiles(kb)),
+            rng.choice(LOOP_ORDERS),
+            rng.random() < 0.5,
+        )
+        if model.fits(s):
+            options.append(s)
+    if not options:
+        options.append(TileSchedule("WS", 1, 1, 1, "ijk", False))
+    return _best(model, call, options)
+
+
+def gemmini_default_strategy(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
+    """Gemmini's `tiled_matmul_auto` decisions (isamap/schedule/gemmini_default.py)."""
+    from isamap.schedule.gemmini_default import gemmini_default
+
+    return gemmini_default(call, target)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "heuristic": heuristic,
+    "exhaustive": exhaustive,
+    "random": random_search,
+    "gemmini-default": gemmini_default_strategy,
+}
+
+
+def strategy(name: str) -> Strategy:
+    """A strategy by name; IsamapError listing the known ones."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(STRATEGIES)
+        raise IsamapError(f"unknown schedule strategy '{name}' (known: {known})") from None
