@@ -1,4 +1,4 @@
-"""The `isamap` command: a thin click shell over the public API (`extract`, `targets`).
+"""The `isamap` command: a thin click shell over the public API (`extract`, `sim`, `targets`).
 
 Errors caused by user input (`IsamapError`) print one line, `isamap: error: file:line:col: ...`,
 and exit with code 2; any other exception is a bug and keeps its traceback.
@@ -7,14 +7,15 @@ and exit with code 2; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 import isamap
 from isamap.extract import COST_MODELS, cost_model
+from isamap.schedule.strategies import STRATEGIES, strategy
 
 __all__ = ["cli", "main"]
 
@@ -22,6 +23,8 @@ __all__ = ["cli", "main"]
 EXIT_BAD_INPUT = 2
 
 _LIMITS = isamap.Limits()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _fail(ctx: click.Context, message: str) -> NoReturn:
@@ -54,6 +57,87 @@ def _write(ctx: click.Context, path: Path, text: str) -> None:
         _fail(ctx, f"{path}: cannot write: {err.strerror or err}")
 
 
+def _common_options(f: _F) -> _F:
+    """The options `extract` and `sim` share: target, cost model, schedule, JSON output and the
+    saturation limits."""
+    options = [
+        click.option(
+            "-t",
+            "--target",
+            default="gemmini",
+            show_default=True,
+            help="Shipped name or a .toml path.",
+        ),
+        click.option(
+            "-c",
+            "--cost",
+            default="latency",
+            show_default=True,
+            help=f"Cost model: {', '.join(COST_MODELS)}.",
+        ),
+        click.option(
+            "-s",
+            "--schedule",
+            default="heuristic",
+            show_default=True,
+            help=f"Schedule strategy: {', '.join(STRATEGIES)}.",
+        ),
+        click.option(
+            "--json", "as_json", is_flag=True, help="Print one JSON object and nothing else."
+        ),
+        click.option(
+            "--max-iterations",
+            type=click.IntRange(min=1),
+            default=_LIMITS.iterations,
+            show_default=True,
+            help="Saturation limit: iterations.",
+        ),
+        click.option(
+            "--max-enodes",
+            type=click.IntRange(min=1),
+            default=_LIMITS.enodes,
+            show_default=True,
+            help="Saturation limit: e-nodes.",
+        ),
+        click.option(
+            "--max-seconds",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_LIMITS.seconds,
+            show_default=True,
+            help="Saturation limit: seconds.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _compile(
+    kernel: Path,
+    target: str,
+    cost: str,
+    schedule: str,
+    max_iterations: int,
+    max_enodes: int,
+    max_seconds: float,
+) -> isamap.CompileResult:
+    """Check the names, then compile; warn on stderr when saturation stopped at a limit."""
+    strategy(schedule)  # an unknown name fails now, before any loading or saturation
+    k = isamap.load_kernel(str(kernel))
+    t = isamap.load_target(target)
+    cost_model(cost, t, k)  # an unknown name fails now, not after saturation
+    limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
+    result = isamap.compile(k, t, cost=cost, schedule=schedule, limits=limits)
+    run = result.saturation.report
+    if run.hit_limit:
+        click.echo(
+            f"isamap: warning: saturation stopped at its {run.stop_reason}; "
+            "the mapping is the best found so far",
+            err=True,
+        )
+    return result
+
+
 def _print_variants(variants: Sequence[isamap.Mapping], cost: str) -> None:
     click.echo(f"\n{len(variants)} best distinct mappings under {cost}:")
     for rank, variant in enumerate(variants, start=1):
@@ -65,44 +149,13 @@ def _print_variants(variants: Sequence[isamap.Mapping], cost: str) -> None:
 
 @cli.command()
 @click.argument("kernel", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-t", "--target", default="gemmini", show_default=True, help="Shipped name or a .toml path."
-)
-@click.option(
-    "-c",
-    "--cost",
-    default="latency",
-    show_default=True,
-    help=f"Cost model: {', '.join(COST_MODELS)}.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object and nothing else.")
+@_common_options
 @click.option(
     "--variants",
     type=click.IntRange(min=0),
     default=0,
     metavar="N",
     help="Also print the N best distinct mappings.",
-)
-@click.option(
-    "--max-iterations",
-    type=click.IntRange(min=1),
-    default=_LIMITS.iterations,
-    show_default=True,
-    help="Saturation limit: iterations.",
-)
-@click.option(
-    "--max-enodes",
-    type=click.IntRange(min=1),
-    default=_LIMITS.enodes,
-    show_default=True,
-    help="Saturation limit: e-nodes.",
-)
-@click.option(
-    "--max-seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=_LIMITS.seconds,
-    show_default=True,
-    help="Saturation limit: seconds.",
 )
 @click.option(
     "--dot",
@@ -122,27 +175,18 @@ def extract(
     kernel: Path,
     target: str,
     cost: str,
+    schedule: str,
     as_json: bool,
-    variants: int,
     max_iterations: int,
     max_enodes: int,
     max_seconds: float,
+    variants: int,
     dot: Path | None,
     egraph_json: Path | None,
 ) -> None:
-    """Saturate KERNEL with a target's instructions and print the cheapest mapping."""
-    k = isamap.load_kernel(str(kernel))
-    t = isamap.load_target(target)
-    cost_model(cost, t, k)  # an unknown name fails now, not after saturation
-    limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
-    result = isamap.compile(k, t, cost=cost, limits=limits)
-    run = result.saturation.report
-    if run.hit_limit:
-        click.echo(
-            f"isamap: warning: saturation stopped at its {run.stop_reason}; "
-            "the mapping is the best found so far",
-            err=True,
-        )
+    """Saturate KERNEL with a target's instructions and print the cheapest mapping and its
+    report (scheduled with strategy --schedule, against the target's baseline)."""
+    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
     best = result.saturation.variants(variants, cost) if variants else []
     if dot is not None:
         _write(ctx, dot, result.saturation.to_dot())
@@ -151,7 +195,7 @@ def extract(
     if as_json:
         doc = {
             "kernel": str(kernel),
-            "target": t.name,
+            "target": result.target.name,
             "mapping": result.mapping.to_dict(),
             "report": result.report.to_dict(),
             "variants": [v.to_dict() for v in best],
@@ -162,6 +206,38 @@ def extract(
     click.echo(str(result.report))
     if best:
         _print_variants(best, cost)
+
+
+@cli.command()
+@click.argument("kernel", type=click.Path(dir_okay=False, path_type=Path))
+@_common_options
+def sim(
+    kernel: Path,
+    target: str,
+    cost: str,
+    schedule: str,
+    as_json: bool,
+    max_iterations: int,
+    max_enodes: int,
+    max_seconds: float,
+) -> None:
+    """Compile KERNEL, schedule it with strategy --schedule and simulate it: print the program
+    listing, then cycles, utilisation, bytes per memory level, energy, the roofline and the
+    speedup over the target's baseline schedule."""
+    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
+    if as_json:
+        doc = {
+            "kernel": str(kernel),
+            "target": result.target.name,
+            "program": result.program.to_dict(),
+            "report": result.report.to_dict(),
+            "mapping": result.mapping.to_dict(),
+        }
+        click.echo(json.dumps(doc, indent=1))
+        return
+    click.echo(result.program.listing())
+    click.echo()
+    click.echo(str(result.report))
 
 
 @cli.command()

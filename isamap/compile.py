@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isamap.egraph import Limits, RunReport, Saturation, saturate
+from isamap.egraph.target_rules import matrix_instructions
 from isamap.extract import extract_variants
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.sim import SimResult, simulate_timing
 from isamap.hardware.target import Target, load_target
+from isamap.hardware.timing import ArrayModel
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
@@ -35,11 +37,14 @@ def kernel_macs(kernel: Kernel) -> int:
 
 def roofline_cycles(kernel: Kernel, target: Target) -> float:
     """The larger of compute-bound (MACs / peak MACs per cycle) and bandwidth-bound cycles
-    (every input read and every output written once, over DRAM bandwidth)."""
+    (every input read and every output written once, over DRAM bandwidth; outputs at the width
+    the matrix unit stores them)."""
     peak = max(u.macs_per_cycle for u in target.units.values())
-    nbytes = target.dtype_bytes(target.input_dtype) * sum(
-        math.prod(kernel.shapes[t]) for t in (*kernel.inputs(), *kernel.outputs())
-    )
+    in_bytes = out_bytes = target.dtype_bytes(target.input_dtype)
+    for name in matrix_instructions(target):  # results leave as the matrix unit stores them
+        out_bytes = max(out_bytes, ArrayModel.for_instruction(target, name).out_bytes)
+    nbytes = in_bytes * sum(math.prod(kernel.shapes[t]) for t in kernel.inputs())
+    nbytes += out_bytes * sum(math.prod(kernel.shapes[t]) for t in kernel.outputs())
     return max(kernel_macs(kernel) / peak, nbytes / target.dram().bandwidth_bytes_per_cycle)
 
 

@@ -42,7 +42,7 @@ def test_version_and_help() -> None:
     assert invoke("--version").exit_code == 0
     result = invoke("--help")
     assert result.exit_code == 0
-    assert "extract" in result.stdout and "targets" in result.stdout
+    assert all(name in result.stdout for name in ("extract", "sim", "targets"))
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda p: p.stem)
@@ -150,6 +150,27 @@ def test_bad_target_toml(tmp_path: Path) -> None:
 
 def test_unknown_cost_model() -> None:
     assert_one_error_line(invoke("extract", GEMM, "--cost", "speed"), "speed")
+
+
+def test_extract_schedule_random() -> None:
+    result = invoke("extract", GEMM, "--schedule", "random")
+    assert result.exit_code == 0, result.output
+    assert "compute_preloaded" in result.stdout
+    assert "(schedule random)" in result.stdout  # the report states the scheduled cycles
+    doc = json.loads(invoke("extract", GEMM, "--schedule", "random", "--json").stdout)
+    assert doc["report"]["schedule"] == "random"
+    assert doc["report"]["cycles"] > 0
+
+
+def test_extract_default_schedule_is_heuristic() -> None:
+    result = invoke("extract", GEMM)
+    assert result.exit_code == 0, result.output
+    assert "(schedule heuristic)" in result.stdout
+    assert "speedup" in result.stdout
+
+
+def test_extract_unknown_schedule() -> None:
+    assert_one_error_line(invoke("extract", GEMM, "--schedule", "fastest"), "fastest")
 
 
 def test_iteration_limit_warns_and_still_maps() -> None:

@@ -8,7 +8,7 @@ one after another, as the mapping orders them.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from isamap.hardware.target import Target
@@ -24,8 +24,8 @@ class SimResult:
     """What the timing simulation reports for a whole program."""
 
     cycles: float
-    busy: Counter[str] = field(default_factory=Counter)  # unit -> busy cycles
-    bytes: Counter[str] = field(default_factory=Counter)  # memory level -> bytes moved
+    busy: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # unit -> cycles
+    bytes: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # level -> B
     counts: Counter[str] = field(default_factory=Counter)  # instruction -> issues
     energy_pj: float = 0.0
     macs: int = 0
@@ -62,7 +62,8 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
         result.cycles += timing.cycles
         result.busy[node.unit] += timing.compute_cycles
         result.busy["dma"] += timing.dma_cycles
-        result.bytes.update(timing.bytes)
+        for level, nbytes in timing.bytes.items():
+            result.bytes[level] += nbytes
         result.counts.update(timing.counts)
         result.energy_pj += timing.energy_pj
         result.macs += timing.macs

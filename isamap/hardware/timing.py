@@ -12,7 +12,7 @@ two engines overlap as the double buffering allows.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from isamap.hardware.matrix_form import matrix_form
@@ -130,7 +130,7 @@ class CallTiming:
     cycles: float
     compute_cycles: float
     dma_cycles: float
-    bytes: Counter[str] = field(default_factory=Counter)  # memory level -> bytes moved
+    bytes: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # level -> B
     counts: Counter[str] = field(default_factory=Counter)  # instruction -> issues
     energy_pj: float = 0.0
     macs: int = 0

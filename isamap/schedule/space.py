@@ -42,7 +42,10 @@ def schedules(
 
 def _loads(order: str, trips: dict[str, int], uses: str) -> int:
     """How many times an operand tile indexed by `uses` is (re)loaded under `order`."""
-    innermost = max(order.index(v) for v in uses)
+    moving = [order.index(v) for v in uses if trips[v] > 1]  # a loop of one trip moves nothing
+    if not moving:
+        return 1
+    innermost = max(moving)
     count = 1
     for v in order[: innermost + 1]:
         count *= trips[v]
