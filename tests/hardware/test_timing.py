@@ -51,7 +51,8 @@ def test_compute_cycles_equal_scalesim(case: tuple[int, int, int, int, int, str,
 
 
 def test_formulas() -> None:
-    # OS: ceil(M/R) ceil(N/C) folds of K + R + C - 2; WS: ceil(K/R) ceil(N/C) folds of M + 2R + C - 2
+    # OS: ceil(M/R) ceil(N/C) folds of K + R + C - 2
+    # WS: ceil(K/R) ceil(N/C) folds of M + 2R + C - 2
     assert compute_cycles(16, 16, 100, 36, 72, "OS") == 7 * 3 * (72 + 30) - 1
     assert compute_cycles(16, 16, 100, 36, 72, "WS") == 5 * 3 * (100 + 46) - 1
     with pytest.raises(ValueError):
