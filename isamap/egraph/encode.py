@@ -167,13 +167,31 @@ class _Encoder:
             return math.prod(ext[i] for i in group)
 
         sb, sm, sn, sk = size(batch), size(m), size(n), size(k)
-        a3 = self.reshape(self.arrange(a, batch + m + k), (sb, sm, sk), ("#b", "#m", "#k"))
-        b3 = self.reshape(self.arrange(b, batch + k + n), (sb, sk, sn), ("#b", "#k", "#n"))
+        a3 = self.to_3d(a, (batch, m, k), (sb, sm, sk))
+        b3 = self.to_3d(b, (batch, k, n), (sb, sk, sn))
         var = self.term(f"(Bmm {sb} {sm} {sn} {sk} {a3.var} {b3.var})")
         flat = _Value(var, ("#b", "#m", "#n"), (sb, sm, sn))
+        if tuple(out) == tuple(batch + n + m) and m and n:  # the output wants [b, n, m]
+            swapped = self.term(f'(Transpose {var} "0,2,1")')
+            flat = _Value(swapped, ("#b", "#n", "#m"), (sb, sn, sm))
+            return self.reshape(flat, tuple(ext[i] for i in out), tuple(out))
         grouped_axes = tuple(batch + m + n)
         grouped = self.reshape(flat, tuple(ext[i] for i in grouped_axes), grouped_axes)
         return self.arrange(grouped, out)
+
+    def to_3d(
+        self, v: _Value, groups: tuple[list[str], list[str], list[str]], sizes: tuple[int, ...]
+    ) -> _Value:
+        """`v` as a [g0, g1, g2] batch of matrices. When its axes already run g0, g2, g1 this is
+        a reshape and the batch-matrix transpose "0,2,1" (which the operand swap cancels), not a
+        general transpose."""
+        g0, g1, g2 = groups
+        names = ("#0", "#1", "#2")
+        if v.axes == tuple(g0 + g2 + g1) and g1 and g2:
+            flat = self.reshape(v, (sizes[0], sizes[2], sizes[1]), names)
+            var = self.term(f'(Transpose {flat.var} "0,2,1")')
+            return _Value(var, names, sizes)
+        return self.reshape(self.arrange(v, g0 + g1 + g2), sizes, names)
 
     def elementwise(self, expr: Expr, axes: tuple[str, ...], extents: dict[str, int]) -> _Value:
         shape = tuple(extents[a] for a in axes)
