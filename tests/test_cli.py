@@ -213,3 +213,12 @@ def test_python_m_isamap_subprocess(tmp_path: Path) -> None:
     assert err.stdout == ""
     assert err.stderr.count("\n") == 1 and err.stderr.startswith("isamap: error: ")
     assert f"{bad}:2:11" in err.stderr
+
+
+def test_targets_explain_prints_the_schema() -> None:
+    from pathlib import Path
+
+    result = invoke("targets", "--explain")
+    assert result.exit_code == 0
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "targets.md").read_text()
+    assert result.stdout.strip() == docs.strip()  # the packaged copy is the docs page

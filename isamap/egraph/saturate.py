@@ -18,6 +18,7 @@ from egglog import bindings
 
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
+from isamap.egraph.rule_file import read_rule_file
 from isamap.egraph.target_rules import rules_program
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
@@ -26,7 +27,17 @@ from isamap.ir.kernel import Kernel
 if TYPE_CHECKING:
     from isamap.ir.mapping import Mapping
 
-__all__ = ["RULES_DIR", "Limits", "RunReport", "Saturation", "load_rule_text", "saturate"]
+__all__ = [
+    "RULES_DIR",
+    "Limits",
+    "RuleSource",
+    "RunReport",
+    "Saturation",
+    "load_rule_text",
+    "rule_sources",
+    "saturate",
+    "saturate_with",
+]
 
 #: The folder of shipped rule files (sorts.egg, algebra.egg, <target>.egg).
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -84,8 +95,16 @@ def egglog_error(err: Exception, default_file: str) -> IsamapError:
     if match is None:
         return IsamapError(" ".join(text.split()), SourceLoc(default_file))
     line, col, file, message = match.groups()
-    message = " ".join(message.split())
-    return IsamapError(message, SourceLoc(file, int(line), int(col)))
+    if Path(default_file).name == file:  # egglog names the file without its folder
+        file = default_file
+    excerpt, _, problem = message.partition("\n")
+    excerpt = " ".join(excerpt.split())
+    if len(excerpt) > 60:
+        excerpt = excerpt[:57] + "..."
+    text = " ".join(problem.split()) or excerpt
+    if problem and excerpt:
+        text += f" (in `{excerpt}`)"
+    return IsamapError(text, SourceLoc(file, int(line), int(col)))
 
 
 def load_rule_text(egraph: bindings.EGraph, text: str, filename: str) -> None:
@@ -141,24 +160,50 @@ def _enodes(egraph: bindings.EGraph) -> int:
     return sum(count for name, count in out.sizes if name in TENSOR_OPS)
 
 
+@dataclass(frozen=True)
+class RuleSource:
+    """Rule text to load, the file it came from, and the rulesets it declares (run in order)."""
+
+    text: str
+    filename: str
+    rulesets: tuple[str, ...]
+
+
+def rule_sources(target: Target) -> list[RuleSource]:
+    """Every rule a saturation for `target` loads: algebra, derived, the target's rule file."""
+    algebra = RULES_DIR / "algebra.egg"
+    sources = [
+        RuleSource(algebra.read_text(), str(algebra), ("algebra",)),
+        RuleSource(rules_program(target), f"<rules derived from {target.path}>", ("target",)),
+    ]
+    extra = _target_rule_file(target)
+    if extra is not None:
+        text, forms = read_rule_file(extra)
+        names = tuple(dict.fromkeys(f.ruleset for f in forms if f.head == "ruleset" and f.ruleset))
+        sources.append(RuleSource(text, str(extra), names))
+    return sources
+
+
 def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Saturation:
     """Encode `kernel`, load the algebra and `target`'s rules, and saturate within `limits`."""
+    return saturate_with(kernel, target, rule_sources(target), limits)
+
+
+def saturate_with(
+    kernel: Kernel, target: Target, sources: list[RuleSource], limits: Limits | None = None
+) -> Saturation:
+    """Saturate `kernel` with exactly the rules of `sources`, their rulesets run in order."""
     limits = limits or Limits()
     report = RunReport()
     stages = report.stage_seconds
     t0 = time.perf_counter()
     egraph = bindings.EGraph()
-    for name in ("sorts.egg", "algebra.egg"):
-        path = RULES_DIR / name
-        load_rule_text(egraph, path.read_text(), str(path))
-    load_rule_text(egraph, rules_program(target), f"<rules derived from {target.path}>")
-    schedule = "(run algebra) (run target)"
-    extra = _target_rule_file(target)
-    if extra is not None:
-        text = extra.read_text()
-        load_rule_text(egraph, text, str(extra))
-        for ruleset in re.findall(r"\(ruleset\s+([^\s()]+)\s*\)", text):
-            schedule += f" (run {ruleset})"
+    sorts = RULES_DIR / "sorts.egg"
+    load_rule_text(egraph, sorts.read_text(), str(sorts))
+    schedule = ""
+    for source in sources:
+        load_rule_text(egraph, source.text, source.filename)
+        schedule += "".join(f" (run {name})" for name in source.rulesets)
     stages["load_rules"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -166,7 +211,7 @@ def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Sa
     stages["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    step = egraph.parse_program(f"(run-schedule {schedule})")
+    step = egraph.parse_program(f"(run-schedule{schedule})")
     report.stop_reason = "iteration-limit"
     for _ in range(limits.iterations):
         (out,) = egraph.run_program(*step)

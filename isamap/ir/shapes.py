@@ -60,6 +60,8 @@ def check_kernel(
     before a write, a rank mismatch, a bad output index list, an extent that cannot be inferred, a
     shape mismatch between accesses, or an access out of bounds.
     """
+    if not statements:
+        raise IsamapError("the kernel has no statements: nothing to compute", SourceLoc(source))
     for decl in tensors.values():
         _check_decl(decl)
     written_names = {s.target for s in statements}

@@ -1,0 +1,528 @@
+"""Functional simulation of a Program: tiles really move through modelled on-chip memories.
+
+Every scheduled matrix call walks its tile loop nest (the order and reuse rules of
+`timing.call_timing`, shared with `event_sim` through `tile_steps`) one instruction at a time:
+`mvin` copies a block from DRAM into rows of a Scratchpad (a spilled partial C back into the
+Accumulator), `preload` puts a block in the array, the compute instructions apply their declared
+semantics to blocks read from those rows, `mvout` writes a C block back to DRAM. Buffers sit at
+fixed row offsets; overrunning a memory, reading a row no mvin wrote since the buffer took its tile,
+or indexing past a buffer raises SimulationError.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isamap.hardware.functional import _FUNCTIONS, run_instruction, run_node
+from isamap.hardware.matrix_form import MatrixForm, matrix_form
+from isamap.hardware.target import Target
+from isamap.hardware.timing import ArrayModel
+from isamap.ir.errors import IsamapError
+from isamap.ir.kernel import Kernel
+from isamap.ir.mapping import Mapping
+from isamap.ir.program import MatmulCall, Program, TileSchedule
+
+__all__ = [
+    "Accumulator",
+    "Buffer",
+    "CTile",
+    "CallMachine",
+    "CallRun",
+    "MachineRun",
+    "RowMemory",
+    "Scratchpad",
+    "SimulationError",
+    "TileStep",
+    "run_call",
+    "run_program",
+    "tile_steps",
+    "trace_program",
+]
+
+
+class SimulationError(IsamapError):
+    """The program did something the machine cannot: overran a memory, read an unwritten row."""
+
+
+# -- the loop nest -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CTile:
+    """One C tile of a call: batch, tile coordinates, real extents, and whether it is complete."""
+
+    batch: int
+    i0: int
+    j0: int
+    mt: int
+    nt: int
+    final: bool = False  # every K tile has been accumulated: the epilogue applies on the way out
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.batch, self.i0, self.j0)
+
+
+@dataclass(frozen=True)
+class TileStep:
+    """One iteration of a call's tile loop nest and the data movement it implies."""
+
+    index: int
+    batch: int
+    i0: int
+    j0: int
+    k0: int
+    mt: int  # real extents of this iteration's tiles, in elements
+    nt: int
+    kt: int
+    load_a: bool  # the A tile's coordinates changed: load it
+    load_b: bool
+    new_c: bool  # this iteration works on another C tile than the previous one
+    reload_c: bool  # ... one already stored: its partial sums come back
+    leave: CTile | None  # the C tile the previous iteration worked on, stored now
+
+
+def _extent(index: int, tile: int, total: int) -> int:
+    return min(tile, total - index * tile)
+
+
+def tile_steps(call: MatmulCall, s: TileSchedule) -> tuple[list[TileStep], CTile | None]:
+    """The iterations of `call` under `s` (batch outermost, then `s.loop_order`), and the C tile
+    left to store after the last one; the same reuse rules as `timing.call_timing`."""
+    bm, bn, bk = call.block
+    mb, nb, kb = call.blocks
+    trips = {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}
+    ti, tj, tk = s.tile_i * bm, s.tile_j * bn, s.tile_k * bk
+    steps: list[TileStep] = []
+    a_at = b_at = None
+    current: CTile | None = None
+    k_done: Counter[tuple[int, int, int]] = Counter()  # C tile -> K tiles accumulated into it
+
+    def closed(c: CTile) -> CTile:
+        return CTile(c.batch, c.i0, c.j0, c.mt, c.nt, k_done[c.key] == trips["k"])
+
+    for batch in range(call.b):
+        for pos in _positions(s.loop_order, trips):
+            i0, j0, k0 = pos
+            mt, nt, kt = _extent(i0, ti, call.m), _extent(j0, tj, call.n), _extent(k0, tk, call.k)
+            load_a, load_b = (batch, i0, k0) != a_at, (batch, k0, j0) != b_at
+            a_at, b_at = (batch, i0, k0), (batch, k0, j0)
+            c_tile = CTile(batch, i0, j0, mt, nt)
+            new_c = current is None or current.key != c_tile.key
+            leave = closed(current) if new_c and current is not None else None
+            reload_c = new_c and k_done[c_tile.key] > 0
+            current = c_tile
+            k_done[c_tile.key] += 1
+            steps.append(
+                TileStep(
+                    index=len(steps),
+                    batch=batch,
+                    i0=i0,
+                    j0=j0,
+                    k0=k0,
+                    mt=mt,
+                    nt=nt,
+                    kt=kt,
+                    load_a=load_a,
+                    load_b=load_b,
+                    new_c=new_c,
+                    reload_c=reload_c,
+                    leave=leave,
+                )
+            )
+    return steps, (closed(current) if current is not None else None)
+
+
+def _positions(order: str, trips: dict[str, int]) -> Iterator[tuple[int, int, int]]:
+    """(i0, j0, k0) of every iteration, loops nested in `order` (outer to inner)."""
+    for x in range(trips[order[0]]):
+        for y in range(trips[order[1]]):
+            for z in range(trips[order[2]]):
+                pos = dict(zip(order, (x, y, z), strict=True))
+                yield pos["i"], pos["j"], pos["k"]
+
+
+# -- memories ------------------------------------------------------------------------------------
+
+
+class RowMemory:
+    """An on-chip memory of `rows` rows of `width` elements, each row flagged valid once written."""
+
+    kind = "memory"
+
+    def __init__(self, name: str, capacity_bytes: int, row_bytes: int, elem_bytes: int) -> None:
+        self.name = name
+        self.rows = capacity_bytes // row_bytes
+        self.width = max(1, row_bytes // elem_bytes)
+        self.data = np.zeros((self.rows, self.width))
+        self.valid = np.zeros(self.rows, dtype=bool)
+        self.used = 0
+
+    def allocate(self, requests: list[tuple[str, int]]) -> list[Buffer]:
+        """Buffers of the requested rows, one after another from the first free row."""
+        needed = self.used + sum(n for _, n in requests)
+        if needed > self.rows:
+            labels = ", ".join(f"{label} {n}" for label, n in requests)
+            raise SimulationError(
+                f"{self.kind} overrun: needs {needed} rows, has {self.rows} ({self.name}: {labels})"
+            )
+        out = []
+        for label, n in requests:
+            out.append(Buffer(self, label, self.used, n))
+            self.used += n
+        return out
+
+
+class Scratchpad(RowMemory):
+    """The memory the instruction's A (and B) operands live in."""
+
+    kind = "scratchpad"
+
+
+class Accumulator(RowMemory):
+    """The memory the instruction's C operand lives in (partial sums)."""
+
+    kind = "accumulator"
+
+
+@dataclass
+class Buffer:
+    """A fixed range of rows of a memory, holding one tile's blocks at a time."""
+
+    memory: RowMemory
+    label: str
+    offset: int
+    nrows: int
+
+    def block_rows(self, shape: tuple[int, int]) -> int:
+        """Rows one block of `shape` takes: each of its rows spans whole memory rows."""
+        return shape[0] * -(-shape[1] // self.memory.width)
+
+    def _span(self, row: int, shape: tuple[int, int]) -> slice:
+        count = self.block_rows(shape)
+        if row < 0 or row + count > self.nrows:
+            raise SimulationError(
+                f"{self.label}: rows {row}..{row + count - 1} outside its {self.nrows} rows"
+            )
+        return slice(self.offset + row, self.offset + row + count)
+
+    def invalidate(self) -> None:
+        """The buffer takes a new tile: nothing in it is valid until written."""
+        self.memory.valid[self.offset : self.offset + self.nrows] = False
+
+    def write(self, row: int, block: np.ndarray) -> None:
+        span = self._span(row, block.shape)
+        r, c = block.shape
+        flat = np.zeros((r, self.block_rows((1, c)) * self.memory.width))
+        flat[:, :c] = block
+        self.memory.data[span] = flat.reshape(-1, self.memory.width)
+        self.memory.valid[span] = True
+
+    def read(self, row: int, shape: tuple[int, int]) -> np.ndarray:
+        span = self._span(row, shape)
+        bad = np.flatnonzero(~self.memory.valid[span])
+        if bad.size:
+            raise SimulationError(
+                f"{self.label}: row {row + int(bad[0])} read before any mvin wrote it"
+            )
+        r, c = shape
+        return self.memory.data[span].reshape(r, -1)[:, :c].copy()
+
+    def accumulate(self, row: int, block: np.ndarray) -> None:
+        self.write(row, self.read(row, block.shape) + block)
+
+
+# -- one call on the machine ---------------------------------------------------------------------
+
+
+def _block(x: np.ndarray, r0: int, c0: int, shape: tuple[int, int]) -> np.ndarray:
+    """The block of 2-D `x` at (r0, c0), zero-padded past the edges."""
+    out = np.zeros(shape)
+    part = x[r0 : r0 + shape[0], c0 : c0 + shape[1]]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+class CallMachine:
+    """The scratchpad, accumulator and array one call runs on, and its instructions.
+
+    Each instruction method counts its issue under the target's instruction name; the loop nest
+    (`run`) is the only caller.
+    """
+
+    def __init__(self, target: Target, call: MatmulCall, s: TileSchedule) -> None:
+        ins = target.instruction(call.instruction)
+        form = matrix_form(ins.semantics)
+        if form is None or form.tile("b") != 1:
+            raise SimulationError(f"{call.instruction}: not a matrix instruction without batch")
+        self.form: MatrixForm = form
+        self.call, self.s = call, s
+        self.names = ArrayModel.for_instruction(target, call.instruction).names
+        self.counts: Counter[str] = Counter()
+        in_bytes = target.dtype_bytes(target.input_dtype)
+        acc_bytes = target.dtype_bytes(target.acc_dtype)
+        bm, bn, bk = call.block
+        self.a_shape, self.b_shape, self.c_shape = (bm, bk), (bk, bn), (bm, bn)
+        memories: dict[str, RowMemory] = {}
+        for operand, kind in ((form.lhs, Scratchpad), (form.rhs, Scratchpad), (form.out, None)):
+            name = ins.operands[operand]
+            if name not in memories:
+                mem = target.memories[name]
+                nbytes = acc_bytes if kind is None else in_bytes
+                width = bn if kind is None else bk
+                row_bytes = mem.row_bytes or width * nbytes
+                cls = Accumulator if kind is None else Scratchpad
+                memories[name] = cls(name, mem.capacity_bytes, row_bytes, nbytes)
+        self.copies = 2 if s.double_buffer else 1
+        self.a = self._buffers(
+            memories[ins.operands[form.lhs]], "A", self.a_shape, s.tile_i, s.tile_k
+        )
+        self.b = self._buffers(
+            memories[ins.operands[form.rhs]], "B", self.b_shape, s.tile_k, s.tile_j
+        )
+        self.c = self._buffers(
+            memories[ins.operands[form.out]], "C", self.c_shape, s.tile_i, s.tile_j
+        )
+        self.slot = {"A": -1, "B": -1, "C": -1}  # buffer each operand's current tile is in
+        self.c_slot: dict[tuple[int, int, int], int] = {}
+        self.stationary: np.ndarray | None = None  # the block held in the array
+        self.fresh = False  # preloaded and not yet computed with
+
+    def _buffers(
+        self, mem: RowMemory, label: str, shape: tuple[int, int], rows: int, cols: int
+    ) -> list[Buffer]:
+        per_block = -(-shape[1] // mem.width) * shape[0]
+        requests = [(f"{label}{n}", rows * cols * per_block) for n in range(self.copies)]
+        return mem.allocate(requests)
+
+    def _row(self, buffer: Buffer, shape: tuple[int, int], r: int, c: int, cols: int) -> int:
+        """First row of block (r, c) of a tile `cols` blocks wide."""
+        return (r * cols + c) * buffer.block_rows(shape)
+
+    def _issue(self, role: str) -> str:
+        name = self.names.get(role, role)
+        self.counts[name] += 1
+        return name
+
+    def _product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """One block product by the instruction's declared semantics."""
+        product: np.ndarray = run_instruction(self.form, a[None], b[None])[0]
+        return product
+
+    # -- the instructions -------------------------------------------------------------------------
+
+    def mvin(self, buffer: Buffer, row: int, block: np.ndarray) -> None:
+        """Copy one (zero-padded) block from DRAM into `buffer` at `row`."""
+        self._issue("load")
+        buffer.write(row, block)
+
+    def preload(self, block: np.ndarray | None) -> None:
+        """Put a block in the array: the B block (WS), or zeros for the C block (OS)."""
+        self._issue("preload")
+        self.stationary = np.zeros(self.c_shape) if block is None else block
+        self.fresh = True
+
+    def compute(self, a: np.ndarray, b: np.ndarray | None, first: bool) -> np.ndarray:
+        """compute_preloaded (`first` of a fold) or compute_accumulated: A times the stationary
+        B (WS, `b` None) or times `b` (OS, added to the C held); the block it produces."""
+        role = "compute" if first or "accumulate" not in self.names else "accumulate"
+        self._issue(role)
+        if self.stationary is None or (role == "compute" and not self.fresh):
+            raise SimulationError(f"{self.names.get(role, role)} without a preload")
+        self.fresh = False
+        if b is None:
+            return self._product(a, self.stationary)
+        self.stationary = self.stationary + self._product(a, b)
+        return self.stationary
+
+    def mvout(self, buffer: Buffer, row: int, epilogue: str | None) -> np.ndarray:
+        """Read one C block out of the accumulator, through `epilogue`, for DRAM."""
+        self._issue("store")
+        block = buffer.read(row, self.c_shape)
+        return _FUNCTIONS[epilogue](block) if epilogue else block
+
+    # -- the loop nest ----------------------------------------------------------------------------
+
+    def run(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """`a[b, m, k] . b[b, k, n]` through the machine, tile by tile."""
+        out = np.zeros((self.call.b, self.call.m, self.call.n))
+        steps, last = tile_steps(self.call, self.s)
+        for step in steps:
+            if step.leave is not None and not self.s.double_buffer:
+                self._store(step.leave, out)  # one C buffer: empty it before anything comes in
+            if step.load_a:
+                self._load(step, "A", a[step.batch], step.i0, step.k0, self.s.tile_k)
+            if step.load_b:
+                self._load(step, "B", b[step.batch], step.k0, step.j0, self.s.tile_j)
+            if step.new_c:
+                self._open_c(step, out)
+            if step.leave is not None and self.s.double_buffer:
+                self._store(step.leave, out)  # prefetch first, then store
+            self._compute(step)
+        if last is not None:
+            self._store(last, out)
+        return out
+
+    def _take(self, operand: str) -> Buffer:
+        """The next buffer of `operand` (alternating when double-buffered), emptied."""
+        self.slot[operand] = (self.slot[operand] + 1) % self.copies
+        buffer = {"A": self.a, "B": self.b, "C": self.c}[operand][self.slot[operand]]
+        buffer.invalidate()
+        return buffer
+
+    def _load(
+        self, step: TileStep, operand: str, x: np.ndarray, r0: int, c0: int, wide: int
+    ) -> None:
+        shape = self.a_shape if operand == "A" else self.b_shape
+        rows, cols = (step.mt, step.kt) if operand == "A" else (step.kt, step.nt)
+        tr, tc = (
+            (self.s.tile_i, self.s.tile_k) if operand == "A" else (self.s.tile_k, self.s.tile_j)
+        )
+        buffer = self._take(operand)
+        for r in range(-(-rows // shape[0])):
+            for c in range(-(-cols // shape[1])):
+                block = _block(x, (r0 * tr + r) * shape[0], (c0 * tc + c) * shape[1], shape)
+                self.mvin(buffer, self._row(buffer, shape, r, c, wide), block)
+
+    def _open_c(self, step: TileStep, out: np.ndarray) -> None:
+        """Give the new C tile a buffer: zeros, or its partial sums back from DRAM."""
+        buffer = self._take("C")
+        self.c_slot[(step.batch, step.i0, step.j0)] = self.slot["C"]
+        bm, bn = self.c_shape
+        for r in range(-(-step.mt // bm)):
+            for c in range(-(-step.nt // bn)):
+                row = self._row(buffer, self.c_shape, r, c, self.s.tile_j)
+                if step.reload_c:
+                    r0, c0 = (step.i0 * self.s.tile_i + r) * bm, (step.j0 * self.s.tile_j + c) * bn
+                    self.mvin(buffer, row, _block(out[step.batch], r0, c0, self.c_shape))
+                else:  # the first compute overwrites instead of accumulating
+                    buffer.write(row, np.zeros(self.c_shape))
+
+    def _store(self, tile: CTile, out: np.ndarray) -> None:
+        """mvout every block of a C tile; the epilogue only when the tile is final."""
+        buffer = self.c[self.c_slot[tile.key]]
+        bm, bn = self.c_shape
+        epilogue = self.call.epilogue if tile.final else None
+        for r in range(-(-tile.mt // bm)):
+            for c in range(-(-tile.nt // bn)):
+                block = self.mvout(
+                    buffer, self._row(buffer, self.c_shape, r, c, self.s.tile_j), epilogue
+                )
+                r0, c0 = (tile.i0 * self.s.tile_i + r) * bm, (tile.j0 * self.s.tile_j + c) * bn
+                dst = out[tile.batch, r0 : r0 + bm, c0 : c0 + bn]
+                dst[...] = block[: dst.shape[0], : dst.shape[1]]
+
+    def _compute(self, step: TileStep) -> None:
+        """The folds of one iteration: WS holds each B block, OS each C block."""
+        a_buf, b_buf = self.a[self.slot["A"]], self.b[self.slot["B"]]
+        c_buf = self.c[self.slot["C"]]
+        bm, bn, bk = self.call.block
+        mb, nb, kb = -(-step.mt // bm), -(-step.nt // bn), -(-step.kt // bk)
+        tk, tj = self.s.tile_k, self.s.tile_j
+
+        def a_block(i: int, k: int) -> np.ndarray:
+            return a_buf.read(self._row(a_buf, self.a_shape, i, k, tk), self.a_shape)
+
+        def b_block(k: int, j: int) -> np.ndarray:
+            return b_buf.read(self._row(b_buf, self.b_shape, k, j, tj), self.b_shape)
+
+        def c_row(i: int, j: int) -> int:
+            return self._row(c_buf, self.c_shape, i, j, tj)
+
+        if self.s.dataflow == "WS":
+            for j in range(nb):
+                for k in range(kb):
+                    self.preload(b_block(k, j))
+                    for i in range(mb):
+                        c_buf.accumulate(c_row(i, j), self.compute(a_block(i, k), None, i == 0))
+        else:
+            for i in range(mb):
+                for j in range(nb):
+                    self.preload(None)
+                    held = self.stationary
+                    for k in range(kb):
+                        held = self.compute(a_block(i, k), b_block(k, j), k == 0)
+                    assert held is not None
+                    c_buf.accumulate(c_row(i, j), held)  # drain the array into the accumulator
+
+
+@dataclass
+class CallRun:
+    """One call run on the machine: its result and the instructions it issued, by name."""
+
+    output: np.ndarray
+    counts: Counter[str]
+
+
+def run_call(
+    target: Target, call: MatmulCall, s: TileSchedule, a: np.ndarray, b: np.ndarray
+) -> CallRun:
+    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s`, through the modelled memories.
+
+    Raises SimulationError on an overrun, a read of an unwritten row, or mismatched shapes.
+    """
+    want_a, want_b = (call.b, call.m, call.k), (call.b, call.k, call.n)
+    if a.shape != want_a or b.shape != want_b:
+        raise SimulationError(
+            f"%{call.node}: operands {a.shape} . {b.shape}, the call is {want_a} . {want_b}"
+        )
+    machine = CallMachine(target, call, s)
+    return CallRun(machine.run(np.asarray(a, float), np.asarray(b, float)), machine.counts)
+
+
+@dataclass
+class MachineRun:
+    """A program run on the machine: the kernel's outputs and the instructions issued."""
+
+    outputs: dict[str, np.ndarray]
+    counts: Counter[str] = field(default_factory=Counter)  # instruction -> issues, all calls
+    calls: dict[int, Counter[str]] = field(default_factory=dict)  # node -> its call's issues
+
+
+def trace_program(
+    program: Program,
+    mapping: Mapping,
+    kernel: Kernel,
+    target: Target,
+    inputs: MappingABC[str, np.ndarray],
+) -> MachineRun:
+    """Run `mapping` like `functional.run_mapping`, every scheduled call on the machine."""
+    for name in kernel.inputs():
+        if name not in inputs:
+            raise IsamapError(f"missing input '{name}' for kernel {kernel.name}")
+    run = MachineRun({})
+    values: list[np.ndarray] = []
+    for node in mapping.nodes:
+        scheduled = program.call_for(node.id)
+        args = [values[i] for i in node.args]
+        if node.op == "input":
+            value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
+        elif scheduled is not None:
+            called = run_call(target, scheduled.call, scheduled.schedule, args[0], args[1])
+            value = called.output
+            run.calls[node.id] = called.counts
+            run.counts.update(called.counts)
+        else:
+            value = run_node(node, args, kernel, target)
+        if tuple(value.shape) != tuple(node.shape):
+            raise SimulationError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
+        values.append(value)
+    run.outputs = {name: values[i] for name, i in mapping.outputs.items()}
+    return run
+
+
+def run_program(
+    program: Program,
+    mapping: Mapping,
+    kernel: Kernel,
+    target: Target,
+    inputs: MappingABC[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The kernel tensors `mapping` computes, by name, every scheduled call run on the machine
+    (the same outputs as `functional.run_mapping`); `trace_program` also gives the counts."""
+    return trace_program(program, mapping, kernel, target, inputs).outputs

@@ -1,0 +1,86 @@
+"""Hand-written rule files: only rulesets and rules, named rulesets, errors at file:line:col."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import isamap
+from isamap.egraph.rule_file import parse_rule_file
+from isamap.hardware.target import TARGET_DIR
+
+GOOD = """; double transposes of any permutation cancel when they are the batch-matrix one
+(ruleset mine)
+(rewrite (Transpose (Transpose x "0,2,1") "0,2,1") x :ruleset mine :name "my-involution")
+"""
+
+
+def _compile_with(tmp_path: Path, rules: str) -> isamap.CompileResult:
+    toml = tmp_path / "chip.toml"
+    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    (tmp_path / "chip.egg").write_text(rules)
+    return isamap.compile(isamap.load_kernel("examples/kernels/gemm.kernel"), str(toml))
+
+
+def test_good_rule_file_is_loaded_and_runs(tmp_path: Path) -> None:
+    result = _compile_with(tmp_path, GOOD)
+    assert "my-involution" in result.report.egraph.matches_per_rule
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("(ruleset r)\n(run 100000)\n", 2, "'run' is not allowed"),
+        ('(ruleset r)\n\n(include "x.egg")\n', 3, "'include' is not allowed"),
+        ("(rewrite (Fn f x) x :ruleset r)\n", 1, "ruleset 'r' is not declared"),
+        ("(ruleset r)\n(rewrite (Fn f x) x)\n", 2, "needs ':ruleset NAME'"),
+        ("(ruleset r)\n(rewrite (Fn f x) x :ruleset r\n", 2, "missing ')'"),
+        ("(ruleset r))\n", 1, "unbalanced ')'"),
+        ("ruleset r\n", 1, "expected '('"),
+        ("(ruleset r)\n(rewrite (Fnn f x) x :ruleset r)\n", 2, "Fnn"),
+        ("(ruleset r)\n(rewrite (Fn f x y) x :ruleset r)\n", 2, "Arity"),
+        ("(ruleset r)\n(rewrite (Fn f y) x :ruleset r)\n", 2, "Unbound symbol x"),
+        ('(ruleset r)\n(rewrite (Fn f x) (Full "a" "b") :ruleset r)\n', 2, ""),
+    ],
+)
+def test_bad_rule_files(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    with pytest.raises(isamap.IsamapError) as info:
+        _compile_with(tmp_path, text)
+    err = info.value
+    assert err.loc is not None and err.loc.file.endswith("chip.egg")
+    assert err.loc.line == line, str(err)
+    assert fragment in str(err)
+    assert "\n" not in str(err)
+
+
+def test_forms_carry_locations() -> None:
+    forms = parse_rule_file(GOOD, "mine.egg")
+    assert [f.head for f in forms] == ["ruleset", "rewrite"]
+    assert (forms[1].loc.line, forms[1].loc.col) == (3, 1)
+    assert forms[1].name == "my-involution" and forms[1].ruleset == "mine"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mangled_rule_files_never_crash(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    text = GOOD
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(text)))
+        action = data.draw(st.sampled_from(["delete", "insert", "duplicate"]))
+        if action == "delete":
+            text = text[:pos] + text[pos + data.draw(st.integers(1, 5)) :]
+        elif action == "insert":
+            text = text[:pos] + data.draw(st.sampled_from(list('()" ;:xa0\n'))) + text[pos:]
+        else:
+            text = text[:pos] + text[pos : pos + 8] + text[pos:]
+    tmp = tmp_path_factory.mktemp("fuzz")
+    try:
+        _compile_with(tmp, text)
+    except isamap.IsamapError as err:
+        assert err.loc is not None and err.loc.file.endswith("chip.egg")
