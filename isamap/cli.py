@@ -9,8 +9,8 @@ and exit with code 2; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 

@@ -108,8 +108,10 @@ def corpus(seed: int = 0) -> list[Kernel]:
         f"tensor A[{k}, {m}] f32\ntensor B[{n}, {k}] f32\nC[i, j] += A[k, i] * B[j, k]\n",
         f"tensor X[{m}, {k}] f32\ntensor W1[{k}, {n}] f32\ntensor W2[{k}, {d()}] f32\n"
         f"tensor V[{d()}, {k}] f32\n"
-        "P[i, j] += X[i, k] * W1[k, j]\nQ[i, j] += X[i, k] * W2[k, j]\nR[i, j] += V[i, k] * W1[k, j]\n",
-        f"tensor A[{d(1, 3)}, {m}, {k}] f32\ntensor B[{k}, {n}] f32\nC[b, i, j] += A[b, i, k] * B[k, j]\n",
+        "P[i, j] += X[i, k] * W1[k, j]\nQ[i, j] += X[i, k] * W2[k, j]\n"
+        "R[i, j] += V[i, k] * W1[k, j]\n",
+        f"tensor A[{d(1, 3)}, {m}, {k}] f32\ntensor B[{k}, {n}] f32\n"
+        "C[b, i, j] += A[b, i, k] * B[k, j]\n",
         f"tensor A[{m}, {k}] f32\ntensor x[{k}] f32\ny[i] += A[i, k] * x[k]\nz[i] = tanh(y[i])\n",
         f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor D[{n}, {d()}] f32\n"
         "T[i, j] += A[i, k] * B[k, j]\nE[i, l] += T[i, j] * D[j, l]\n",
