@@ -7,6 +7,7 @@ runs SCALE-Sim's folds piece by piece (WS: preload R cycles, each A block's real
 drain; OS: a zero preload taking no time, each K block's real depth, R + C - 2 to drain). A compute
 waits for the mvins of the blocks it reads, an mvin for the readers of its buffer's previous tile,
 an mvout for the fold that finished its C tile; each engine runs its events in program order.
+With `by_tile` the dependencies coarsen to call_timing's (whole tiles), and the two agree exactly.
 """
 
 from __future__ import annotations

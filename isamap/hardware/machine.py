@@ -264,41 +264,42 @@ class CallMachine:
         self.call, self.s = call, s
         self.names = ArrayModel.for_instruction(target, call.instruction).names
         self.counts: Counter[str] = Counter()
-        in_bytes = target.dtype_bytes(target.input_dtype)
-        acc_bytes = target.dtype_bytes(target.acc_dtype)
         bm, bn, bk = call.block
         self.a_shape, self.b_shape, self.c_shape = (bm, bk), (bk, bn), (bm, bn)
-        memories: dict[str, RowMemory] = {}
-        for operand, kind in ((form.lhs, Scratchpad), (form.rhs, Scratchpad), (form.out, None)):
-            name = ins.operands[operand]
-            if name not in memories:
-                mem = target.memories[name]
-                nbytes = acc_bytes if kind is None else in_bytes
-                width = bn if kind is None else bk
-                row_bytes = mem.row_bytes or width * nbytes
-                cls = Accumulator if kind is None else Scratchpad
-                memories[name] = cls(name, mem.capacity_bytes, row_bytes, nbytes)
         self.copies = 2 if s.double_buffer else 1
-        self.a = self._buffers(
-            memories[ins.operands[form.lhs]], "A", self.a_shape, s.tile_i, s.tile_k
-        )
-        self.b = self._buffers(
-            memories[ins.operands[form.rhs]], "B", self.b_shape, s.tile_k, s.tile_j
-        )
-        self.c = self._buffers(
-            memories[ins.operands[form.out]], "C", self.c_shape, s.tile_i, s.tile_j
-        )
+        buffers = self._allocate(target, form, dict(ins.operands))
+        self.a, self.b, self.c = buffers["A"], buffers["B"], buffers["C"]
         self.slot = {"A": -1, "B": -1, "C": -1}  # buffer each operand's current tile is in
         self.c_slot: dict[tuple[int, int, int], int] = {}
         self.stationary: np.ndarray | None = None  # the block held in the array
         self.fresh = False  # preloaded and not yet computed with
 
-    def _buffers(
-        self, mem: RowMemory, label: str, shape: tuple[int, int], rows: int, cols: int
-    ) -> list[Buffer]:
-        per_block = -(-shape[1] // mem.width) * shape[0]
-        requests = [(f"{label}{n}", rows * cols * per_block) for n in range(self.copies)]
-        return mem.allocate(requests)
+    def _allocate(
+        self, target: Target, form: MatrixForm, operands: dict[str, str]
+    ) -> dict[str, list[Buffer]]:
+        """Every buffer of the call, at fixed offsets: A and B (in the scratchpad the instruction
+        reads them from), C (in its accumulator), one of each per copy."""
+        in_bytes = target.dtype_bytes(target.input_dtype)
+        acc_bytes = target.dtype_bytes(target.acc_dtype)
+        s = self.s
+        wanted = (
+            ("A", operands[form.lhs], self.a_shape, s.tile_i * s.tile_k, in_bytes),
+            ("B", operands[form.rhs], self.b_shape, s.tile_k * s.tile_j, in_bytes),
+            ("C", operands[form.out], self.c_shape, s.tile_i * s.tile_j, acc_bytes),
+        )
+        memories: dict[str, RowMemory] = {}
+        requests: dict[str, list[tuple[str, int]]] = {}
+        for label, name, shape, blocks, nbytes in wanted:
+            if name not in memories:
+                mem = target.memories[name]
+                cls = Accumulator if label == "C" else Scratchpad
+                row_bytes = mem.row_bytes or shape[1] * nbytes
+                memories[name] = cls(name, mem.capacity_bytes, row_bytes, nbytes)
+            per_block = shape[0] * -(-shape[1] // memories[name].width)
+            for n in range(self.copies):
+                requests.setdefault(name, []).append((f"{label}{n}", blocks * per_block))
+        allocated = [b for name, asked in requests.items() for b in memories[name].allocate(asked)]
+        return {op: [b for b in allocated if b.label[0] == op] for op in "ABC"}
 
     def _row(self, buffer: Buffer, shape: tuple[int, int], r: int, c: int, cols: int) -> int:
         """First row of block (r, c) of a tile `cols` blocks wide."""

@@ -86,6 +86,7 @@ class Unit:
     rows: int = 1
     cols: int = 1
     lanes: int = 1
+    count: int = 1  # identical units side by side; a call's tiles are spread over them
     dataflows: tuple[str, ...] = ()
     macs_per_cycle: float
     elementwise_per_cycle: float

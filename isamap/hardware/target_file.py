@@ -58,6 +58,7 @@ UNIT_KEYS = {
     "rows": False,
     "cols": False,
     "lanes": False,
+    "count": False,
     "dataflows": False,
     "macs_per_cycle": False,
     "elementwise_per_cycle": False,
@@ -326,10 +327,11 @@ def _unit(doc: TargetFile, keys: Keys, raw: object, name: str, kind: str | None 
     rows = doc.integer((*keys, "rows"), t, default=1)
     cols = doc.integer((*keys, "cols"), t, default=1)
     lanes = doc.integer((*keys, "lanes"), t, default=1)
+    count = doc.integer((*keys, "count"), t, default=1)
     # Peak rates a unit of this kind has unless the file says otherwise.
     macs, elementwise = {
-        "matrix": (rows * cols, cols),
-        "vector": (lanes, lanes),
+        "matrix": (rows * cols * count, cols * count),
+        "vector": (lanes * count, lanes * count),
         "dma": (0, 0),
         "host": (1, 1),
     }[kind]
@@ -340,6 +342,7 @@ def _unit(doc: TargetFile, keys: Keys, raw: object, name: str, kind: str | None 
         rows=rows,
         cols=cols,
         lanes=lanes,
+        count=count,
         dataflows=doc.strings((*keys, "dataflows"), t, DATAFLOWS),
         macs_per_cycle=doc.number((*keys, "macs_per_cycle"), t, default=macs, positive=host),
         elementwise_per_cycle=doc.number(

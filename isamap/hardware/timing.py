@@ -55,6 +55,24 @@ class ArrayModel:
     pj_acc: float
     pj_mac: float
     names: dict[str, str] = field(default_factory=dict)  # role -> instruction name
+    systolic: bool = True  # a matrix unit (SCALE-Sim folds); else one issue per instruction tile
+    count: int = 1  # identical units; a tile's folds (issues) are spread over them
+    issue_cycles: float = 1.0
+    dataflows: tuple[str, ...] = ("WS", "OS")
+
+    def tile_compute(self, m: int, n: int, k: int, dataflow: str) -> int:
+        """Array cycles of one on-chip tile of m x k . k x n, spread over the units."""
+        if self.systolic:
+            if dataflow == "WS":
+                folds = math.ceil(k / self.rows) * math.ceil(n / self.cols)
+                per_fold = m + 2 * self.rows + self.cols - 2
+            else:
+                folds = math.ceil(m / self.rows) * math.ceil(n / self.cols)
+                per_fold = k + self.rows + self.cols - 2
+            return math.ceil(folds / self.count) * per_fold
+        bm, bn, bk = self.block
+        issues = math.ceil(m / bm) * math.ceil(n / bn) * math.ceil(k / bk)
+        return math.ceil(math.ceil(issues / self.count) * self.issue_cycles)
 
     @staticmethod
     def for_instruction(target: Target, name: str) -> ArrayModel:
@@ -72,7 +90,13 @@ class ArrayModel:
         if store is not None:
             dram_side = store.semantics.statements[0].target
             out_bytes = target.dtype_bytes(store.semantics.dtype(dram_side))
+        systolic = unit.kind == "matrix"
+        declared = tuple(_DATAFLOW_NAMES[d] for d in unit.dataflows if d in _DATAFLOW_NAMES)
         return ArrayModel(
+            systolic=systolic,
+            count=max(unit.count, 1),
+            issue_cycles=ins.issue_cycles,
+            dataflows=declared or (("WS",) if systolic else ("OS",)),
             rows=max(unit.rows, 1),
             cols=max(unit.cols, 1),
             block=(form.tile("m"), form.tile("n"), form.tile("k")),
@@ -98,6 +122,9 @@ class ArrayModel:
         ab = (s.tile_i * bm * s.tile_k * bk + s.tile_k * bk * s.tile_j * bn) * self.in_bytes
         c = s.tile_i * bm * s.tile_j * bn * self.acc_bytes
         return ab * copies <= self.spad_bytes and c * copies <= self.acc_capacity
+
+
+_DATAFLOW_NAMES = {"weight_stationary": "WS", "output_stationary": "OS"}
 
 
 def _companions(target: Target, compute: Instruction) -> dict[str, str]:
@@ -200,7 +227,7 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
                     load_time = load / bw + (lat if load else 0.0)
                     out.bytes["dram"] += load
                     out.bytes["scratchpad"] += load
-                    compute = fold_cycles(model.rows, model.cols, mt, nt, kt, s.dataflow)
+                    compute = model.tile_compute(mt, nt, kt, s.dataflow)
                     _count_compute(model, s.dataflow, mt, nt, kt, out)
                     # the store of the previous C tile, queued on the DMA engine
                     if store_now is not None:
@@ -264,6 +291,11 @@ def _count_compute(
     bm, bn, bk = model.block
     mb, nb, kb = -(-mt // bm), -(-nt // bn), -(-kt // bk)
     names = model.names
+    if not model.systolic:  # one issue per instruction tile
+        out.counts[names["compute"]] += mb * nb * kb
+        out.bytes["scratchpad"] += mb * nb * kb * (bm * bk + bk * bn) * model.in_bytes
+        out.bytes["accumulator"] += mb * nb * kb * bm * bn * model.acc_bytes
+        return
     if dataflow == "WS":  # one preload per (k, n) block, then the M blocks stream
         folds, per_fold = kb * nb, mb
     else:  # one preload (zeros) per (m, n) output block, then the K blocks stream

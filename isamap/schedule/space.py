@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from isamap.hardware.timing import ArrayModel, fold_cycles
-from isamap.ir.program import DATAFLOWS, LOOP_ORDERS, MatmulCall, TileSchedule
+from isamap.hardware.timing import ArrayModel
+from isamap.ir.program import LOOP_ORDERS, MatmulCall, TileSchedule
 
 __all__ = ["candidate_tiles", "lower_bound", "schedules"]
 
@@ -24,10 +24,11 @@ def candidate_tiles(blocks: int) -> list[int]:
 def schedules(
     model: ArrayModel,
     call: MatmulCall,
-    dataflows: tuple[str, ...] = DATAFLOWS,
+    dataflows: tuple[str, ...] | None = None,
     orders: tuple[str, ...] = LOOP_ORDERS,
 ) -> Iterator[TileSchedule]:
-    """Every schedule of the space that fits on chip."""
+    """Every schedule of the space that fits on chip (dataflows: the unit's, by default)."""
+    dataflows = dataflows or model.dataflows
     mb, nb, kb = call.blocks
     for db in (True, False):
         for ti, tj in itertools.product(candidate_tiles(mb), candidate_tiles(nb)):
@@ -69,7 +70,7 @@ def lower_bound(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     for (mt, cm), (nt, cn), (kt, ck) in itertools.product(
         _dim_classes(call.m, ti), _dim_classes(call.n, tj), _dim_classes(call.k, tk)
     ):
-        compute += cm * cn * ck * fold_cycles(model.rows, model.cols, mt, nt, kt, s.dataflow)
+        compute += cm * cn * ck * model.tile_compute(mt, nt, kt, s.dataflow)
     compute *= call.b
     mb, nb, kb = call.blocks
     trips = {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}

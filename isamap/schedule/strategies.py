@@ -10,7 +10,7 @@ from collections.abc import Callable
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, call_timing
 from isamap.ir.errors import IsamapError
-from isamap.ir.program import DATAFLOWS, LOOP_ORDERS, MatmulCall, TileSchedule
+from isamap.ir.program import LOOP_ORDERS, MatmulCall, TileSchedule
 from isamap.schedule.space import candidate_tiles, lower_bound, schedules
 
 __all__ = ["STRATEGIES", "Strategy", "strategy"]
@@ -54,7 +54,7 @@ def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedu
     measured, the fastest kept."""
     mb, nb, kb = call.blocks
     options: list[TileSchedule] = []
-    for df, order in itertools.product(DATAFLOWS, ("ijk", "jik", "ikj", "jki")):
+    for df, order in itertools.product(model.dataflows, ("ijk", "jik", "ikj", "jki")):
         best_ij: tuple[int, int] | None = None
         for ti, tj in itertools.product(candidate_tiles(mb), candidate_tiles(nb)):
             if not model.fits(TileSchedule(df, ti, tj, 1, order, True)):
@@ -85,7 +85,7 @@ def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
     while len(options) < _RANDOM_SAMPLES and tries < 50 * _RANDOM_SAMPLES:
         tries += 1
         s = TileSchedule(
-            rng.choice(DATAFLOWS),
+            rng.choice(model.dataflows),
             rng.choice(candidate_tiles(mb)),
             rng.choice(candidate_tiles(nb)),
             rng.choice(candidate_tiles(kb)),
@@ -95,7 +95,7 @@ def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
         if model.fits(s):
             options.append(s)
     if not options:
-        options.append(TileSchedule("WS", 1, 1, 1, "ijk", False))
+        options.append(TileSchedule(model.dataflows[0], 1, 1, 1, "ijk", False))
     return _best(model, call, options)
 
 
