@@ -31,6 +31,8 @@ TENSOR_OPS = frozenset(
         "Slice",
         "Instr",
         "InstrAct",
+        "VecFn",
+        "VecEw",
         "HostStmt",
         "TNil",
         "TCons",
@@ -173,7 +175,16 @@ class EGraphDump:
 
 
 #: Which argument holds the tensor whose shape a layout or elementwise op starts from.
-_SOURCE_ARG = {"Transpose": 0, "ReduceSum": 0, "Fn": 1, "Ew": 1, "Concat": 1, "Slice": 3}
+_SOURCE_ARG = {
+    "Transpose": 0,
+    "ReduceSum": 0,
+    "Fn": 1,
+    "Ew": 1,
+    "VecFn": 1,
+    "VecEw": 1,
+    "Concat": 1,
+    "Slice": 3,
+}
 
 
 def _node_shape(
@@ -210,7 +221,7 @@ def _node_shape(
     if op == "ReduceSum":
         drop = set(parse_dims(n.str_arg(1)))
         return tuple(d for i, d in enumerate(src) if i not in drop)
-    if op in ("Ew", "Fn"):
+    if op in ("Ew", "Fn", "VecFn", "VecEw"):
         return src
     if op == "Concat":
         other = child(2)

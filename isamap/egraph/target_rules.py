@@ -5,13 +5,16 @@ form: its indices play the batch/M/N/K roles the encoder gives every kernel cont
 rule lets it compute any `Bmm`, tiled and zero-padded to its extents; an instruction that reuses the
 stationary operand of another with the same semantics runs inside that one's calls. A move
 instruction that stores a compute instruction's output with an epilogue (`mvout` with relu) gives a
-rule fusing that function into the call.
+rule fusing that function into the call, as does an epilogue the compute instruction lists itself.
+An instruction whose semantics is elementwise (`Y[i] = sigmoid(X[i])`) runs any `Fn`/`Ew` of that
+function, its lanes at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 
@@ -71,6 +74,40 @@ def derive_rules(target: Target) -> list[DerivedRule]:
                         f"{fn}({name}(x, y)) -> {name}(x, y) with {fn} applied by {store.name}",
                     )
                 )
+        for fn in ins.epilogues:  # the compute instruction applies it itself
+            rule = f"fuse-{fn}-into-{name}"
+            rules.append(
+                DerivedRule(
+                    rule,
+                    f'(rewrite (Fn "{fn}" (Instr "{name}" b m n k x y))'
+                    f' (InstrAct "{name}" "{fn}" b m n k x y)'
+                    f' :ruleset target :name "{rule}")',
+                    f"{fn}({name}(x, y)) -> {name}(x, y) with {fn} fused in the instruction",
+                )
+            )
+    rules.extend(_elementwise_rules(target))
+    return rules
+
+
+def _elementwise_rules(target: Target) -> list[DerivedRule]:
+    rules: list[DerivedRule] = []
+    for ins in target.compute_instructions():
+        form = elementwise_form(ins.semantics)
+        if form is None:
+            continue
+        rule = f"{'fn' if form.arity == 1 else 'ew'}-{form.op}-to-{ins.name}"
+        if form.arity == 1:
+            text = f'(rewrite (Fn "{form.op}" x) (VecFn "{ins.name}" x)'
+        else:
+            text = f'(rewrite (Ew "{form.op}" x y) (VecEw "{ins.name}" x y)'
+        rules.append(
+            DerivedRule(
+                rule,
+                f'{text} :ruleset target :name "{rule}")',
+                f"elementwise {form.op} -> {ins.name}, {form.lanes} lanes at a time "
+                f"({ins.semantics_text})",
+            )
+        )
     return rules
 
 

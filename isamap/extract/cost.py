@@ -22,6 +22,7 @@ from isamap.schedule.analytic import (
     host_elementwise,
     host_matmul,
     layout_move,
+    vector_elementwise,
 )
 from isamap.schedule.scheduler import best_call
 
@@ -102,6 +103,8 @@ def op_cost(
         )
     if op in ("Instr", "InstrAct"):
         return _instruction_call(node, target, strategy)
+    if op in ("VecFn", "VecEw"):
+        return vector_elementwise(target, node.str_arg(0), elems)
     if op == "Ew":
         return host_elementwise(target, node.str_arg(0), elems)
     if op == "Fn":

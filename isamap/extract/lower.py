@@ -32,6 +32,8 @@ _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "Instr": ("instr", "", ("instruction", "b", "m", "n", "k")),
     "InstrAct": ("instr", "", ("instruction", "epilogue", "b", "m", "n", "k")),
     "HostStmt": ("host_stmt", "host", ("index",)),
+    "VecFn": ("vec", "", ("instruction",)),
+    "VecEw": ("vec", "", ("instruction",)),
 }
 
 
@@ -115,6 +117,8 @@ def _emit(
         counts = [math.ceil(int(str(attrs[r])) / form.tile(r)) for r in "bmnk"]
         attrs["tiles"] = "x".join(str(c) for c in counts)
         attrs["tile"] = "x".join(str(form.tile(r)) for r in "bmnk")
+    if op == "vec":
+        unit = sat.target.instructions[str(attrs["instruction"])].unit
     if op == "host_stmt":
         attrs["statement"] = str(sat.kernel.statements[int(str(attrs["index"]))])
     analytic = op_cost(node, dump, sat.target, sat.kernel)

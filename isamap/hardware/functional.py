@@ -13,8 +13,9 @@ from collections.abc import Mapping as MappingABC
 
 import numpy as np
 
+from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
-from isamap.hardware.target import Target
+from isamap.hardware.target import Instruction, Target
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel, TensorDecl
 from isamap.ir.mapping import MapNode, Mapping
@@ -86,6 +87,25 @@ def run_instruction(
     return out
 
 
+def _run_elementwise(ins: Instruction, args: list[np.ndarray]) -> np.ndarray:
+    """An elementwise instruction over whole tensors, lanes at a time, by its semantics."""
+    form = elementwise_form(ins.semantics)
+    assert form is not None
+    flat = [np.asarray(a, dtype=np.float64).reshape(-1) for a in args]
+    total = flat[0].size
+    out = np.empty(total)
+    for start in range(0, total, form.lanes):
+        stop = min(start + form.lanes, total)
+        chunk = {}
+        for name, values in zip(form.inputs, flat, strict=True):
+            lane = np.zeros(form.lanes)
+            lane[: stop - start] = values[start:stop]
+            chunk[name] = lane.reshape(ins.operand_shape(name))
+        result = evaluate(ins.semantics, chunk)[form.out].reshape(-1)
+        out[start:stop] = result[: stop - start]
+    return out.reshape(args[0].shape)
+
+
 def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.ndarray:
     """Statement `index` alone, by the reference semantics, on the host."""
     s = kernel.statements[index]
@@ -137,6 +157,8 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         return np.asarray(np.matmul(args[0], args[1]))
     if op == "host_stmt":
         return _host_statement(kernel, int(str(a["index"])), args)
+    if op == "vec":
+        return _run_elementwise(target.instruction(str(a["instruction"])), args)
     if op == "instr":
         form = matrix_form(target.instruction(str(a["instruction"])).semantics)
         assert form is not None

@@ -262,7 +262,9 @@ class CallMachine:
             raise SimulationError(f"{call.instruction}: not a matrix instruction without batch")
         self.form: MatrixForm = form
         self.call, self.s = call, s
-        self.names = ArrayModel.for_instruction(target, call.instruction).names
+        model = ArrayModel.for_instruction(target, call.instruction)
+        self.names = model.names
+        self.systolic = model.systolic  # else: one issue per block product, no preload
         self.counts: Counter[str] = Counter()
         bm, bn, bk = call.block
         self.a_shape, self.b_shape, self.c_shape = (bm, bk), (bk, bn), (bm, bn)
@@ -435,7 +437,13 @@ class CallMachine:
         def c_row(i: int, j: int) -> int:
             return self._row(c_buf, self.c_shape, i, j, tj)
 
-        if self.s.dataflow == "WS":
+        if not self.systolic:
+            for i in range(mb):
+                for j in range(nb):
+                    for k in range(kb):
+                        self._issue("compute")
+                        c_buf.accumulate(c_row(i, j), self._product(a_block(i, k), b_block(k, j)))
+        elif self.s.dataflow == "WS":
             for j in range(nb):
                 for k in range(kb):
                     self.preload(b_block(k, j))

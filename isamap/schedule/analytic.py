@@ -6,12 +6,21 @@ loops are timed by `hardware.timing`.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.target import Target
 
-__all__ = ["TRANSCENDENTAL", "OpCost", "host_elementwise", "host_matmul", "layout_move"]
+__all__ = [
+    "TRANSCENDENTAL",
+    "OpCost",
+    "host_elementwise",
+    "host_matmul",
+    "layout_move",
+    "vector_elementwise",
+]
 
 #: Elementwise functions that cost `transcendental_cycles` on a unit instead of one cycle.
 TRANSCENDENTAL = frozenset({"sigmoid", "tanh", "exp"})
@@ -56,3 +65,24 @@ def layout_move(target: Target, elements: int) -> OpCost:
         0,
         nbytes * dram.energy_pj_per_byte,
     )
+
+
+def vector_elementwise(target: Target, name: str, elements: int) -> OpCost:
+    """`elements` applications of elementwise instruction `name`, its lanes at a time, with the
+    operands streamed from DRAM and the result written back (overlapped)."""
+    ins = target.instruction(name)
+    form = elementwise_form(ins.semantics)
+    if form is None:
+        raise ValueError(f"instruction {name} is not elementwise")
+    unit = target.units[ins.unit]
+    issues = math.ceil(elements / form.lanes)
+    compute = math.ceil(issues / max(unit.count, 1)) * ins.issue_cycles
+    dram = target.dram()
+    nbytes = (form.arity + 1) * elements * target.dtype_bytes(target.input_dtype)
+    cycles = max(compute, nbytes / dram.bandwidth_bytes_per_cycle) + ins.latency_cycles
+    energy = (
+        elements * unit.energy_pj_per_mac
+        + nbytes * dram.energy_pj_per_byte
+        + issues * ins.energy_pj
+    )
+    return OpCost(cycles, Counter({name: issues}), nbytes, 0, energy)

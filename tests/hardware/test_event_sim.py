@@ -3,6 +3,7 @@ instruction granularity, SCALE-Sim's compute cycles on one tile."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -19,13 +20,18 @@ COMPUTE = "compute_preloaded"
 
 @pytest.fixture(scope="module")
 def model() -> ArrayModel:
-    return ArrayModel.for_instruction(isamap.load_target("gemmini"), COMPUTE)
+    return GEMMINI
 
 
 def _random_case(rnd: random.Random, model: ArrayModel) -> tuple[MatmulCall, TileSchedule]:
     """A GEMM of up to 100 x 100 x 100 (batch 1-2) and a random schedule that fits."""
     while True:
-        b, m, n, k = rnd.randint(1, 2), rnd.randint(1, 100), rnd.randint(1, 100), rnd.randint(1, 100)
+        b, m, n, k = (
+            rnd.randint(1, 2),
+            rnd.randint(1, 100),
+            rnd.randint(1, 100),
+            rnd.randint(1, 100),
+        )
         call = MatmulCall(0, COMPUTE, b, m, n, k, model.block)
         mb, nb, kb = call.blocks
         s = TileSchedule(
@@ -40,8 +46,8 @@ def _random_case(rnd: random.Random, model: ArrayModel) -> tuple[MatmulCall, Til
             return call, s
 
 
-CASES = [_random_case(random.Random(seed), ArrayModel.for_instruction(
-    isamap.load_target("gemmini"), COMPUTE)) for seed in range(300)]  # fmt: skip
+GEMMINI = ArrayModel.for_instruction(isamap.load_target("gemmini"), COMPUTE)
+CASES = [_random_case(random.Random(seed), GEMMINI) for seed in range(300)]
 
 
 @settings(max_examples=150, deadline=None)
@@ -115,7 +121,7 @@ def test_each_engine_runs_one_event_at_a_time(
     for engine in ("dma", "array"):
         events = [e for e in run.events if e.engine == engine]
         assert all(e.start <= e.end for e in events)
-        assert all(a.end <= b.start for a, b in zip(events, events[1:], strict=False))
+        assert all(a.end <= b.start for a, b in itertools.pairwise(events))
     assert max(e.end for e in run.events) - 1 == run.cycles
 
 
@@ -123,8 +129,13 @@ def test_each_engine_runs_one_event_at_a_time(
 @pytest.mark.parametrize(
     ("m", "n", "k", "scalesim"),
     # SCALE-Sim 3.0.0's own cycles for 16 x 16 (tests/hardware/test_timing.py): WS, OS
-    [(16, 16, 16, (61, 45)), (100, 36, 72, (2189, 2141)), (17, 33, 65, (944, 569)),
-     (1, 1, 1, (46, 30)), (8, 100, 20, (755, 349))],  # fmt: skip
+    [
+        (16, 16, 16, (61, 45)),
+        (100, 36, 72, (2189, 2141)),
+        (17, 33, 65, (944, 569)),
+        (1, 1, 1, (46, 30)),
+        (8, 100, 20, (755, 349)),
+    ],
 )
 def test_one_tile_computes_like_scalesim(
     model: ArrayModel, dataflow: str, m: int, n: int, k: int, scalesim: tuple[int, int]
