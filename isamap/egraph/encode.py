@@ -55,6 +55,7 @@ class _Encoder:
         self.memo: dict[str, str] = {}
         self.env: dict[str, str] = {}  # tensor name -> let name of its current value
         self.transposed: dict[str, tuple[_Value, list[int]]] = {}  # var -> (source, perm)
+        self.windows: dict[str, tuple[str, WindowSpec]] = {}  # var -> (source var, spec)
 
     def term(self, expr: str) -> str:
         """Let-bind `expr` once (hash-consing on the text) and record its creation order."""
@@ -74,6 +75,11 @@ class _Encoder:
         perm = [v.axes.index(a) for a in order]
         if perm == list(range(len(perm))):
             return v
+        if v.var in self.windows:  # a window gathers in any axis order: no data movement
+            source, spec = self.windows[v.var]
+            extents = dict(spec.axes)
+            axes = tuple((a, extents[a]) for a in order)
+            return self.window(source, WindowSpec(axes, spec.exprs))
         if v.var in self.transposed:  # transpose of a transpose: one data movement, not two
             src, first = self.transposed[v.var]
             perm = [first[p] for p in perm]
@@ -116,9 +122,12 @@ class _Encoder:
             axes = tuple(a.plain_index() or "" for a in acc.indices)
             return _Value(src, axes, tuple(extents[a] for a in axes))
         names = acc.index_names()
-        spec = WindowSpec(tuple((n, extents[n]) for n in names), acc.indices)
+        return self.window(src, WindowSpec(tuple((n, extents[n]) for n in names), acc.indices))
+
+    def window(self, src: str, spec: WindowSpec) -> _Value:
         var = self.term(f'(Window {src} "{spec.to_string()}")')
-        return _Value(var, names, spec.shape())
+        self.windows[var] = (src, spec)
+        return _Value(var, tuple(n for n, _ in spec.axes), spec.shape())
 
     # -- statements -----------------------------------------------------------------------------
     def contraction(self, s: Statement, extents: dict[str, int]) -> _Value:
@@ -170,6 +179,13 @@ class _Encoder:
         a3 = self.to_3d(a, (batch, m, k), (sb, sm, sk))
         b3 = self.to_3d(b, (batch, k, n), (sb, sk, sn))
         var = self.term(f"(Bmm {sb} {sm} {sn} {sk} {a3.var} {b3.var})")
+        # the other orientation, (B^T A^T)^T, with its operands laid out here (windows gather
+        # straight into it); the swap rule finds it too, but only with a transpose of each operand
+        at = self.to_3d(a, (batch, k, m), (sb, sk, sm))
+        bt = self.to_3d(b, (batch, n, k), (sb, sn, sk))
+        swapped = self.term(f"(Bmm {sb} {sn} {sm} {sk} {bt.var} {at.var})")
+        back = self.term(f'(Transpose {swapped} "0,2,1")')
+        self.enc.commands.append(f"(union {var} {back})")
         flat = _Value(var, ("#b", "#m", "#n"), (sb, sm, sn))
         if tuple(out) == tuple(batch + n + m) and m and n:  # the output wants [b, n, m]
             swapped = self.term(f'(Transpose {var} "0,2,1")')

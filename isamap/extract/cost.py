@@ -15,7 +15,6 @@ from isamap.egraph.dump import EGraphDump, ENode, Ref
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Binary, Kernel, Unary, walk
-from isamap.ir.window import WindowSpec
 from isamap.schedule.analytic import (
     TRANSCENDENTAL,
     OpCost,
@@ -88,13 +87,13 @@ def op_cost(
     `strategy`, everything else from the analytic model."""
     op = node.op
     elems = math.prod(_shape(dump, node))
-    if op in ("Input", "Reshape", "Slice", "Concat", "TNil", "TCons"):
-        # views: the DMA loads that read them gather the parts from where they lie
+    if op in ("Input", "Reshape", "Slice", "Concat", "Window", "TNil", "TCons"):
+        # views: the DMA loads that read them gather the parts from where they lie (a window is
+        # im2col on the fly: the loads of the instruction's operand tiles read every windowed
+        # element, duplicates included, and are costed there)
         return OpCost(0.0)
     if op in ("Transpose", "Broadcast"):
         return layout_move(target, elems)
-    if op == "Window":
-        return layout_move(target, math.prod(WindowSpec.parse(node.str_arg(1)).shape()))
     if op == "Full":
         return host_elementwise(target, "fill", elems)
     if op == "Bmm":
@@ -152,7 +151,7 @@ class InstructionsCost:
     def node_cost(self, node: ENode, dump: EGraphDump) -> float:
         cost = op_cost(node, dump, self.target, self.kernel)
         issues = float(sum(cost.counts.values()))
-        if node.op in ("Transpose", "Broadcast", "Window"):
+        if node.op in ("Transpose", "Broadcast"):
             issues += math.ceil(cost.dram_bytes / 256)  # one 16x16-byte DMA tile per issue
         return issues
 

@@ -20,7 +20,7 @@ _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "Input": ("input", "dram", ("name",)),
     "Reshape": ("reshape", "view", ("shape",)),
     "Transpose": ("transpose", "dma", ("perm",)),
-    "Window": ("window", "dma", ("spec",)),
+    "Window": ("window", "view", ("spec",)),
     "Broadcast": ("broadcast", "dma", ("shape", "map")),
     "Full": ("full", "host", ("value", "shape")),
     "Bmm": ("host_matmul", "host", ("b", "m", "n", "k")),
