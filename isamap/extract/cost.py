@@ -69,7 +69,8 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
     cycles = space * (ops + slow * (host.transcendental_cycles - 1)) / host.elementwise_per_cycle
     counts: Counter[str] = Counter({"host.stmt": space * max(ops, 1)})
     energy = cycles * host.elementwise_per_cycle * host.energy_pj_per_mac
-    return OpCost(cycles * HOST_STMT_PENALTY, counts, 0.0, 0, energy * HOST_STMT_PENALTY)
+    cycles = cycles * HOST_STMT_PENALTY
+    return OpCost(cycles, counts, 0.0, 0, energy * HOST_STMT_PENALTY)
 
 
 def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
@@ -95,7 +96,7 @@ def op_cost(
     if op in ("Transpose", "Broadcast"):
         return layout_move(target, elems)
     if op == "Full":
-        return host_elementwise(target, "fill", elems)
+        return host_elementwise(target, "fill", elems, operands=0)
     if op == "Bmm":
         return host_matmul(
             target, node.int_arg(0), node.int_arg(1), node.int_arg(2), node.int_arg(3)
@@ -105,7 +106,7 @@ def op_cost(
     if op in ("VecFn", "VecEw"):
         return vector_elementwise(target, node.str_arg(0), elems)
     if op == "Ew":
-        return host_elementwise(target, node.str_arg(0), elems)
+        return host_elementwise(target, node.str_arg(0), elems, operands=2)
     if op == "Fn":
         return host_elementwise(target, node.str_arg(0), elems)
     if op == "ReduceSum":

@@ -91,21 +91,28 @@ def _dag_cost(roots: list[str], choice: Choice, costs: _Costs) -> float:
 
 def _improve(roots: list[str], choice: Choice, dump: EGraphDump, costs: _Costs) -> Choice:
     """Sharing the greedy pass cannot see: force another e-node at one e-class, let the other
-    e-classes switch to e-nodes that reuse the work it adds, keep the change if it pays."""
+    e-classes switch to e-nodes that reuse the work it adds, keep the change if it pays.
+
+    E-classes outside the current mapping are tried too (after those in it): forcing one is how
+    a structure two steps away is reached (a three-way fused GEMM whose two-way part the greedy
+    pass never chose)."""
     best, best_cost = choice, _dag_cost(roots, choice, costs)
     tries = 0
     for _ in range(_MAX_ROUNDS):
         improved = False
-        for cid in _reachable(roots, best):
+        inside = _reachable(roots, best)
+        outside = [c for c in dump.classes if c not in set(inside) and c in choice]
+        for cid in inside + outside:
             for node in dump.classes[cid]:
-                if node is best[cid] or any(r not in choice for r in node.refs()):
+                current = best.get(cid, choice.get(cid))
+                if node is current or any(r not in choice for r in node.refs()):
                     continue
                 tries += 1
                 if tries > _MAX_TRIES:
                     return best
                 forced = dict(choice) | dict(best)
                 forced[cid] = node
-                if _cyclic(roots, forced):
+                if _cyclic(roots, forced) or _reaches(forced, node, cid):
                     continue
                 new = set(_reachable([cid], forced)) - set(_reachable(roots, best))
                 cand, cost = _settle(roots, forced, new, dump, costs)
@@ -119,8 +126,35 @@ def _improve(roots: list[str], choice: Choice, dump: EGraphDump, costs: _Costs) 
 def _settle(
     roots: list[str], choice: Choice, new: set[str], dump: EGraphDump, costs: _Costs
 ) -> tuple[Choice, float]:
-    """Switch e-classes to e-nodes that reuse the e-classes in `new`, where that is cheaper."""
+    """Let e-classes switch to e-nodes that reuse the e-classes in `new`: all of them at once
+    (a fused GEMM pays off only when every product it replaces uses it), then each switch undone
+    again where that is cheaper, then single switches that still pay."""
+    together = dict(choice)
+    switched: list[str] = []
+    for cid in _reachable(roots, choice):
+        for node in dump.classes[cid]:
+            refs = node.refs()
+            if (
+                node is not choice[cid]
+                and new.intersection(refs)
+                and all(r in choice for r in refs)
+            ):
+                together[cid] = node
+                switched.append(cid)
+                break
     cost = _dag_cost(roots, choice, costs)
+    if switched and not _cyclic(roots, together):
+        together_cost = _dag_cost(roots, together, costs)
+        for cid in switched:  # undo the switches that do not help
+            trial = dict(together)
+            trial[cid] = choice[cid]
+            if _cyclic(roots, trial):
+                continue
+            trial_cost = _dag_cost(roots, trial, costs)
+            if trial_cost < together_cost - 1e-9:
+                together, together_cost = trial, trial_cost
+        if together_cost < cost - 1e-9:
+            choice, cost = together, together_cost
     for cid in _reachable(roots, choice):
         for node in dump.classes[cid]:
             refs = node.refs()

@@ -2,7 +2,7 @@
 
 Every instruction of the call's loop nest (walked by `machine.tile_steps`, the reuse rules of
 `timing.call_timing`) is an event on its engine. The DMA engine moves each block at the DRAM's
-bandwidth and pays the latency once per iteration's group of loads and once per store; the array
+bandwidth with pipelined requests (each block lands a DRAM latency after it leaves); the array
 runs SCALE-Sim's folds piece by piece (WS: preload R cycles, each A block's real rows, R + C - 2 to
 drain; OS: a zero preload taking no time, each K block's real depth, R + C - 2 to drain). A compute
 waits for the mvins of the blocks it reads, an mvin for the readers of its buffer's previous tile,
@@ -63,7 +63,7 @@ class _Engines:
         self.at = {op: -1 for op in "ABC"}  # slot holding each operand's current tile
         self.c_slot: dict[tuple[int, int, int], int] = {}
         self.dma_free = self.array_free = 0.0
-        self.latency_due = False
+        self.landed = 0.0  # when the last store's data reached DRAM
         self.loaded = 0.0  # when the current iteration's last load finished
         self.done: list[float] = []  # end of each iteration's folds
         self.run = EventRun(0.0)
@@ -81,13 +81,11 @@ class _Engines:
         return start + duration
 
     def dma(self, role: str, nbytes: float, after: float) -> float:
-        """A block over the DMA engine, in program order; the group's first pays the latency."""
+        """A block over the DMA engine, in program order: the engine is busy for bytes over
+        bandwidth (requests are pipelined); returns when its data lands, a DRAM latency later."""
         duration = nbytes / self.model.dram_bw
-        if self.latency_due:
-            duration += self.model.dram_latency
-            self.latency_due = False
         self.dma_free = self._event("dma", role, max(self.dma_free, after), duration)
-        return self.dma_free
+        return self.dma_free + self.model.dram_latency
 
     def array(self, role: str, duration: float, after: float) -> tuple[float, float]:
         start = max(self.array_free, after)
@@ -113,7 +111,7 @@ def _blocks(extent: int, block: int) -> list[int]:
 def _loads(e: _Engines, step: TileStep) -> None:
     """The iteration's mvins: A, B, then partial C sums, as one group (one latency)."""
     bm, bn, bk = e.model.block
-    e.latency_due = True
+    issued = e.run.counts[e.model.names.get("load", "load")]
     rows, depth, cols = _blocks(step.mt, bm), _blocks(step.kt, bk), _blocks(step.nt, bn)
     tile_free = 0.0
     if e.by_tile:  # call_timing's rule: the buffers free when iteration t - copies has finished
@@ -138,17 +136,20 @@ def _loads(e: _Engines, step: TileStep) -> None:
                     slot.ready[(r, c)] = e.dma("load", nbytes, max(slot.stored, tile_free))
                 else:  # zeros: ready once the buffer's previous tile is out
                     slot.ready[(r, c)] = slot.stored
-    e.loaded = e.dma_free
+    loaded_any = e.run.counts[e.model.names.get("load", "load")] > issued
+    # call_timing's rule: the tile is on chip when its last block lands (or, with nothing to
+    # load, when the engine and the buffers are free)
+    e.loaded = e.dma_free + e.model.dram_latency if loaded_any else max(e.dma_free, tile_free)
 
 
 def _store(e: _Engines, tile: CTile) -> None:
     """mvout every block of a C tile once the fold that finished it has drained."""
     bm, bn, _ = e.model.block
     slot = e.slots["C"][e.c_slot[tile.key]]
-    e.latency_due = True
     for nr in _blocks(tile.mt, bm):
         for nc in _blocks(tile.nt, bn):
-            slot.stored = e.dma("store", nr * nc * e.model.out_bytes, slot.done)
+            e.landed = e.dma("store", nr * nc * e.model.out_bytes, slot.done)
+            slot.stored = e.dma_free  # streamed out of the accumulator: the buffer is free
 
 
 def _folds(e: _Engines, step: TileStep) -> None:
@@ -209,7 +210,7 @@ def event_run(
         e.done.append(e.array_free)
     if last is not None:
         _store(e, last)
-    e.run.cycles = max(e.dma_free, e.array_free) - 1  # SCALE-Sim ends a run one cycle early
+    e.run.cycles = max(e.landed, e.array_free) - 1  # SCALE-Sim ends a run one cycle early
     return e.run
 
 

@@ -4,9 +4,10 @@ The array's compute cycles follow SCALE-Sim's fold model (docs/calibration.md): 
 runs ceil(K/R) * ceil(N/C) folds of M + 2R + C - 2 cycles (R cycles to load the weights, M rows
 streamed, R + C - 2 to drain the skew), output-stationary ceil(M/R) * ceil(N/C) folds of
 K + R + C - 2, and a call ends one cycle early. Data moves over one DMA engine at the DRAM's
-bandwidth, paying its latency once per burst. The loop over on-chip tiles is walked tile by tile
-(never instruction by instruction): each tile's loads, folds and store are closed forms, and the
-two engines overlap as the double buffering allows.
+bandwidth; requests are pipelined, so the engine is busy for bytes / bandwidth while each
+burst's data lands one DRAM latency after it leaves the engine. The loop over on-chip tiles is
+walked tile by tile (never instruction by instruction): each tile's loads, folds and store are
+closed forms, and the two engines overlap as the double buffering allows.
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
                             out.counts[names.get("load", "load")] += -(-mt // bm) * -(-nt // bn)
                         visited.add(c_tile)
                         c_at = c_tile
-                    load_time = load / bw + (lat if load else 0.0)
+                    load_time = load / bw  # the engine's busy time; the data lands lat later
                     out.bytes["dram"] += load
                     out.bytes["scratchpad"] += load
                     compute = model.tile_compute(mt, nt, kt, s.dataflow)
@@ -245,8 +246,8 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
                         dma_free = max(dma_free, ready) + dur
                         array_free = max(array_free, dma_free)
                         pending_store = None
-                    load_end = max(dma_free, buffer_free) + load_time
-                    dma_free = load_end
+                    dma_free = max(dma_free, buffer_free) + load_time
+                    load_end = dma_free + (lat if load else 0.0)
                     if pending_store is not None:  # double-buffered: prefetch first, then store
                         ready, dur = pending_store
                         dma_free = max(dma_free, ready) + dur
@@ -256,10 +257,12 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
                     done.append(array_free)
                     out.dma_cycles += load_time
                     out.compute_cycles += compute
+    end = array_free
     if c_at is not None:
         dur = _store(model, call, c_at, ti, tj, out)
         dma_free = max(dma_free, array_free) + dur
-    out.cycles = max(dma_free, array_free) - 1  # SCALE-Sim ends a run one cycle early
+        end = max(end, dma_free + lat)  # the last write lands
+    out.cycles = end - 1  # SCALE-Sim ends a run one cycle early
     out.compute_cycles -= 1
     out.energy_pj = _energy(model, call, out)
     return out
@@ -280,7 +283,7 @@ def _store(
     out.bytes["accumulator"] += mt * nt * model.acc_bytes
     bm, bn, _ = model.block
     out.counts[model.names.get("store", "store")] += -(-mt // bm) * -(-nt // bn)
-    duration = nbytes / model.dram_bw + model.dram_latency
+    duration = nbytes / model.dram_bw  # the engine streams it out; the write lands later
     out.dma_cycles += duration
     return duration
 

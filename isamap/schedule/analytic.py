@@ -37,21 +37,38 @@ class OpCost:
     energy_pj: float = 0.0
 
 
+def _host(
+    target: Target, compute: float, elements: int, counts: Counter[str], macs: int, energy: float
+) -> OpCost:
+    """Host work that reads and writes `elements` through DRAM: compute and traffic overlap (the
+    host's caches and prefetchers hide the latency)."""
+    dram = target.dram()
+    nbytes = elements * target.dtype_bytes(target.input_dtype)
+    cycles = max(compute, nbytes / dram.bandwidth_bytes_per_cycle)
+    energy += nbytes * dram.energy_pj_per_byte
+    return OpCost(cycles, counts, nbytes, macs, energy)
+
+
 def host_matmul(target: Target, b: int, m: int, n: int, k: int) -> OpCost:
     """A batched matrix product on the host unit."""
     macs = b * m * n * k
     host = target.host
     counts: Counter[str] = Counter({"host.mac": macs})
-    return OpCost(macs / host.macs_per_cycle, counts, 0.0, macs, macs * host.energy_pj_per_mac)
+    moved = b * (m * k + k * n + m * n)
+    return _host(
+        target, macs / host.macs_per_cycle, moved, counts, macs, macs * host.energy_pj_per_mac
+    )
 
 
-def host_elementwise(target: Target, op: str, elements: int) -> OpCost:
-    """`elements` applications of elementwise `op` (`+`, `relu`, `sigmoid`, ...) on the host."""
+def host_elementwise(target: Target, op: str, elements: int, operands: int = 1) -> OpCost:
+    """`elements` applications of elementwise `op` (`+`, `relu`, `sigmoid`, ...) on the host,
+    reading `operands` tensors and writing one."""
     host = target.host
     per = host.transcendental_cycles if op in TRANSCENDENTAL else 1.0
     counts: Counter[str] = Counter({f"host.{op}": elements})
     energy = elements * per * host.energy_pj_per_mac  # one host instruction per element-cycle
-    return OpCost(elements * per / host.elementwise_per_cycle, counts, 0.0, 0, energy)
+    compute = elements * per / host.elementwise_per_cycle
+    return _host(target, compute, (operands + 1) * elements, counts, 0, energy)
 
 
 def layout_move(target: Target, elements: int) -> OpCost:

@@ -15,7 +15,7 @@ from isamap.egraph import Saturation
 from isamap.extract.lower import enode_operation, tensor_args
 from isamap.hardware.functional import run_node
 from isamap.ir.mapping import MapNode
-from tests.e2e.test_map_kernels_gemmini import KERNELS
+from tests.e2e.test_map_kernels import KERNELS
 
 GEMMINI = isamap.load_target("gemmini")
 
