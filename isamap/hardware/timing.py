@@ -12,6 +12,7 @@ closed forms, and the two engines overlap as the double buffering allows.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -77,6 +78,17 @@ class ArrayModel:
 
     @staticmethod
     def for_instruction(target: Target, name: str) -> ArrayModel:
+        """The model of matrix instruction `name` of `target` (memoised per target and name)."""
+        key = (id(target), name)
+        hit = _MODELS.get(key)
+        if hit is not None and hit[0] is target:
+            return hit[1]
+        model = ArrayModel._build(target, name)
+        _MODELS[key] = (target, model)
+        return model
+
+    @staticmethod
+    def _build(target: Target, name: str) -> ArrayModel:
         ins = target.instruction(name)
         form = matrix_form(ins.semantics)
         if form is None:
@@ -126,6 +138,10 @@ class ArrayModel:
 
 
 _DATAFLOW_NAMES = {"weight_stationary": "WS", "output_stationary": "OS"}
+
+# memo tables: models per (target, instruction), timings per (model, call shape, schedule)
+_MODELS: dict[tuple[int, str], tuple[Target, ArrayModel]] = {}
+_TIMINGS: dict[tuple[int, int, int, int, int, TileSchedule], tuple[ArrayModel, CallTiming]] = {}
 
 
 def _companions(target: Target, compute: Instruction) -> dict[str, str]:
@@ -182,127 +198,143 @@ def _trips(call: MatmulCall, s: TileSchedule) -> dict[str, int]:
 
 
 def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
-    """Cycles of `call` under schedule `s`: the on-chip tile loop walked with two engines."""
+    """Cycles of `call` under schedule `s`: the on-chip tile loop walked with two engines.
+
+    Memoised per model, call shape and schedule; the result is shared, so treat it as read-only.
+    """
+    key = (id(model), call.b, call.m, call.n, call.k, s)
+    hit = _TIMINGS.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    if len(_TIMINGS) > 100_000:
+        _TIMINGS.clear()
+    timing = _walk(model, call, s)
+    _TIMINGS[key] = (model, timing)
+    return timing
+
+
+def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
     bm, bn, bk = model.block
     trips = _trips(call, s)
     ti, tj, tk = s.tile_i * bm, s.tile_j * bn, s.tile_k * bk  # tile extents in elements
+    extents = {
+        "i": [_extent(x, ti, call.m) for x in range(trips["i"])],
+        "j": [_extent(x, tj, call.n) for x in range(trips["j"])],
+        "k": [_extent(x, tk, call.k) for x in range(trips["k"])],
+    }
     bw, lat = model.dram_bw, model.dram_latency
-    names = model.names
+    in_bytes, acc_bytes = model.in_bytes, model.acc_bytes
     out = CallTiming(0.0, 0.0, 0.0, macs=call.macs)
     dma_free = array_free = 0.0
-    done: list[float] = []  # compute end per iteration (for buffer reuse)
-    pending_store: tuple[float, float] | None = None  # (ready time, duration)
+    before_last = last = 0.0  # compute end of the iterations t - 2 and t - 1 (buffer reuse)
+    pending: tuple[float, float] | None = None  # a C tile's store: (ready time, duration)
     visited: set[tuple[int, int, int]] = set()
+    tiles: Counter[tuple[int, int, int]] = Counter()  # (mt, nt, kt) -> iterations
+    stores: Counter[tuple[int, int]] = Counter()  # (mt, nt) -> C tiles stored
+    compute_of: dict[tuple[int, int, int], int] = {}
+    load_blocks = 0
+    dram_in = acc_back = 0.0
     order = s.loop_order
-    ranges = [range(trips[v]) for v in order]
+    where = [order.index(v) for v in "ijk"]
     a_at = b_at = c_at = None
+    c_shape = (0, 0)
     for batch in range(call.b):
-        for x in ranges[0]:
-            for y in ranges[1]:
-                for z in ranges[2]:
-                    pos = dict(zip(order, (x, y, z), strict=True))
-                    i0, j0, k0 = pos["i"], pos["j"], pos["k"]
-                    mt = _extent(i0, ti, call.m)
-                    nt = _extent(j0, tj, call.n)
-                    kt = _extent(k0, tk, call.k)
-                    load = 0.0
-                    if (batch, i0, k0) != a_at:
-                        a_at = (batch, i0, k0)
-                        load += mt * kt * model.in_bytes
-                        out.counts[names.get("load", "load")] += -(-mt // bm) * -(-kt // bk)
-                    if (batch, k0, j0) != b_at:
-                        b_at = (batch, k0, j0)
-                        load += kt * nt * model.in_bytes
-                        out.counts[names.get("load", "load")] += -(-kt // bk) * -(-nt // bn)
-                    c_tile = (batch, i0, j0)
-                    store_now: float | None = None
-                    if c_tile != c_at:
-                        if c_at is not None:
-                            store_now = _store(model, call, c_at, ti, tj, out)
-                        if c_tile in visited:  # partial sums come back to the accumulator
-                            load += mt * nt * model.acc_bytes
-                            out.bytes["accumulator"] += mt * nt * model.acc_bytes
-                            out.counts[names.get("load", "load")] += -(-mt // bm) * -(-nt // bn)
-                        visited.add(c_tile)
-                        c_at = c_tile
-                    load_time = load / bw  # the engine's busy time; the data lands lat later
-                    out.bytes["dram"] += load
-                    out.bytes["scratchpad"] += load
-                    compute = model.tile_compute(mt, nt, kt, s.dataflow)
-                    _count_compute(model, s.dataflow, mt, nt, kt, out)
-                    # the store of the previous C tile, queued on the DMA engine
-                    if store_now is not None:
-                        pending_store = (array_free, store_now)
-                    # -- the two engines ------------------------------------------------------
-                    t = len(done)
-                    buffer_free = (
-                        done[t - 2]
-                        if s.double_buffer and t >= 2
-                        else (done[t - 1] if not s.double_buffer and t >= 1 else 0.0)
-                    )
-                    if pending_store is not None and not s.double_buffer:
-                        # single buffers: the store goes before the next load
-                        ready, dur = pending_store
-                        dma_free = max(dma_free, ready) + dur
-                        array_free = max(array_free, dma_free)
-                        pending_store = None
-                    dma_free = max(dma_free, buffer_free) + load_time
-                    load_end = dma_free + (lat if load else 0.0)
-                    if pending_store is not None:  # double-buffered: prefetch first, then store
-                        ready, dur = pending_store
-                        dma_free = max(dma_free, ready) + dur
-                        pending_store = None
-                    start = max(load_end, array_free)
-                    array_free = start + compute
-                    done.append(array_free)
-                    out.dma_cycles += load_time
-                    out.compute_cycles += compute
+        for pos in itertools.product(*(range(trips[v]) for v in order)):
+            i0, j0, k0 = pos[where[0]], pos[where[1]], pos[where[2]]
+            mt, nt, kt = extents["i"][i0], extents["j"][j0], extents["k"][k0]
+            load = 0.0
+            if (batch, i0, k0) != a_at:
+                a_at = (batch, i0, k0)
+                load += mt * kt * in_bytes
+                load_blocks += -(-mt // bm) * -(-kt // bk)
+            if (batch, k0, j0) != b_at:
+                b_at = (batch, k0, j0)
+                load += kt * nt * in_bytes
+                load_blocks += -(-kt // bk) * -(-nt // bn)
+            store_now: float | None = None
+            c_tile = (batch, i0, j0)
+            if c_tile != c_at:
+                if c_at is not None:
+                    stores[c_shape] += 1
+                    store_now = c_shape[0] * c_shape[1] * model.out_bytes / bw
+                if c_tile in visited:  # partial sums come back to the accumulator
+                    load += mt * nt * acc_bytes
+                    acc_back += mt * nt * acc_bytes
+                    load_blocks += -(-mt // bm) * -(-nt // bn)
+                visited.add(c_tile)
+                c_at, c_shape = c_tile, (mt, nt)
+            dram_in += load
+            shape = (mt, nt, kt)
+            tiles[shape] += 1
+            compute = compute_of.get(shape)
+            if compute is None:
+                compute = compute_of[shape] = model.tile_compute(mt, nt, kt, s.dataflow)
+            if store_now is not None:  # the previous C tile's store, queued on the DMA engine
+                pending = (array_free, store_now)
+            # -- the two engines ------------------------------------------------------------
+            buffer_free = before_last if s.double_buffer else last
+            if pending is not None and not s.double_buffer:
+                # single buffers: the store goes before the next load
+                dma_free = max(dma_free, pending[0]) + pending[1]
+                array_free = max(array_free, dma_free)
+                pending = None
+            load_time = load / bw  # the engine's busy time; the data lands lat later
+            dma_free = max(dma_free, buffer_free) + load_time
+            load_end = dma_free + (lat if load else 0.0)
+            if pending is not None:  # double-buffered: prefetch first, then store
+                dma_free = max(dma_free, pending[0]) + pending[1]
+                pending = None
+            array_free = max(load_end, array_free) + compute
+            before_last, last = last, array_free
+            out.dma_cycles += load_time
+            out.compute_cycles += compute
     end = array_free
     if c_at is not None:
-        dur = _store(model, call, c_at, ti, tj, out)
-        dma_free = max(dma_free, array_free) + dur
+        stores[c_shape] += 1
+        dma_free = max(dma_free, array_free) + c_shape[0] * c_shape[1] * model.out_bytes / bw
         end = max(end, dma_free + lat)  # the last write lands
+    # what moved and what issued, from the tile shapes and how often each occurred
+    out.counts[model.names.get("load", "load")] += load_blocks
+    out.bytes["dram"] += dram_in
+    out.bytes["scratchpad"] += dram_in
+    out.bytes["accumulator"] += acc_back
+    for (mt, nt), n in stores.items():
+        _store(model, mt, nt, n, out)
+    for (mt, nt, kt), n in tiles.items():
+        _count_compute(model, s.dataflow, mt, nt, kt, out, n)
     out.cycles = end - 1  # SCALE-Sim ends a run one cycle early
     out.compute_cycles -= 1
     out.energy_pj = _energy(model, call, out)
     return out
 
 
-def _store(
-    model: ArrayModel,
-    call: MatmulCall,
-    c_at: tuple[int, int, int],
-    ti: int,
-    tj: int,
-    out: CallTiming,
-) -> float:
-    _, i0, j0 = c_at
-    mt, nt = _extent(i0, ti, call.m), _extent(j0, tj, call.n)
+def _store(model: ArrayModel, mt: int, nt: int, n: int, out: CallTiming) -> None:
+    """Account `n` stores of an mt x nt C tile (bytes, issues, the DMA engine's busy time)."""
     nbytes = mt * nt * model.out_bytes
-    out.bytes["dram"] += nbytes
-    out.bytes["accumulator"] += mt * nt * model.acc_bytes
+    out.bytes["dram"] += n * nbytes
+    out.bytes["accumulator"] += n * mt * nt * model.acc_bytes
     bm, bn, _ = model.block
-    out.counts[model.names.get("store", "store")] += -(-mt // bm) * -(-nt // bn)
-    duration = nbytes / model.dram_bw  # the engine streams it out; the write lands later
-    out.dma_cycles += duration
-    return duration
+    out.counts[model.names.get("store", "store")] += n * -(-mt // bm) * -(-nt // bn)
+    out.dma_cycles += n * nbytes / model.dram_bw  # streamed out; the write lands later
 
 
 def _count_compute(
-    model: ArrayModel, dataflow: str, mt: int, nt: int, kt: int, out: CallTiming
+    model: ArrayModel, dataflow: str, mt: int, nt: int, kt: int, out: CallTiming, n: int = 1
 ) -> None:
+    """Account the instruction issues and on-chip traffic of `n` tiles of mt x nt x kt."""
     bm, bn, bk = model.block
     mb, nb, kb = -(-mt // bm), -(-nt // bn), -(-kt // bk)
     names = model.names
     if not model.systolic:  # one issue per instruction tile
-        out.counts[names["compute"]] += mb * nb * kb
-        out.bytes["scratchpad"] += mb * nb * kb * (bm * bk + bk * bn) * model.in_bytes
-        out.bytes["accumulator"] += mb * nb * kb * bm * bn * model.acc_bytes
+        out.counts[names["compute"]] += n * mb * nb * kb
+        out.bytes["scratchpad"] += n * mb * nb * kb * (bm * bk + bk * bn) * model.in_bytes
+        out.bytes["accumulator"] += n * mb * nb * kb * bm * bn * model.acc_bytes
         return
     if dataflow == "WS":  # one preload per (k, n) block, then the M blocks stream
         folds, per_fold = kb * nb, mb
     else:  # one preload (zeros) per (m, n) output block, then the K blocks stream
         folds, per_fold = mb * nb, kb
+    folds *= n
     out.counts[names.get("preload", "preload")] += folds
     first = names["compute"]
     if "accumulate" in names:
