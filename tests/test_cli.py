@@ -222,3 +222,17 @@ def test_targets_explain_prints_the_schema() -> None:
     assert result.exit_code == 0
     docs = (Path(__file__).resolve().parent.parent / "docs" / "targets.md").read_text()
     assert result.stdout.strip() == docs.strip()  # the packaged copy is the docs page
+
+
+def test_bad_rule_file_is_one_line_with_file_and_line(tmp_path: Path) -> None:
+    import shutil
+
+    from isamap.hardware.target import TARGET_DIR
+
+    toml = tmp_path / "chip.toml"
+    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    (tmp_path / "chip.egg").write_text("(ruleset r)\n(rewrite (Fnn f x) x :ruleset r)\n")
+    result = invoke("extract", GEMM, "--target", str(toml))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{tmp_path / 'chip.egg'}:2:" in lines[0], result.stderr
