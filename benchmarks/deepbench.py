@@ -1,183 +1,51 @@
-"""DeepBench GEMMs and GRU per-step GEMMs on a target: isamap against the vendor baseline.
+"""DeepBench GEMMs and GRU layers on a target: isamap against the vendor baseline.
 
-For every GEMM of DeepBench's gemm.csv and every GRU row of rnn.csv (its per-step recurrent GEMM,
-M = 3*hidden, N = batch, K = hidden), the kernel is compiled with `isamap.compile` (saturate,
-extract, schedule with --schedule, simulate in time) and reported against the target's baseline
-schedule (Gemmini: gemmini-default, the tiling of tiled_matmul_auto) on the same mapping and the
-same simulated hardware, and against the roofline.
+A thin wrapper over `isamap bench` (isamap/bench/, docs/benchmarks.md): the same as
+`isamap bench deepbench-gemm` and `isamap bench deepbench-gru` in one report.
 
-Run:  python benchmarks/deepbench.py [--target gemmini] [--schedule heuristic] [--limit N]
-Writes benchmarks/reports/deepbench-<target>-<schedule>/report.md and report.json.
+Run:  python benchmarks/deepbench.py [--target T] [--schedule S] [--limit N] [--jobs N]
+Writes benchmarks/reports/deepbench-<target>-<schedule>/report.md, report.json and plots.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
-import time
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import isamap
-from isamap.ir import builders
+from isamap.bench.report import write_report
+from isamap.bench.runner import run_bench
 
 HERE = Path(__file__).resolve().parent
-
-
-def deepbench_rows(limit: int | None) -> list[dict[str, Any]]:
-    """The GEMM shapes: gemm.csv rows, then each GRU's per-step recurrent GEMM."""
-    data = resources.files("isamap") / "data" / "deepbench"
-    rows: list[dict[str, Any]] = []
-    with (data / "gemm.csv").open() as f:
-        for r in csv.DictReader(f):
-            rows.append(
-                {
-                    "suite": "gemm",
-                    "name": f"gemm/{r['list']}/{r['index_in_list']}",
-                    "m": int(r["M"]),
-                    "n": int(r["N"]),
-                    "k": int(r["K"]),
-                    "ta": r["a_transpose"] == "T",
-                    "tb": r["b_transpose"] == "T",
-                }
-            )
-    with (data / "rnn.csv").open() as f:
-        for r in csv.DictReader(f):
-            if r["cell"] != "gru":
-                continue
-            rows.append(
-                {
-                    "suite": "gru",
-                    "name": f"gru/{r['list']}/{r['index_in_list']} h{r['hidden']} b{r['batch']}",
-                    "m": int(r["recurrent_gemm_M"]),
-                    "n": int(r["recurrent_gemm_N"]),
-                    "k": int(r["recurrent_gemm_K"]),
-                    "ta": False,
-                    "tb": False,
-                }
-            )
-    return rows[:limit] if limit else rows
-
-
-def geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else 0.0
-
-
-def run(target_name: str, schedule: str, limit: int | None) -> dict[str, Any]:
-    target = isamap.load_target(target_name)
-    results = []
-    t_all = time.perf_counter()
-    for row in deepbench_rows(limit):
-        kernel = builders.matmul(
-            row["m"], row["n"], row["k"], transpose_a=row["ta"], transpose_b=row["tb"]
-        )
-        t0 = time.perf_counter()
-        result = isamap.compile(kernel, target, schedule=schedule)
-        seconds = time.perf_counter() - t0
-        rep = result.report
-        calls = result.program.calls
-        results.append(
-            {
-                **row,
-                "cycles": rep.cycles,
-                "baseline_cycles": rep.baseline_cycles,
-                "roofline_cycles": rep.roofline_cycles,
-                "speedup": rep.speedup,
-                "percent_of_roofline": rep.percent_of_roofline,
-                "schedule": calls[0].schedule.describe() if calls else "host",
-                "utilisation": rep.utilisation,
-                "energy_pj": rep.energy_pj,
-                "enodes": rep.enodes,
-                "compile_seconds": seconds,
-            }
-        )
-        print(
-            f"{row['name']:<34} {row['m']:>5}x{row['n']:<5}x{row['k']:<5} "
-            f"{rep.cycles:>14,.0f} {rep.speedup:5.2f}x {rep.percent_of_roofline:5.1f}% "
-            f"{seconds:6.2f}s",
-            flush=True,
-        )
-    total = time.perf_counter() - t_all
-    summary = {}
-    for suite in ("gemm", "gru", "all"):
-        rs = [r for r in results if suite in ("all", r["suite"])]
-        if rs:
-            summary[suite] = {
-                "shapes": len(rs),
-                "geomean_speedup": geomean([r["speedup"] for r in rs]),
-                "geomean_percent_of_roofline": geomean([r["percent_of_roofline"] for r in rs]),
-                "compile_and_simulate_seconds": sum(r["compile_seconds"] for r in rs),
-            }
-    return {
-        "target": target_name,
-        "schedule": schedule,
-        "baseline": target.baseline_schedule,
-        "total_seconds": total,
-        "summary": summary,
-        "results": results,
-    }
-
-
-def write_report(data: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(data, indent=1))
-    lines = [
-        f"# DeepBench on {data['target']}: schedule `{data['schedule']}` against "
-        f"`{data['baseline']}`",
-        "",
-        "Generated by `python benchmarks/deepbench.py --target "
-        f"{data['target']} --schedule {data['schedule']}`. Cycles are simulated (isamap's timing "
-        "model); the baseline runs the same mapping on the same simulated hardware.",
-        "",
-        "| suite | shapes | geomean speedup | geomean % of roofline | compile + simulate (s) |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for suite, s in data["summary"].items():
-        lines.append(
-            f"| {suite} | {s['shapes']} | {s['geomean_speedup']:.3f}x | "
-            f"{s['geomean_percent_of_roofline']:.1f}% | {s['compile_and_simulate_seconds']:.1f} |"
-        )
-    worst = sorted(data["results"], key=lambda r: r["percent_of_roofline"])[:5]
-    lines += ["", "## Worst five by % of roofline", ""]
-    lines += _table(worst)
-    lines += ["", "## Every shape", ""]
-    lines += _table(data["results"])
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-
-
-def _table(rows: list[dict[str, Any]]) -> list[str]:
-    out = [
-        "| shape | M | N | K | isamap cycles | baseline cycles | roofline | speedup | % roofline "
-        "| schedule |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r['name']} | {r['m']} | {r['n']} | {r['k']} | {r['cycles']:,.0f} | "
-            f"{r['baseline_cycles']:,.0f} | {r['roofline_cycles']:,.0f} | {r['speedup']:.2f}x | "
-            f"{r['percent_of_roofline']:.1f}% | {r['schedule']} |"
-        )
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="gemmini")
     parser.add_argument("--schedule", default="heuristic")
-    parser.add_argument("--limit", type=int, default=None, help="first N shapes only")
+    parser.add_argument("--limit", type=int, default=None, help="first N rows of each suite")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    data = run(args.target, args.schedule, args.limit)
+    command = (
+        f"python benchmarks/deepbench.py --target {args.target} --schedule {args.schedule}"
+        f" --jobs {args.jobs}" + (f" --limit {args.limit}" if args.limit else "")
+    )
+    run = run_bench(
+        ["deepbench-gemm", "deepbench-gru"],
+        args.target,
+        args.schedule,
+        args.jobs,
+        args.limit,
+        command=command,
+    )
     out = args.out or HERE / "reports" / f"deepbench-{args.target}-{args.schedule}"
-    write_report(data, out)
-    for suite, s in data["summary"].items():
+    write_report(run, out)
+    for name, suite in run.suites.items():
+        s = suite.summary
         print(
-            f"{suite}: {s['shapes']} shapes, geomean speedup {s['geomean_speedup']:.3f}x, "
+            f"{name}: {s['workloads']} rows, geomean speedup {s['geomean_speedup']:.3f}x, "
             f"geomean {s['geomean_percent_of_roofline']:.1f}% of roofline, "
-            f"{s['compile_and_simulate_seconds']:.1f} s"
+            f"{s['compile_seconds']:.1f} s"
         )
     print(f"report: {out / 'report.md'}")
 

@@ -1,6 +1,6 @@
 """The `isamap` command: a thin click shell over the public API.
 
-Commands: `extract`, `sim`, `targets`, `check-rules`.
+Commands: `extract`, `sim`, `targets`, `check-rules`, `bench`.
 
 Errors caused by user input (`IsamapError`) print one line, `isamap: error: file:line:col: ...`,
 and exit with code 2; any other exception is a bug and keeps its traceback.
@@ -9,6 +9,7 @@ and exit with code 2; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 import isamap
+from isamap.bench.runner import ALL, run_bench
+from isamap.bench.suites import SUITES
 from isamap.extract import COST_MODELS, cost_model
 from isamap.schedule.strategies import STRATEGIES, strategy
 
@@ -311,6 +314,61 @@ def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: boo
         click.echo(f"{len(checks) - bad} of {len(checks)} rules sound")
     if any(not c.sound for c in checks):
         ctx.exit(1)
+
+
+@cli.command()
+@click.argument("suite", type=click.Choice([*SUITES, ALL]))
+@click.option("-t", "--target", default="gemmini", show_default=True, help="Target name or .toml.")
+@click.option(
+    "-s",
+    "--schedule",
+    default="heuristic",
+    show_default=True,
+    help=f"Schedule strategy: {', '.join(STRATEGIES)}.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report directory [default: bench-results/SUITE-TARGET].",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Kernels compiled in parallel processes.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows of each suite.")
+def bench(
+    suite: str, target: str, schedule: str, out: Path | None, jobs: int, limit: int | None
+) -> None:
+    """Compile a benchmark SUITE (deepbench-gemm, deepbench-gru, mobilenet-v1, mobilenet-v2 or
+    all) on a target and write report.md, report.json and plots (docs/benchmarks.md)."""
+    from isamap.bench.report import write_report  # matplotlib loads only for this command
+
+    suites = list(SUITES) if suite == ALL else [suite]
+    name = Path(target).stem if target.endswith(".toml") else target
+    out = out if out is not None else Path("bench-results") / f"{suite}-{name}"
+    command = " ".join(["isamap bench", suite, "--target", target, "--schedule", schedule])
+    command += f" --jobs {jobs}" + (f" --limit {limit}" if limit else "")
+    with click.progressbar(length=1, label=f"{suite} on {name}", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, key: str) -> None:
+            bar.length = total
+            bar.update(1)
+
+        run = run_bench(suites, target, schedule, jobs, limit, progress, command)
+    write_report(run, out)
+    for name_, s in run.suites.items():
+        m = s.summary
+        click.echo(
+            f"{name_}: {m['workloads']} rows, geomean speedup {m['geomean_speedup']:.2f}x, "
+            f"geomean {m['geomean_percent_of_roofline']:.1f}% of roofline, "
+            f"compile {m['compile_seconds']:.1f} s"
+        )
+    click.echo(f"report: {out / 'report.md'} ({run.wall_seconds:.1f} s)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

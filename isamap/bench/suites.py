@@ -149,9 +149,8 @@ def deepbench_gru() -> list[Workload]:
         if r["cell"] != "gru":
             continue
         hidden, batch, steps = int(r["hidden"]), int(r["batch"]), int(r["timesteps"])
-        proj = KernelSpec(
-            f"gru-projection {steps * batch}x{hidden}", text=gru_projection_text(steps * batch, hidden)
-        )
+        rows = steps * batch
+        proj = KernelSpec(f"gru-projection {rows}x{hidden}", text=gru_projection_text(rows, hidden))
         step = KernelSpec(f"gru-step b{batch} h{hidden}", text=gru_step_text(batch, hidden))
         out.append(
             Workload(
@@ -206,7 +205,8 @@ def _block_spec(dw: dict[str, str], pw: dict[str, str]) -> KernelSpec:
         return KernelSpec(key, text=dw_separable_residual_text(c, h, w, k, stride, pad))
     key = f"dw_separable c{c} {h}x{w} k{k} s{stride}"
     kw = int(dw["kernel_h"]), int(dw["kernel_w"])
-    return KernelSpec(key, dw_separable, (1, c, h, w, k, *kw), (("stride", stride), ("padding", pad)))
+    opts = (("stride", stride), ("padding", pad))
+    return KernelSpec(key, dw_separable, (1, c, h, w, k, *kw), opts)
 
 
 def _layer_spec(r: dict[str, str]) -> KernelSpec:

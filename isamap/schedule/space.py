@@ -79,4 +79,11 @@ def lower_bound(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     b = call.k * call.n * model.in_bytes * _loads(s.loop_order, trips, "kj") / full[1]
     c = call.m * call.n * model.out_bytes * _loads(s.loop_order, trips, "ij") / full[2]
     dma = call.b * (a + b + c) / model.dram_bw
-    return max(compute, dma) - 1
+    lat = model.dram_latency
+    # the array cannot start before the first tile has landed, and the last C tile leaves only
+    # after the array is done; the DMA engine's last write lands a latency after it leaves
+    first = min(ti, call.m) * min(tk, call.k) + min(tk, call.k) * min(tj, call.n)
+    first_load = first * model.in_bytes / model.dram_bw + lat
+    last_c = (call.m - (trips["i"] - 1) * ti) * (call.n - (trips["j"] - 1) * tj)  # the edge
+    last_store = last_c * model.out_bytes / model.dram_bw + lat
+    return max(first_load + compute + last_store, dma + lat) - 1

@@ -19,7 +19,7 @@ __all__ = ["STRATEGIES", "Strategy", "strategy"]
 Strategy = Callable[[ArrayModel, MatmulCall, Target], TileSchedule]
 
 _RANDOM_SAMPLES = 64
-_HEURISTIC_MEASURED = 4  # candidates the heuristic times in full (best lower bounds)
+_HEURISTIC_MEASURED = 8  # candidates the heuristic times in full (best lower bounds)
 
 
 def _cycles(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
@@ -74,6 +74,10 @@ def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedu
         ti, tj = best_ij
         tk = max(t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order)))
         options.append(TileSchedule(df, ti, tj, tk, order, True))
+        # K in 2, 4, 8 pieces: a call of few tiles overlaps its loads with compute only then
+        for pieces in (2, 4, 8):
+            if tk >= pieces:
+                options.append(TileSchedule(df, ti, tj, -(-tk // pieces), order, True))
         # a second candidate: all of K on chip with a smaller output tile, for operand reuse
         for ti2 in reversed(candidate_tiles(mb)):
             s2 = TileSchedule(df, ti2, tj, kb, order, True)

@@ -1,0 +1,121 @@
+"""The README's "Results" section, generated from the report.json files of `isamap bench` runs.
+
+Run:  python -m isamap.bench.readme bench-results/*/report.json [--write README.md]
+Without --write it prints the section; with it, the section replaces README's last one of that
+name (or is appended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from isamap.bench.results import BenchRun
+
+__all__ = ["HEADING", "results_section", "update_readme"]
+
+HEADING = "## Results"
+
+#: The command that regenerates the section; recorded in it.
+REGENERATE = "python -m isamap.bench.readme bench-results/*/report.json --write README.md"
+
+
+def load_runs(paths: Sequence[Path]) -> list[BenchRun]:
+    """The runs saved in these report.json files, ordered by target."""
+    runs = [BenchRun.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
+    return sorted(runs, key=lambda r: r.target)
+
+
+def headline_table(runs: Sequence[BenchRun]) -> list[str]:
+    """A row per target and suite: geomean speedup, geomean % of roofline, times."""
+    lines = [
+        "| target | suite | rows | geomean speedup | geomean % of roofline | total cycles "
+        "| compile time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        for name, suite in run.suites.items():
+            m = suite.summary
+            lines.append(
+                f"| {run.target} | {name} | {m['workloads']} | {m['geomean_speedup']:.2f}x "
+                f"over {run.baseline_schedule} | {m['geomean_percent_of_roofline']:.1f}% | "
+                f"{m['total_cycles']:,.0f} | {m['compile_seconds']:.0f} |"
+            )
+    return lines
+
+
+def network_table(runs: Sequence[BenchRun]) -> list[str]:
+    """Whole MobileNets: cycles, MACs and effective utilisation per target."""
+    lines = [
+        "| target | network | cycles | baseline cycles | MACs | effective utilisation |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        for name, suite in run.suites.items():
+            if not name.startswith("mobilenet"):
+                continue
+            m = suite.summary
+            lines.append(
+                f"| {run.target} | {name} | {m['total_cycles']:,.0f} | "
+                f"{m['total_baseline_cycles']:,.0f} | {m['total_macs']:,} | "
+                f"{100 * m['effective_utilisation']:.1f}% |"
+            )
+    return lines if len(lines) > 2 else []
+
+
+def results_section(runs: Sequence[BenchRun]) -> str:
+    """The "Results" section as markdown."""
+    commands = "\n".join(r.command for r in runs)
+    walls = ", ".join(f"{r.target} {r.wall_seconds:.0f} s" for r in runs)
+    lines = [
+        HEADING,
+        "",
+        "Simulated cycles of isamap's mapping and schedule against the target's own strategy "
+        "(`gemmini-default`, Gemmini's `tiled_matmul_auto`, on gemmini; the `heuristic` schedule "
+        "elsewhere, so 1.00x there) on the same simulated hardware, and against the roofline. "
+        "Geomeans are over the suite's rows; a GRU row is a whole layer (input projection + "
+        "timesteps x recurrent step), a MobileNet row a layer or a depthwise-separable block "
+        "([docs/benchmarks.md](docs/benchmarks.md)).",
+        "",
+        *headline_table(runs),
+    ]
+    network = network_table(runs)
+    if network:
+        lines += ["", *network]
+    lines += [
+        "",
+        f"Wall time with `--jobs 2` on a 2-core machine: {walls}. Reproduce with",
+        "",
+        "```bash",
+        commands,
+        REGENERATE,
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, section: str) -> None:
+    """Replace the README's last "Results" section (it runs to the end of the file) or append."""
+    text = readme.read_text(encoding="utf-8")
+    at = text.rfind(f"\n{HEADING}\n")
+    head = text[: at + 1] if at >= 0 else text.rstrip("\n") + "\n\n"
+    readme.write_text(head + section, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print the section, or write it into a README with --write."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("reports", nargs="+", type=Path, help="report.json files")
+    parser.add_argument("--write", type=Path, metavar="README", help="update this README")
+    args = parser.parse_args(argv)
+    section = results_section(load_runs(args.reports))
+    if args.write is not None:
+        update_readme(args.write, section)
+    else:
+        print(section, end="")
+
+
+if __name__ == "__main__":
+    main()
