@@ -247,15 +247,17 @@ def sim(
 
 
 @cli.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--explain", is_flag=True, help="Print the target file schema (every key).")
-def targets(as_json: bool, explain: bool) -> None:
-    """List the shipped targets and their compute instructions."""
+def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
+    """List the shipped targets and their compute instructions, or load and check FILES."""
     if explain:
         schema = resources.files("isamap") / "hardware" / "targets.md"
         click.echo(schema.read_text(encoding="utf-8"))
         return
-    loaded = [isamap.load_target(name) for name in isamap.list_targets()]
+    names = list(files) or isamap.list_targets()
+    loaded = [isamap.load_target(name) for name in names]
     if as_json:
         doc = [
             {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,11 +78,20 @@ def _rename(text: str, ruleset: str) -> str:
     return re.sub(r":ruleset\s+[^\s()]+", f":ruleset {ruleset}", text)
 
 
+def _shown(path: str) -> str:
+    """A shipped rule file as `isamap/rules/...` (the same on every machine); others as given."""
+    package = RULES_DIR.parent
+    try:
+        return str(Path(path).resolve().relative_to(package.parent))
+    except ValueError:
+        return path
+
+
 def rules_of(target: Target) -> list[Rule]:
     """Every rewrite rule that applies to `target`, in load order."""
     rules: list[Rule] = []
     algebra = RULES_DIR / "algebra.egg"
-    for form in parse_rule_file(algebra.read_text(), str(algebra)):
+    for form in parse_rule_file(algebra.read_text(), _shown(str(algebra))):
         if form.head != "ruleset":
             rules.append(Rule(form.name or str(form.loc), form.text, form.loc))
     for derived in derive_rules(target):
@@ -115,6 +125,11 @@ def corpus(seed: int = 0) -> list[Kernel]:
         f"tensor A[{m}, {k}] f32\ntensor x[{k}] f32\ny[i] += A[i, k] * x[k]\nz[i] = tanh(y[i])\n",
         f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor D[{n}, {d()}] f32\n"
         "T[i, j] += A[i, k] * B[k, j]\nE[i, l] += T[i, j] * D[j, l]\n",
+        # three products sharing X: fused slices at non-zero offsets, functions of slices
+        f"tensor X[{m}, {k}] f32\ntensor W1[{k}, {d()}] f32\ntensor W2[{k}, {d()}] f32\n"
+        f"tensor W3[{k}, {d()}] f32\n"
+        "P[i, j] += X[i, k] * W1[k, j]\nQ[i, j] += X[i, k] * W2[k, j]\n"
+        "R[i, j] += X[i, k] * W3[k, j]\nS[i, j] = relu(Q[i, j])\nU[i, j] = exp(R[i, j])\n",
     ]
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     kernels.append(

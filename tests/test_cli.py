@@ -236,3 +236,15 @@ def test_bad_rule_file_is_one_line_with_file_and_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{tmp_path / 'chip.egg'}:2:" in lines[0], result.stderr
+
+
+def test_targets_checks_a_target_file(tmp_path: Path) -> None:
+    from isamap.hardware.target import TARGET_DIR
+
+    good = invoke("targets", str(TARGET_DIR / "vecdsp.toml"))
+    assert good.exit_code == 0 and good.stdout.startswith("vecdsp")
+    bad = tmp_path / "bad.toml"
+    bad.write_text((TARGET_DIR / "vecdsp.toml").read_text().replace("lanes = 16 ", "lanes = -16 "))
+    result = invoke("targets", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and f"{bad}:" in result.stderr

@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only, no display: must precede pyplot
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from isamap.bench.results import BenchRun, KernelResult
 
@@ -79,8 +80,7 @@ def speedup(run: BenchRun) -> Figure:
         color=[suite_color[name] for name, _ in rows],
         width=0.85,
     )
-    for name, color in suite_color.items():
-        ax.bar([], [], color=color, label=name)
+    handles = [Patch(color=color, label=name) for name, color in suite_color.items()]
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xlim(-1, len(rows))
     if len(rows) <= 40:
@@ -90,7 +90,7 @@ def speedup(run: BenchRun) -> Figure:
         ax.set_xlabel(f"{len(rows)} kernels, in report order")
     ax.set_ylabel(f"speedup over {run.baseline_schedule}")
     ax.set_title(f"{run.target}: isamap ({run.schedule}) against {run.baseline_schedule}")
-    ax.legend(fontsize=8)
+    ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     return fig
 

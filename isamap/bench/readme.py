@@ -9,23 +9,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from isamap.bench.results import BenchRun
+from isamap.bench.suites import SUITES
 
 __all__ = ["HEADING", "results_section", "update_readme"]
 
 HEADING = "## Results"
 
+#: Prose is wrapped like the rest of the README.
+WIDTH = 100
+
 #: The command that regenerates the section; recorded in it.
 REGENERATE = "python -m isamap.bench.readme bench-results/*/report.json --write README.md"
+
+
+def _wrap(text: str) -> list[str]:
+    """Prose lines at WIDTH, never breaking inside a word or at its hyphens (code spans)."""
+    return textwrap.wrap(text, WIDTH, break_on_hyphens=False, break_long_words=False)
 
 
 def load_runs(paths: Sequence[Path]) -> list[BenchRun]:
     """The runs saved in these report.json files, ordered by target."""
     runs = [BenchRun.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
-    return sorted(runs, key=lambda r: r.target)
+    return sorted(runs, key=lambda r: (r.target, list(r.suites)))
 
 
 def headline_table(runs: Sequence[BenchRun]) -> list[str]:
@@ -65,33 +75,50 @@ def network_table(runs: Sequence[BenchRun]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def runs_table(runs: Sequence[BenchRun]) -> list[str]:
+    """The command behind each report and its wall time."""
+    lines = ["| target | command | wall time (s) |", "|---|---|---:|"]
+    lines += [f"| {r.target} | `{r.command}` | {r.wall_seconds:.0f} |" for r in runs]
+    return lines
+
+
+def missing_suites(runs: Sequence[BenchRun]) -> list[str]:
+    """A line per target that lacks some suite, naming them."""
+    have: dict[str, set[str]] = {}
+    for r in runs:
+        have.setdefault(r.target, set()).update(r.suites)
+    return [
+        f"- {target}: no {', '.join(s for s in SUITES if s not in suites)} results "
+        '(see docs/benchmarks.md, "Where the time goes").'
+        for target, suites in have.items()
+        if set(SUITES) - suites
+    ]
+
+
 def results_section(runs: Sequence[BenchRun]) -> str:
     """The "Results" section as markdown."""
-    commands = "\n".join(r.command for r in runs)
-    walls = ", ".join(f"{r.target} {r.wall_seconds:.0f} s" for r in runs)
-    lines = [
-        HEADING,
-        "",
+    intro = (
         "Simulated cycles of isamap's mapping and schedule against the target's own strategy "
         "(`gemmini-default`, Gemmini's `tiled_matmul_auto`, on gemmini; the `heuristic` schedule "
         "elsewhere, so 1.00x there) on the same simulated hardware, and against the roofline. "
         "Geomeans are over the suite's rows; a GRU row is a whole layer (input projection + "
         "timesteps x recurrent step), a MobileNet row a layer or a depthwise-separable block "
-        "([docs/benchmarks.md](docs/benchmarks.md)).",
-        "",
-        *headline_table(runs),
-    ]
+        "([docs/benchmarks.md](docs/benchmarks.md))."
+    )
+    lines = [HEADING, "", *_wrap(intro), "", *headline_table(runs)]
     network = network_table(runs)
     if network:
         lines += ["", *network]
+    missing = missing_suites(runs)
+    if missing:
+        lines += ["", *missing]
     lines += [
         "",
-        f"Wall time with `--jobs 2` on a 2-core machine: {walls}. Reproduce with",
+        "Generated from the runs' report.json files (wall times on a 2-core machine):",
         "",
-        "```bash",
-        commands,
-        REGENERATE,
-        "```",
+        *runs_table(runs),
+        "",
+        *_wrap(f"Regenerate this section with `{REGENERATE}`."),
     ]
     return "\n".join(lines) + "\n"
 

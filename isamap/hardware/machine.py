@@ -335,7 +335,10 @@ class CallMachine:
         B (WS, `b` None) or times `b` (OS, added to the C held); the block it produces."""
         role = "compute" if first or "accumulate" not in self.names else "accumulate"
         self._issue(role)
-        if self.stationary is None or (role == "compute" and not self.fresh):
+        # without a companion that reuses the stationary block, the compute instruction itself
+        # keeps using it (the instruction declares it `stationary`)
+        reused = role == "compute" and not self.fresh and "accumulate" in self.names
+        if self.stationary is None or reused:
             raise SimulationError(f"{self.names.get(role, role)} without a preload")
         self.fresh = False
         if b is None:

@@ -17,6 +17,7 @@ is `R x Kb` . `Kb x C` (rows/cols/depth of one "block"). Its schedule fixes:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 __all__ = ["DATAFLOWS", "LOOP_ORDERS", "MatmulCall", "Program", "ScheduledCall", "TileSchedule"]
@@ -83,17 +84,22 @@ class ScheduledCall:
     call: MatmulCall
     schedule: TileSchedule
     strategy: str
+    # the target's names: instructions by role (load, store, preload, compute, accumulate),
+    # memories (in_memory, out_memory), and who applies the epilogue (epilogue_by)
+    names: Mapping[str, str] = field(default_factory=dict)
+    systolic: bool = True
 
     def listing(self, prefix: str = "  ") -> list[str]:
-        """The loop nest as an assembly-like listing."""
+        """The loop nest as an assembly-like listing, in the target's own names."""
         c, s = self.call, self.schedule
         mb, nb, kb = c.blocks
-        trips = {
-            "i": -(-mb // s.tile_i),
-            "j": -(-nb // s.tile_j),
-            "k": -(-kb // s.tile_k),
-        }
+        trips = {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}
         r, col, d = c.block
+        n = self.names
+        load, store = n.get("load", "load"), n.get("store", "store")
+        first = n.get("compute", c.instruction)
+        again = n.get("accumulate", first)
+        spad, acc = n.get("in_memory", "scratchpad"), n.get("out_memory", "accumulator")
         lines = [
             f"{prefix}; %{c.node} {c.instruction}: {c.b} x [{c.m}x{c.k}].[{c.k}x{c.n}], "
             f"{s.describe()}, chosen by {self.strategy}"
@@ -105,28 +111,26 @@ class ScheduledCall:
         for var in s.loop_order:
             lines.append(f"{depth}for {var}0 in 0..{trips[var]}:")
             depth += "  "
-        lines.append(
-            f"{depth}mvin   A[i0, k0]  -> spad   ; {s.tile_i}x{s.tile_k} blocks of {r}x{d}"
-        )
-        lines.append(
-            f"{depth}mvin   B[k0, j0]  -> spad   ; {s.tile_k}x{s.tile_j} blocks of {d}x{col}"
-        )
-        if s.dataflow == "WS":
+        a_blocks, b_blocks = f"{s.tile_i}x{s.tile_k}", f"{s.tile_k}x{s.tile_j}"
+        lines.append(f"{depth}{load} A[i0, k0] -> {spad}  ; {a_blocks} blocks of {r}x{d}")
+        lines.append(f"{depth}{load} B[k0, j0] -> {spad}  ; {b_blocks} blocks of {d}x{col}")
+        if not self.systolic:
+            lines.append(f"{depth}for i, j, k in the tile's blocks:")
+            lines.append(f"{depth}  {first} A[i, k], B[k, j] -> {acc} C[i, j]")
+        elif s.dataflow == "WS":
             lines.append(f"{depth}for j in 0..{s.tile_j}: for k in 0..{s.tile_k}:")
-            lines.append(f"{depth}  preload B[k, j]")
-            lines.append(
-                f"{depth}  compute_preloaded A[0, k]; compute_accumulated A[1..{s.tile_i}, k]"
-                f" -> acc C[i, j]"
-            )
+            lines.append(f"{depth}  {n.get('preload', 'preload')} B[k, j]")
+            lines.append(f"{depth}  {first} A[0, k]; {again} A[1..{s.tile_i}, k] -> {acc} C[i, j]")
         else:
             lines.append(f"{depth}for i in 0..{s.tile_i}: for j in 0..{s.tile_j}:")
-            lines.append(f"{depth}  preload C[i, j] (zero)")
+            lines.append(f"{depth}  {n.get('preload', 'preload')} C[i, j] (zero)")
             lines.append(
-                f"{depth}  compute_preloaded A[i, 0], B[0, j]; compute_accumulated "
-                f"A[i, 1..{s.tile_k}], B[1..{s.tile_k}, j]"
+                f"{depth}  {first} A[i, 0], B[0, j]; {again} A[i, 1..{s.tile_k}], "
+                f"B[1..{s.tile_k}, j]"
             )
-        epi = f" with {c.epilogue}" if c.epilogue else ""
-        lines.append(f"{depth}mvout  C[i0, j0]{epi} when the next iteration leaves this C tile")
+        by = n.get("epilogue_by", store)
+        epi = f" ({c.epilogue} applied by {by})" if c.epilogue else ""
+        lines.append(f"{depth}{store} C[i0, j0]{epi} when the next iteration leaves this C tile")
         return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
 from isamap.ir.mapping import MapNode, Mapping
@@ -51,6 +52,20 @@ def best_call(
     return _cached(id(target), target, name, (b, m, n, k, ""), strategy)
 
 
+def _names(target: Target, call: MatmulCall) -> dict[str, str]:
+    """The target's names for a call's listing: instructions by role, memories, epilogue."""
+    model = ArrayModel.for_instruction(target, call.instruction)
+    ins = target.instruction(call.instruction)
+    form = matrix_form(ins.semantics)
+    names = dict(model.names)
+    if form is not None:
+        names["in_memory"] = ins.operands[form.lhs]
+        names["out_memory"] = ins.operands[form.out]
+    if call.epilogue and call.epilogue in ins.epilogues:
+        names["epilogue_by"] = ins.name
+    return names
+
+
 def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristic") -> Program:
     """Schedule every instruction call of `mapping` with `strategy` (by name)."""
     strategy_named(strategy)  # an unknown name fails before any work
@@ -59,5 +74,7 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
         model = ArrayModel.for_instruction(target, str(node.attrs["instruction"]))
         call = matmul_call_of(node, model)
         chosen, _ = best_call(target, call.instruction, call.b, call.m, call.n, call.k, strategy)
-        program.calls.append(ScheduledCall(call, chosen, strategy))
+        program.calls.append(
+            ScheduledCall(call, chosen, strategy, _names(target, call), model.systolic)
+        )
     return program

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, call_timing
-from isamap.ir.errors import IsamapError
+from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.program import LOOP_ORDERS, MatmulCall, TileSchedule
 from isamap.schedule.space import candidate_tiles, lower_bound, schedules
 
@@ -19,6 +19,7 @@ __all__ = ["STRATEGIES", "Strategy", "strategy"]
 Strategy = Callable[[ArrayModel, MatmulCall, Target], TileSchedule]
 
 _RANDOM_SAMPLES = 64
+_CHEAP_WALK = 2_000  # a schedule with fewer tile iterations is always timed in full
 _HEURISTIC_MEASURED = 8  # candidates the heuristic times in full (best lower bounds)
 
 
@@ -26,15 +27,31 @@ def _cycles(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     return call_timing(model, call, s).cycles
 
 
+def _iterations(call: MatmulCall, s: TileSchedule) -> int:
+    mb, nb, kb = call.blocks
+    return call.b * -(-mb // s.tile_i) * -(-nb // s.tile_j) * -(-kb // s.tile_k)
+
+
+def _none_fit(call: MatmulCall, target: Target) -> IsamapError:
+    return IsamapError(
+        f"no schedule of {call.instruction} fits on chip, not even one {call.block} block per "
+        "operand: make the scratchpad or the accumulator larger",
+        SourceLoc(target.path),
+    )
+
+
 def _best(
     model: ArrayModel, call: MatmulCall, options: list[TileSchedule], measure: int | None = None
 ) -> TileSchedule:
-    """The fastest of `options`, measured in full; with `measure`, only that many of them, the
-    most promising by lower bound."""
+    """The fastest of `options`, timed in full; with `measure`, only that many of them (the most
+    promising by lower bound) plus any that are cheap to time."""
     if not options:
         raise IsamapError(f"no schedule of call %{call.node} fits on chip")
+    options = list(dict.fromkeys(options))
     if measure is not None:
-        options = sorted(options, key=lambda s: lower_bound(model, call, s))[:measure]
+        ranked = sorted(options, key=lambda s: lower_bound(model, call, s))
+        cheap = [s for s in ranked[measure:] if _iterations(call, s) <= _CHEAP_WALK]
+        options = ranked[:measure] + cheap
     return min(options, key=lambda s: (_cycles(model, call, s), s.loop_order, s.dataflow))
 
 
@@ -45,7 +62,7 @@ def exhaustive(model: ArrayModel, call: MatmulCall, target: Target) -> TileSched
         key=lambda t: (t[0], t[1]),
     )
     if not ranked:
-        raise IsamapError(f"no schedule of call %{call.node} fits on chip")
+        raise _none_fit(call, target)
     best, best_cycles = ranked[0][2], float("inf")
     for bound, _, s in ranked:
         if bound >= best_cycles:
@@ -84,6 +101,8 @@ def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedu
             if model.fits(s2):
                 options.append(s2)
                 break
+    if not options:
+        raise _none_fit(call, target)
     return _best(model, call, options, measure=_HEURISTIC_MEASURED)
 
 
@@ -106,7 +125,10 @@ def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
         if model.fits(s):
             options.append(s)
     if not options:
-        options.append(TileSchedule(model.dataflows[0], 1, 1, 1, "ijk", False))
+        smallest = TileSchedule(model.dataflows[0], 1, 1, 1, "ijk", False)
+        if not model.fits(smallest):
+            raise _none_fit(call, target)
+        options.append(smallest)
     return _best(model, call, options)
 
 

@@ -21,6 +21,7 @@ def test_table_from_a_report_json(tmp_path: Path, capsys: object) -> None:
     row = next(line for line in out.splitlines() if line.startswith("| gemmini | mobilenet-v1"))
     assert speedup in row
     assert "isamap bench mobilenet-v1" in out
+    assert "gemmini: no deepbench-gemm, deepbench-gru" in out
 
 
 def test_update_replaces_only_the_last_section(tmp_path: Path) -> None:
