@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from isamap.egraph import Saturation
 from isamap.egraph.rule_file import parse_rule_file
-from isamap.egraph.saturate import RULES_DIR, Limits, RuleSource, _target_rule_file, saturate_with
+from isamap.egraph.saturate import RULES_DIR, Limits, RuleSource, saturate_with, target_rule_file
 from isamap.egraph.target_rules import derive_rules
 from isamap.extract.lower import enode_operation, tensor_args
 from isamap.hardware.functional import run_node
@@ -96,7 +96,7 @@ def rules_of(target: Target) -> list[Rule]:
             rules.append(Rule(form.name or str(form.loc), form.text, form.loc))
     for derived in derive_rules(target):
         rules.append(Rule(derived.name, derived.text, SourceLoc(f"<derived from {target.path}>")))
-    extra = _target_rule_file(target)
+    extra = target_rule_file(target)
     if extra is not None:
         for form in parse_rule_file(extra.read_text(), str(extra)):
             if form.head != "ruleset":

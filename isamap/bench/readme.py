@@ -118,7 +118,11 @@ def results_section(runs: Sequence[BenchRun]) -> str:
         "",
         *runs_table(runs),
         "",
-        *_wrap(f"Regenerate this section with `{REGENERATE}`."),
+        "Regenerate this section with",
+        "",
+        "```bash",
+        REGENERATE,
+        "```",
     ]
     return "\n".join(lines) + "\n"
 

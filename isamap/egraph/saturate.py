@@ -116,7 +116,7 @@ def load_rule_text(egraph: bindings.EGraph, text: str, filename: str) -> None:
         raise egglog_error(err, filename) from None
 
 
-def _target_rule_file(target: Target) -> Path | None:
+def target_rule_file(target: Target) -> Path | None:
     """Hand-written rules of a target: `rules/<name>.egg`, or `<stem>.egg` beside its file."""
     beside = Path(target.path).with_suffix(".egg")
     shipped = RULES_DIR / f"{target.name}.egg"
@@ -176,7 +176,7 @@ def rule_sources(target: Target) -> list[RuleSource]:
         RuleSource(algebra.read_text(), str(algebra), ("algebra",)),
         RuleSource(rules_program(target), f"<rules derived from {target.path}>", ("target",)),
     ]
-    extra = _target_rule_file(target)
+    extra = target_rule_file(target)
     if extra is not None:
         text, forms = read_rule_file(extra)
         names = tuple(dict.fromkeys(f.ruleset for f in forms if f.head == "ruleset" and f.ruleset))
