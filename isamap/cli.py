@@ -350,8 +350,9 @@ def bench(
     all) on a target and write report.md, report.json and plots (docs/benchmarks.md)."""
     from isamap.bench.report import write_report  # matplotlib loads only for this command
 
+    strategy(schedule)  # bad names fail as one line, before the progress bar starts
+    name = isamap.load_target(target).name
     suites = list(SUITES) if suite == ALL else [suite]
-    name = Path(target).stem if target.endswith(".toml") else target
     out = out if out is not None else Path("bench-results") / f"{suite}-{name}"
     command = " ".join(["isamap bench", suite, "--target", target, "--schedule", schedule])
     command += f" --jobs {jobs}" + (f" --limit {limit}" if limit else "")

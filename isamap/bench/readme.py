@@ -103,7 +103,8 @@ def results_section(runs: Sequence[BenchRun]) -> str:
         "elsewhere, so 1.00x there) on the same simulated hardware, and against the roofline. "
         "Geomeans are over the suite's rows; a GRU row is a whole layer (input projection + "
         "timesteps x recurrent step), a MobileNet row a layer or a depthwise-separable block "
-        "([docs/benchmarks.md](docs/benchmarks.md))."
+        "([docs/benchmarks.md](docs/benchmarks.md)). Compile time is the sum over the suite's "
+        "distinct kernels, one process each; the wall time of each run is below."
     )
     lines = [HEADING, "", *_wrap(intro), "", *headline_table(runs)]
     network = network_table(runs)

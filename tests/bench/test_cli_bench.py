@@ -61,7 +61,7 @@ def _numbers(out: Path) -> dict[str, tuple[float, float, float]]:
 
 def test_parallel_jobs_give_the_same_numbers(tmp_path: Path) -> None:
     for jobs in ("1", "2"):
-        args = ("bench", "mobilenet-v2", "--limit", "2", "--jobs", jobs, "--target", "nnp")
+        args = ("bench", "deepbench-gemm", "--limit", "2", "--jobs", jobs)
         result = invoke(*args, "--out", str(tmp_path / jobs))
         assert result.exit_code == 0, result.output
     assert _numbers(tmp_path / "1") == _numbers(tmp_path / "2")
@@ -71,3 +71,11 @@ def test_unknown_suite_is_a_usage_error() -> None:
     result = invoke("bench", "imagenet")
     assert result.exit_code == 2
     assert "imagenet" in result.output
+
+
+@pytest.mark.parametrize("option", [("--target", "nosuch"), ("--schedule", "nosuch")])
+def test_bad_target_or_schedule_is_one_error_line(option: tuple[str, str]) -> None:
+    result = invoke("bench", "deepbench-gemm", "--limit", "1", *option)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("isamap: error: "), result.stderr
