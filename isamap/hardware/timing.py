@@ -208,9 +208,74 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
         return hit[1]
     if len(_TIMINGS) > 100_000:
         _TIMINGS.clear()
-    timing = _walk(model, call, s)
+    timing = _extrapolated(model, call, s) or _walk(model, call, s)
     _TIMINGS[key] = (model, timing)
     return timing
+
+
+#: Tile loops with more iterations than this are timed from their steady state (below).
+WALK_LIMIT = 20_000
+_KEEP = 6  # full tiles walked along the dimension being extrapolated (past the start-up)
+
+
+def _extrapolated(
+    model: ArrayModel, call: MatmulCall, s: TileSchedule, limit: int | None = None
+) -> CallTiming | None:
+    """A long tile loop, timed from two shorter ones: the same call with only a few full tiles
+    (plus the edge tile) along its outermost long dimension, and two more. Every full tile along
+    that loop repeats the same work, so once the engines reach their steady state each pair of
+    tiles adds the same cycles, bytes and issues: the total is linear in their number.
+    None when the loop is short enough to walk."""
+    limit = WALK_LIMIT if limit is None else limit
+    trips = _trips(call, s)
+    if call.b * trips["i"] * trips["j"] * trips["k"] <= limit:
+        return None
+    bm, bn, bk = model.block
+    tile = {"i": s.tile_i * bm, "j": s.tile_j * bn, "k": s.tile_k * bk}
+    size = {"i": call.m, "j": call.n, "k": call.k}
+    dims = [("b", 1, call.b)] + [(v, tile[v], size[v]) for v in s.loop_order]
+    for var, step, extent in dims:
+        full, edge = divmod(extent, step)
+        if full < 3 * _KEEP:
+            continue
+
+        def shrunk(n: int, var: str = var, step: int = step, edge: int = edge) -> MatmulCall:
+            value = n * step + edge
+            b, m, n, k = call.b, call.m, call.n, call.k
+            if var == "b":
+                b = value
+            elif var == "i":
+                m = value
+            elif var == "j":
+                n = value
+            else:
+                k = value
+            return MatmulCall(call.node, call.instruction, b, m, n, k, call.block, call.epilogue)
+
+        # two buffers alternate, so the steady state may repeat every second tile: walk a short
+        # loop with the same parity as the full one and one two tiles longer
+        kept = _KEEP + (full - _KEEP) % 2
+        short = call_timing(model, shrunk(kept), s)
+        longer = call_timing(model, shrunk(kept + 2), s)
+        extra = (full - kept) / 2
+        out = CallTiming(
+            cycles=short.cycles + extra * (longer.cycles - short.cycles),
+            compute_cycles=short.compute_cycles
+            + extra * (longer.compute_cycles - short.compute_cycles),
+            dma_cycles=short.dma_cycles + extra * (longer.dma_cycles - short.dma_cycles),
+            macs=call.macs,
+            energy_pj=short.energy_pj + extra * (longer.energy_pj - short.energy_pj),
+        )
+        for name in set(short.counts) | set(longer.counts):
+            out.counts[name] = short.counts[name] + round(
+                extra * (longer.counts[name] - short.counts[name])
+            )
+        for level in set(short.bytes) | set(longer.bytes):
+            out.bytes[level] = short.bytes[level] + extra * (
+                longer.bytes[level] - short.bytes[level]
+            )
+        return out
+    return None
 
 
 def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:

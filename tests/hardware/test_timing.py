@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import isamap
-from isamap.hardware.timing import ArrayModel, call_timing, compute_cycles
+from isamap.hardware.timing import ArrayModel, _extrapolated, _walk, call_timing, compute_cycles
 from isamap.ir.program import MatmulCall, TileSchedule
+from isamap.schedule.space import schedules
 
 # (rows, cols, M, N, K, dataflow, cycles measured by SCALE-Sim 3.0.0 itself, via
 # benchmarks/scalesim_compare.py; report in benchmarks/reports/scalesim/)
@@ -100,3 +103,26 @@ def test_fits(model: ArrayModel) -> None:
     assert model.fits(TileSchedule("WS", 5, 5, 51, "ijk", True))
     assert not model.fits(TileSchedule("WS", 5, 5, 52, "ijk", True))
     assert not model.fits(TileSchedule("WS", 6, 6, 1, "ijk", True))  # 36 C blocks > 512 rows / 16
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    b=st.integers(1, 3),
+    m=st.integers(1, 1200),
+    n=st.integers(1, 200),
+    k=st.integers(1, 600),
+    pick=st.integers(0, 10_000),
+)
+def test_long_loops_extrapolate_from_their_steady_state(
+    model: ArrayModel, b: int, m: int, n: int, k: int, pick: int
+) -> None:
+    call = MatmulCall(0, "compute_preloaded", b, m, n, k, model.block)
+    space = [s for s in schedules(model, call) if s.tile_i * s.tile_j * s.tile_k <= 4]
+    s = space[pick % len(space)]
+    walked = _walk(model, call, s)
+    extrapolated = _extrapolated(model, call, s, limit=1)
+    if extrapolated is None:
+        return  # no dimension has enough full tiles to extrapolate along
+    assert extrapolated.cycles == pytest.approx(walked.cycles, rel=0.005)
+    assert dict(extrapolated.counts) == dict(walked.counts)
+    assert extrapolated.bytes["dram"] == pytest.approx(walked.bytes["dram"])
