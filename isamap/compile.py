@@ -13,6 +13,7 @@ from isamap.egraph import Limits, RunReport, Saturation, saturate
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.extract import extract_variants
 from isamap.hardware.functional import run_mapping
+from isamap.hardware.machine import run_program
 from isamap.hardware.sim import SimResult, simulate_timing
 from isamap.hardware.target import Target, load_target
 from isamap.hardware.timing import ArrayModel
@@ -135,7 +136,13 @@ class CompileResult:
     sim: SimResult
 
     def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Execute the mapping functionally (tile by tile on the target's instructions)."""
+        """Run the scheduled program functionally: every matrix call instruction by instruction
+        through a scratchpad and accumulator of the target's size (a missing load or an overrun
+        fails loudly), everything else as mapped. Every tensor the mapping computes, by name."""
+        return run_program(self.program, self.mapping, self.kernel, self.target, inputs)
+
+    def run_mapping(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the mapping alone (no schedule): each call tile by tile on its instruction."""
         return run_mapping(self.mapping, self.kernel, self.target, inputs)
 
 

@@ -22,9 +22,10 @@ from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.reference import evaluate
 from isamap.ir.window import WindowSpec
 
-__all__ = ["run_instruction", "run_mapping", "run_node"]
+__all__ = ["FUNCTIONS", "run_instruction", "run_mapping", "run_node"]
 
-_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+#: Elementwise functions by name, as numpy computes them.
+FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda x: np.maximum(x, 0.0),
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
     "tanh": np.tanh,
@@ -81,7 +82,7 @@ def run_instruction(
                     order = [out_layout.index(r) for r in "bmn" if r in out_layout]
                     acc += np.transpose(got, order).reshape(tb, tm, tn)
                 if epilogue is not None:
-                    acc = _FUNCTIONS[epilogue](acc)
+                    acc = FUNCTIONS[epilogue](acc)
                 bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)
                 out[b0 : b0 + bs, m0 : m0 + ms, n0 : n0 + ns] = acc[:bs, :ms, :ns]
     return out
@@ -145,7 +146,7 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
     if op == "ew":
         return _BINARY[str(a["op"])](args[0], args[1])
     if op == "fn":
-        return _FUNCTIONS[str(a["fn"])](args[0])
+        return FUNCTIONS[str(a["fn"])](args[0])
     if op == "reduce_sum":
         return np.asarray(np.sum(args[0], axis=_dims(a["axes"])))
     if op == "concat":

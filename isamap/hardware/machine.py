@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isamap.hardware.functional import _FUNCTIONS, run_instruction, run_node
+from isamap.hardware.functional import FUNCTIONS, run_instruction, run_node
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
@@ -350,7 +350,7 @@ class CallMachine:
         """Read one C block out of the accumulator, through `epilogue`, for DRAM."""
         self._issue("store")
         block = buffer.read(row, self.c_shape)
-        return _FUNCTIONS[epilogue](block) if epilogue else block
+        return FUNCTIONS[epilogue](block) if epilogue else block
 
     # -- the loop nest ----------------------------------------------------------------------------
 
