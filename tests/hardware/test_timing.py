@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import isamap
@@ -121,8 +121,22 @@ def test_long_loops_extrapolate_from_their_steady_state(
     s = space[pick % len(space)]
     walked = _walk(model, call, s)
     extrapolated = _extrapolated(model, call, s, limit=1)
-    if extrapolated is None:
-        return  # no dimension has enough full tiles to extrapolate along
+    assume(extrapolated is not None)  # some dimension has enough full tiles to extrapolate along
+    assert extrapolated is not None
     assert extrapolated.cycles == pytest.approx(walked.cycles, rel=0.005)
     assert dict(extrapolated.counts) == dict(walked.counts)
     assert extrapolated.bytes["dram"] == pytest.approx(walked.bytes["dram"])
+
+
+@pytest.mark.parametrize("dataflow", ["WS", "OS"])
+@pytest.mark.parametrize("double_buffer", [True, False])
+def test_extrapolation_equals_the_walk(
+    model: ArrayModel, dataflow: str, double_buffer: bool
+) -> None:
+    call = MatmulCall(0, "compute_preloaded", 2, 1200, 300, 500, model.block)
+    s = TileSchedule(dataflow, 1, 2, 3, "ijk", double_buffer)
+    extrapolated = _extrapolated(model, call, s, limit=1)
+    assert extrapolated is not None
+    walked = _walk(model, call, s)
+    assert extrapolated.cycles == pytest.approx(walked.cycles, rel=1e-9)
+    assert dict(extrapolated.counts) == dict(walked.counts)
