@@ -24,7 +24,14 @@ from isamap.ir.program import Program
 from isamap.schedule.scheduler import schedule_mapping
 from isamap.schedule.strategies import strategy
 
-__all__ = ["CompileReport", "CompileResult", "compile", "kernel_macs", "roofline_cycles"]
+__all__ = [
+    "CompileReport",
+    "CompileResult",
+    "CycleRatios",
+    "compile",
+    "kernel_macs",
+    "roofline_cycles",
+]
 
 
 def kernel_macs(kernel: Kernel) -> int:
@@ -49,8 +56,25 @@ def roofline_cycles(kernel: Kernel, target: Target) -> float:
     return max(kernel_macs(kernel) / peak, nbytes / target.dram().bandwidth_bytes_per_cycle)
 
 
+class CycleRatios:
+    """Speedup over a baseline and share of the roofline, for anything with those cycles."""
+
+    cycles: float
+    baseline_cycles: float
+    roofline_cycles: float
+
+    @property
+    def speedup(self) -> float:
+        """Baseline cycles over ours (1.0 when they are the same strategy)."""
+        return self.baseline_cycles / self.cycles if self.cycles else 0.0
+
+    @property
+    def percent_of_roofline(self) -> float:
+        return 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0.0
+
+
 @dataclass
-class CompileReport:
+class CompileReport(CycleRatios):
     """Cycles (scheduled, simulated in time), the roofline bound, the baseline, instruction issues,
     utilisation, bytes per memory level, energy, e-graph size and stage times."""
 
@@ -74,15 +98,6 @@ class CompileReport:
     @property
     def eclasses(self) -> int:
         return self.egraph.eclasses
-
-    @property
-    def speedup(self) -> float:
-        """Baseline cycles over ours (1.0 when they are the same strategy)."""
-        return self.baseline_cycles / self.cycles if self.cycles else 0.0
-
-    @property
-    def percent_of_roofline(self) -> float:
-        return 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0.0
 
     def to_dict(self) -> dict[str, object]:
         return {

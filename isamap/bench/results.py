@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from isamap.bench.suites import Workload
+from isamap.compile import CycleRatios
 
 __all__ = [
     "BenchRun",
@@ -32,7 +33,7 @@ def geomean(values: list[float]) -> float:
 
 
 @dataclass
-class KernelResult:
+class KernelResult(CycleRatios):
     """One kernel compiled, scheduled and simulated in time on the target."""
 
     key: str
@@ -54,14 +55,6 @@ class KernelResult:
     stop_reason: str
     stage_seconds: dict[str, float]
     compile_seconds: float
-
-    @property
-    def speedup(self) -> float:
-        return self.baseline_cycles / self.cycles if self.cycles else 0.0
-
-    @property
-    def percent_of_roofline(self) -> float:
-        return 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0.0
 
     @property
     def macs_per_cycle(self) -> float:
@@ -89,7 +82,7 @@ class KernelResult:
 
 
 @dataclass
-class WorkloadResult:
+class WorkloadResult(CycleRatios):
     """A report row: its parts' results summed, each weighted by how often it runs."""
 
     name: str
@@ -102,14 +95,6 @@ class WorkloadResult:
     energy_pj: float
     instructions: list[str]
     info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def speedup(self) -> float:
-        return self.baseline_cycles / self.cycles if self.cycles else 0.0
-
-    @property
-    def percent_of_roofline(self) -> float:
-        return 100.0 * self.roofline_cycles / self.cycles if self.cycles else 0.0
 
     @classmethod
     def compose(cls, workload: Workload, kernels: dict[str, KernelResult]) -> WorkloadResult:
