@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from isamap.egraph.encode import parse_einsum
 from isamap.ir.kernel import Kernel
 from isamap.ir.window import WindowSpec
 
@@ -23,6 +24,7 @@ TENSOR_OPS = frozenset(
         "Window",
         "Broadcast",
         "Full",
+        "Einsum",
         "Bmm",
         "Ew",
         "Fn",
@@ -205,6 +207,13 @@ def _node_shape(
         return WindowSpec.parse(n.str_arg(1)).shape()
     if op == "Bmm":
         return (n.int_arg(0), n.int_arg(1), n.int_arg(2))
+    if op == "Einsum":
+        x, y = child(1), child(2)
+        if x is None or y is None:
+            return None
+        lhs, rhs, out = parse_einsum(n.str_arg(0))
+        ext = dict(zip(lhs, x, strict=True)) | dict(zip(rhs, y, strict=True))
+        return tuple(ext[i] for i in out)
     if op == "Instr":
         return (n.int_arg(1), n.int_arg(2), n.int_arg(3))
     if op == "InstrAct":

@@ -1,22 +1,24 @@
-"""Kernel -> egglog terms: each statement in canonical tensor form, with a host fallback beside it.
+"""Kernel -> egglog terms: each statement written literally, with a host fallback beside it.
 
-Canonical form (the TTGT classification): for `O[o] += A[a] * B[b]` every index gets a role —
-batch (in A, B and O), M (A and O), N (B and O), K (A and B, reduced) — each role's indices are
-grouped into one axis by a transpose and a reshape, and the product becomes one `Bmm`. Affine
-accesses become `Window` (im2col) terms first. Rules then add the alternatives. Every statement is
-also unioned with `HostStmt` (the statement run on the host), so every kernel has a mapping.
+The encoder makes no mapping decision. A two-factor `+=` product becomes one `Einsum` naming the
+axes of its operands and its result, exactly as the kernel writes it; an affine access is a
+`Window` view over its indices; any other sum is its elementwise body over the iteration space,
+reduced; `=` statements are `Ew`/`Fn`/`Full`/`Broadcast` terms over the output's axes. How a
+product meets an instruction (index roles, grouping, orientation, layouts) is left to the rules
+(`isamap/egraph/computed_rules.py`, `isamap/rules/*.egg`, the target's derived rules). Every
+statement is also unioned with `HostStmt` (the statement run on the host), so every kernel has a
+mapping.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from isamap.ir.kernel import Access, Binary, Const, Expr, Kernel, Statement, Unary
 from isamap.ir.window import WindowSpec
 
-__all__ = ["Encoding", "encode_kernel", "f64_literal", "shape_str"]
+__all__ = ["Encoding", "einsum_spec", "encode_kernel", "f64_literal", "parse_einsum", "shape_str"]
 
 
 def shape_str(shape: Sequence[int]) -> str:
@@ -28,12 +30,25 @@ def f64_literal(value: float) -> str:
     return text if any(ch in text for ch in ".en") else text + ".0"
 
 
+def einsum_spec(lhs: Sequence[str], rhs: Sequence[str], out: Sequence[str]) -> str:
+    """The `Einsum` spec literal: axes of the first operand, the second, the result."""
+    return ";".join(",".join(axes) for axes in (lhs, rhs, out))
+
+
+def parse_einsum(spec: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The three axis lists of an `Einsum` spec."""
+    lhs, rhs, out = (tuple(p.split(",")) if p else () for p in spec.split(";"))
+    return lhs, rhs, out
+
+
 @dataclass
 class Encoding:
-    """The egglog commands for a kernel and the let-names of its results."""
+    """The egglog commands for a kernel, the let-names of its results, and how many tensor terms
+    it numbered (rules that add terms continue the creation order from there)."""
 
     commands: list[str] = field(default_factory=list)
     results: dict[str, str] = field(default_factory=dict)  # tensor name -> let name
+    terms: int = 0
 
     def program(self) -> str:
         return "\n".join(self.commands) + "\n"
@@ -54,8 +69,6 @@ class _Encoder:
         self.enc = Encoding()
         self.memo: dict[str, str] = {}
         self.env: dict[str, str] = {}  # tensor name -> let name of its current value
-        self.transposed: dict[str, tuple[_Value, list[int]]] = {}  # var -> (source, perm)
-        self.windows: dict[str, tuple[str, WindowSpec]] = {}  # var -> (source var, spec)
 
     def term(self, expr: str) -> str:
         """Let-bind `expr` once (hash-consing on the text) and record its creation order."""
@@ -69,33 +82,13 @@ class _Encoder:
         self.enc.commands.append(f"(set (hi {var}) {n})")
         return var
 
-    # -- layout helpers -------------------------------------------------------------------------
     def arrange(self, v: _Value, order: Sequence[str]) -> _Value:
-        """Transpose `v` so its axes follow `order` (a permutation of its axes)."""
+        """`v` with its axes in `order` (a permutation of its axes), as the statement reads it."""
         perm = [v.axes.index(a) for a in order]
         if perm == list(range(len(perm))):
             return v
-        if v.var in self.windows:  # a window gathers in any axis order: no data movement
-            source, spec = self.windows[v.var]
-            extents = dict(spec.axes)
-            axes = tuple((a, extents[a]) for a in order)
-            return self.window(source, WindowSpec(axes, spec.exprs))
-        if v.var in self.transposed:  # transpose of a transpose: one data movement, not two
-            src, first = self.transposed[v.var]
-            perm = [first[p] for p in perm]
-            if perm == list(range(len(perm))):
-                return _Value(src.var, tuple(order), src.shape)
-            v = _Value(src.var, tuple(order), src.shape)
         var = self.term(f'(Transpose {v.var} "{shape_str(perm)}")')
-        result = _Value(var, tuple(order), tuple(v.shape[p] for p in perm))
-        self.transposed[var] = (_Value(v.var, (), v.shape), perm)
-        return result
-
-    def reshape(self, v: _Value, shape: Sequence[int], axes: tuple[str, ...]) -> _Value:
-        if tuple(shape) == v.shape:
-            return _Value(v.var, axes, v.shape)
-        var = self.term(f'(Reshape {v.var} "{shape_str(shape)}")')
-        return _Value(var, axes, tuple(shape))
+        return _Value(var, tuple(order), tuple(v.shape[p] for p in perm))
 
     def reduce(self, v: _Value, axes: Sequence[str]) -> _Value:
         if not axes:
@@ -115,21 +108,16 @@ class _Encoder:
         var = self.term(f'(Broadcast {v.var} "{shape_str(shape)}" "{shape_str(mapping)}")')
         return _Value(var, axes, shape)
 
-    # -- accesses -------------------------------------------------------------------------------
     def access(self, acc: Access, extents: dict[str, int]) -> _Value:
+        """A read: the tensor itself when its indices are bare and distinct, else a window."""
         src = self.env[acc.tensor]
         if acc.is_plain():
             axes = tuple(a.plain_index() or "" for a in acc.indices)
             return _Value(src, axes, tuple(extents[a] for a in axes))
-        names = acc.index_names()
-        return self.window(src, WindowSpec(tuple((n, extents[n]) for n in names), acc.indices))
-
-    def window(self, src: str, spec: WindowSpec) -> _Value:
+        spec = WindowSpec(tuple((n, extents[n]) for n in acc.index_names()), acc.indices)
         var = self.term(f'(Window {src} "{spec.to_string()}")')
-        self.windows[var] = (src, spec)
         return _Value(var, tuple(n for n, _ in spec.axes), spec.shape())
 
-    # -- statements -----------------------------------------------------------------------------
     def contraction(self, s: Statement, extents: dict[str, int]) -> _Value:
         factors: list[Access] = []
         scale = 1.0
@@ -146,14 +134,15 @@ class _Encoder:
         if len(factors) == 2 and all(
             i in factors[0].index_names() + factors[1].index_names() for i in out
         ):
-            result = self.bmm(
-                self.access(factors[0], extents), self.access(factors[1], extents), out
-            )
+            a, b = (self.access(f, extents) for f in factors)
+            spec = einsum_spec(a.axes, b.axes, out)
+            var = self.term(f'(Einsum "{spec}" {a.var} {b.var})')
+            result = _Value(var, out, tuple(extents[i] for i in out))
         elif len(factors) == 1 and all(i in factors[0].index_names() for i in out):
             a = self.access(factors[0], extents)
             result = self.arrange(self.reduce(a, [x for x in a.axes if x not in out]), out)
         if result is None:
-            # any other sum: evaluate elementwise over the whole iteration space, then reduce
+            # any other sum: its body elementwise over the whole iteration space, then reduced
             space = out + s.reduced_indices()
             body = self.elementwise(s.expr, space, extents)
             return self.reduce(body, s.reduced_indices())
@@ -161,53 +150,6 @@ class _Encoder:
             full = self.term(f'(Full {f64_literal(scale)} "{shape_str(result.shape)}")')
             result = _Value(self.term(f'(Ew "*" {full} {result.var})'), result.axes, result.shape)
         return result
-
-    def bmm(self, a: _Value, b: _Value, out: tuple[str, ...]) -> _Value:
-        """TTGT: group indices by role, one Bmm, then back to the output's axis order."""
-        batch = [i for i in out if i in a.axes and i in b.axes]
-        m = [i for i in out if i in a.axes and i not in b.axes]
-        n = [i for i in out if i in b.axes and i not in a.axes]
-        k = [i for i in a.axes if i in b.axes and i not in out]
-        a = self.reduce(a, [i for i in a.axes if i not in out and i not in b.axes])
-        b = self.reduce(b, [i for i in b.axes if i not in out and i not in a.axes])
-        ext = dict(zip(a.axes, a.shape, strict=True)) | dict(zip(b.axes, b.shape, strict=True))
-
-        def size(group: list[str]) -> int:
-            return math.prod(ext[i] for i in group)
-
-        sb, sm, sn, sk = size(batch), size(m), size(n), size(k)
-        a3 = self.to_3d(a, (batch, m, k), (sb, sm, sk))
-        b3 = self.to_3d(b, (batch, k, n), (sb, sk, sn))
-        var = self.term(f"(Bmm {sb} {sm} {sn} {sk} {a3.var} {b3.var})")
-        # the other orientation, (B^T A^T)^T, with its operands laid out here (windows gather
-        # straight into it); the swap rule finds it too, but only with a transpose of each operand
-        at = self.to_3d(a, (batch, k, m), (sb, sk, sm))
-        bt = self.to_3d(b, (batch, n, k), (sb, sn, sk))
-        swapped = self.term(f"(Bmm {sb} {sn} {sm} {sk} {bt.var} {at.var})")
-        back = self.term(f'(Transpose {swapped} "0,2,1")')
-        self.enc.commands.append(f"(union {var} {back})")
-        flat = _Value(var, ("#b", "#m", "#n"), (sb, sm, sn))
-        if tuple(out) == tuple(batch + n + m) and m and n:  # the output wants [b, n, m]
-            swapped = self.term(f'(Transpose {var} "0,2,1")')
-            flat = _Value(swapped, ("#b", "#n", "#m"), (sb, sn, sm))
-            return self.reshape(flat, tuple(ext[i] for i in out), tuple(out))
-        grouped_axes = tuple(batch + m + n)
-        grouped = self.reshape(flat, tuple(ext[i] for i in grouped_axes), grouped_axes)
-        return self.arrange(grouped, out)
-
-    def to_3d(
-        self, v: _Value, groups: tuple[list[str], list[str], list[str]], sizes: tuple[int, ...]
-    ) -> _Value:
-        """`v` as a [g0, g1, g2] batch of matrices. When its axes already run g0, g2, g1 this is
-        a reshape and the batch-matrix transpose "0,2,1" (which the operand swap cancels), not a
-        general transpose."""
-        g0, g1, g2 = groups
-        names = ("#0", "#1", "#2")
-        if v.axes == tuple(g0 + g2 + g1) and g1 and g2:
-            flat = self.reshape(v, (sizes[0], sizes[2], sizes[1]), names)
-            var = self.term(f'(Transpose {flat.var} "0,2,1")')
-            return _Value(var, names, sizes)
-        return self.reshape(self.arrange(v, g0 + g1 + g2), sizes, names)
 
     def elementwise(self, expr: Expr, axes: tuple[str, ...], extents: dict[str, int]) -> _Value:
         shape = tuple(extents[a] for a in axes)
@@ -241,8 +183,6 @@ class _Encoder:
         else:
             value = self.elementwise(s.expr, s.indices, extents)
         var = value.var
-        if var in self.transposed:  # name the value before its last layout change, for people
-            self.enc.commands.append(f'(Part "{s.target}" {self.transposed[var][0].var})')
         if prev is not None:
             var = self.term(f'(Ew "+" {prev} {var})')
         self.enc.commands.append(f"(union {var} {host})")
@@ -256,6 +196,7 @@ class _Encoder:
         for name in self.kernel.written():
             self.enc.results[name] = self.env[name]
             self.enc.commands.append(f'(Result "{name}" {self.env[name]})')
+        self.enc.terms = len(self.memo)
         return self.enc
 
 

@@ -1,8 +1,9 @@
 """Equality saturation under limits: load rules, encode a kernel, run, report why it stopped.
 
-Saturation runs one iteration (algebra, then target rules) at a time, checking e-node count and
-wall time in between: egglog 13.2 has no node or time limit of its own, and a Rust call in progress
-cannot be interrupted, so a limit can be overshot by at most one iteration.
+Saturation runs one iteration at a time — the computed rules (isamap.egraph.computed_rules, on a
+serialised snapshot), then the egglog rulesets (algebra, target rules, the target's file) —
+checking e-node count and wall time in between: egglog 13.2 has no node or time limit of its own,
+and a Rust call in progress cannot be interrupted, so a limit can be overshot by one iteration.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from egglog import bindings
 
+from isamap.egraph.computed_rules import COMPUTED_RULES, ComputedRule, ComputedRunner
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
 from isamap.egraph.rule_file import read_rule_file
@@ -64,6 +67,7 @@ class RunReport:
     eclasses: int = 0
     matches_per_rule: Counter[str] = field(default_factory=Counter)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # computed rules, egglog
 
     @property
     def hit_limit(self) -> bool:
@@ -85,6 +89,7 @@ class RunReport:
             "eclasses": self.eclasses,
             "matches_per_rule": dict(sorted(self.matches_per_rule.items())),
             "stage_seconds": self.stage_seconds,
+            "phase_seconds": self.phase_seconds,
         }
 
 
@@ -154,6 +159,11 @@ class Saturation:
         return self.dump.to_dot()
 
 
+def _dump(egraph: bindings.EGraph, kernel: Kernel) -> EGraphDump:
+    serialized = egraph.serialize([], max_functions=None, max_calls_per_function=None)
+    return EGraphDump.from_json(serialized.to_json(), kernel)
+
+
 def _enodes(egraph: bindings.EGraph) -> int:
     (out,) = egraph.run_program(*egraph.parse_program("(print-size)"))
     assert isinstance(out, bindings.PrintAllFunctionsSize)
@@ -190,9 +200,14 @@ def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Sa
 
 
 def saturate_with(
-    kernel: Kernel, target: Target, sources: list[RuleSource], limits: Limits | None = None
+    kernel: Kernel,
+    target: Target,
+    sources: list[RuleSource],
+    limits: Limits | None = None,
+    computed_rules: Sequence[ComputedRule] = COMPUTED_RULES,
 ) -> Saturation:
-    """Saturate `kernel` with exactly the rules of `sources`, their rulesets run in order."""
+    """Saturate `kernel` with exactly the rules of `sources` (their rulesets run in order, after
+    the `computed_rules` in each iteration)."""
     limits = limits or Limits()
     report = RunReport()
     stages = report.stage_seconds
@@ -207,19 +222,30 @@ def saturate_with(
     stages["load_rules"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    load_rule_text(egraph, encode_kernel(kernel).program(), f"<encoding of {kernel.name}>")
+    encoding = encode_kernel(kernel)
+    load_rule_text(egraph, encoding.program(), f"<encoding of {kernel.name}>")
     stages["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    computed = ComputedRunner(encoding.terms, computed_rules)
+    phases = report.phase_seconds
     step = egraph.parse_program(f"(run-schedule{schedule})")
     report.stop_reason = "iteration-limit"
     for _ in range(limits.iterations):
+        t1 = time.perf_counter()
+        program, matches = computed.round(_dump(egraph, kernel))
+        if program:
+            load_rule_text(egraph, program, "<computed rules>")
+        report.matches_per_rule.update(matches)
+        t2 = time.perf_counter()
+        phases["computed"] = phases.get("computed", 0.0) + t2 - t1
         (out,) = egraph.run_program(*step)
         assert isinstance(out, bindings.RunScheduleOutput)
+        phases["egglog"] = phases.get("egglog", 0.0) + time.perf_counter() - t2
         report.iterations += 1
         run = out.report
         report.matches_per_rule.update(run.num_matches_per_rule)
-        if not run.updated:
+        if not run.updated and not program:
             report.stop_reason = "saturated"
             break
         if _enodes(egraph) >= limits.enodes:
@@ -231,8 +257,7 @@ def saturate_with(
     stages["saturate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    serialized = egraph.serialize([], max_functions=None, max_calls_per_function=None)
-    dump = EGraphDump.from_json(serialized.to_json(), kernel)
+    dump = _dump(egraph, kernel)
     stages["serialize"] = time.perf_counter() - t0
     report.enodes = dump.enodes
     report.eclasses = len(dump.classes)

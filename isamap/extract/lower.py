@@ -23,6 +23,7 @@ _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "Window": ("window", "view", ("spec",)),
     "Broadcast": ("broadcast", "dma", ("shape", "map")),
     "Full": ("full", "host", ("value", "shape")),
+    "Einsum": ("einsum", "host", ("spec",)),
     "Bmm": ("host_matmul", "host", ("b", "m", "n", "k")),
     "Ew": ("ew", "host", ("op",)),
     "Fn": ("fn", "host", ("fn",)),

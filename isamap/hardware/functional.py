@@ -127,6 +127,19 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
     return result
 
 
+def _einsum(spec: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """An `Einsum` e-node's spec ("i,k;k,j;i,j": axes of x, of y, of the result) with numpy."""
+    lhs, rhs, out = (p.split(",") if p else [] for p in spec.split(";"))
+    letters: dict[str, str] = {}
+    for name in lhs + rhs:
+        letters.setdefault(name, chr(ord("a") + len(letters)))
+
+    def word(axes: list[str]) -> str:
+        return "".join(letters[a] for a in axes)
+
+    return np.asarray(np.einsum(f"{word(lhs)},{word(rhs)}->{word(out)}", x, y))
+
+
 def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Target) -> np.ndarray:
     """One mapping operation on numpy values (inputs are looked up by the caller)."""
     a = node.attrs
@@ -154,6 +167,8 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
     if op == "slice":
         axis, start, length = (int(str(a[key])) for key in ("axis", "start", "length"))
         return np.take(args[0], range(start, start + length), axis=axis)
+    if op == "einsum":
+        return _einsum(str(a["spec"]), args[0], args[1])
     if op == "host_matmul":
         return np.asarray(np.matmul(args[0], args[1]))
     if op == "host_stmt":

@@ -16,6 +16,7 @@ from isamap.hardware.target import Target
 __all__ = [
     "TRANSCENDENTAL",
     "OpCost",
+    "host_contraction",
     "host_elementwise",
     "host_matmul",
     "layout_move",
@@ -55,6 +56,16 @@ def host_matmul(target: Target, b: int, m: int, n: int, k: int) -> OpCost:
     host = target.host
     counts: Counter[str] = Counter({"host.mac": macs})
     moved = b * (m * k + k * n + m * n)
+    return _host(
+        target, macs / host.macs_per_cycle, moved, counts, macs, macs * host.energy_pj_per_mac
+    )
+
+
+def host_contraction(target: Target, macs: int, moved: int) -> OpCost:
+    """A general contraction (an einsum of `macs` multiply-adds over `moved` elements) on the
+    host unit."""
+    host = target.host
+    counts: Counter[str] = Counter({"host.mac": macs})
     return _host(
         target, macs / host.macs_per_cycle, moved, counts, macs, macs * host.energy_pj_per_mac
     )

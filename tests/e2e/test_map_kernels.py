@@ -116,7 +116,7 @@ class NoHostContractions:
         self.latency = LatencyCost(target, kernel)
 
     def node_cost(self, node: ENode, dump: EGraphDump) -> float:
-        if node.op in ("Bmm", "HostStmt"):
+        if node.op in ("Bmm", "Einsum", "HostStmt"):
             return math.inf
         return self.latency.node_cost(node, dump)
 
@@ -135,8 +135,8 @@ def test_contractions_map_to_the_matrix_instruction(name: str, target_name: str)
     calls = result.mapping.instruction_calls()
     assert calls, f"{name}: no instruction call in\n{result.mapping}"
     assert {c.attrs["instruction"] for c in calls} <= set(matrix_instructions(target))
-    assert not any(n.op in ("host_matmul", "host_stmt") for n in result.mapping.nodes), str(
-        result.mapping
+    assert not any(n.op in ("host_matmul", "einsum", "host_stmt") for n in result.mapping.nodes), (
+        str(result.mapping)
     )
     assert len(calls) <= contractions
     assert result.report.cycles >= result.report.roofline_cycles > 0
@@ -166,8 +166,9 @@ def test_conv_uses_im2col_window(gemmini: isamap.Target) -> None:
     windows = [n for n in result.mapping.nodes if n.op == "window"]
     assert len(windows) == 1
     call = result.mapping.instruction_calls()[0]
-    # M groups n, h, w (1 * 6 * 6); K groups c, r, s (4 * 3 * 3); N is the 8 filters
-    assert (call.attrs["m"], call.attrs["n"], call.attrs["k"]) == (36, 8, 36)
+    # n, h, w group into one axis (1 * 6 * 6) and the 8 filters into the other, in whichever
+    # orientation the cost model prefers; K groups c, r, s (4 * 3 * 3)
+    assert {call.attrs["m"], call.attrs["n"]} == {36, 8} and call.attrs["k"] == 36
 
 
 def test_depthwise_runs_per_channel_on_the_array(gemmini: isamap.Target) -> None:

@@ -72,16 +72,34 @@ def test_every_result_class_has_a_shape(gemmini: isamap.Target, gru: isamap.Kern
         assert sat.dump.shapes[cid] == tuple(gru.shapes[name])
 
 
-def test_encoding_is_canonical_tensor_form() -> None:
+def test_encoding_is_literal() -> None:
+    """The encoder writes the product as the kernel says it: no roles, layouts or orientation."""
     kernel = isamap.parse_kernel(
         "tensor A[4, 6] f32\ntensor B[5, 6] f32\nC[i, j] += A[i, k] * B[j, k]\n"
     )
     text = encode_kernel(kernel).program()
-    # B[j, k] becomes [1, k, j]: a reshape and the batch-matrix transpose, which the operand
-    # swap can cancel
-    assert '(Reshape $v1 "1,5,6")' in text and '"0,2,1")' in text
-    assert "(Bmm 1 4 5 6" in text
+    assert '(Einsum "i,k;j,k;i,j" $v0 $v1)' in text
+    for decision in ("Bmm", "Transpose", "Reshape", "Window"):
+        assert decision not in text
     assert "(HostStmt 0" in text and '(Result "C"' in text
+
+
+def test_saturation_finds_both_orientations(gemmini: isamap.Target) -> None:
+    """The rules lay the literal product out as a Bmm both ways round: B[j, k] is already the
+    [n, k] operand of (B . A^T)^T, and a [k, n] one after a transpose in A . B^T."""
+    kernel = isamap.parse_kernel(
+        "tensor A[4, 6] f32\ntensor B[5, 6] f32\nC[i, j] += A[i, k] * B[j, k]\n"
+    )
+    sat = saturate(kernel, gemmini)
+    bmms = {
+        (n.int_arg(1), n.int_arg(2), n.int_arg(3))
+        for nodes in sat.dump.classes.values()
+        for n in nodes
+        if n.op == "Bmm"
+    }
+    assert {(4, 5, 6), (5, 4, 6)} <= bmms
+    assert sat.report.matches_per_rule["einsum-to-bmm"] >= 2
+    assert sat.report.matches_per_rule["einsum-commute"] >= 1
 
 
 def test_rule_file_errors_name_file_line_col() -> None:

@@ -1,0 +1,239 @@
+"""Rewrite rules whose right-hand side is computed in Python (ruleset `computed`).
+
+Egglog's patterns match constructors and literals; they cannot classify a contraction's indices
+or compose permutations written as strings. These rules do: each matches one e-node kind in the
+serialised e-graph, computes the terms it is equal to, and unions them in (between egglog
+iterations, `isamap.egraph.saturate`). Every one is documented in docs/rules.md and checked for
+soundness like the egglog rules (`tests/egraph/test_computed_rules.py`).
+
+- `einsum-commute`: `Einsum(x, y)` -> `Einsum(y, x)`; a product is the same with its operands
+  swapped, which gives every later rule both orientations (C = A.B and C^T = B^T.A^T).
+- `einsum-to-bmm`: `Einsum(x, y)` -> `layout(Bmm(layout(x), layout(y)))`: the TTGT form. Indices
+  summed in one operand only are reduced first; the rest are batch (both operands and the
+  result), M (first operand and result), N (second operand and result), K (both operands,
+  summed); each role's indices are grouped into one axis by a transpose and a reshape, in the
+  order of the result, of the first operand, or of the second (each a different layout move).
+- `transpose-of-window`: `Transpose(Window(x, s))` -> `Window(x, s')`: a window is a view that
+  gathers in any axis order, so its transpose moves no data.
+- `transpose-of-transpose`: `Transpose(Transpose(x, p), q)` -> `Transpose(x, p.q)` (or `x`): one
+  data movement, not two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
+from isamap.egraph.encode import einsum_spec, parse_einsum, shape_str
+from isamap.egraph.term_builder import Builder, Val
+from isamap.ir.window import WindowSpec
+
+__all__ = ["COMPUTED_RULES", "ComputedRule", "ComputedRunner"]
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """A term with a name for each of its axes."""
+
+    val: Val
+    axes: tuple[str, ...]
+
+    def extent(self, axis: str) -> int:
+        return self.val.shape[self.axes.index(axis)]
+
+
+def _child(node: ENode, index: int) -> str:
+    ref = node.args[index]
+    assert isinstance(ref, Ref)
+    return ref.eclass
+
+
+def _transpose(b: Builder, v: _Axes, order: Sequence[str]) -> _Axes:
+    perm = [v.axes.index(a) for a in order]
+    if perm == list(range(len(perm))):
+        return v
+    shape = tuple(v.val.shape[p] for p in perm)
+    return _Axes(b.make("Transpose", (v.val, shape_str(perm)), shape), tuple(order))
+
+
+def _reshape(b: Builder, v: Val, shape: tuple[int, ...]) -> Val:
+    return v if v.shape == shape else b.make("Reshape", (v, shape_str(shape)), shape)
+
+
+def _reduce(b: Builder, v: _Axes, axes: Sequence[str]) -> _Axes:
+    if not axes:
+        return v
+    pos = [v.axes.index(a) for a in axes]
+    keep = [i for i in range(len(v.axes)) if i not in pos]
+    shape = tuple(v.val.shape[i] for i in keep)
+    val = b.make("ReduceSum", (v.val, shape_str(pos)), shape)
+    return _Axes(val, tuple(v.axes[i] for i in keep))
+
+
+def _to_3d(b: Builder, v: _Axes, groups: tuple[list[str], ...]) -> Val:
+    """`v` as a [g0, g1, g2] batch of matrices. When its axes already run g0, g2, g1 this is a
+    reshape and the batch-matrix transpose "0,2,1" (which the operand swap cancels)."""
+    g0, g1, g2 = groups
+    sizes = tuple(math.prod(v.extent(a) for a in g) for g in groups)
+    if v.axes == tuple(g0 + g2 + g1) and g1 and g2:
+        flat = _reshape(b, v.val, (sizes[0], sizes[2], sizes[1]))
+        return b.make("Transpose", (flat, "0,2,1"), sizes)
+    return _reshape(b, _transpose(b, v, g0 + g1 + g2).val, sizes)
+
+
+def _group_orders(
+    groups: dict[str, list[str]], sources: Iterable[Sequence[str]]
+) -> list[dict[str, list[str]]]:
+    """The role groups ordered as each source orders them (deduplicated)."""
+    out: list[dict[str, list[str]]] = []
+    for source in sources:
+        rank = {a: i for i, a in enumerate(source)}
+        order = {
+            role: sorted(idx, key=lambda a: rank.get(a, len(rank))) for role, idx in groups.items()
+        }
+        if order not in out:
+            out.append(order)
+    return out
+
+
+def _einsum_to_bmm(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+    lhs, rhs, out = parse_einsum(node.str_arg(0))
+    x = _Axes(b.of(_child(node, 1)), lhs)
+    y = _Axes(b.of(_child(node, 2)), rhs)
+    x = _reduce(b, x, [i for i in lhs if i not in out and i not in rhs])
+    y = _reduce(b, y, [i for i in rhs if i not in out and i not in lhs])
+    ext = dict(zip(x.axes, x.val.shape, strict=True)) | dict(zip(y.axes, y.val.shape, strict=True))
+    groups = {
+        "b": [i for i in out if i in x.axes and i in y.axes],
+        "m": [i for i in out if i in x.axes and i not in y.axes],
+        "n": [i for i in out if i in y.axes and i not in x.axes],
+        "k": [i for i in x.axes if i in y.axes and i not in out],
+    }
+    sb, sm, sn, sk = (math.prod(ext[i] for i in groups[r]) for r in "bmnk")
+    names = {name for name, cid in dump.results.items() if cid == node.eclass}
+    results: list[Val] = []
+    for order in _group_orders(groups, (out + x.axes, x.axes + y.axes, y.axes + x.axes)):
+        gb, gm, gn, gk = (order[r] for r in "bmnk")
+        x3 = _to_3d(b, x, (gb, gm, gk))
+        y3 = _to_3d(b, y, (gb, gk, gn))
+        flat = b.make("Bmm", (sb, sm, sn, sk, x3, y3), (sb, sm, sn))
+        if tuple(out) == tuple(gb + gn + gm) and gm and gn:  # the result wants [b, n, m]
+            swapped = b.make("Transpose", (flat, "0,2,1"), (sb, sn, sm))
+            results.append(_reshape(b, swapped, tuple(ext[i] for i in out)))
+            continue
+        axes = tuple(gb + gm + gn)
+        grouped = _Axes(_reshape(b, flat, tuple(ext[i] for i in axes)), axes)
+        final = _transpose(b, grouped, out)
+        if final is not grouped:
+            for name in sorted(names):  # the value before its last layout change, for people
+                b.label(name, grouped.val)
+        results.append(final.val)
+    return results
+
+
+def _einsum_commute(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+    lhs, rhs, out = parse_einsum(node.str_arg(0))
+    x, y = b.of(_child(node, 1)), b.of(_child(node, 2))
+    shape = dump.shapes.get(node.eclass, ())
+    return [b.make("Einsum", (einsum_spec(rhs, lhs, out), y, x), shape)]
+
+
+def _transpose_of_window(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+    perm = parse_dims(node.str_arg(1))
+    inner = _child(node, 0)
+    out: list[Val] = []
+    for window in dump.classes.get(inner, []):
+        if window.op != "Window":
+            continue
+        spec = WindowSpec.parse(window.str_arg(1))
+        moved = WindowSpec(tuple(spec.axes[p] for p in perm), spec.exprs)
+        src = b.of(_child(window, 0))
+        out.append(b.make("Window", (src, moved.to_string()), moved.shape()))
+    return out
+
+
+def _transpose_of_transpose(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+    outer = parse_dims(node.str_arg(1))
+    out: list[Val] = []
+    for first in dump.classes.get(_child(node, 0), []):
+        if first.op != "Transpose":
+            continue
+        inner = parse_dims(first.str_arg(1))
+        perm = tuple(inner[q] for q in outer)
+        src = b.of(_child(first, 0))
+        if perm == tuple(range(len(perm))):
+            out.append(src)
+        else:
+            shape = tuple(src.shape[p] for p in perm) if src.shape else ()
+            out.append(b.make("Transpose", (src, shape_str(perm)), shape))
+    return out
+
+
+@dataclass(frozen=True)
+class ComputedRule:
+    """A rule matching every e-node of kind `op`; `apply` returns terms equal to its e-class."""
+
+    name: str
+    op: str
+    doc: str
+    apply: Callable[[ENode, Builder, EGraphDump], list[Val]]
+
+
+#: The computed rules, in the order they run.
+COMPUTED_RULES: tuple[ComputedRule, ...] = (
+    ComputedRule("einsum-commute", "Einsum", "Einsum(x, y) -> Einsum(y, x)", _einsum_commute),
+    ComputedRule(
+        "einsum-to-bmm",
+        "Einsum",
+        "Einsum(x, y) -> layout(Bmm(layout(x), layout(y))) (TTGT, three group orders)",
+        _einsum_to_bmm,
+    ),
+    ComputedRule(
+        "transpose-of-window",
+        "Transpose",
+        "Transpose(Window(x, s), p) -> Window(x, s permuted by p)",
+        _transpose_of_window,
+    ),
+    ComputedRule(
+        "transpose-of-transpose",
+        "Transpose",
+        "Transpose(Transpose(x, p), q) -> Transpose(x, p.q), or x when p.q is the identity",
+        _transpose_of_transpose,
+    ),
+)
+
+
+class ComputedRunner:
+    """Applies the computed rules to each new e-node once, one round at a time."""
+
+    def __init__(self, first_number: int, rules: Sequence[ComputedRule] = COMPUTED_RULES) -> None:
+        self.rules = tuple(rules)
+        self.number = first_number
+        self.rounds = 0
+        self.applied: set[tuple[object, ...]] = set()
+
+    def round(self, dump: EGraphDump) -> tuple[str, Counter[str]]:
+        """The egglog program of this round's new terms and unions, and matches per rule."""
+        builder = Builder(dump, self.number, str(self.rounds))
+        self.rounds += 1
+        matches: Counter[str] = Counter()
+        by_op: dict[str, list[ComputedRule]] = {}
+        for rule in self.rules:
+            by_op.setdefault(rule.op, []).append(rule)
+        for cid, nodes in dump.classes.items():
+            for node in nodes:
+                for rule in by_op.get(node.op, ()):
+                    key = (rule.name, cid, node.op, node.args)
+                    if key in self.applied:
+                        continue
+                    if cid not in dump.shapes or any(r not in dump.shapes for r in node.refs()):
+                        continue  # shapes not known yet: try again next round
+                    self.applied.add(key)
+                    matches[rule.name] += 1
+                    for value in rule.apply(node, builder, dump):
+                        builder.union(cid, value)
+        self.number = builder.number
+        return builder.program() if builder.commands else "", matches
