@@ -45,15 +45,25 @@ def derive_rules(target: Target) -> list[DerivedRule]:
     for name in matrix_instructions(target):
         ins = target.instructions[name]
         rule = f"bmm-to-{name}"
-        rules.append(
-            DerivedRule(
-                rule,
-                f'(rewrite (Bmm b m n k x y) (Instr "{name}" b m n k x y)'
-                f' :ruleset target :name "{rule}")',
-                f"Bmm(b,m,n,k,x,y) -> {name} tiled to {_tile_text(target, name)}"
-                f" ({ins.semantics_text})",
+        form = matrix_form(ins.semantics)
+        assert form is not None
+        if form.squares:  # one operand read twice: only a product of one tile with itself
+            size = form.tile("m")
+            text = (
+                f'(rewrite (Bmm b m m m x x) (Instr "{name}" b m m m x x) :when ((<= m {size}))'
+                f' :ruleset target :name "{rule}")'
             )
-        )
+            doc = f"Bmm(b,m,m,m,x,x) with m <= {size} -> {name} ({ins.semantics_text})"
+        else:
+            text = (
+                f'(rewrite (Bmm b m n k x y) (Instr "{name}" b m n k x y)'
+                f' :ruleset target :name "{rule}")'
+            )
+            doc = (
+                f"Bmm(b,m,n,k,x,y) -> {name} tiled to {_tile_text(target, name)}"
+                f" ({ins.semantics_text})"
+            )
+        rules.append(DerivedRule(rule, text, doc))
         out_mem = ins.operands[ins.semantics.statements[0].target]
         dram = target.dram().name
         for store in target.instructions.values():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from isamap.ir.kernel import Access, Binary, Kernel, Unary
 
-__all__ = ["ElementwiseForm", "elementwise_form"]
+__all__ = ["ElementwiseForm", "elementwise_form", "elementwise_problem"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,19 @@ def elementwise_form(semantics: Kernel) -> ElementwiseForm | None:
         if x and y:
             return ElementwiseForm(e.op, (x, y), s.target, lanes)
     return None
+
+
+def elementwise_problem(semantics: Kernel) -> str | None:
+    """Why an `=` semantics can never run part of a kernel, or None if it can."""
+    if elementwise_form(semantics) is not None:
+        return None
+    if len(semantics.statements) != 1:
+        return (
+            f"its semantics has {len(semantics.statements)} statements; a compute instruction "
+            "maps as one contraction or one elementwise statement"
+        )
+    s = semantics.statements[0]
+    return (
+        f"`{s}` is not one function or one `+ - *` of bare accesses at the result's own indices "
+        "(`Y[i] = f(X[i])`, `Z[i] = X[i] + W[i]`)"
+    )

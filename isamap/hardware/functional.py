@@ -53,11 +53,21 @@ def _tile(x: np.ndarray, starts: tuple[int, ...], sizes: tuple[int, ...]) -> np.
     return out
 
 
-def _to_layout(tile: np.ndarray, have: str, want: str) -> np.ndarray:
-    """Reorder a tile's role axes (`have`, e.g. "bmk") into the instruction's layout `want`."""
-    keep = [r for r in have if r in want]
-    squeezed = tile.reshape([tile.shape[have.index(r)] for r in keep]) if keep else tile
-    return np.transpose(squeezed, [keep.index(r) for r in want])
+def _to_layout(tile: np.ndarray, form: MatrixForm, roles: str, operand: str) -> np.ndarray:
+    """A tile whose axes are whole roles (`roles`, e.g. "bmk") in the instruction's own layout of
+    `operand`: each role axis split over the instruction's indices of that role, row-major, then
+    the indices put in the order the instruction stores them."""
+    canonical = [i for r in roles for i in form.role_indices(r)]
+    split = tile.reshape([form.extents[i] for i in canonical])
+    want = form.indices(operand)
+    return np.transpose(split, [canonical.index(i) for i in want])
+
+
+def _from_layout(result: np.ndarray, form: MatrixForm, sizes: tuple[int, ...]) -> np.ndarray:
+    """The instruction's output (its own layout) as a [b, m, n] tile of `sizes`."""
+    have = form.indices("out")
+    canonical = [i for r in "bmn" for i in form.role_indices(r)]
+    return np.transpose(result, [have.index(i) for i in canonical]).reshape(sizes)
 
 
 def run_instruction(
@@ -68,7 +78,6 @@ def run_instruction(
     n = y.shape[2]
     tb, tm, tn, tk = (form.tile(r) for r in "bmnk")
     spec = form.einsum()
-    lhs, rhs, out_layout = form.layout("lhs"), form.layout("rhs"), form.layout("out")
     out = np.zeros((b, m, n))
     for b0 in range(0, b, tb):
         for m0 in range(0, m, tm):
@@ -77,10 +86,10 @@ def run_instruction(
                 for k0 in range(0, k, tk):
                     xt = _tile(x, (b0, m0, k0), (tb, tm, tk))
                     yt = _tile(y, (b0, k0, n0), (tb, tk, tn))
-                    got = np.einsum(spec, _to_layout(xt, "bmk", lhs), _to_layout(yt, "bkn", rhs))
-                    # back from the instruction's output layout to [b, m, n]
-                    order = [out_layout.index(r) for r in "bmn" if r in out_layout]
-                    acc += np.transpose(got, order).reshape(tb, tm, tn)
+                    got = np.einsum(
+                        spec, _to_layout(xt, form, "bmk", "lhs"), _to_layout(yt, form, "bkn", "rhs")
+                    )
+                    acc += _from_layout(got, form, (tb, tm, tn))
                 if epilogue is not None:
                     acc = FUNCTIONS[epilogue](acc)
                 bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)

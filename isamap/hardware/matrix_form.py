@@ -1,7 +1,11 @@
 """The matrix form of a compute instruction: which of its indices play batch, M, N and K.
 
-Derived from the instruction's semantics in index notation, exactly as the encoder classifies a
-kernel's contraction, so a kernel's Bmm and an instruction meet on the same four roles.
+Derived from the instruction's semantics in index notation, by the roles the rules give a
+kernel's contraction (`einsum-to-bmm`), so a kernel's Bmm and an instruction meet on the same four
+roles. A role may hold several of the instruction's indices: Intel AMX's `tdpbusd`
+(`C[m, n] += A[m, k, q] * B[k, n, q]`) covers K with (k, q), 16 x 4 = 64 elements per call, and a
+kernel's K axis is split over them row-major (`K = k * 4 + q`, as VNNI packs four consecutive
+K elements together); an `mma`-style fragment with two M indices covers M with both.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 
 from isamap.ir.kernel import Access, Binary, Kernel
 
-__all__ = ["MatrixForm", "matrix_form"]
+__all__ = ["MatrixForm", "contraction_problem", "matrix_form"]
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,20 @@ class MatrixForm:
     roles: dict[str, str]  # index -> "b" | "m" | "n" | "k"
     extents: dict[str, int]
 
+    def role_indices(self, role: str) -> tuple[str, ...]:
+        """The instruction's indices of `role`, outermost first: a kernel axis of that role is
+        split over them row-major. Their order is the first operand's (the second's for N)."""
+        source = self.rhs_indices if role == "n" else self.lhs_indices
+        return tuple(i for i in source if self.roles[i] == role)
+
     def tile(self, role: str) -> int:
         """Extent the instruction covers in `role` (1 where it has no such index)."""
-        return math.prod(e for i, e in self.extents.items() if self.roles[i] == role)
+        return math.prod(self.extents[i] for i in self.role_indices(role))
+
+    @property
+    def squares(self) -> bool:
+        """True when one tensor is both operands: the instruction multiplies a tile by itself."""
+        return self.lhs == self.rhs
 
     def einsum(self) -> str:
         """The semantics as an einsum spec over the instruction's own operand layouts."""
@@ -40,25 +55,80 @@ class MatrixForm:
 
         return f"{word(self.lhs_indices)},{word(self.rhs_indices)}->{word(self.out_indices)}"
 
-    def layout(self, operand: str) -> str:
-        """Role letters in the order the instruction stores `operand` ("lhs", "rhs" or "out")."""
-        indices = {"lhs": self.lhs_indices, "rhs": self.rhs_indices, "out": self.out_indices}
-        return "".join(self.roles[i] for i in indices[operand])
+    def indices(self, operand: str) -> tuple[str, ...]:
+        """The instruction's indices of `operand` ("lhs", "rhs" or "out") in its storage order."""
+        return {"lhs": self.lhs_indices, "rhs": self.rhs_indices, "out": self.out_indices}[operand]
+
+
+def _product(semantics: Kernel) -> tuple[Access, Access] | str:
+    """The two accesses of a one-statement `+=` product, or why the semantics is not one."""
+    if len(semantics.statements) != 1:
+        return (
+            f"its semantics has {len(semantics.statements)} statements; a compute instruction "
+            "maps as one contraction or one elementwise statement"
+        )
+    s = semantics.statements[0]
+    if not s.accumulate:
+        return "its semantics is not a `+=` contraction"
+    if not isinstance(s.expr, Binary) or s.expr.op != "*":
+        return "its semantics is not a product of two tensors (`C[...] += A[...] * B[...]`)"
+    a, b = s.expr.lhs, s.expr.rhs
+    for factor in (a, b):
+        if not isinstance(factor, Access):
+            return f"factor `{factor}` of its product is not a tensor access"
+    assert isinstance(a, Access) and isinstance(b, Access)
+    for factor in (a, b):
+        if not factor.is_plain():
+            return (
+                f"access `{factor}` is not bare distinct indices; instructions with affine "
+                "(window) accesses are not mapped yet"
+            )
+    return a, b
+
+
+def contraction_problem(semantics: Kernel) -> str | None:
+    """Why a `+=` semantics can never compute part of a kernel's product, or None if it can."""
+    found = _product(semantics)
+    if isinstance(found, str):
+        return found
+    a, b = found
+    ia, ib, out = a.index_names(), b.index_names(), semantics.statements[0].indices
+    for i in out:
+        if i not in ia and i not in ib:
+            return f"index '{i}' appears only in the result (a broadcast output)"
+    for acc, own, other in ((a, ia, ib), (b, ib, ia)):
+        for i in own:
+            if i not in other and i not in out:
+                return f"index '{i}' is summed within operand {acc.tensor} alone"
+    form = matrix_form(semantics)
+    assert form is not None
+    if form.squares:
+        lhs_roles = "".join(form.roles[i] for i in ia)
+        rhs_roles = "".join(form.roles[i] for i in ib)
+        same_order = [i for i in ia if form.roles[i] in "bk"] == [
+            i for i in ib if form.roles[i] in "bk"
+        ]
+        square = len({form.tile("m"), form.tile("n"), form.tile("k")}) == 1
+        if not (
+            lhs_roles == "".join(sorted(lhs_roles, key="bmk".index))
+            and rhs_roles == "".join(sorted(rhs_roles, key="bkn".index))
+            and same_order
+            and square
+        ):
+            return (
+                f"operand {a.tensor} is both factors but not as one square [m, k] . [k, n] "
+                "tile read twice"
+            )
+    return None
 
 
 def matrix_form(semantics: Kernel) -> MatrixForm | None:
-    """The matrix form of a one-statement `+=` product of two plain accesses, else None.
-
-    At most one index per role; the instruction covers `tile(role)` of each role per issue.
-    """
-    if len(semantics.statements) != 1:
+    """The matrix form of a one-statement `+=` product of two plain accesses, else None."""
+    found = _product(semantics)
+    if isinstance(found, str):
         return None
+    a, b = found
     s = semantics.statements[0]
-    if not s.accumulate or not isinstance(s.expr, Binary) or s.expr.op != "*":
-        return None
-    a, b = s.expr.lhs, s.expr.rhs
-    if not (isinstance(a, Access) and isinstance(b, Access) and a.is_plain() and b.is_plain()):
-        return None
     ia, ib, out = a.index_names(), b.index_names(), s.indices
     roles: dict[str, str] = {}
     for i in dict.fromkeys(ia + ib + out):
@@ -73,8 +143,6 @@ def matrix_form(semantics: Kernel) -> MatrixForm | None:
             roles[i] = "k"
         else:
             return None
-    if any(list(roles.values()).count(r) > 1 for r in "bmnk"):
-        return None  # one index per role: the tile loops and the executor rely on it
     return MatrixForm(
         lhs=a.tensor,
         rhs=b.tensor,

@@ -119,6 +119,7 @@ class Instruction:
     stationary: str | None = None
     reuses_stationary: bool = False
     doc: str = ""
+    derived_from: str | None = None  # the instruction this one reads differently (promotion.py)
 
     def operand_shape(self, tensor: str) -> tuple[int, ...]:
         """The tile shape of operand `tensor` in one call."""

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from isamap.hardware.elementwise_form import elementwise_problem
+from isamap.hardware.matrix_form import contraction_problem
+from isamap.hardware.promotion import with_promotions
 from isamap.hardware.target import Instruction, Memory, Target, Unit, dtype_bytes
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import ELEMENTWISE_FUNCTIONS, Kernel
@@ -301,7 +304,7 @@ def build_target(doc: TargetFile) -> Target:
         acc_dtype=acc_dtype,
         memories=memories,
         units=units,
-        instructions=instructions,
+        instructions=with_promotions(instructions),
         host=host,
     )
 
@@ -406,6 +409,13 @@ def _instruction(
     tensor_dtypes = semantics.dtypes(declared, dtypes)
     semantics.check_operands(operands, memories, tensor_dtypes)
     kernel = semantics.parse(tensor_dtypes)
+    kind = doc.string((*keys, "kind"), t, choices=INSTRUCTION_KINDS)
+    if kind == "compute":
+        problem = _semantics_problem(kernel)
+        if problem is not None:
+            raise doc.error(
+                (*keys, "semantics"), f"instruction '{keys[-1]}' can never be used: {problem}"
+            )
     stationary = t.get("stationary")
     if stationary is not None:
         stationary = doc.string((*keys, "stationary"), t, choices=tuple(operands))
@@ -417,7 +427,7 @@ def _instruction(
     return Instruction(
         name=keys[-1],
         unit=unit,
-        kind=doc.string((*keys, "kind"), t, choices=INSTRUCTION_KINDS),
+        kind=kind,
         semantics_text=text,
         semantics=kernel,
         extents=extents,
@@ -430,6 +440,13 @@ def _instruction(
         reuses_stationary=reuses,
         doc=doc.string((*keys, "doc"), t, default=""),
     )
+
+
+def _semantics_problem(semantics: Kernel) -> str | None:
+    """Why a compute instruction's semantics could never compute part of any kernel."""
+    if any(s.accumulate for s in semantics.statements[:1]):
+        return contraction_problem(semantics)
+    return elementwise_problem(semantics)
 
 
 def _name_table(

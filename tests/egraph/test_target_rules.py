@@ -25,7 +25,7 @@ def test_matrix_form_of_transposed_semantics() -> None:
     assert form is not None
     assert form.roles == {"k": "k", "i": "m", "j": "n"}
     assert (form.tile("m"), form.tile("n"), form.tile("k"), form.tile("b")) == (4, 2, 8, 1)
-    assert form.layout("lhs") == "km" and form.layout("rhs") == "nk"
+    assert form.indices("lhs") == ("k", "i") and form.indices("rhs") == ("j", "k")
     assert form.einsum() == "ab,ca->bc"
 
 
