@@ -1,4 +1,4 @@
-"""E-graph statistics of the example kernels: size, distinct mappings, saturation and extraction time.
+"""E-graph statistics of the example kernels: size, mappings, saturation and extraction time.
 
 Run: python benchmarks/egraph_stats.py [--target gemmini] [--variants 200]
 Prints one row per example kernel: e-nodes, e-classes, distinct mappings among the first
@@ -33,9 +33,7 @@ def main() -> None:
         sat.extract("latency")
         t2 = time.perf_counter()
         variants = sat.variants(args.variants, cost="instructions")
-        callsets = {
-            tuple(sorted(n.describe() for n in m.instruction_calls())) for m in variants
-        }
+        callsets = {tuple(sorted(n.describe() for n in m.instruction_calls())) for m in variants}
         print(
             f"| {path.stem} | {sat.report.enodes} | {sat.report.eclasses} | {len(variants)} "
             f"| {len(callsets)} | {1000 * (t1 - t0):.1f} | {1000 * (t2 - t1):.1f} |"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 
@@ -173,17 +174,19 @@ def compile(
     schedule: str = "heuristic",
     limits: Limits | None = None,
     candidates: int = 3,
+    disabled_rules: Collection[str] = (),
 ) -> CompileResult:
     """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
 
     With the `latency` (`energy`) cost model the `candidates` best mappings are scheduled and
     simulated and the fastest (least energy) is kept; with any other model its best mapping is.
     The report states cycles against the target's baseline schedule and the roofline.
+    `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`).
     """
     if isinstance(target, str):
         target = load_target(target)
     strategy(schedule)  # unknown names fail before any work
-    sat = saturate(kernel, target, limits)
+    sat = saturate(kernel, target, limits, disabled_rules)
     t0 = time.perf_counter()
     # the latency and energy models are re-judged end to end; any other model's choice stands
     judged = cost in ("latency", "energy")

@@ -15,8 +15,12 @@ soundness like the egglog rules (`tests/egraph/test_computed_rules.py`).
   order of the result, of the first operand, or of the second (each a different layout move).
 - `transpose-of-window`: `Transpose(Window(x, s))` -> `Window(x, s')`: a window is a view that
   gathers in any axis order, so its transpose moves no data.
+- `transpose-of-unit-axes`: `Transpose(x, p)` -> `Reshape(x)` when `p` only moves axes of extent 1:
+  the elements stay where they are.
 - `transpose-of-transpose`: `Transpose(Transpose(x, p), q)` -> `Transpose(x, p.q)` (or `x`): one
   data movement, not two.
+- `einsum-pack-channels`: see `_pack_channels`; the packing widths come from the target's
+  instruction extents.
 """
 
 from __future__ import annotations
@@ -29,9 +33,19 @@ from dataclasses import dataclass
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import einsum_spec, parse_einsum, shape_str
 from isamap.egraph.term_builder import Builder, Val
+from isamap.ir.kernel import Affine
 from isamap.ir.window import WindowSpec
 
-__all__ = ["COMPUTED_RULES", "ComputedRule", "ComputedRunner"]
+__all__ = ["COMPUTED_RULES", "ComputedRule", "ComputedRunner", "RuleContext", "packing_widths"]
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a computed rule may read: the e-graph, and the target facts that bound its choices
+    (`widths`: the packing widths the target's instruction extents allow)."""
+
+    dump: EGraphDump
+    widths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,8 @@ def _group_orders(
     return out
 
 
-def _einsum_to_bmm(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+def _einsum_to_bmm(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    dump = ctx.dump
     lhs, rhs, out = parse_einsum(node.str_arg(0))
     x = _Axes(b.of(_child(node, 1)), lhs)
     y = _Axes(b.of(_child(node, 2)), rhs)
@@ -134,14 +149,16 @@ def _einsum_to_bmm(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
     return results
 
 
-def _einsum_commute(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+def _einsum_commute(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    dump = ctx.dump
     lhs, rhs, out = parse_einsum(node.str_arg(0))
     x, y = b.of(_child(node, 1)), b.of(_child(node, 2))
     shape = dump.shapes.get(node.eclass, ())
     return [b.make("Einsum", (einsum_spec(rhs, lhs, out), y, x), shape)]
 
 
-def _transpose_of_window(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+def _transpose_of_window(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    dump = ctx.dump
     perm = parse_dims(node.str_arg(1))
     inner = _child(node, 0)
     out: list[Val] = []
@@ -155,7 +172,8 @@ def _transpose_of_window(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]
     return out
 
 
-def _transpose_of_transpose(node: ENode, b: Builder, dump: EGraphDump) -> list[Val]:
+def _transpose_of_transpose(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    dump = ctx.dump
     outer = parse_dims(node.str_arg(1))
     out: list[Val] = []
     for first in dump.classes.get(_child(node, 0), []):
@@ -172,6 +190,119 @@ def _transpose_of_transpose(node: ENode, b: Builder, dump: EGraphDump) -> list[V
     return out
 
 
+def _split_access(
+    b: Builder,
+    ctx: RuleContext,
+    cid: str,
+    axes: tuple[str, ...],
+    c: str,
+    g: int,
+    names: tuple[str, str],
+) -> tuple[Val, tuple[str, ...]] | None:
+    """The e-class `cid` (axes `axes`) as a window with axis `c` split into (c / g, g): a view.
+    Built from a window in the e-class, or over the tensor itself when it is one."""
+    outer, inner = names
+    for node in ctx.dump.classes.get(cid, []):
+        if node.op == "Window":
+            spec = WindowSpec.parse(node.str_arg(1))
+            src = b.of(_child(node, 0))
+            if tuple(n for n, _ in spec.axes) != axes:
+                continue
+            break
+    else:
+        shape = ctx.dump.shapes.get(cid)
+        if shape is None:
+            return None
+        src = b.of(cid)
+        spec = WindowSpec(
+            tuple(zip(axes, shape, strict=True)), tuple(Affine.index(a) for a in axes)
+        )
+    extent = dict(spec.axes)[c]
+    new_axes: list[tuple[str, int]] = []
+    for name, e in spec.axes:
+        new_axes.extend([(outer, extent // g), (inner, g)] if name == c else [(name, e)])
+    exprs = tuple(
+        Affine(
+            tuple(t for t in a.terms if t[0] != c)
+            + (((outer, a.coef(c) * g), (inner, a.coef(c))) if a.coef(c) else ()),
+            a.const,
+        )
+        for a in spec.exprs
+    )
+    split = WindowSpec(tuple(new_axes), exprs)
+    return b.make("Window", (src, split.to_string()), split.shape()), tuple(n for n, _ in new_axes)
+
+
+def _pack_channels(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    """Einsum over a batch index whose second operand has no index of its own (a depthwise
+    convolution: every channel its own tiny product) -> groups of g channels as one product
+    with the second operand block-diagonal: g times the MACs, in far fewer instruction calls."""
+    lhs, rhs, out = parse_einsum(node.str_arg(0))
+    if not set(rhs) <= set(lhs) or not ctx.widths:
+        return []
+    shapes = ctx.dump.shapes
+    x_cid, y_cid = _child(node, 1), _child(node, 2)
+    y_shape = shapes[y_cid]
+    ext = dict(zip(rhs, y_shape, strict=True))
+    results: list[Val] = []
+    for c in (i for i in rhs if i in out):
+        own = math.prod(e for i, e in ext.items() if i not in out)  # K of one channel
+        for g in _group_sizes(ext[c], own, ctx.widths):
+            names = (f"{c}#G{g}", f"{c}#i{g}")
+            col = f"{c}#j{g}"
+            x = _split_access(b, ctx, x_cid, lhs, c, g, names)
+            if x is None:
+                continue
+            x_val, x_axes = x
+            axis = rhs.index(c)
+            y_val = b.make(
+                "BlockDiag",
+                (b.of(y_cid), axis, g),
+                (*y_shape[:axis], y_shape[axis] // g, g, *y_shape[axis + 1 :], g),
+            )
+            y_axes = (*rhs[:axis], *names, *rhs[axis + 1 :], col)
+            out_axes = tuple(a for i in out for a in ((names[0], col) if i == c else (i,)))
+            all_ext = dict(zip(x_axes, x_val.shape, strict=True)) | {col: g}
+            packed_shape = tuple(all_ext[a] for a in out_axes)
+            packed = b.make(
+                "Einsum", (einsum_spec(x_axes, y_axes, out_axes), x_val, y_val), packed_shape
+            )
+            results.append(_reshape(b, packed, shapes[node.eclass]))
+    return results
+
+
+def _group_sizes(channels: int, own: int, widths: tuple[int, ...]) -> list[int]:
+    """Channels per group: for each width the instructions allow (an N extent, or a K extent
+    over one channel's K), the largest divisor of `channels` not above it, if at least 2."""
+    sizes: list[int] = []
+    for w in widths:
+        for width in (w, w // max(own, 1)):
+            g = max((d for d in range(2, min(width, channels) + 1) if channels % d == 0), default=0)
+            if g and g not in sizes:
+                sizes.append(g)
+    return sizes
+
+
+def packing_widths(tiles: Sequence[tuple[int, int, int]]) -> tuple[int, ...]:
+    """Packing widths from instruction tiles (m, n, k): the N and K extents, where above 1."""
+    widths: list[int] = []
+    for _, n, k in tiles:
+        for w in (n, k):
+            if w > 1 and w not in widths:
+                widths.append(w)
+    return tuple(widths)
+
+
+def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    perm = parse_dims(node.str_arg(1))
+    src = b.of(_child(node, 0))
+    moved = [p for p in perm if src.shape[p] != 1]
+    if moved != sorted(moved):
+        return []
+    shape = tuple(src.shape[p] for p in perm)
+    return [_reshape(b, src, shape)]
+
+
 @dataclass(frozen=True)
 class ComputedRule:
     """A rule matching every e-node of kind `op`; `apply` returns terms equal to its e-class."""
@@ -179,7 +310,7 @@ class ComputedRule:
     name: str
     op: str
     doc: str
-    apply: Callable[[ENode, Builder, EGraphDump], list[Val]]
+    apply: Callable[[ENode, Builder, RuleContext], list[Val]]
 
 
 #: The computed rules, in the order they run.
@@ -192,10 +323,23 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         _einsum_to_bmm,
     ),
     ComputedRule(
+        "einsum-pack-channels",
+        "Einsum",
+        "Einsum over channel c, second operand without own index -> reshape(Einsum(window split "
+        "c -> (c/g, g), BlockDiag(y, c, g))): g channels per product (g from instruction extents)",
+        _pack_channels,
+    ),
+    ComputedRule(
         "transpose-of-window",
         "Transpose",
         "Transpose(Window(x, s), p) -> Window(x, s permuted by p)",
         _transpose_of_window,
+    ),
+    ComputedRule(
+        "transpose-of-unit-axes",
+        "Transpose",
+        "Transpose(x, p) -> Reshape(x) when p keeps the order of every axis longer than 1",
+        _transpose_of_unit_axes,
     ),
     ComputedRule(
         "transpose-of-transpose",
@@ -209,8 +353,14 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
 class ComputedRunner:
     """Applies the computed rules to each new e-node once, one round at a time."""
 
-    def __init__(self, first_number: int, rules: Sequence[ComputedRule] = COMPUTED_RULES) -> None:
+    def __init__(
+        self,
+        first_number: int,
+        rules: Sequence[ComputedRule] = COMPUTED_RULES,
+        widths: Sequence[int] = (),
+    ) -> None:
         self.rules = tuple(rules)
+        self.widths = tuple(widths)
         self.number = first_number
         self.rounds = 0
         self.applied: set[tuple[object, ...]] = set()
@@ -218,6 +368,7 @@ class ComputedRunner:
     def round(self, dump: EGraphDump) -> tuple[str, Counter[str]]:
         """The egglog program of this round's new terms and unions, and matches per rule."""
         builder = Builder(dump, self.number, str(self.rounds))
+        ctx = RuleContext(dump, self.widths)
         self.rounds += 1
         matches: Counter[str] = Counter()
         by_op: dict[str, list[ComputedRule]] = {}
@@ -233,7 +384,7 @@ class ComputedRunner:
                         continue  # shapes not known yet: try again next round
                     self.applied.add(key)
                     matches[rule.name] += 1
-                    for value in rule.apply(node, builder, dump):
+                    for value in rule.apply(node, builder, ctx):
                         builder.union(cid, value)
         self.number = builder.number
         return builder.program() if builder.commands else "", matches

@@ -30,6 +30,7 @@ TENSOR_OPS = frozenset(
         "Fn",
         "ReduceSum",
         "Concat",
+        "BlockDiag",
         "Slice",
         "Instr",
         "InstrAct",
@@ -185,6 +186,7 @@ _SOURCE_ARG = {
     "VecFn": 1,
     "VecEw": 1,
     "Concat": 1,
+    "BlockDiag": 0,
     "Slice": 3,
 }
 
@@ -238,6 +240,9 @@ def _node_shape(
             return None
         axis = n.int_arg(0)
         return tuple(d + other[i] if i == axis else d for i, d in enumerate(src))
+    if op == "BlockDiag":
+        axis, g = n.int_arg(1), n.int_arg(2)
+        return (*src[:axis], src[axis] // g, g, *src[axis + 1 :], g)
     if op == "Slice":
         axis, length = n.int_arg(0), n.int_arg(2)
         return tuple(length if i == axis else d for i, d in enumerate(src))

@@ -11,18 +11,24 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from egglog import bindings
 
-from isamap.egraph.computed_rules import COMPUTED_RULES, ComputedRule, ComputedRunner
+from isamap.egraph.computed_rules import (
+    COMPUTED_RULES,
+    ComputedRule,
+    ComputedRunner,
+    packing_widths,
+)
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
-from isamap.egraph.rule_file import read_rule_file
-from isamap.egraph.target_rules import rules_program
+from isamap.egraph.rule_file import parse_rule_file, read_rule_file
+from isamap.egraph.target_rules import matrix_instructions, rules_program
+from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
@@ -159,6 +165,16 @@ class Saturation:
         return self.dump.to_dot()
 
 
+def _packing_widths(target: Target) -> tuple[int, ...]:
+    """The widths the computed packing rules may use: the target's matrix instruction extents."""
+    tiles = []
+    for name in matrix_instructions(target):
+        form = matrix_form(target.instructions[name].semantics)
+        if form is not None:
+            tiles.append((form.tile("m"), form.tile("n"), form.tile("k")))
+    return packing_widths(tiles)
+
+
 def _dump(egraph: bindings.EGraph, kernel: Kernel) -> EGraphDump:
     serialized = egraph.serialize([], max_functions=None, max_calls_per_function=None)
     return EGraphDump.from_json(serialized.to_json(), kernel)
@@ -194,9 +210,42 @@ def rule_sources(target: Target) -> list[RuleSource]:
     return sources
 
 
-def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Saturation:
-    """Encode `kernel`, load the algebra and `target`'s rules, and saturate within `limits`."""
-    return saturate_with(kernel, target, rule_sources(target), limits)
+def saturate(
+    kernel: Kernel,
+    target: Target,
+    limits: Limits | None = None,
+    disabled_rules: Collection[str] = (),
+) -> Saturation:
+    """Encode `kernel`, load the algebra and `target`'s rules, and saturate within `limits`.
+
+    `disabled_rules` names rules to leave out (any rule of `isamap check-rules` or a computed
+    rule): to see which alternatives a rule contributes, or to compare mappings without it.
+    """
+    sources = rule_sources(target)
+    computed: Sequence[ComputedRule] = COMPUTED_RULES
+    if disabled_rules:
+        sources, computed = _without(sources, set(disabled_rules))
+    return saturate_with(kernel, target, sources, limits, computed)
+
+
+def _without(
+    sources: list[RuleSource], names: set[str]
+) -> tuple[list[RuleSource], tuple[ComputedRule, ...]]:
+    """`sources` and the computed rules without the rules called `names` (all must exist)."""
+    known = {r.name for r in COMPUTED_RULES}
+    kept: list[RuleSource] = []
+    for source in sources:
+        forms = parse_rule_file(source.text, source.filename)
+        known.update(f.name for f in forms if f.name)
+        text = "\n".join(f.text for f in forms if f.name not in names)
+        kept.append(RuleSource(text + "\n", source.filename, source.rulesets))
+    unknown = sorted(names - known)
+    if unknown:
+        raise IsamapError(
+            f"no rule named {', '.join(repr(n) for n in unknown)} "
+            f"(rules: {', '.join(sorted(known))})"
+        )
+    return kept, tuple(r for r in COMPUTED_RULES if r.name not in names)
 
 
 def saturate_with(
@@ -227,7 +276,7 @@ def saturate_with(
     stages["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    computed = ComputedRunner(encoding.terms, computed_rules)
+    computed = ComputedRunner(encoding.terms, computed_rules, widths=_packing_widths(target))
     phases = report.phase_seconds
     step = egraph.parse_program(f"(run-schedule{schedule})")
     report.stop_reason = "iteration-limit"

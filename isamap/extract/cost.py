@@ -95,7 +95,7 @@ def op_cost(
         # im2col on the fly: the loads of the instruction's operand tiles read every windowed
         # element, duplicates included, and are costed there)
         return OpCost(0.0)
-    if op in ("Transpose", "Broadcast"):
+    if op in ("Transpose", "Broadcast", "BlockDiag"):
         return layout_move(target, elems)
     if op == "Full":
         return host_elementwise(target, "fill", elems, operands=0)

@@ -29,6 +29,7 @@ _OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "Fn": ("fn", "host", ("fn",)),
     "ReduceSum": ("reduce_sum", "host", ("axes",)),
     "Concat": ("concat", "view", ("axis",)),
+    "BlockDiag": ("block_diag", "dma", ("axis", "groups")),
     "Slice": ("slice", "view", ("axis", "start", "length")),
     "Instr": ("instr", "", ("instruction", "b", "m", "n", "k")),
     "InstrAct": ("instr", "", ("instruction", "epilogue", "b", "m", "n", "k")),

@@ -149,6 +149,14 @@ def _einsum(spec: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(np.einsum(f"{word(lhs)},{word(rhs)}->{word(out)}", x, y))
 
 
+def _block_diag(t: np.ndarray, axis: int, g: int) -> np.ndarray:
+    """`t` with `axis` split into (extent/g, g) and a last axis of g: the diagonal blocks."""
+    shape = (*t.shape[:axis], t.shape[axis] // g, g, *t.shape[axis + 1 :])
+    split = t.reshape(shape)[..., None]
+    eye = np.eye(g).reshape((1,) * (axis + 1) + (g,) + (1,) * (len(shape) - axis - 2) + (g,))
+    return np.asarray(split * eye)
+
+
 def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Target) -> np.ndarray:
     """One mapping operation on numpy values (inputs are looked up by the caller)."""
     a = node.attrs
@@ -171,6 +179,8 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         return FUNCTIONS[str(a["fn"])](args[0])
     if op == "reduce_sum":
         return np.asarray(np.sum(args[0], axis=_dims(a["axes"])))
+    if op == "block_diag":
+        return _block_diag(args[0], int(str(a["axis"])), int(str(a["groups"])))
     if op == "concat":
         return np.concatenate(args, axis=int(str(a["axis"])))
     if op == "slice":

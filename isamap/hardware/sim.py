@@ -69,7 +69,7 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
         result.macs += timing.macs
     dram = target.dram()
     for node in mapping.nodes:  # layout moves go through DRAM
-        if node.op in ("transpose", "broadcast"):
+        if node.op in ("transpose", "broadcast", "block_diag"):
             moved = 2 * math.prod(node.shape) * target.dtype_bytes(target.input_dtype)
             result.bytes["dram"] += moved
             result.energy_pj += moved * dram.energy_pj_per_byte

@@ -21,7 +21,9 @@ def _product(dims: str) -> int:
 
 
 #: Operations that only move or view data (run by the DMA, or free when a view).
-LAYOUT_OPS = frozenset({"reshape", "transpose", "window", "broadcast", "concat", "slice"})
+LAYOUT_OPS = frozenset(
+    {"reshape", "transpose", "window", "broadcast", "concat", "slice", "block_diag"}
+)
 
 Attr = int | float | str | None
 

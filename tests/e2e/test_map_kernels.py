@@ -171,12 +171,21 @@ def test_conv_uses_im2col_window(gemmini: isamap.Target) -> None:
     assert {call.attrs["m"], call.attrs["n"]} == {36, 8} and call.attrs["k"] == 36
 
 
-def test_depthwise_runs_per_channel_on_the_array(gemmini: isamap.Target) -> None:
-    result = isamap.compile(KERNELS["depthwise"], gemmini)
+def test_depthwise_channels_are_packed_block_diagonally(gemmini: isamap.Target) -> None:
+    """Six channels of 3x3 taps: one product per channel uses one array column in 16; the
+    packing rule puts the six in one product with block-diagonal weights, and it is cheaper."""
+    kernel = KERNELS["depthwise"]
+    result = isamap.compile(kernel, gemmini)
     (call,) = result.mapping.instruction_calls()
-    # channels become the batch; one output column per channel
-    assert call.attrs["b"] == 6
-    assert 1 in (call.attrs["m"], call.attrs["n"])
+    assert any(n.op == "block_diag" for n in result.mapping.nodes)
+    assert call.attrs["b"] == 1 and 6 in (call.attrs["m"], call.attrs["n"])
+    assert call.attrs["k"] == 6 * 9
+    per_channel = isamap.compile(kernel, gemmini, disabled_rules=["einsum-pack-channels"])
+    (plain,) = per_channel.mapping.instruction_calls()
+    assert plain.attrs["b"] == 6 and 1 in (plain.attrs["m"], plain.attrs["n"])
+    assert result.report.cycles < per_channel.report.cycles
+    inputs = isamap.random_inputs(kernel)
+    _check(result.run(inputs), kernel, inputs)
 
 
 def test_gru_gate_gemms_are_fused(gemmini: isamap.Target) -> None:
