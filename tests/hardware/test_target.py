@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isamap.hardware.target import TARGET_DIR, Target, dtype_bytes, list_targets, load_target
+from isamap.hardware.target import TARGET_DIR, Target, dtype_bytes, list_targets
+from isamap.hardware.target_file import load_target
 from isamap.ir.errors import IsamapError
 
 GEMMINI_TEXT = (TARGET_DIR / "gemmini.toml").read_text()
