@@ -132,8 +132,9 @@ def _check_decl(decl: TensorDecl) -> None:
             raise IsamapError(f"tensor {decl.name}: padding must not be negative", decl.loc)
     padded = math.prod(d + sum(decl.pad(i)) for i, d in enumerate(decl.shape))
     if padded > MAX_ELEMENTS:
+        note = " (padding included)" if padded != math.prod(decl.shape) else ""
         raise IsamapError(
-            f"tensor {decl.name} has {padded:.3g} elements (padding included); isamap handles "
+            f"tensor {decl.name} has {padded:.3g} elements{note}; isamap handles "
             f"at most 2**48 ({MAX_ELEMENTS:.3g}) per tensor",
             decl.loc,
         )
