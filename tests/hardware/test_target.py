@@ -450,7 +450,7 @@ def test_mangled_gemmini_loads_or_raises_isamap_error(tmp_path: Path, text: str)
 
 
 def test_docs_minimal_example_loads(tmp_path: Path) -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "targets.md").read_text()
+    docs = (TARGET_DIR / "targets.md").read_text()
     example = docs.split("## A minimal target, annotated", 1)[1].split("```toml\n", 1)[1]
     t = load_target(str(write(tmp_path, example.split("```", 1)[0])))
     assert t.name == "tiny" and t.units["array"].macs_per_cycle == 64.0
