@@ -1,8 +1,8 @@
 """`isamap.saturate`: the e-graph of a kernel on a target, with extraction on it.
 
-Extraction sits above the e-graph package (the import order tests/test_layout.py keeps), so the saturation
-`egraph` returns cannot extract by itself; the public API's subclass here can. Arguments are
-checked here, so that a misused call is one IsamapError and not an AttributeError deep inside.
+Extraction sits above the e-graph package (the import order tests/test_layout.py keeps), so the
+saturation `egraph` returns cannot extract by itself; the public API's subclass here can.
+Arguments are checked here, so a misused call is one IsamapError, not an AttributeError inside.
 """
 
 from __future__ import annotations
