@@ -9,7 +9,9 @@ hundreds more inputs on demand.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -34,7 +36,9 @@ FUZZ = settings(
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
+    """The command in-process, in a fresh directory: `--dot x` or `--out 1` write nothing here."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        return CliRunner().invoke(cli, list(args))
 
 
 def assert_contract(result: Result) -> None:
