@@ -2,12 +2,15 @@
 
 Commands: `extract`, `sim`, `targets`, `check-rules`, `bench`.
 
-Errors caused by user input (`IsamapError`) print one line, `isamap: error: file:line:col: ...`,
-and exit with code 2; any other exception is a bug and keeps its traceback.
+Errors caused by user input print one line and exit with code 2: an `IsamapError` as
+`isamap: error: file:line:col: ...`, and click's usage errors (a bad option value, a missing
+argument, a directory given for a file) in the same form instead of click's three-line usage
+text. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +23,7 @@ import click
 import isamap
 from isamap.bench.runner import ALL, run_bench
 from isamap.bench.suites import SUITES
+from isamap.compile import check_schedule
 from isamap.extract import COST_MODELS, cost_model
 from isamap.schedule.strategies import STRATEGIES, strategy
 
@@ -39,14 +43,50 @@ def _fail(ctx: click.Context, message: str) -> NoReturn:
     ctx.exit(EXIT_BAD_INPUT)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 class _IsamapGroup(click.Group):
-    """A click group that turns IsamapError into one line on stderr and exit status 2."""
+    """A click group that turns IsamapError and click's usage errors into one line on stderr
+    and exit status 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except isamap.IsamapError as err:
-            _fail(ctx, str(err))
+            _fail(ctx, _one_line(str(err)))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's `main`, with usage errors as one `isamap: error:` line (standalone mode)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:  # bare `isamap`: the help, no error
+            click.echo(err.ctx.get_help() if err.ctx else self.get_help(click.Context(self)))
+            sys.exit(0)
+        except click.ClickException as err:
+            message = _one_line(err.format_message())
+            if isinstance(err, click.UsageError) and err.ctx is not None:
+                message += f" (see `{err.ctx.command_path} --help`)"
+            click.echo(f"isamap: error: {message}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("isamap: interrupted", err=True)
+            sys.exit(130)
+        except OSError as err:
+            if err.errno != errno.EPIPE:  # stdout closed early (`isamap ... | head`): not a bug
+                raise
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_IsamapGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,6 +101,16 @@ def _write(ctx: click.Context, path: Path, text: str) -> None:
         path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     except OSError as err:
         _fail(ctx, f"{path}: cannot write: {err.strerror or err}")
+
+
+def _writable_dir(ctx: click.Context, path: Path) -> None:
+    """Create directory `path` if needed; a path that cannot be one is bad input, not a bug."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _fail(ctx, f"{path}: cannot create the report directory: {err.strerror or err}")
+    if not path.is_dir():
+        _fail(ctx, f"{path}: not a directory")
 
 
 def _common_options(f: _F) -> _F:
@@ -279,7 +329,13 @@ def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
 
 @cli.command("check-rules")
 @click.option("-t", "--target", default="gemmini", show_default=True, help="Target name or .toml.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random corpus kernels.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the random corpus kernels.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: bool) -> None:
@@ -343,17 +399,26 @@ def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: boo
     help="Kernels compiled in parallel processes.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows of each suite.")
+@click.pass_context
 def bench(
-    suite: str, target: str, schedule: str, out: Path | None, jobs: int, limit: int | None
+    ctx: click.Context,
+    suite: str,
+    target: str,
+    schedule: str,
+    out: Path | None,
+    jobs: int,
+    limit: int | None,
 ) -> None:
     """Compile a benchmark SUITE (deepbench-gemm, deepbench-gru, mobilenet-v1, mobilenet-v2 or
     all) on a target and write report.md, report.json and plots (docs/benchmarks.md)."""
     from isamap.bench.report import write_report  # matplotlib loads only for this command
 
-    strategy(schedule)  # bad names fail as one line, before the progress bar starts
-    name = isamap.load_target(target).name
+    loaded = isamap.load_target(target)
+    check_schedule(loaded, schedule)  # bad names fail before the progress bar
+    name = loaded.name
     suites = list(SUITES) if suite == ALL else [suite]
     out = out if out is not None else Path("bench-results") / f"{suite}-{name}"
+    _writable_dir(ctx, out)  # an unwritable --out fails now, not after the whole suite
     command = " ".join(["isamap bench", suite, "--target", target, "--schedule", schedule])
     command += f" --jobs {jobs}" + (f" --limit {limit}" if limit else "")
     with click.progressbar(length=1, label=f"{suite} on {name}", file=sys.stderr) as bar:
@@ -363,7 +428,10 @@ def bench(
             bar.update(1)
 
         run = run_bench(suites, target, schedule, jobs, limit, progress, command)
-    write_report(run, out)
+    try:
+        write_report(run, out)
+    except OSError as err:
+        _fail(ctx, f"{err.filename or out}: cannot write the report: {err.strerror or err}")
     for name_, s in run.suites.items():
         m = s.summary
         click.echo(

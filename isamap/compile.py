@@ -1,8 +1,14 @@
-"""`compile()`: kernel + target -> saturated e-graph -> extracted Mapping, a report, `run()`."""
+"""`compile()`: kernel + target -> saturated e-graph -> extracted Mapping, a report, `run()`.
+
+Also `load_target`, the public loader: a target file is checked on its own by `hardware`, and here
+against the scheduler, whose baseline strategy must be able to serve it (the scheduler sits above
+`hardware`, so only this layer can ask).
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Collection
 from collections.abc import Mapping as MappingABC
@@ -10,27 +16,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isamap.egraph import Limits, RunReport, Saturation, saturate
+from isamap.egraph import Limits, RunReport
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.extract import extract_variants
+from isamap.extract.cost import CostModel
+from isamap.hardware import target_file
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.machine import run_program
 from isamap.hardware.sim import SimResult, simulate_timing
-from isamap.hardware.target import Target, load_target
+from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
 from isamap.ir.program import Program
-from isamap.schedule.scheduler import schedule_mapping
+from isamap.ir.reference import check_inputs
+from isamap.saturation import Saturation, check_cost, check_kernel_arg, saturate
+from isamap.schedule.scheduler import best_call, schedule_mapping
 from isamap.schedule.strategies import strategy
 
 __all__ = [
     "CompileReport",
     "CompileResult",
     "CycleRatios",
+    "check_schedule",
     "compile",
     "kernel_macs",
+    "load_target",
     "roofline_cycles",
 ]
 
@@ -155,11 +167,46 @@ class CompileResult:
         """Run the scheduled program functionally: every matrix call instruction by instruction
         through a scratchpad and accumulator of the target's size (a missing load or an overrun
         fails loudly), everything else as mapped. Every tensor the mapping computes, by name."""
-        return run_program(self.program, self.mapping, self.kernel, self.target, inputs)
+        arrays = check_inputs(self.kernel, inputs)
+        return run_program(self.program, self.mapping, self.kernel, self.target, arrays)
 
     def run_mapping(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the mapping alone (no schedule): each call tile by tile on its instruction."""
-        return run_mapping(self.mapping, self.kernel, self.target, inputs)
+        arrays = check_inputs(self.kernel, inputs)
+        return run_mapping(self.mapping, self.kernel, self.target, arrays)
+
+
+def load_target(name_or_path: str | os.PathLike[str]) -> Target:
+    """Load and validate a target: a shipped name (`"gemmini"`) or a path to a `.toml` file.
+
+    Raises IsamapError, located at the offending file and line, on any problem — including a
+    `baseline_schedule` that cannot schedule the target's own matrix instructions — and never
+    returns a partly loaded target.
+    """
+    target = target_file.load_target(name_or_path)
+    check_schedule(target, target.baseline_schedule, baseline=True)
+    return target
+
+
+def check_schedule(target: Target, name: str, baseline: bool = False) -> None:
+    """IsamapError unless strategy `name` exists and can schedule one block of every matrix
+    instruction of `target` (Gemmini's library tiling, say, needs a square array, a scratchpad,
+    an accumulator and DIM^3 blocks). `baseline`: the name is the target's own baseline, and the
+    error is located at its `baseline_schedule` line."""
+    where = (target.baseline_loc or SourceLoc(target.path)) if baseline else None
+    key = "baseline_schedule: " if baseline else ""
+    if not isinstance(name, str):
+        raise IsamapError(f"schedule must be a strategy name, not {type(name).__name__}")
+    try:
+        strategy(name)
+        for ins in matrix_instructions(target):
+            b, m, n, k = 1, *ArrayModel.for_instruction(target, ins).block
+            best_call(target, ins, b, m, n, k, name)
+    except (IsamapError, ValueError) as err:  # the strategies say ValueError for "not for this"
+        message = err.message if isinstance(err, IsamapError) else str(err)
+        if not message.startswith("unknown"):
+            message = f"schedule strategy '{name}' cannot serve target '{target.name}': {message}"
+        raise IsamapError(f"{key}{message}", where) from None
 
 
 def _scheduled(mapping: Mapping, target: Target, schedule: str) -> tuple[Program, SimResult]:
@@ -169,8 +216,8 @@ def _scheduled(mapping: Mapping, target: Target, schedule: str) -> tuple[Program
 
 def compile(
     kernel: Kernel,
-    target: Target | str,
-    cost: str | object = "latency",
+    target: Target | str | os.PathLike[str],
+    cost: str | CostModel = "latency",
     schedule: str = "heuristic",
     limits: Limits | None = None,
     candidates: int = 3,
@@ -183,14 +230,24 @@ def compile(
     The report states cycles against the target's baseline schedule and the roofline.
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`).
     """
-    if isinstance(target, str):
+    check_kernel_arg(kernel, "compile")
+    if isinstance(target, str | os.PathLike):
         target = load_target(target)
-    strategy(schedule)  # unknown names fail before any work
+    elif not isinstance(target, Target):
+        raise IsamapError(
+            "compile: expected a Target, a shipped target name or a .toml path, "
+            f"not {type(target).__name__}"
+        )
+    cost = check_cost(cost)
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise IsamapError(f"compile: candidates must be an integer >= 1, not {candidates!r}"[:100])
+    check_schedule(target, schedule)  # unknown or unfit strategies fail before any work
+    check_schedule(target, target.baseline_schedule, baseline=True)
     sat = saturate(kernel, target, limits, disabled_rules)
     t0 = time.perf_counter()
     # the latency and energy models are re-judged end to end; any other model's choice stands
     judged = cost in ("latency", "energy")
-    mappings = extract_variants(sat, max(candidates, 1) if judged else 1, cost)
+    mappings = extract_variants(sat, candidates if judged else 1, cost)
     extract_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scored = [(m, *_scheduled(m, target, schedule)) for m in mappings]
@@ -200,10 +257,6 @@ def compile(
         mapping, program, sim = min(scored, key=lambda t: t[2].cycles)
     schedule_seconds = time.perf_counter() - t0
     baseline = target.baseline_schedule
-    try:
-        strategy(baseline)
-    except IsamapError as err:
-        raise IsamapError(f"baseline_schedule: {err.message}", SourceLoc(target.path)) from None
     baseline_cycles = sim.cycles
     if baseline != schedule:
         baseline_cycles = _scheduled(mapping, target, baseline)[1].cycles

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from egglog import bindings
 
@@ -32,9 +31,6 @@ from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
-
-if TYPE_CHECKING:
-    from isamap.ir.mapping import Mapping
 
 __all__ = [
     "RULES_DIR",
@@ -138,25 +134,14 @@ def target_rule_file(target: Target) -> Path | None:
 
 
 class Saturation:
-    """A saturated e-graph for one kernel on one target: inspect it, extract from it, dump it."""
+    """A saturated e-graph for one kernel on one target: inspect it, dump it. (`isamap.saturate`
+    returns a subclass that also extracts: extraction sits above this package.)"""
 
     def __init__(self, kernel: Kernel, target: Target, dump: EGraphDump, report: RunReport) -> None:
         self.kernel = kernel
         self.target = target
         self.dump = dump
         self.report = report
-
-    def extract(self, cost: str | object = "latency") -> Mapping:
-        """The cheapest mapping under `cost` (a model name or a CostModel object)."""
-        from isamap.extract import extract  # extract sits above egraph: imported on use
-
-        return extract(self, cost)
-
-    def variants(self, n: int, cost: str | object = "latency") -> list[Mapping]:
-        """Up to `n` distinct mappings, cheapest first."""
-        from isamap.extract import extract_variants
-
-        return extract_variants(self, n, cost)
 
     def to_json(self) -> str:
         return self.dump.to_json()

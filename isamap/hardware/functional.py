@@ -20,6 +20,7 @@ from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel, TensorDecl
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.reference import evaluate
+from isamap.ir.shapes import check_kernel
 from isamap.ir.window import WindowSpec
 
 __all__ = ["FUNCTIONS", "run_instruction", "run_mapping", "run_node"]
@@ -129,7 +130,7 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
         inputs[name] = value
     target = s.target if s.target not in decls else f"{s.target}__out"
     stmt = type(s)(target, s.indices, s.accumulate, s.expr, s.loc)
-    sub = Kernel.build(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
+    sub = check_kernel(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
     result = evaluate(sub, inputs)[target]
     if len(args) > len(reads):  # accumulating onto an earlier value of the target
         result = args[-1] + result

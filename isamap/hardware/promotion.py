@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Instruction
 from isamap.ir.kernel import Access, Binary, Kernel, Statement, TensorDecl
+from isamap.ir.shapes import check_kernel
 
 __all__ = ["broadcast_promotions", "with_promotions"]
 
@@ -53,7 +54,7 @@ def broadcast_promotions(ins: Instruction) -> list[Instruction]:
             for name, decl in ins.semantics.tensors.items()
         }
         name = f"{ins.name}.bcast_{operand}"
-        kernel = Kernel.build(name, tensors, [stmt], ins.semantics.source)
+        kernel = check_kernel(name, tensors, (stmt,), ins.semantics.source)
         out.append(
             dataclasses.replace(
                 ins,

@@ -1,7 +1,7 @@
 """The machine model of a hardware target: memories, compute units, instructions, and the target.
 
-Targets are data (`isamap/hardware/<name>.toml`, schema in docs/targets.md); `load_target` reads and
-validates one through `isamap.hardware.target_file`.
+Targets are data (`isamap/hardware/<name>.toml`, schema in isamap/hardware/targets.md); these
+types are what `isamap.hardware.target_file.load_target` builds from one, after validating it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ __all__ = [
     "Unit",
     "dtype_bytes",
     "list_targets",
-    "load_target",
 ]
 
 #: Bytes per element of every element type a target may name.
@@ -152,6 +151,8 @@ class Target:
     instructions: Mapping[str, Instruction] = field(hash=False)
     host: Unit
     baseline_schedule: str = "heuristic"  # the vendor library's strategy, speedups are against it
+    #: Where `baseline_schedule` is set (or the [target] table), for errors about it.
+    baseline_loc: SourceLoc | None = field(default=None, compare=False, hash=False)
 
     @staticmethod
     def dtype_bytes(dtype: str) -> int:
@@ -184,26 +185,3 @@ class Target:
 def list_targets() -> list[str]:
     """Names of the shipped targets (every `isamap/hardware/*.toml`), sorted."""
     return sorted(p.stem for p in TARGET_DIR.glob("*.toml"))
-
-
-def target_path(name_or_path: str) -> Path:
-    """The file a target name or path refers to: a bare name means a shipped target."""
-    if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
-        return Path(name_or_path)
-    path = TARGET_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(list_targets()) or "none"
-        raise IsamapError(f"no shipped target named '{name_or_path}' (shipped: {known})")
-    return path
-
-
-def load_target(name_or_path: str) -> Target:
-    """Load and validate a target: a shipped name (`"gemmini"`) or a path to a `.toml` file.
-
-    Raises IsamapError, located at the offending file and line, on any problem; never returns a
-    partly loaded target.
-    """
-    # Imported here because target_file builds the dataclasses defined above.
-    from isamap.hardware.target_file import read_target
-
-    return read_target(target_path(name_or_path))

@@ -7,22 +7,31 @@ in a target file is executed; instruction semantics go through the kernel parser
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from isamap.hardware.elementwise_form import elementwise_problem
-from isamap.hardware.matrix_form import contraction_problem
+from isamap.hardware.elementwise_form import elementwise_form, elementwise_problem
+from isamap.hardware.matrix_form import contraction_problem, matrix_form
 from isamap.hardware.promotion import with_promotions
-from isamap.hardware.target import Instruction, Memory, Target, Unit, dtype_bytes
+from isamap.hardware.target import (
+    TARGET_DIR,
+    Instruction,
+    Memory,
+    Target,
+    Unit,
+    dtype_bytes,
+    list_targets,
+)
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import ELEMENTWISE_FUNCTIONS, Kernel
-from isamap.ir.parser import parse_kernel
+from isamap.ir.parser import decode_utf8, parse_kernel
 from isamap.ir.shapes import DTYPES
 
-__all__ = ["TargetFile", "read_target"]
+__all__ = ["MAX_NUMBER", "TargetFile", "load_target", "read_target", "target_path"]
 
 Keys = tuple[str, ...]
 
@@ -90,6 +99,9 @@ _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING: Any = object()
+#: The largest number a target file may give (capacities, rates, latencies, energies): larger
+#: ones are no hardware, and the timing model computes its products exactly only below 2**53.
+MAX_NUMBER = 10**15
 _T = TypeVar("_T")
 
 
@@ -112,7 +124,7 @@ class TargetFile:
             for i, line in enumerate(self.lines)
             if (m := _HEADER.match(line))
         ]
-        ends = [i for i, _ in headers[1:]] + [len(self.lines)]
+        ends = [i for i, _ in headers[1:]] + [len(self.lines)] if headers else []
         self.sections[()] = (-1, headers[0][0] if headers else len(self.lines))
         for (start, keys), end in zip(headers, ends, strict=True):
             self.sections.setdefault(keys, (start, end))
@@ -175,6 +187,8 @@ class TargetFile:
             raise self.error(keys, f"'{keys[-1]}' must be an integer, not {_show(value)}")
         if value < minimum:
             raise self.error(keys, f"'{keys[-1]}' must be >= {minimum}, not {value}")
+        if value > MAX_NUMBER:
+            raise self.error(keys, f"'{keys[-1]}' must be at most {MAX_NUMBER:.0e}, not {value}")
         return value
 
     def number(
@@ -186,6 +200,8 @@ class TargetFile:
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             bound = "> 0" if positive else ">= 0"
             raise self.error(keys, f"'{keys[-1]}' must be a finite number {bound}, not {value}")
+        if value > MAX_NUMBER:
+            raise self.error(keys, f"'{keys[-1]}' must be at most {MAX_NUMBER:.0e}, not {value}")
         return float(value)
 
     def string(
@@ -253,16 +269,42 @@ def _parse_toml(path: str, text: str) -> dict[str, Any]:
 # -- building -----------------------------------------------------------------------------------
 
 
+def target_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """The file a target name or path refers to: a bare name means a shipped target."""
+    if isinstance(name_or_path, os.PathLike):
+        return Path(name_or_path)
+    if not isinstance(name_or_path, str):
+        raise IsamapError(
+            "a target is a shipped name or a path to a .toml file, "
+            f"not {type(name_or_path).__name__}"
+        )
+    if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
+        return Path(name_or_path)
+    path = TARGET_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(list_targets()) or "none"
+        raise IsamapError(f"no shipped target named '{name_or_path}' (shipped: {known})")
+    return path
+
+
+def load_target(name_or_path: str | os.PathLike[str]) -> Target:
+    """Load and validate a target file: a shipped name (`"gemmini"`) or a path to a `.toml`.
+
+    Raises IsamapError, located at the offending file and line, on any problem; never returns a
+    partly loaded target. (`isamap.load_target` also checks that the target's baseline schedule
+    can serve it, which needs the scheduler above this package.)
+    """
+    return read_target(target_path(name_or_path))
+
+
 def read_target(path: Path) -> Target:
     """Read, validate and build the target in `path`; IsamapError at file:line on any problem."""
     name = str(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
     except OSError as err:
         raise IsamapError(f"cannot read target file: {err.strerror}", SourceLoc(name)) from None
-    except UnicodeDecodeError as err:
-        raise IsamapError(f"target file is not UTF-8: {err.reason}", SourceLoc(name)) from None
-    return build_target(TargetFile(name, text))
+    return build_target(TargetFile(name, decode_utf8(data, name, "target file")))
 
 
 def build_target(doc: TargetFile) -> Target:
@@ -294,11 +336,14 @@ def build_target(doc: TargetFile) -> Target:
             units,
             (input_dtype, acc_dtype),
         )
+    _check_rates(doc, units, instructions)
+    baseline_key = ("target", "baseline_schedule")
     return Target(
         name=doc.string(("target", "name"), head),
         path=doc.path,
         description=doc.string(("target", "description"), head, default=""),
-        baseline_schedule=doc.string(("target", "baseline_schedule"), head, default="heuristic"),
+        baseline_schedule=doc.string(baseline_key, head, default="heuristic"),
+        baseline_loc=doc.loc(baseline_key if "baseline_schedule" in head else ("target",)),
         clock_ghz=doc.number(("target", "clock_ghz"), head),
         input_dtype=input_dtype,
         acc_dtype=acc_dtype,
@@ -307,6 +352,29 @@ def build_target(doc: TargetFile) -> Target:
         instructions=with_promotions(instructions),
         host=host,
     )
+
+
+def _check_rates(
+    doc: TargetFile, units: Mapping[str, Unit], instructions: Mapping[str, Instruction]
+) -> None:
+    """A unit that runs a contraction needs MACs per cycle, one that runs an elementwise
+    instruction elements per cycle: a zero rate would be timed as free, or divide by zero."""
+    for ins in instructions.values():
+        if ins.kind != "compute":
+            continue
+        unit = units[ins.unit]
+        needs = []
+        if matrix_form(ins.semantics) is not None:
+            needs.append(("macs_per_cycle", unit.macs_per_cycle, "contraction"))
+        if elementwise_form(ins.semantics) is not None:
+            needs.append(("elementwise_per_cycle", unit.elementwise_per_cycle, "elementwise"))
+        for key, rate, what in needs:
+            if rate <= 0:
+                raise doc.error(
+                    ("units", unit.name, key),
+                    f"unit '{unit.name}' runs the {what} instruction '{ins.name}', so its "
+                    f"{key} must be > 0, not {rate:g}",
+                )
 
 
 def _memory(doc: TargetFile, keys: Keys, raw: object) -> Memory:
@@ -347,7 +415,9 @@ def _unit(doc: TargetFile, keys: Keys, raw: object, name: str, kind: str | None 
         lanes=lanes,
         count=count,
         dataflows=doc.strings((*keys, "dataflows"), t, DATAFLOWS),
-        macs_per_cycle=doc.number((*keys, "macs_per_cycle"), t, default=macs, positive=host),
+        macs_per_cycle=doc.number(
+            (*keys, "macs_per_cycle"), t, default=macs, positive=host or kind == "matrix"
+        ),
         elementwise_per_cycle=doc.number(
             (*keys, "elementwise_per_cycle"), t, default=elementwise, positive=host
         ),

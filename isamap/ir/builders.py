@@ -18,6 +18,7 @@ from isamap.ir.kernel import (
     TensorDecl,
     Unary,
 )
+from isamap.ir.shapes import check_kernel
 
 __all__ = [
     "batched_matmul",
@@ -95,7 +96,7 @@ def matmul(
     b_shape, b_idx = ((N, K), ("j", "k")) if transpose_b else ((K, N), ("k", "j"))
     tensors = {"A": TensorDecl("A", a_shape, dtype), "B": TensorDecl("B", b_shape, dtype)}
     stmt = Statement("C", ("i", "j"), True, _mul(_acc("A", *a_idx), _acc("B", *b_idx)))
-    return Kernel.build("matmul", tensors, [stmt])
+    return check_kernel("matmul", tensors, [stmt])
 
 
 def batched_matmul(B: int, M: int, N: int, K: int) -> Kernel:  # noqa: N803 - GEMM dims
@@ -106,7 +107,7 @@ def batched_matmul(B: int, M: int, N: int, K: int) -> Kernel:  # noqa: N803 - GE
     _positive(B=B, M=M, N=N, K=K)
     tensors = {"A": TensorDecl("A", (B, M, K)), "B": TensorDecl("B", (B, K, N))}
     expr = _mul(_acc("A", "b", "i", "k"), _acc("B", "b", "k", "j"))
-    return Kernel.build("batched_matmul", tensors, [Statement("C", ("b", "i", "j"), True, expr)])
+    return check_kernel("batched_matmul", tensors, [Statement("C", ("b", "i", "j"), True, expr)])
 
 
 def conv2d(
@@ -149,7 +150,7 @@ def conv2d(
         wt = TensorDecl("W", (groups, kg, cg, R, S))
         expr = _mul(_acc("X", "n", "g", "c", *hw), _acc("W", "g", "k", "c", "r", "s"))
         out = ("n", "g", "k", "h", "w")
-    kernel = Kernel.build("conv2d", {"X": x, "W": wt}, [Statement("O", out, True, expr)])
+    kernel = check_kernel("conv2d", {"X": x, "W": wt}, [Statement("O", out, True, expr)])
     if padding == "same":
         _expect_spatial(kernel, "O", (-(-H // stride), -(-W // stride)))
     return kernel
@@ -177,7 +178,7 @@ def depthwise(
     """
     _positive(N=N, C=C, H=H, W=W, R=R, S=S, stride=stride)
     x, f, stmt = _depthwise_parts(N, C, H, W, R, S, stride, padding)
-    kernel = Kernel.build("depthwise", {"X": x, "F": f}, [stmt])
+    kernel = check_kernel("depthwise", {"X": x, "F": f}, [stmt])
     if padding == "same":
         _expect_spatial(kernel, "D", (-(-H // stride), -(-W // stride)))
     return kernel
@@ -206,7 +207,7 @@ def pointwise(N: int, C: int, H: int, W: int, K: int) -> Kernel:  # noqa: N803 -
     """
     _positive(N=N, C=C, H=H, W=W, K=K)
     tensors = {"X": TensorDecl("X", (N, C, H, W)), "P": TensorDecl("P", (K, C))}
-    return Kernel.build("pointwise", tensors, [_pointwise_stmt("X")])
+    return check_kernel("pointwise", tensors, [_pointwise_stmt("X")])
 
 
 def dw_separable(
@@ -229,7 +230,7 @@ def dw_separable(
     _positive(N=N, C=C, H=H, W=W, K=K, R=R, S=S, stride=stride)
     x, f, dw = _depthwise_parts(N, C, H, W, R, S, stride, padding)
     tensors = {"X": x, "F": f, "P": TensorDecl("P", (K, C))}
-    return Kernel.build("dw_separable", tensors, [dw, _pointwise_stmt("D")])
+    return check_kernel("dw_separable", tensors, [dw, _pointwise_stmt("D")])
 
 
 def gru_cell(batch: int, input: int, hidden: int) -> Kernel:
@@ -282,4 +283,4 @@ def gru_cell(batch: int, input: int, hidden: int) -> Kernel:
             ),
         ),
     ]
-    return Kernel.build("gru_cell", tensors, stmts)
+    return check_kernel("gru_cell", tensors, stmts)

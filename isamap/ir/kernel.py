@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -107,7 +108,8 @@ class Const:
     value: float
 
     def __str__(self) -> str:
-        return repr(self.value) if self.value != int(self.value) else str(int(self.value))
+        v = self.value
+        return str(int(v)) if math.isfinite(v) and v == int(v) else repr(v)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,8 @@ class Statement:
 class Kernel:
     """A checked kernel: declared tensors, statements, and the inferred extents and shapes.
 
-    Build one with `isamap.ir.parse_kernel`, the builders, or `Kernel.build` (which checks it).
+    Build one with `isamap.ir.parse_kernel`, the builders, or `isamap.ir.check_kernel` (which
+    checks declarations and statements and infers the rest); the constructor itself checks nothing.
     `extents[i]` maps every index of statement `i` to its extent; `shapes` holds every tensor's
     shape (declared or inferred).
     """
@@ -209,18 +212,6 @@ class Kernel:
     extents: tuple[Mapping[str, int], ...]
     shapes: Mapping[str, tuple[int, ...]]
     source: str = "<string>"
-
-    @staticmethod
-    def build(
-        name: str,
-        tensors: Mapping[str, TensorDecl],
-        statements: tuple[Statement, ...] | list[Statement],
-        source: str = "<string>",
-    ) -> Kernel:
-        """Check a kernel (names, roles, extents, bounds) and return it; raises IsamapError."""
-        from isamap.ir.shapes import check_kernel
-
-        return check_kernel(name, dict(tensors), tuple(statements), source)
 
     def written(self) -> tuple[str, ...]:
         """Tensors assigned by some statement, in order of first assignment."""

@@ -5,6 +5,7 @@ One declaration or statement per line; `#` starts a comment. See `parse_kernel` 
 
 from __future__ import annotations
 
+import math
 import os
 import string
 from dataclasses import dataclass
@@ -23,14 +24,16 @@ from isamap.ir.kernel import (
     TensorDecl,
     Unary,
 )
-from isamap.ir.shapes import DTYPES, check_kernel
+from isamap.ir.shapes import DTYPES, MAX_ELEMENTS, check_kernel
 
-__all__ = ["load_kernel", "parse_kernel"]
+__all__ = ["MAX_INT", "decode_utf8", "load_kernel", "parse_kernel"]
 
 _PUNCT = ("+=", "[", "]", "(", ")", ",", ":", "+", "-", "*", "=")
 _DIGITS = frozenset(string.digits)
 _NAME_START = frozenset(string.ascii_letters + "_")
 _NAME_CHARS = _NAME_START | _DIGITS
+#: The largest integer literal: no dimension, padding or index offset can usefully be larger.
+MAX_INT = MAX_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,15 @@ class _Token:
     col: int
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as editors count them: split at \n only (a form feed or U+2028 is white space)."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def _tokenize(text: str, filename: str) -> list[_Token]:
     tokens: list[_Token] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(_lines(text), start=1):
         pos = 0
         while pos < len(line):
             ch = line[pos]
@@ -60,7 +69,9 @@ def _tokenize(text: str, filename: str) -> list[_Token]:
                 pos = end
             elif ch in _DIGITS or (ch == "." and line[pos + 1 : pos + 2] in _DIGITS):
                 end, kind = _scan_number(line, pos)
-                tokens.append(_Token(kind, line[pos:end], lineno, col))
+                tok = _Token(kind, line[pos:end], lineno, col)
+                _check_number(tok, filename)
+                tokens.append(tok)
                 pos = end
             else:
                 punct = next((p for p in _PUNCT if line.startswith(p, pos)), None)
@@ -71,9 +82,21 @@ def _tokenize(text: str, filename: str) -> list[_Token]:
                 tokens.append(_Token(punct, punct, lineno, col))
                 pos += len(punct)
         tokens.append(_Token("newline", "", lineno, len(line) + 1))
-    last = len(text.splitlines())
+    last = len(_lines(text))
     tokens.append(_Token("eof", "", last + 1, 1))
     return tokens
+
+
+def _check_number(tok: _Token, filename: str) -> None:
+    """An integer must be at most MAX_INT (shapes, padding and index offsets are far smaller),
+    and a float a finite f64: `1e999` or a 400-digit literal is refused, not made infinite."""
+    where = SourceLoc(filename, tok.line, tok.col)
+    shown = tok.text if len(tok.text) <= 24 else tok.text[:20] + "..."
+    if tok.kind == "int":
+        if len(tok.text) > len(str(MAX_INT)) or int(tok.text) > MAX_INT:
+            raise IsamapError(f"integer {shown} is too large (at most 2**48)", where)
+    elif not math.isfinite(float(tok.text)):
+        raise IsamapError(f"number {shown} is too large for a 64-bit float", where)
 
 
 def _scan_number(line: str, pos: int) -> tuple[int, str]:
@@ -383,6 +406,13 @@ def parse_kernel(text: str, filename: str = "<string>", name: str | None = None)
         filename: used in error locations and as the default name.
         name: the kernel's name; defaults to the file stem, or `kernel`.
     """
+    if not isinstance(text, str):
+        hint = " (decode it first, or use isamap.load_kernel)" if isinstance(text, bytes) else ""
+        raise IsamapError(
+            f"parse_kernel: expected kernel text (str){hint}, not {type(text).__name__}"
+        )
+    if not isinstance(filename, str) or not (name is None or isinstance(name, str)):
+        raise IsamapError("parse_kernel: filename and name must be strings")
     parser = _Parser(text, filename)
     if name is None:
         name = Path(filename).stem if filename != "<string>" else "kernel"
@@ -394,10 +424,27 @@ def parse_kernel(text: str, filename: str = "<string>", name: str | None = None)
 
 
 def load_kernel(path: str | os.PathLike[str]) -> Kernel:
-    """Read and parse a `*.kernel` file; the kernel is named after the file's stem."""
+    """Read and parse a `*.kernel` file (UTF-8, a byte-order mark allowed); the kernel is named
+    after the file's stem."""
+    if not isinstance(path, str | os.PathLike):
+        raise IsamapError(f"load_kernel: expected a path, not {type(path).__name__}")
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
-        raise IsamapError(f"cannot read kernel file: {exc.strerror}", SourceLoc(str(p))) from exc
-    return parse_kernel(text, str(p), p.stem)
+        raise IsamapError(f"cannot read kernel file: {exc.strerror}", SourceLoc(str(p))) from None
+    return parse_kernel(decode_utf8(data, str(p), "kernel file"), str(p), p.stem)
+
+
+def decode_utf8(data: bytes, filename: str, what: str) -> str:
+    """`data` as UTF-8 text (a leading byte-order mark dropped); IsamapError at the line and
+    column of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        offset = err.start
+        line = data.count(b"\n", 0, offset) + 1
+        col = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        raise IsamapError(
+            f"{what} is not UTF-8 text (byte 0x{data[offset]:02x})", SourceLoc(filename, line, col)
+        ) from None

@@ -6,6 +6,7 @@ summed over the reduced axes; large spaces are evaluated in chunks so memory sta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -14,39 +15,129 @@ from numpy.typing import NDArray
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Access, Const, Expr, Kernel, Statement, Unary
 
-__all__ = ["evaluate", "random_inputs"]
+__all__ = ["MAX_ARRAY_BYTES", "check_inputs", "evaluate", "random_inputs"]
 
 Array = NDArray[np.float64]
 
 #: Iteration-space elements evaluated at once; larger statements are chunked.
 _CHUNK_ELEMENTS = 20_000_000
 
+#: The most memory random_inputs and evaluate allocate for the arrays they return: larger kernels
+#: are refused with the size they would need (a raw MemoryError, or the OOM killer, otherwise).
+MAX_ARRAY_BYTES = 4 * 2**30
+
 
 def random_inputs(kernel: Kernel, seed: int = 0) -> dict[str, Array]:
-    """Small random values (standard normal times 0.5) for every input of `kernel`."""
+    """Small random values (standard normal times 0.5) for every input of `kernel`.
+
+    Raises IsamapError, saying the size needed, when the inputs would take more than
+    MAX_ARRAY_BYTES.
+    """
+    _check_kernel_arg(kernel, "random_inputs")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise IsamapError(f"random_inputs: seed must be an integer >= 0, not {seed!r}"[:120])
+    _check_size(kernel, kernel.inputs(), "random_inputs: the inputs")
     rng = np.random.default_rng(seed)
     return {n: 0.5 * rng.standard_normal(kernel.shapes[n]) for n in kernel.inputs()}
+
+
+def check_inputs(kernel: Kernel, inputs: object) -> dict[str, Array]:
+    """`inputs` checked against `kernel` and converted to float64 arrays, one per input tensor.
+
+    Raises IsamapError, naming the tensor, unless `inputs` maps exactly the kernel's input
+    tensors to finite real arrays of their declared shapes (numpy arrays, nested lists, scalars).
+    """
+    _check_kernel_arg(kernel, "inputs")
+    expected = kernel.inputs()
+    listed = ", ".join(expected) or "none"
+    if not isinstance(inputs, Mapping):
+        raise IsamapError(
+            f"kernel {kernel.name}: inputs must be a dict from tensor name to array "
+            f"(inputs: {listed}), not {type(inputs).__name__}"
+        )
+    for key in inputs:
+        if not isinstance(key, str):
+            raise IsamapError(
+                f"kernel {kernel.name}: input names are strings, not {type(key).__name__} {key!r}"[
+                    :120
+                ]
+            )
+        if key not in kernel.shapes:
+            raise IsamapError(f"kernel {kernel.name}: no tensor named {key} (inputs: {listed})")
+        if key not in expected:
+            raise IsamapError(
+                f"kernel {kernel.name}: {key} is computed by the kernel, not an input "
+                f"(inputs: {listed})"
+            )
+    missing = [n for n in expected if n not in inputs]
+    if missing:
+        name = missing[0]
+        raise IsamapError(
+            f"kernel {kernel.name}: missing input {name} (shape {tuple(kernel.shapes[name])})"
+        )
+    return {name: _real_array(kernel, name, inputs[name]) for name in expected}
+
+
+def _real_array(kernel: Kernel, name: str, value: object) -> Array:
+    """Input `name` as a float64 array of its declared shape; IsamapError naming it if not."""
+    where = f"kernel {kernel.name}: input {name}"
+    try:
+        arr = np.asarray(value)
+        if arr.dtype.kind == "O":  # a list of Python numbers mixed with None, say
+            arr = arr.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        reason = str(err).split("\n", 1)[0][:80]
+        raise IsamapError(f"{where} is not an array of real numbers ({reason})") from None
+    if arr.dtype.kind not in "biuf":
+        kind = "complex" if arr.dtype.kind == "c" else str(arr.dtype)
+        raise IsamapError(f"{where} must hold real numbers, not {kind} values")
+    shape = tuple(kernel.shapes[name])
+    if arr.shape != shape:
+        raise IsamapError(f"{where} has shape {arr.shape}, expected {shape}")
+    out = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(out).all():
+        at = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
+        raise IsamapError(f"{where} holds {out[at]} at index {at}: inputs must be finite")
+    return out
+
+
+def _check_kernel_arg(kernel: object, what: str) -> None:
+    if not isinstance(kernel, Kernel):
+        raise IsamapError(
+            f"{what}: expected a Kernel (parse text with isamap.parse_kernel), "
+            f"not {type(kernel).__name__}"
+        )
+
+
+def _check_size(kernel: Kernel, names: tuple[str, ...], what: str) -> None:
+    """IsamapError if float64 arrays for `names` would take more than MAX_ARRAY_BYTES."""
+    elements = sum(math.prod(kernel.shapes[n]) for n in names)
+    if elements * 8 > MAX_ARRAY_BYTES:
+        raise IsamapError(
+            f"{what} of kernel {kernel.name} need {_bytes(elements * 8)} "
+            f"({elements:,} float64 elements), more than the {_bytes(MAX_ARRAY_BYTES)} "
+            "isamap allocates for numpy arrays"
+        )
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def evaluate(kernel: Kernel, inputs: Mapping[str, NDArray[np.generic]]) -> dict[str, Array]:
     """Run `kernel` with numpy; return every written tensor (float64) by name.
 
-    Raises IsamapError if an input is missing, has the wrong shape, or names no kernel tensor.
+    Raises IsamapError, naming the tensor, if an input is missing, not a real array, of the
+    wrong shape, or names no input of the kernel (see `check_inputs`), or if the written tensors
+    would take more than MAX_ARRAY_BYTES.
     """
-    values: dict[str, Array] = {}
-    for name in kernel.inputs():
-        if name not in inputs:
-            raise IsamapError(f"kernel {kernel.name}: missing input {name}")
-        arr = np.asarray(inputs[name], dtype=np.float64)
-        if arr.shape != tuple(kernel.shapes[name]):
-            raise IsamapError(
-                f"kernel {kernel.name}: input {name} has shape {arr.shape}, "
-                f"expected {tuple(kernel.shapes[name])}"
-            )
-        values[name] = arr
-    unknown = sorted(set(inputs) - set(kernel.shapes))
-    if unknown:
-        raise IsamapError(f"kernel {kernel.name}: no tensor named {unknown[0]}")
+    values = check_inputs(kernel, inputs)
+    _check_size(kernel, kernel.written(), "evaluate: the computed tensors")
     written: dict[str, Array] = {}
     for stmt, extents in zip(kernel.statements, kernel.extents, strict=True):
         result = _statement(kernel, stmt, extents, values)
@@ -65,7 +156,7 @@ def _statement(
     full = tuple(extents[a] for a in axes)
     n_out = len(stmt.indices)
     padded = {a.tensor: _padded(kernel, a.tensor, values) for a in stmt.accesses()}
-    total = int(np.prod(full, dtype=np.int64))
+    total = math.prod(full)
     # Chunk over the first reduced axis (summing) or else the first axis (concatenating).
     chunk_axis = n_out if len(axes) > n_out else 0
     if total <= _CHUNK_ELEMENTS or not axes:

@@ -1,12 +1,13 @@
 """Shape checking for kernels: tensor roles, index extents (inferred from accesses) and bounds.
 
-`check_kernel` is what `Kernel.build` runs; every problem is an `IsamapError` at the statement or
-access that caused it.
+`check_kernel` builds every checked Kernel (the parser and the builders call it); every problem is
+an `IsamapError` at the statement or access that caused it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from isamap.ir.errors import IsamapError, SourceLoc
@@ -15,6 +16,7 @@ from isamap.ir.kernel import (
     Access,
     Affine,
     Binary,
+    Const,
     Kernel,
     Statement,
     TensorDecl,
@@ -22,10 +24,17 @@ from isamap.ir.kernel import (
     walk,
 )
 
-__all__ = ["DTYPES", "check_kernel"]
+__all__ = ["DTYPES", "MAX_ELEMENTS", "MAX_ITERATIONS", "check_kernel"]
 
 #: Element types a tensor may be declared with.
 DTYPES: tuple[str, ...] = ("f32", "f16", "bf16", "i8", "i32")
+
+#: The most elements a tensor (padding included) may have, and the most iterations a statement
+#: may run. Sizes, byte counts (8 bytes an element at most) and MAC counts stay below 2**53, so
+#: numpy's int64 and every float64 the timing and energy models compute with hold them exactly;
+#: an extent of 10**26 would overflow them into a program of 0 cycles.
+MAX_ELEMENTS = 2**48
+MAX_ITERATIONS = 2**50
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,9 @@ class _Tensor:
 
 def check_kernel(
     name: str,
-    tensors: dict[str, TensorDecl],
-    statements: tuple[Statement, ...],
-    source: str,
+    tensors: Mapping[str, TensorDecl],
+    statements: Sequence[Statement],
+    source: str = "<string>",
 ) -> Kernel:
     """Check a kernel and infer every statement's extents and every tensor's shape.
 
@@ -60,6 +69,7 @@ def check_kernel(
     before a write, a rank mismatch, a bad output index list, an extent that cannot be inferred, a
     shape mismatch between accesses, or an access out of bounds.
     """
+    tensors, statements = dict(tensors), tuple(statements)
     if not statements:
         raise IsamapError("the kernel has no statements: nothing to compute", SourceLoc(source))
     for decl in tensors.values():
@@ -72,6 +82,7 @@ def check_kernel(
         target = _check_target(stmt, tensors, known, written)
         _check_expr(stmt, known, set(tensors) | written_names)
         extents = _statement_extents(stmt, target, known)
+        _check_size(stmt, extents)
         all_extents.append(extents)
         if target is None:
             shape = tuple(extents[i] for i in stmt.indices)
@@ -82,6 +93,24 @@ def check_kernel(
     for n, t in known.items():
         shapes.setdefault(n, t.shape)
     return Kernel(name, tensors, statements, tuple(all_extents), shapes, source)
+
+
+def _check_size(stmt: Statement, extents: Mapping[str, int]) -> None:
+    """A statement's iteration space and its output stay within what the models count exactly."""
+    iterations = math.prod(extents.values())
+    if iterations > MAX_ITERATIONS:
+        raise IsamapError(
+            f"{stmt.target}[...] runs {iterations:.3g} iterations; isamap handles at most "
+            f"2**50 ({MAX_ITERATIONS:.3g}) per statement",
+            stmt.loc,
+        )
+    elements = math.prod(extents[i] for i in stmt.indices)
+    if elements > MAX_ELEMENTS:
+        raise IsamapError(
+            f"{stmt.target} has {elements:.3g} elements; isamap handles at most "
+            f"2**48 ({MAX_ELEMENTS:.3g}) per tensor",
+            stmt.loc,
+        )
 
 
 def _check_decl(decl: TensorDecl) -> None:
@@ -101,6 +130,14 @@ def _check_decl(decl: TensorDecl) -> None:
             )
         if any(lo < 0 or hi < 0 for lo, hi in decl.padding):
             raise IsamapError(f"tensor {decl.name}: padding must not be negative", decl.loc)
+    padded = math.prod(d + sum(decl.pad(i)) for i, d in enumerate(decl.shape))
+    if padded > MAX_ELEMENTS:
+        note = " (padding included)" if padded != math.prod(decl.shape) else ""
+        raise IsamapError(
+            f"tensor {decl.name} has {padded:.3g} elements{note}; isamap handles "
+            f"at most 2**48 ({MAX_ELEMENTS:.3g}) per tensor",
+            decl.loc,
+        )
 
 
 def _check_target(
@@ -174,6 +211,8 @@ def _check_expr(stmt: Statement, known: Mapping[str, _Tensor], names: set[str]) 
                     f"{len(e.indices)} indices",
                     e.loc or stmt.loc,
                 )
+        elif isinstance(e, Const) and not math.isfinite(e.value):
+            raise IsamapError(f"constant {e.value} is not a finite number", stmt.loc)
         elif isinstance(e, Unary) and e.fn not in (*ELEMENTWISE_FUNCTIONS, "neg"):
             raise IsamapError(f"unknown function '{e.fn}'", stmt.loc)
         elif isinstance(e, Binary) and e.op not in ("+", "-", "*"):

@@ -10,6 +10,7 @@ from egglog import bindings
 import isamap
 from isamap.egraph import Limits, encode_kernel, saturate
 from isamap.egraph.saturate import RULES_DIR, load_rule_text
+from isamap.extract import extract
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_iteration_limit_returns_best_so_far(gemmini: isamap.Target, gru: isamap
     sat = saturate(gru, gemmini, Limits(iterations=1))
     assert sat.report.stop_reason == "iteration-limit"
     assert sat.report.hit_limit and "limit was hit" in sat.report.summary()
-    mapping = sat.extract()
+    mapping = extract(sat)
     assert set(mapping.outputs) >= set(gru.outputs())
 
 

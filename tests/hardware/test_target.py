@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from isamap.hardware.target import TARGET_DIR, Target, dtype_bytes, list_targets, load_target
+from isamap.hardware.target import TARGET_DIR, Target, dtype_bytes, list_targets
+from isamap.hardware.target_file import load_target
 from isamap.ir.errors import IsamapError
 
 GEMMINI_TEXT = (TARGET_DIR / "gemmini.toml").read_text()
@@ -449,9 +450,65 @@ def test_mangled_gemmini_loads_or_raises_isamap_error(tmp_path: Path, text: str)
 
 
 def test_docs_minimal_example_loads(tmp_path: Path) -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "targets.md").read_text()
+    docs = (TARGET_DIR / "targets.md").read_text()
     example = docs.split("## A minimal target, annotated", 1)[1].split("```toml\n", 1)[1]
     t = load_target(str(write(tmp_path, example.split("```", 1)[0])))
     assert t.name == "tiny" and t.units["array"].macs_per_cycle == 64.0
     mm = t.instruction("matmul_8x8x8")
     assert mm.semantics.dtype("C") == "i32" and mm.stationary == "B"
+
+
+# -- issue 10: files that loaded but could not be used ------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "# a comment\n", "\n"])
+def test_empty_file_is_missing_its_tables(tmp_path: Path, text: str) -> None:
+    with pytest.raises(IsamapError, match="missing required key 'target'"):
+        load_target(str(write(tmp_path, text)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("capacity_bytes = 4096", f"capacity_bytes = {10**30}", "capacity_bytes"),
+        ("bandwidth_bytes_per_cycle = 32.0", "bandwidth_bytes_per_cycle = 1e300", "bandwidth"),
+        ("issue_cycles = 4.0", "issue_cycles = 1e16", "issue_cycles"),
+        ("latency_cycles = 12", f"latency_cycles = {2**63 - 1}", "latency_cycles"),
+    ],
+)
+def test_numbers_beyond_any_hardware_are_refused(
+    tmp_path: Path, old: str, new: str, key: str
+) -> None:
+    text = replaced(old, new)
+    with pytest.raises(IsamapError, match=f"{key}.* must be at most") as info:
+        load_target(str(write(tmp_path, text)))
+    assert info.value.loc is not None and info.value.loc.line == line_of(text, new)
+
+
+def test_matrix_unit_needs_macs(tmp_path: Path) -> None:
+    text = replaced("cols = 4\n", "cols = 4\nmacs_per_cycle = 0\n")
+    with pytest.raises(IsamapError, match="macs_per_cycle' must be a finite number > 0") as info:
+        load_target(str(write(tmp_path, text)))
+    assert info.value.loc is not None and info.value.loc.line == line_of(text, "macs_per_cycle")
+
+
+def test_a_unit_running_an_instruction_needs_its_rate(tmp_path: Path) -> None:
+    text = replaced('kind = "matrix"\nrows = 4\ncols = 4', 'kind = "vector"\nlanes = 4')
+    text = replaced("lanes = 4", "lanes = 4\nmacs_per_cycle = 0", text)
+    with pytest.raises(IsamapError, match="runs the contraction instruction 'matmul_4x4x4'") as e:
+        load_target(str(write(tmp_path, text)))
+    assert e.value.loc is not None and e.value.loc.line == line_of(text, "macs_per_cycle")
+    # a DMA unit moves data only: zero rates are what it has
+    assert load_target(str(write(tmp_path, MINIMAL))).units["dma"].macs_per_cycle == 0
+
+
+def test_load_target_names_a_wrong_argument() -> None:
+    with pytest.raises(IsamapError, match="not NoneType"):
+        load_target(None)  # type: ignore[arg-type]
+    assert load_target(TARGET_DIR / "gemmini.toml").name == "gemmini"  # a Path is a path
+
+
+def test_baseline_location_is_kept(tmp_path: Path) -> None:
+    text = replaced('acc_dtype = "i32"', 'acc_dtype = "i32"\nbaseline_schedule = "heuristic"')
+    t = load_target(str(write(tmp_path, text)))
+    assert t.baseline_loc is not None and t.baseline_loc.line == line_of(text, "baseline")

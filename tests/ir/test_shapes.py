@@ -9,10 +9,10 @@ from isamap.ir import (
     Affine,
     Const,
     IsamapError,
-    Kernel,
     SourceLoc,
     Statement,
     TensorDecl,
+    check_kernel,
     parse_kernel,
 )
 
@@ -140,14 +140,14 @@ def test_undeterminable_extent() -> None:
 def test_kernel_build_checks_ir_built_directly() -> None:
     a = TensorDecl("A", (3,))
     stmt = Statement("Y", ("i",), False, Access("A", (Affine((("i", 1),), 1),)))
-    k = Kernel.build("shift", {"A": a}, [stmt])
+    k = check_kernel("shift", {"A": a}, [stmt])
     assert k.shapes["Y"] == (2,)
     with pytest.raises(IsamapError, match="unknown dtype"):
-        Kernel.build("bad", {"A": TensorDecl("A", (3,), "f64")}, [stmt])
+        check_kernel("bad", {"A": TensorDecl("A", (3,), "f64")}, [stmt])
     with pytest.raises(IsamapError, match="padding has 2 entries"):
-        Kernel.build("bad", {"A": TensorDecl("A", (3,), padding=((1, 1), (1, 1)))}, [stmt])
+        check_kernel("bad", {"A": TensorDecl("A", (3,), padding=((1, 1), (1, 1)))}, [stmt])
     dup = Statement("Y", ("i", "i"), False, Access("A", (Affine.index("i"),)))
     with pytest.raises(IsamapError, match="appears twice"):
-        Kernel.build("bad", {"A": a}, [dup])
+        check_kernel("bad", {"A": a}, [dup])
     const = Statement("Y", (), False, Const(2.0))
-    assert Kernel.build("c", {}, [const]).shapes["Y"] == ()
+    assert check_kernel("c", {}, [const]).shapes["Y"] == ()

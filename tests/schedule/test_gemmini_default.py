@@ -19,7 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isamap.hardware.target import Target, dtype_bytes, load_target
+from isamap.hardware.target import Target, dtype_bytes
+from isamap.hardware.target_file import load_target
 from isamap.ir.program import MatmulCall, TileSchedule
 from isamap.schedule.gemmini_default import (
     GemminiParams,
