@@ -103,6 +103,16 @@ def _write(ctx: click.Context, path: Path, text: str) -> None:
         _fail(ctx, f"{path}: cannot write: {err.strerror or err}")
 
 
+def _output_file(ctx: click.Context, path: Path | None) -> None:
+    """Refuse, before any work, an output file that cannot be written (a directory, no folder)."""
+    if path is None:
+        return
+    if path.is_dir() or not path.parent.is_dir():
+        _fail(
+            ctx, f"{path}: cannot write: {'is a directory' if path.is_dir() else 'no such folder'}"
+        )
+
+
 def _writable_dir(ctx: click.Context, path: Path) -> None:
     """Create directory `path` if needed; a path that cannot be one is bad input, not a bug."""
     try:
@@ -156,6 +166,12 @@ def _common_options(f: _F) -> _F:
             help="Saturation limit: e-nodes.",
         ),
         click.option(
+            "--disable-rule",
+            multiple=True,
+            metavar="NAME",
+            help="Leave rewrite rule NAME out of saturation (repeatable).",
+        ),
+        click.option(
             "--max-seconds",
             type=click.FloatRange(min=0, min_open=True),
             default=_LIMITS.seconds,
@@ -176,6 +192,7 @@ def _compile(
     max_iterations: int,
     max_enodes: int,
     max_seconds: float,
+    disabled_rules: Sequence[str] = (),
 ) -> isamap.CompileResult:
     """Check the names, then compile; warn on stderr when saturation stopped at a limit."""
     strategy(schedule)  # an unknown name fails now, before any loading or saturation
@@ -183,7 +200,9 @@ def _compile(
     t = isamap.load_target(target)
     cost_model(cost, t, k)  # an unknown name fails now, not after saturation
     limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
-    result = isamap.compile(k, t, cost=cost, schedule=schedule, limits=limits)
+    result = isamap.compile(
+        k, t, cost=cost, schedule=schedule, limits=limits, disabled_rules=disabled_rules
+    )
     run = result.saturation.report
     if run.hit_limit:
         click.echo(
@@ -235,6 +254,7 @@ def extract(
     as_json: bool,
     max_iterations: int,
     max_enodes: int,
+    disable_rule: tuple[str, ...],
     max_seconds: float,
     variants: int,
     dot: Path | None,
@@ -242,7 +262,11 @@ def extract(
 ) -> None:
     """Saturate KERNEL with a target's instructions and print the cheapest mapping and its
     report (scheduled with strategy --schedule, against the target's baseline)."""
-    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
+    _output_file(ctx, dot)
+    _output_file(ctx, egraph_json)
+    result = _compile(
+        kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds, disable_rule
+    )
     best = result.saturation.variants(variants, cost) if variants else []
     if dot is not None:
         _write(ctx, dot, result.saturation.to_dot())
@@ -275,12 +299,15 @@ def sim(
     as_json: bool,
     max_iterations: int,
     max_enodes: int,
+    disable_rule: tuple[str, ...],
     max_seconds: float,
 ) -> None:
     """Compile KERNEL, schedule it with strategy --schedule and simulate it: print the program
     listing, then cycles, utilisation, bytes per memory level, energy, the roofline and the
     speedup over the target's baseline schedule."""
-    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
+    result = _compile(
+        kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds, disable_rule
+    )
     if as_json:
         doc = {
             "kernel": str(kernel),

@@ -132,8 +132,8 @@ def _einsum_to_bmm(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
     results: list[Val] = []
     for order in _group_orders(groups, (out + x.axes, x.axes + y.axes, y.axes + x.axes)):
         gb, gm, gn, gk = (order[r] for r in "bmnk")
-        x3 = _to_3d(b, x, (gb, gm, gk))
-        y3 = _to_3d(b, y, (gb, gk, gn))
+        x3 = b.operand(_to_3d(b, x, (gb, gm, gk)))
+        y3 = b.operand(_to_3d(b, y, (gb, gk, gn)))
         flat = b.make("Bmm", (sb, sm, sn, sk, x3, y3), (sb, sm, sn))
         if tuple(out) == tuple(gb + gn + gm) and gm and gn:  # the result wants [b, n, m]
             swapped = b.make("Transpose", (flat, "0,2,1"), (sb, sn, sm))

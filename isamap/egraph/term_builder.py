@@ -3,8 +3,8 @@
 A computed rule reads e-nodes from an `EGraphDump` and adds terms over existing e-classes. Egglog
 text cannot name an e-class by its id, so each e-class a new term needs gets a let-bound handle
 built from a representative e-node (bottom-up, so handles only ever refer to earlier handles).
-A term that already exists is found in the dump and not rebuilt; a new tensor term gets the next
-creation number (`lo`/`hi`), as the encoder numbers its terms, which the fusion rules rely on.
+A term that already exists is found in the dump and not rebuilt. A new operand layout gets the
+next creation number (`lo`/`hi`), as the encoder numbers its terms; the fusion rules rely on it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from isamap.egraph.dump import EGraphDump, ENode, Literal, Ref
 from isamap.egraph.encode import f64_literal
 
 __all__ = ["Builder", "Val"]
-
-_LISTS = frozenset({"TCons", "TNil"})
-
 
 @dataclass(frozen=True)
 class Val:
@@ -59,6 +56,7 @@ class Builder:
         self.rep = _representatives(dump)
         self.handles: dict[str, str] = {}
         self.memo: dict[str, Val] = {}
+        self.numbered: set[str] = set()
         self.lets = 0
 
     def _let(self, text: str) -> str:
@@ -106,13 +104,20 @@ class Builder:
         if text in self.memo:
             return self.memo[text]
         var = self._let(text)
-        if op not in _LISTS:
-            self.commands.append(f"(set (lo {var}) {self.number})")
-            self.commands.append(f"(set (hi {var}) {self.number})")
-            self.number += 1
         val = Val(var, None, shape)
         self.memo[text] = val
         return val
+
+    def operand(self, value: Val) -> Val:
+        """Give a new term the next creation number (`lo`/`hi`): it is an operand the fusion
+        rules may build sets of. Only rules that lay out a product's operands do this, so the
+        numbered terms stay finitely many and fusion terminates."""
+        if value.eclass is None and value.var not in self.numbered:
+            self.numbered.add(value.var)
+            self.commands.append(f"(set (lo {value.var}) {self.number})")
+            self.commands.append(f"(set (hi {value.var}) {self.number})")
+            self.number += 1
+        return value
 
     def union(self, eclass: str, value: Val) -> bool:
         """Union `value` into `eclass`; False when it is already there."""

@@ -53,3 +53,14 @@ def test_transposed_window_is_a_view() -> None:
     windows = ops.count("Window")
     assert windows >= 2, "the window in another axis order is in the e-graph"
     assert sat.report.matches_per_rule["transpose-of-window"] >= 1
+
+
+@pytest.mark.parametrize("target_name", ["gemmini", "vecdsp", "nnp"])
+def test_unit_extents_saturate_small(target_name: str) -> None:
+    """Extents of 1 make many layouts equal; the fusion rules must still terminate quickly
+    (only operand layouts get creation numbers, so the sets they build stay finite)."""
+    target = isamap.load_target(target_name)
+    kernel = builders.conv2d(1, 1, 3, 3, 1, 1, 1)
+    sat = isamap.saturate(kernel, target)
+    assert sat.report.stop_reason == "saturated"
+    assert sat.report.enodes < 200
