@@ -135,17 +135,27 @@ class Saturation:
         self.dump = dump
         self.report = report
 
-    def extract(self, cost: str | object = "latency") -> Mapping:
-        """The cheapest mapping under `cost` (a model name or a CostModel object)."""
+    def extract(
+        self, cost: str | object = "latency", method: str = "greedy", seconds: float | None = None
+    ) -> Mapping:
+        """The cheapest mapping under `cost` (a model name or a CostModel object), by `method`
+        "greedy" (greedy DAG + local search) or "exact" (ILP, at most `seconds`)."""
         from isamap.extract import extract  # extract sits above egraph: imported on use
 
-        return extract(self, cost)
+        return extract(self, cost, method, seconds)
 
-    def variants(self, n: int, cost: str | object = "latency") -> list[Mapping]:
-        """Up to `n` distinct mappings, cheapest first."""
+    def variants(
+        self,
+        n: int,
+        cost: str | object = "latency",
+        method: str = "exact",
+        seconds: float | None = None,
+    ) -> list[Mapping]:
+        """Up to `n` distinct mappings, cheapest first: the n best ("exact", an ILP k-best) or
+        the greedy mapping's neighbourhood ("greedy", fast, not a k-best)."""
         from isamap.extract import extract_variants
 
-        return extract_variants(self, n, cost)
+        return extract_variants(self, n, cost, method, seconds)
 
     def to_json(self) -> str:
         return self.dump.to_json()

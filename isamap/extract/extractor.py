@@ -19,7 +19,10 @@ from isamap.ir.mapping import Mapping
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
 
-__all__ = ["Choice", "extract", "extract_variants"]
+__all__ = ["METHODS", "Choice", "extract", "extract_variants"]
+
+#: Extraction methods: greedy DAG + local search (here), or the ILP of exact.py.
+METHODS = ("greedy", "exact")
 
 #: e-class -> its chosen e-node
 Choice = dict[str, ENode]
@@ -200,8 +203,24 @@ def _roots(sat: Saturation) -> list[str]:
     return [sat.dump.results[name] for name in sat.kernel.outputs()]
 
 
-def extract(sat: Saturation, cost: str | object = "latency") -> Mapping:
-    """The cheapest mapping of `sat`'s kernel under `cost`."""
+def _method(method: str) -> str:
+    if method not in METHODS:
+        raise IsamapError(f"unknown extraction method '{method}' (known: {', '.join(METHODS)})")
+    return method
+
+
+def extract(
+    sat: Saturation,
+    cost: str | object = "latency",
+    method: str = "greedy",
+    seconds: float | None = None,
+) -> Mapping:
+    """The cheapest mapping of `sat`'s kernel under `cost`: by greedy DAG extraction plus local
+    search, or with `method="exact"` by ILP (within `seconds`, see exact.py)."""
+    if _method(method) == "exact":
+        from isamap.extract.exact import extract_exact  # exact.py builds on this module
+
+        return extract_exact(sat, cost, seconds)
     model = cost_model(cost, sat.target, sat.kernel)
     costs = _Costs(sat.dump, model)
     roots = _roots(sat)
@@ -216,9 +235,20 @@ def _best(sat: Saturation, roots: list[str], costs: _Costs) -> Choice:
     return _improve(roots, choice, sat.dump, costs)
 
 
-def extract_variants(sat: Saturation, n: int, cost: str | object = "latency") -> list[Mapping]:
-    """Up to `n` distinct mappings, cheapest first: each forces another e-node at one e-class
-    of the best mapping (a result or any class it uses), the rest chosen as before."""
+def extract_variants(
+    sat: Saturation,
+    n: int,
+    cost: str | object = "latency",
+    method: str = "exact",
+    seconds: float | None = None,
+) -> list[Mapping]:
+    """Up to `n` distinct mappings, cheapest first. `exact`: the n best of all mappings (ILP
+    k-best, within `seconds`). `greedy`: a neighbourhood, not a k-best: each forces another
+    e-node at one e-class of the greedy mapping, the rest chosen as before."""
+    if _method(method) == "exact":
+        from isamap.extract.exact import variants_exact
+
+        return variants_exact(sat, n, cost, seconds)
     model = cost_model(cost, sat.target, sat.kernel)
     costs = _Costs(sat.dump, model)
     roots = _roots(sat)
