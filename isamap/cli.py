@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ import click
 import isamap
 from isamap.bench.runner import ALL, run_bench
 from isamap.bench.suites import SUITES
-from isamap.extract import COST_MODELS, cost_model
+from isamap.extract import COST_MODELS, METHODS, ExtractionTimeLimit, cost_model
 from isamap.schedule.strategies import STRATEGIES, strategy
 
 __all__ = ["cli", "main"]
@@ -126,14 +127,23 @@ def _compile(
     max_iterations: int,
     max_enodes: int,
     max_seconds: float,
+    method: str = "greedy",
 ) -> isamap.CompileResult:
-    """Check the names, then compile; warn on stderr when saturation stopped at a limit."""
+    """Check the names, then compile; warn on stderr when saturation or the ILP stopped at a
+    limit."""
     strategy(schedule)  # an unknown name fails now, before any loading or saturation
     k = isamap.load_kernel(str(kernel))
     t = isamap.load_target(target)
     cost_model(cost, t, k)  # an unknown name fails now, not after saturation
     limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
-    result = isamap.compile(k, t, cost=cost, schedule=schedule, limits=limits)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExtractionTimeLimit)
+        result = isamap.compile(k, t, cost=cost, schedule=schedule, limits=limits, extract=method)
+    for w in caught:
+        if issubclass(w.category, ExtractionTimeLimit):
+            click.echo(f"isamap: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     run = result.saturation.report
     if run.hit_limit:
         click.echo(
@@ -164,6 +174,14 @@ def _print_variants(variants: Sequence[isamap.Mapping], cost: str) -> None:
     help="Also print the N best distinct mappings.",
 )
 @click.option(
+    "--extract",
+    "method",
+    type=click.Choice(METHODS),
+    default="greedy",
+    show_default=True,
+    help="Extraction: greedy DAG + local search, or exact (ILP, HiGHS; --max-seconds bounds it).",
+)
+@click.option(
     "--dot",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
@@ -187,13 +205,16 @@ def extract(
     max_enodes: int,
     max_seconds: float,
     variants: int,
+    method: str,
     dot: Path | None,
     egraph_json: Path | None,
 ) -> None:
     """Saturate KERNEL with a target's instructions and print the cheapest mapping and its
     report (scheduled with strategy --schedule, against the target's baseline)."""
-    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
-    best = result.saturation.variants(variants, cost) if variants else []
+    result = _compile(
+        kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds, method
+    )
+    best = result.saturation.variants(variants, cost, seconds=max_seconds) if variants else []
     if dot is not None:
         _write(ctx, dot, result.saturation.to_dot())
     if egraph_json is not None:

@@ -405,7 +405,9 @@ def _solve(
     greedy = {c: greedy[c] for c in _reachable(roots, greedy)}
     limit = DEFAULT_SECONDS if seconds is None else seconds
     result = exact_choices(sat.dump, roots, costs, k, limit, greedy, close, at_least)
-    if result.timed_out:
+    if not result.solutions:
+        _warn(f"no ILP solution within {limit:g} s: the greedy mapping stands in")
+    elif result.timed_out:
         _warn(
             f"exact extraction stopped at its time limit ({limit:g} s) after "
             f"{len(result.solutions)} mapping(s); the last is the best found, not proven optimal"
