@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import json
 import math
 import random
 import sys
@@ -296,3 +297,21 @@ def test_compile_simulates_every_close_candidate(
     assert calls[0] - baseline == expected
     assert expected <= compile_module.MAX_CANDIDATES
     assert result.mapping.cost == pytest.approx(result.saturation.extract(method="exact").cost)
+
+
+def test_cli_extract_exact() -> None:
+    from click.testing import CliRunner
+
+    from isamap.cli import cli
+
+    runner = CliRunner()
+    kernel = "examples/kernels/gemm_relu.kernel"
+    out = runner.invoke(cli, ["extract", kernel, "--target", "nnp", "--extract", "exact", "--json"])
+    assert out.exit_code == 0, out.output
+    sat = isamap.saturate(isamap.load_kernel(kernel), isamap.load_target("nnp"))
+    assert json.loads(out.stdout)["mapping"]["cost"] == pytest.approx(sat.extract().cost)
+    slow = runner.invoke(cli, ["extract", kernel, "--extract", "exact", "--max-seconds", "1e-7"])
+    assert slow.exit_code == 0
+    assert "isamap: warning: no ILP solution within 1e-07 s" in slow.stderr
+    bad = runner.invoke(cli, ["extract", kernel, "--extract", "best"])
+    assert bad.exit_code == 2
