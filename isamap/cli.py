@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,7 @@ import isamap
 from isamap.bench.runner import ALL, run_bench
 from isamap.bench.suites import SUITES
 from isamap.compile import check_schedule
-from isamap.extract import COST_MODELS, cost_model
+from isamap.extract import COST_MODELS, METHODS, ExtractionTimeLimit, cost_model
 from isamap.schedule.strategies import STRATEGIES, strategy
 
 __all__ = ["cli", "main"]
@@ -193,16 +194,31 @@ def _compile(
     max_enodes: int,
     max_seconds: float,
     disabled_rules: Sequence[str] = (),
+    method: str = "exact",
 ) -> isamap.CompileResult:
-    """Check the names, then compile; warn on stderr when saturation stopped at a limit."""
+    """Check the names, then compile; warn on stderr when saturation or the ILP stopped at a
+    limit."""
     strategy(schedule)  # an unknown name fails now, before any loading or saturation
     k = isamap.load_kernel(str(kernel))
     t = isamap.load_target(target)
     cost_model(cost, t, k)  # an unknown name fails now, not after saturation
     limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
-    result = isamap.compile(
-        k, t, cost=cost, schedule=schedule, limits=limits, disabled_rules=disabled_rules
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExtractionTimeLimit)
+        result = isamap.compile(
+            k,
+            t,
+            cost=cost,
+            schedule=schedule,
+            limits=limits,
+            extract=method,
+            disabled_rules=disabled_rules,
+        )
+    for w in caught:
+        if issubclass(w.category, ExtractionTimeLimit):
+            click.echo(f"isamap: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     run = result.saturation.report
     if run.hit_limit:
         click.echo(
@@ -233,6 +249,15 @@ def _print_variants(variants: Sequence[isamap.Mapping], cost: str) -> None:
     help="Also print the N best distinct mappings.",
 )
 @click.option(
+    "--extract",
+    "method",
+    type=click.Choice(METHODS),
+    default="exact",
+    show_default=True,
+    help="Extraction: exact (an ILP with HiGHS from a greedy start; --max-seconds bounds it) or "
+    "greedy (greedy DAG + local search).",
+)
+@click.option(
     "--dot",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
@@ -257,6 +282,7 @@ def extract(
     disable_rule: tuple[str, ...],
     max_seconds: float,
     variants: int,
+    method: str,
     dot: Path | None,
     egraph_json: Path | None,
 ) -> None:
@@ -265,9 +291,17 @@ def extract(
     _output_file(ctx, dot)
     _output_file(ctx, egraph_json)
     result = _compile(
-        kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds, disable_rule
+        kernel,
+        target,
+        cost,
+        schedule,
+        max_iterations,
+        max_enodes,
+        max_seconds,
+        disable_rule,
+        method,
     )
-    best = result.saturation.variants(variants, cost) if variants else []
+    best = result.saturation.variants(variants, cost, seconds=max_seconds) if variants else []
     if dot is not None:
         _write(ctx, dot, result.saturation.to_dot())
     if egraph_json is not None:

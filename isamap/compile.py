@@ -18,8 +18,9 @@ import numpy as np
 
 from isamap.egraph import Limits, RunReport
 from isamap.egraph.target_rules import matrix_instructions
-from isamap.extract import extract_variants
+from isamap.extract import extract as extract_mapping
 from isamap.extract.cost import CostModel
+from isamap.extract.exact import candidate_mappings
 from isamap.hardware import target_file
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.machine import run_program
@@ -36,6 +37,8 @@ from isamap.schedule.scheduler import best_call, schedule_mapping
 from isamap.schedule.strategies import strategy
 
 __all__ = [
+    "CLOSE",
+    "MAX_CANDIDATES",
     "CompileReport",
     "CompileResult",
     "CycleRatios",
@@ -45,6 +48,12 @@ __all__ = [
     "load_target",
     "roofline_cycles",
 ]
+
+
+#: Beyond its `candidates`, `compile` also schedules and simulates every next-best mapping whose
+#: extraction cost is within this fraction of the best one, up to MAX_CANDIDATES in all.
+CLOSE = 0.05
+MAX_CANDIDATES = 8
 
 
 def kernel_macs(kernel: Kernel) -> int:
@@ -221,13 +230,17 @@ def compile(
     schedule: str = "heuristic",
     limits: Limits | None = None,
     candidates: int = 3,
+    extract: str = "exact",
     disabled_rules: Collection[str] = (),
 ) -> CompileResult:
     """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
 
-    With the `latency` (`energy`) cost model the `candidates` best mappings are scheduled and
-    simulated and the fastest (least energy) is kept; with any other model its best mapping is.
-    The report states cycles against the target's baseline schedule and the roofline.
+    `extract` is the extraction method ("greedy" or "exact", the ILP). With the `latency`
+    (`energy`) cost model its mapping and the next best (the exact k-best: the `candidates`
+    best, and more while within CLOSE of the best cost, up to MAX_CANDIDATES) are scheduled and
+    simulated and the fastest (least energy) is kept; with any other model its mapping is.
+    The ILP's time limit is `limits.seconds`. The report states cycles against the target's
+    baseline schedule and the roofline.
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`).
     """
     check_kernel_arg(kernel, "compile")
@@ -247,7 +260,13 @@ def compile(
     t0 = time.perf_counter()
     # the latency and energy models are re-judged end to end; any other model's choice stands
     judged = cost in ("latency", "energy")
-    mappings = extract_variants(sat, candidates if judged else 1, cost)
+    seconds = (limits or Limits()).seconds
+    if judged and candidates > 1:
+        mappings = candidate_mappings(
+            sat, cost, extract, candidates, MAX_CANDIDATES, CLOSE, seconds
+        )
+    else:
+        mappings = [extract_mapping(sat, cost, extract, seconds)]
     extract_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scored = [(m, *_scheduled(m, target, schedule)) for m in mappings]

@@ -28,17 +28,30 @@ __all__ = ["Saturation", "check_cost", "check_kernel_arg", "check_target_arg", "
 class Saturation(EGraphSaturation):
     """A saturated e-graph for one kernel on one target: inspect it, extract from it, dump it."""
 
-    def extract(self, cost: str | CostModel = "latency") -> Mapping:
-        """The cheapest mapping under `cost` (a model name or a CostModel object)."""
-        return extract_mapping(self, check_cost(cost))
+    def extract(
+        self,
+        cost: str | CostModel = "latency",
+        method: str = "exact",
+        seconds: float | None = None,
+    ) -> Mapping:
+        """The cheapest mapping under `cost` (a model name or a CostModel object), by `method`
+        "greedy" (greedy DAG + local search) or "exact" (an ILP, at most `seconds`)."""
+        return extract_mapping(self, check_cost(cost), method, seconds)
 
-    def variants(self, n: int, cost: str | CostModel = "latency") -> list[Mapping]:
-        """Up to `n` distinct mappings, cheapest first (n >= 0)."""
+    def variants(
+        self,
+        n: int,
+        cost: str | CostModel = "latency",
+        method: str = "exact",
+        seconds: float | None = None,
+    ) -> list[Mapping]:
+        """Up to `n` distinct mappings (n >= 0), cheapest first: the n best ("exact", an ILP
+        k-best) or the greedy mapping's neighbourhood ("greedy": fast, not a k-best)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise IsamapError(f"variants: n must be an integer >= 0, not {n!r}"[:100])
         if n == 0:
             return []
-        return extract_variants(self, n, check_cost(cost))
+        return extract_variants(self, n, check_cost(cost), method, seconds)
 
 
 def saturate(

@@ -17,6 +17,7 @@ from isamap.egraph.encode import f64_literal
 
 __all__ = ["Builder", "Val"]
 
+
 @dataclass(frozen=True)
 class Val:
     """A term: its egglog expression (a let name), its e-class if it already exists, its shape."""

@@ -11,12 +11,15 @@ from isamap.extract.cost import (
     cost_model,
     op_cost,
 )
-from isamap.extract.extractor import extract, extract_variants
+from isamap.extract.exact import ExtractionTimeLimit
+from isamap.extract.methods import METHODS, extract, extract_variants
 
 __all__ = [
     "COST_MODELS",
+    "METHODS",
     "CostModel",
     "EnergyCost",
+    "ExtractionTimeLimit",
     "InstructionsCost",
     "LatencyCost",
     "cost_model",

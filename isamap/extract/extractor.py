@@ -19,7 +19,9 @@ from isamap.ir.mapping import Mapping
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
 
-__all__ = ["Choice", "extract", "extract_variants"]
+__all__ = ["Choice", "extract_greedy", "variants_greedy"]
+
+#: Extraction methods: greedy DAG + local search (here), or the ILP of exact.py.
 
 #: e-class -> its chosen e-node
 Choice = dict[str, ENode]
@@ -200,8 +202,9 @@ def _roots(sat: Saturation) -> list[str]:
     return [sat.dump.results[name] for name in sat.kernel.outputs()]
 
 
-def extract(sat: Saturation, cost: str | object = "latency") -> Mapping:
-    """The cheapest mapping of `sat`'s kernel under `cost`."""
+def extract_greedy(sat: Saturation, cost: str | object = "latency") -> Mapping:
+    """The cheapest mapping of `sat`'s kernel under `cost` by greedy DAG extraction plus local
+    search (the exact extraction's warm start, and its fallback)."""
     model = cost_model(cost, sat.target, sat.kernel)
     costs = _Costs(sat.dump, model)
     roots = _roots(sat)
@@ -216,9 +219,9 @@ def _best(sat: Saturation, roots: list[str], costs: _Costs) -> Choice:
     return _improve(roots, choice, sat.dump, costs)
 
 
-def extract_variants(sat: Saturation, n: int, cost: str | object = "latency") -> list[Mapping]:
-    """Up to `n` distinct mappings, cheapest first: each forces another e-node at one e-class
-    of the best mapping (a result or any class it uses), the rest chosen as before."""
+def variants_greedy(sat: Saturation, n: int, cost: str | object = "latency") -> list[Mapping]:
+    """Up to `n` distinct mappings, cheapest first, near the greedy one (not a k-best): each
+    forces another e-node at one e-class of the greedy mapping, the rest chosen as before."""
     model = cost_model(cost, sat.target, sat.kernel)
     costs = _Costs(sat.dump, model)
     roots = _roots(sat)
