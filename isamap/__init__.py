@@ -6,8 +6,8 @@ an e-graph finds every way to compute a kernel with a target's instructions; a c
 
 from __future__ import annotations
 
-from isamap.compile import CompileReport, CompileResult, compile
-from isamap.egraph import Limits, RunReport, Saturation, saturate
+from isamap.compile import CompileReport, CompileResult, compile, saturate
+from isamap.egraph import Limits, RunReport, Saturation
 from isamap.hardware.target import Target, list_targets, load_target
 from isamap.ir import IsamapError, Kernel, evaluate, load_kernel, parse_kernel, random_inputs
 from isamap.ir.mapping import Mapping

@@ -112,6 +112,11 @@ def _common_options(f: _F) -> _F:
             show_default=True,
             help="Saturation limit: seconds.",
         ),
+        click.option(
+            "--allow-unchecked-rules",
+            is_flag=True,
+            help="Use the target's rule file even if check-rules does not pass it.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -126,6 +131,7 @@ def _compile(
     max_iterations: int,
     max_enodes: int,
     max_seconds: float,
+    allow_unchecked_rules: bool = False,
 ) -> isamap.CompileResult:
     """Check the names, then compile; warn on stderr when saturation stopped at a limit."""
     strategy(schedule)  # an unknown name fails now, before any loading or saturation
@@ -133,11 +139,24 @@ def _compile(
     t = isamap.load_target(target)
     cost_model(cost, t, k)  # an unknown name fails now, not after saturation
     limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
-    result = isamap.compile(k, t, cost=cost, schedule=schedule, limits=limits)
+    result = isamap.compile(
+        k,
+        t,
+        cost=cost,
+        schedule=schedule,
+        limits=limits,
+        allow_unchecked_rules=allow_unchecked_rules,
+    )
     run = result.saturation.report
-    if run.hit_limit:
+    if run.stop_reason != "saturated":
         click.echo(
             f"isamap: warning: saturation stopped at its {run.stop_reason}; "
+            "the mapping is the best found so far",
+            err=True,
+        )
+    if run.extract_stop_reason != "complete":
+        click.echo(
+            f"isamap: warning: extraction stopped at its {run.extract_stop_reason}; "
             "the mapping is the best found so far",
             err=True,
         )
@@ -186,13 +205,23 @@ def extract(
     max_iterations: int,
     max_enodes: int,
     max_seconds: float,
+    allow_unchecked_rules: bool,
     variants: int,
     dot: Path | None,
     egraph_json: Path | None,
 ) -> None:
     """Saturate KERNEL with a target's instructions and print the cheapest mapping and its
     report (scheduled with strategy --schedule, against the target's baseline)."""
-    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
+    result = _compile(
+        kernel,
+        target,
+        cost,
+        schedule,
+        max_iterations,
+        max_enodes,
+        max_seconds,
+        allow_unchecked_rules,
+    )
     best = result.saturation.variants(variants, cost) if variants else []
     if dot is not None:
         _write(ctx, dot, result.saturation.to_dot())
@@ -226,11 +255,21 @@ def sim(
     max_iterations: int,
     max_enodes: int,
     max_seconds: float,
+    allow_unchecked_rules: bool,
 ) -> None:
     """Compile KERNEL, schedule it with strategy --schedule and simulate it: print the program
     listing, then cycles, utilisation, bytes per memory level, energy, the roofline and the
     speedup over the target's baseline schedule."""
-    result = _compile(kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds)
+    result = _compile(
+        kernel,
+        target,
+        cost,
+        schedule,
+        max_iterations,
+        max_enodes,
+        max_seconds,
+        allow_unchecked_rules,
+    )
     if as_json:
         doc = {
             "kernel": str(kernel),
@@ -285,33 +324,25 @@ def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
 def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: bool) -> None:
     """Check every rewrite rule of the algebra and of TARGET for soundness.
 
-    Each rule is saturated alone (the others as background) on small random kernels, and every
-    e-node is evaluated with numpy: the e-nodes of an e-class must agree. Exit status 1 when a
-    rule is unsound.
+    Each rule runs alone on terms built from its left-hand side at several small shapes, then
+    with the rules before it as background on small random kernels; every e-node is evaluated
+    with numpy and the e-nodes of an e-class must agree. Exit status 1 when a rule is unsound
+    or never fired (not verified).
     """
     from isamap.soundness import check_rules
 
     checks = check_rules(isamap.load_target(target), seed=seed)
     if as_json:
-        doc = [
-            {
-                "rule": c.rule.name,
-                "where": str(c.rule.loc),
-                "sound": c.sound,
-                "matches": c.matches,
-                "kernels": c.kernels,
-                "counterexample": str(c.counterexample) if c.counterexample else None,
-            }
-            for c in checks
-        ]
-        click.echo(json.dumps(doc, indent=1))
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=1))
     else:
         for c in checks:
-            verdict = "ok" if c.sound else "UNSOUND"
-            note = "" if c.matches else " (never fired on the corpus: not exercised)"
-            click.echo(f"{verdict:<8} {c.rule.name}  [{c.rule.loc}] {c.matches} matches{note}")
+            note = "" if c.exercised else " (never fired: not verified)"
+            click.echo(
+                f"{c.verdict:<9} {c.rule.name}  [{c.rule.loc}] {c.pattern_matches} matches on "
+                f"{c.instances} terms from its pattern, {c.matches} on the corpus{note}"
+            )
             if c.counterexample is not None:
-                click.echo(f"         counterexample {c.counterexample}")
+                click.echo(f"          counterexample {c.counterexample}")
         bad = sum(not c.sound for c in checks)
         click.echo(f"{len(checks) - bad} of {len(checks)} rules sound")
     if any(not c.sound for c in checks):

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isamap.egraph import Limits, RunReport, Saturation, saturate
+from isamap.egraph import Limits, RunReport, Saturation
+from isamap.egraph import saturate as saturate_unchecked
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.extract import extract_variants
 from isamap.hardware.functional import run_mapping
@@ -23,6 +24,7 @@ from isamap.ir.mapping import Mapping
 from isamap.ir.program import Program
 from isamap.schedule.scheduler import schedule_mapping
 from isamap.schedule.strategies import strategy
+from isamap.soundness import require_checked_rules
 
 __all__ = [
     "CompileReport",
@@ -31,6 +33,7 @@ __all__ = [
     "compile",
     "kernel_macs",
     "roofline_cycles",
+    "saturate",
 ]
 
 
@@ -166,6 +169,23 @@ def _scheduled(mapping: Mapping, target: Target, schedule: str) -> tuple[Program
     return program, simulate_timing(program, mapping, target)
 
 
+def saturate(
+    kernel: Kernel,
+    target: Target | str,
+    limits: Limits | None = None,
+    allow_unchecked_rules: bool = False,
+) -> Saturation:
+    """Encode `kernel`, load the algebra and `target`'s rules, and saturate within `limits`.
+
+    A rule of the target's own rule file that `isamap check-rules` finds unsound or cannot
+    exercise is refused (IsamapError at the rule) unless `allow_unchecked_rules`."""
+    if isinstance(target, str):
+        target = load_target(target)
+    if not allow_unchecked_rules:
+        require_checked_rules(target)
+    return saturate_unchecked(kernel, target, limits)
+
+
 def compile(
     kernel: Kernel,
     target: Target | str,
@@ -173,21 +193,28 @@ def compile(
     schedule: str = "heuristic",
     limits: Limits | None = None,
     candidates: int = 3,
+    allow_unchecked_rules: bool = False,
 ) -> CompileResult:
     """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
 
     With the `latency` (`energy`) cost model the `candidates` best mappings are scheduled and
     simulated and the fastest (least energy) is kept; with any other model its best mapping is.
-    The report states cycles against the target's baseline schedule and the roofline.
+    The report states cycles against the target's baseline schedule and the roofline. A target
+    whose own rule file has a rule `isamap check-rules` does not pass is refused unless
+    `allow_unchecked_rules`.
     """
     if isinstance(target, str):
         target = load_target(target)
     strategy(schedule)  # unknown names fail before any work
-    sat = saturate(kernel, target, limits)
+    if not allow_unchecked_rules:
+        require_checked_rules(target)
+    limits = limits or Limits()
+    deadline = time.perf_counter() + limits.seconds  # saturation and extraction together
+    sat = saturate_unchecked(kernel, target, limits)
     t0 = time.perf_counter()
     # the latency and energy models are re-judged end to end; any other model's choice stands
     judged = cost in ("latency", "energy")
-    mappings = extract_variants(sat, max(candidates, 1) if judged else 1, cost)
+    mappings = extract_variants(sat, max(candidates, 1) if judged else 1, cost, deadline)
     extract_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scored = [(m, *_scheduled(m, target, schedule)) for m in mappings]

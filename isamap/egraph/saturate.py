@@ -1,12 +1,14 @@
 """Equality saturation under limits: load rules, encode a kernel, run, report why it stopped.
 
 Saturation runs one iteration (algebra, then target rules) at a time, checking e-node count and
-wall time in between: egglog 13.2 has no node or time limit of its own, and a Rust call in progress
-cannot be interrupted, so a limit can be overshot by at most one iteration.
+wall time in between: egglog 13.2 has no node or time limit of its own. Each iteration runs inside
+a push, so one that goes past the e-node limit is undone; a Rust call in progress cannot be
+interrupted, so the time limit can be overshot by at most one iteration.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import Counter
@@ -18,8 +20,8 @@ from egglog import bindings
 
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
-from isamap.egraph.rule_file import read_rule_file
-from isamap.egraph.target_rules import rules_program
+from isamap.egraph.rule_file import RuleForm, read_rule_file
+from isamap.egraph.target_rules import derive_rules, rules_program
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
@@ -33,6 +35,7 @@ __all__ = [
     "RuleSource",
     "RunReport",
     "Saturation",
+    "check_rule_names",
     "load_rule_text",
     "rule_sources",
     "saturate",
@@ -47,16 +50,32 @@ _EGG_ERROR = re.compile(r"In (\d+):(\d+)(?:-\S*)? of ([^:]+): (.*)", re.S)
 
 @dataclass(frozen=True)
 class Limits:
-    """When saturation stops early: iterations, e-nodes (checked between iterations), seconds."""
+    """When the search stops early: saturation iterations, e-nodes (never exceeded: an iteration
+    that would is undone), and seconds for saturation and extraction together."""
 
     iterations: int = 30
     enodes: int = 50_000
     seconds: float = 60.0
 
+    def __post_init__(self) -> None:
+        for name in ("iterations", "enodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise IsamapError(f"Limits: {name} must be a positive integer, got {value!r}")
+        seconds = self.seconds
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
+            raise IsamapError(f"Limits: seconds must be a positive finite number, got {seconds!r}")
+
 
 @dataclass
 class RunReport:
-    """What a saturation did: why it stopped, how big the e-graph got, which rules matched."""
+    """What a saturation did: why it stopped, how big the e-graph got, which rules matched; and
+    whether extraction from it finished or stopped at the time limit."""
 
     stop_reason: str = "saturated"  # saturated | iteration-limit | enode-limit | time-limit
     iterations: int = 0
@@ -64,14 +83,21 @@ class RunReport:
     eclasses: int = 0
     matches_per_rule: Counter[str] = field(default_factory=Counter)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    undone_iteration: bool = False  # the last iteration went past the e-node limit and was undone
+    extract_stop_reason: str = "complete"  # complete | time-limit (set by extraction)
 
     @property
     def hit_limit(self) -> bool:
-        return self.stop_reason != "saturated"
+        return self.stop_reason != "saturated" or self.extract_stop_reason != "complete"
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in self.stage_seconds.items())
-        note = "" if not self.hit_limit else " (best result so far: a limit was hit)"
+        note = ""
+        if self.stop_reason != "saturated":
+            note = " (best result so far: a limit was hit"
+            note += "; the iteration past it was undone)" if self.undone_iteration else ")"
+        if self.extract_stop_reason != "complete":
+            note += f"; extraction stopped at its {self.extract_stop_reason} (best mapping so far)"
         return (
             f"{self.stop_reason}{note} after {self.iterations} iterations: "
             f"{self.enodes} e-nodes, {self.eclasses} e-classes; {stages}"
@@ -80,6 +106,8 @@ class RunReport:
     def to_dict(self) -> dict[str, object]:
         return {
             "stop_reason": self.stop_reason,
+            "undone_iteration": self.undone_iteration,
+            "extract_stop_reason": self.extract_stop_reason,
             "iterations": self.iterations,
             "enodes": self.enodes,
             "eclasses": self.eclasses,
@@ -114,6 +142,21 @@ def load_rule_text(egraph: bindings.EGraph, text: str, filename: str) -> None:
         egraph.run_program(*commands)
     except bindings.EggSmolError as err:
         raise egglog_error(err, filename) from None
+    except BaseException as err:  # a Rust panic (pyo3's PanicException derives from BaseException)
+        if type(err).__name__ != "PanicException":
+            raise
+        raise egglog_error(RuntimeError(str(err).splitlines()[0]), filename) from None
+
+
+#: Commands per egglog program when loading an encoding: egglog 13.2 parses and runs one program
+#: in time and memory quadratic in its length (a 1,000-statement kernel's 5,000 commands took
+#: 19 s and 4.6 GB in one program, 1.2 s and 76 MB in programs of 200).
+_CHUNK = 200
+
+
+def _load_in_chunks(egraph: bindings.EGraph, commands: list[str], filename: str) -> None:
+    for start in range(0, len(commands), _CHUNK):
+        load_rule_text(egraph, "\n".join(commands[start : start + _CHUNK]) + "\n", filename)
 
 
 def target_rule_file(target: Target) -> Path | None:
@@ -129,11 +172,19 @@ def target_rule_file(target: Target) -> Path | None:
 class Saturation:
     """A saturated e-graph for one kernel on one target: inspect it, extract from it, dump it."""
 
-    def __init__(self, kernel: Kernel, target: Target, dump: EGraphDump, report: RunReport) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        target: Target,
+        dump: EGraphDump,
+        report: RunReport,
+        limits: Limits | None = None,
+    ) -> None:
         self.kernel = kernel
         self.target = target
         self.dump = dump
         self.report = report
+        self.limits = limits or Limits()  # extraction's time budget is `limits.seconds`
 
     def extract(self, cost: str | object = "latency") -> Mapping:
         """The cheapest mapping under `cost` (a model name or a CostModel object)."""
@@ -179,9 +230,20 @@ def rule_sources(target: Target) -> list[RuleSource]:
     extra = target_rule_file(target)
     if extra is not None:
         text, forms = read_rule_file(extra)
+        check_rule_names(forms, target)
         names = tuple(dict.fromkeys(f.ruleset for f in forms if f.head == "ruleset" and f.ruleset))
         sources.append(RuleSource(text, str(extra), names))
     return sources
+
+
+def check_rule_names(forms: list[RuleForm], target: Target) -> None:
+    """A hand-written rule may not take the name of an algebra or derived rule: reports count
+    matches by name."""
+    shipped = {f.name for f in read_rule_file(RULES_DIR / "algebra.egg", trusted=True)[1]}
+    shipped |= {r.name for r in derive_rules(target)}
+    for form in forms:
+        if form.name is not None and form.name in shipped:
+            raise IsamapError(f"rule name '{form.name}' is already a rule of isamap's", form.loc)
 
 
 def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Saturation:
@@ -190,13 +252,20 @@ def saturate(kernel: Kernel, target: Target, limits: Limits | None = None) -> Sa
 
 
 def saturate_with(
-    kernel: Kernel, target: Target, sources: list[RuleSource], limits: Limits | None = None
+    kernel: Kernel,
+    target: Target,
+    sources: list[RuleSource],
+    limits: Limits | None = None,
+    terms: str | None = None,
 ) -> Saturation:
-    """Saturate `kernel` with exactly the rules of `sources`, their rulesets run in order."""
+    """Saturate `kernel` with exactly the rules of `sources`, their rulesets run in order.
+
+    `terms` (egglog commands over `kernel`'s inputs) replaces the kernel's own encoding: the
+    soundness checker inserts terms built from a rule's left-hand side this way."""
     limits = limits or Limits()
     report = RunReport()
     stages = report.stage_seconds
-    t0 = time.perf_counter()
+    t0 = start = time.perf_counter()
     egraph = bindings.EGraph()
     sorts = RULES_DIR / "sorts.egg"
     load_rule_text(egraph, sorts.read_text(), str(sorts))
@@ -207,27 +276,12 @@ def saturate_with(
     stages["load_rules"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    load_rule_text(egraph, encode_kernel(kernel).program(), f"<encoding of {kernel.name}>")
+    commands = encode_kernel(kernel).commands if terms is None else [terms]
+    _load_in_chunks(egraph, commands, f"<encoding of {kernel.name}>")
     stages["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    step = egraph.parse_program(f"(run-schedule{schedule})")
-    report.stop_reason = "iteration-limit"
-    for _ in range(limits.iterations):
-        (out,) = egraph.run_program(*step)
-        assert isinstance(out, bindings.RunScheduleOutput)
-        report.iterations += 1
-        run = out.report
-        report.matches_per_rule.update(run.num_matches_per_rule)
-        if not run.updated:
-            report.stop_reason = "saturated"
-            break
-        if _enodes(egraph) >= limits.enodes:
-            report.stop_reason = "enode-limit"
-            break
-        if time.perf_counter() - t0 >= limits.seconds:
-            report.stop_reason = "time-limit"
-            break
+    _run_within_limits(egraph, schedule, limits, report, start + limits.seconds, sources)
     stages["saturate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -236,4 +290,67 @@ def saturate_with(
     stages["serialize"] = time.perf_counter() - t0
     report.enodes = dump.enodes
     report.eclasses = len(dump.classes)
-    return Saturation(kernel, target, dump, report)
+    return Saturation(kernel, target, dump, report, limits)
+
+
+def _run_within_limits(
+    egraph: bindings.EGraph,
+    schedule: str,
+    limits: Limits,
+    report: RunReport,
+    deadline: float,
+    sources: list[RuleSource],
+) -> None:
+    """Run `schedule` one iteration at a time until saturated or a limit is reached.
+
+    Each iteration runs inside a push: one that takes the e-graph past `limits.enodes` is undone
+    by a pop, so the limit is never exceeded. A Rust call cannot be interrupted, so the time limit
+    is checked between iterations, and an iteration is not started when the last one took longer
+    than the time left."""
+    step = egraph.parse_program(f"(run-schedule{schedule})")
+    push, pop = egraph.parse_program("(push)"), egraph.parse_program("(pop)")
+    report.stop_reason = "iteration-limit"
+    if _enodes(egraph) >= limits.enodes:  # the kernel alone fills the budget
+        report.stop_reason = "enode-limit"
+        return
+    last = 0.0
+    for _ in range(limits.iterations):
+        now = time.perf_counter()
+        if now >= deadline or now + last > deadline:
+            report.stop_reason = "time-limit"
+            return
+        egraph.run_program(*push)
+        out = _run_step(egraph, step, sources)
+        last = time.perf_counter() - now
+        size = _enodes(egraph)
+        if size > limits.enodes:
+            egraph.run_program(*pop)
+            report.stop_reason, report.undone_iteration = "enode-limit", True
+            return
+        report.iterations += 1
+        report.matches_per_rule.update(out.report.num_matches_per_rule)
+        if not out.report.updated:
+            report.stop_reason = "saturated"
+            return
+        if size >= limits.enodes:
+            report.stop_reason = "enode-limit"
+            return
+    if time.perf_counter() >= deadline:
+        report.stop_reason = "time-limit"
+
+
+def _run_step(
+    egraph: bindings.EGraph, step: list[bindings._Command], sources: list[RuleSource]
+) -> bindings.RunScheduleOutput:
+    """One iteration; a rule that fails while it runs (a primitive that fails, an illegal
+    merge) is an IsamapError at the place egglog names, in the last rule file if it names none."""
+    try:
+        (out,) = egraph.run_program(*step)
+    except bindings.EggSmolError as err:
+        raise egglog_error(err, sources[-1].filename if sources else "<rules>") from None
+    except BaseException as err:  # a Rust panic (pyo3's PanicException derives from BaseException)
+        if type(err).__name__ != "PanicException":
+            raise
+        raise IsamapError(f"a rule failed while running: {str(err).splitlines()[0]}") from None
+    assert isinstance(out, bindings.RunScheduleOutput)
+    return out
