@@ -30,13 +30,7 @@ import numpy as np
 from isamap.egraph import Saturation
 from isamap.egraph.dump import ENode
 from isamap.egraph.rule_file import SList, parse_rule_file, parse_sexprs, read_rule_file
-from isamap.egraph.rule_terms import (
-    IllShapedError,
-    Instance,
-    instantiate,
-    lhs_alternatives,
-    tensor_shape,
-)
+from isamap.egraph.rule_terms import Instance, instantiate, lhs_alternatives
 from isamap.egraph.saturate import (
     RULES_DIR,
     Limits,
@@ -46,6 +40,7 @@ from isamap.egraph.saturate import (
     target_rule_file,
 )
 from isamap.egraph.target_rules import derive_rules, rules_program
+from isamap.egraph.tensor_types import IllShapedError, tensor_shape
 from isamap.extract.lower import enode_operation, tensor_args
 from isamap.hardware.functional import run_node
 from isamap.hardware.target import Target
@@ -404,6 +399,7 @@ def _verdict_key(target: Target) -> str:
     for part in (
         Path(__file__),
         here / "egraph" / "rule_terms.py",
+        here / "egraph" / "tensor_types.py",
         RULES_DIR / "sorts.egg",
         RULES_DIR / "algebra.egg",
         Path(target.path),

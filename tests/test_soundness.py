@@ -236,12 +236,54 @@ def test_verdict_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     require_checked_rules(target)
     assert len(calls) == 1  # and read back from the cache directory
     assert list((tmp_path / "cache" / "rule-checks").glob("*.json"))
-    (tmp_path / "chip.egg").write_text(GOOD_RULE + "; edited\n")
+    (tmp_path / "chip.egg").write_text(GOOD_RULE.replace(") x", ")  x") + "; a comment\n")
     require_checked_rules(target)
-    assert len(calls) == 2  # a changed file is checked again
+    assert len(calls) == 1  # comments and layout do not count
+    relu_twice = '(rewrite (Fn "relu" (Fn "relu" x)) (Fn "relu" x) :ruleset u :name "relu-twice")'
+    (tmp_path / "chip.egg").write_text(GOOD_RULE + relu_twice + "\n")
+    require_checked_rules(target)
+    assert len(calls) == 2  # a changed rule is checked again
 
 
 GOOD_RULE = (
     "(ruleset u)\n"
     '(rewrite (Transpose (Transpose x "0,2,1") "0,2,1") x :ruleset u :name "involution")\n'
 )
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"\x00\xff\xfe(ruleset u)\n", "cannot read rule file"),
+        (
+            b'(ruleset u)\n(rule ((= t (Fn f x)))\n ((panic "boom")) :ruleset u :name "p")\n',
+            "panic",
+        ),
+        (
+            b'(ruleset u)\n(rewrite (Fn f x) x :ruleset u :name "a")\n'
+            b'(rewrite (Ew o x y) x :ruleset u :name "a")\n',
+            "already used",
+        ),
+    ],
+)
+def test_check_rules_bad_file_is_one_error_line(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    toml = _tiny8_with(tmp_path, "")
+    (tmp_path / "chip.egg").write_bytes(content)
+    done = CliRunner().invoke(cli, ["check-rules", "--target", str(toml)])
+    assert done.exit_code == 2, done.output
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("isamap: error: "), done.output
+    assert "chip.egg" in lines[0] and fragment in lines[0]
+
+
+def test_check_rules_ill_shaped_rule_is_a_verdict(tmp_path: Path) -> None:
+    rule = (
+        '(ruleset u)\n(rewrite (Bmm b m n k x y) (Transpose (Bmm b n m k y x) "0,2,1")'
+        ' :ruleset u :name "swap-wrong")\n'
+    )
+    done = CliRunner().invoke(cli, ["check-rules", "--target", str(_tiny8_with(tmp_path, rule))])
+    assert done.exit_code == 1, done.output
+    assert re.search(r"^UNSOUND +swap-wrong ", done.output, re.M)
+    assert "ill-shaped" in done.output
