@@ -265,23 +265,16 @@ def saturate_with(
     limits = limits or Limits()
     report = RunReport()
     stages = report.stage_seconds
-    t0 = start = time.perf_counter()
-    egraph = bindings.EGraph()
-    sorts = RULES_DIR / "sorts.egg"
-    load_rule_text(egraph, sorts.read_text(), str(sorts))
-    schedule = ""
-    for source in sources:
-        load_rule_text(egraph, source.text, source.filename)
-        schedule += "".join(f" (run {name})" for name in source.rulesets)
-    stages["load_rules"] = time.perf_counter() - t0
+    start = time.perf_counter()
+    egraph, schedule = _load(kernel, sources, terms, stages)
 
     t0 = time.perf_counter()
-    commands = encode_kernel(kernel).commands if terms is None else [terms]
-    _load_in_chunks(egraph, commands, f"<encoding of {kernel.name}>")
-    stages["encode"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    _run_within_limits(egraph, schedule, limits, report, start + limits.seconds, sources)
+    replay = _run_within_limits(egraph, schedule, limits, report, start + limits.seconds, sources)
+    if replay is not None:  # past the e-node limit with no snapshot to undo: rebuild, replay
+        egraph, _ = _load(kernel, sources, terms, {})
+        step = egraph.parse_program(f"(run-schedule{schedule})")
+        for _ in range(replay):
+            _run_step(egraph, step, sources)
     stages["saturate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -293,6 +286,27 @@ def saturate_with(
     return Saturation(kernel, target, dump, report, limits)
 
 
+def _load(
+    kernel: Kernel, sources: list[RuleSource], terms: str | None, stages: dict[str, float]
+) -> tuple[bindings.EGraph, str]:
+    """A fresh e-graph with the sorts, `sources` and the kernel's encoding (or `terms`), and the
+    schedule of one iteration."""
+    t0 = time.perf_counter()
+    egraph = bindings.EGraph()
+    sorts = RULES_DIR / "sorts.egg"
+    load_rule_text(egraph, sorts.read_text(), str(sorts))
+    schedule = ""
+    for source in sources:
+        load_rule_text(egraph, source.text, source.filename)
+        schedule += "".join(f" (run {name})" for name in source.rulesets)
+    stages["load_rules"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    commands = encode_kernel(kernel).commands if terms is None else [terms]
+    _load_in_chunks(egraph, commands, f"<encoding of {kernel.name}>")
+    stages["encode"] = time.perf_counter() - t0
+    return egraph, schedule
+
+
 def _run_within_limits(
     egraph: bindings.EGraph,
     schedule: str,
@@ -300,43 +314,58 @@ def _run_within_limits(
     report: RunReport,
     deadline: float,
     sources: list[RuleSource],
-) -> None:
+) -> int | None:
     """Run `schedule` one iteration at a time until saturated or a limit is reached.
 
-    Each iteration runs inside a push: one that takes the e-graph past `limits.enodes` is undone
-    by a pop, so the limit is never exceeded. A Rust call cannot be interrupted, so the time limit
-    is checked between iterations, and an iteration is not started when the last one took longer
-    than the time left."""
+    Near the e-node limit (when an iteration growing the e-graph as fast as any before, and at
+    least 4x, could pass it) an iteration runs inside a push: one that passes the limit is undone
+    by a pop; one that does not is popped and run again, so snapshots never pile up. Far from
+    it, an iteration that passes the limit anyway cannot be undone: then the number of iterations
+    to replay on a fresh e-graph is returned (else None). A Rust call cannot be interrupted, so
+    the time limit is checked between iterations, and an iteration is not started when the last
+    one took longer than the time left."""
     step = egraph.parse_program(f"(run-schedule{schedule})")
     push, pop = egraph.parse_program("(push)"), egraph.parse_program("(pop)")
     report.stop_reason = "iteration-limit"
-    if _enodes(egraph) >= limits.enodes:  # the kernel alone fills the budget
+    size = _enodes(egraph)
+    if size >= limits.enodes:  # the kernel alone fills the budget
         report.stop_reason = "enode-limit"
-        return
-    last = 0.0
+        return None
+    growth, last = 4.0, 0.0
     for _ in range(limits.iterations):
         now = time.perf_counter()
         if now >= deadline or now + last > deadline:
             report.stop_reason = "time-limit"
-            return
-        egraph.run_program(*push)
+            return None
+        snapshot = size * growth >= limits.enodes
+        if snapshot:
+            egraph.run_program(*push)
         out = _run_step(egraph, step, sources)
-        last = time.perf_counter() - now
-        size = _enodes(egraph)
-        if size > limits.enodes:
+        new = _enodes(egraph)
+        if snapshot and new <= limits.enodes:  # keep it, without keeping the snapshot
             egraph.run_program(*pop)
+            snapshot = False
+            out = _run_step(egraph, step, sources)
+            new = _enodes(egraph)
+        last = time.perf_counter() - now
+        if new > limits.enodes:
             report.stop_reason, report.undone_iteration = "enode-limit", True
-            return
+            if not snapshot:
+                return report.iterations
+            egraph.run_program(*pop)
+            return None
         report.iterations += 1
         report.matches_per_rule.update(out.report.num_matches_per_rule)
         if not out.report.updated:
             report.stop_reason = "saturated"
-            return
-        if size >= limits.enodes:
+            return None
+        if new >= limits.enodes:
             report.stop_reason = "enode-limit"
-            return
+            return None
+        growth, size = max(growth, 2.0 * new / max(size, 1)), new
     if time.perf_counter() >= deadline:
         report.stop_reason = "time-limit"
+    return None
 
 
 def _run_step(
@@ -347,7 +376,9 @@ def _run_step(
     try:
         (out,) = egraph.run_program(*step)
     except bindings.EggSmolError as err:
-        raise egglog_error(err, sources[-1].filename if sources else "<rules>") from None
+        text = str(err).strip().removeprefix("Panic: ")  # "Panic: In 2:39-63 of x.egg: ..."
+        where = sources[-1].filename if sources else "<rules>"
+        raise egglog_error(RuntimeError(text), where) from None
     except BaseException as err:  # a Rust panic (pyo3's PanicException derives from BaseException)
         if type(err).__name__ != "PanicException":
             raise

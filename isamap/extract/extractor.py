@@ -55,6 +55,9 @@ class _Costs:
         self.dump, self.model = dump, model
         self.memo: dict[int, float] = {}
 
+    def known(self, node: ENode) -> bool:
+        return id(node) in self.memo
+
     def __call__(self, node: ENode) -> float:
         key = id(node)
         if key not in self.memo:
@@ -65,17 +68,22 @@ class _Costs:
 def greedy_dag(
     dump: EGraphDump, costs: _Costs, budget: _Budget | None = None, roots: list[str] | None = None
 ) -> Choice:
-    """Best e-node per e-class, each costed as the sum over the e-classes its choice uses; stops
-    early past `budget`'s deadline once every one of `roots` has a choice."""
+    """Best e-node per e-class, each costed as the sum over the e-classes its choice uses; past
+    `budget`'s deadline, costs no more e-nodes of e-classes that have a choice and stops once
+    every one of `roots` has one."""
     best: Choice = {}
     sets: dict[str, dict[str, float]] = {}
     totals: dict[str, float] = {}
     for _ in range(_MAX_PASSES):
         changed = False
         for cid, nodes in dump.classes.items():
+            # past the deadline, an e-class that has a choice costs no new e-nodes (a cost model
+            # may take milliseconds per node: thousands of them are the time limit's business)
             for node in nodes:
                 refs = node.refs()
                 if cid in refs or any(r not in sets for r in refs):
+                    continue
+                if budget is not None and cid in best and not costs.known(node) and budget.over():
                     continue
                 merged: dict[str, float] = {}
                 for r in refs:
