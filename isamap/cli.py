@@ -179,6 +179,11 @@ def _common_options(f: _F) -> _F:
             show_default=True,
             help="Saturation limit: seconds.",
         ),
+        click.option(
+            "--allow-unchecked-rules",
+            is_flag=True,
+            help="Use the target's rule file even if check-rules does not pass it.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -195,6 +200,7 @@ def _compile(
     max_seconds: float,
     disabled_rules: Sequence[str] = (),
     method: str = "exact",
+    allow_unchecked_rules: bool = False,
 ) -> isamap.CompileResult:
     """Check the names, then compile; warn on stderr when saturation or the ILP stopped at a
     limit."""
@@ -213,6 +219,7 @@ def _compile(
             limits=limits,
             extract=method,
             disabled_rules=disabled_rules,
+            allow_unchecked_rules=allow_unchecked_rules,
         )
     for w in caught:
         if issubclass(w.category, ExtractionTimeLimit):
@@ -220,9 +227,15 @@ def _compile(
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     run = result.saturation.report
-    if run.hit_limit:
+    if run.stop_reason != "saturated":
         click.echo(
             f"isamap: warning: saturation stopped at its {run.stop_reason}; "
+            "the mapping is the best found so far",
+            err=True,
+        )
+    if run.extract_stop_reason != "complete":
+        click.echo(
+            f"isamap: warning: extraction stopped at its {run.extract_stop_reason}; "
             "the mapping is the best found so far",
             err=True,
         )
@@ -281,6 +294,7 @@ def extract(
     max_enodes: int,
     disable_rule: tuple[str, ...],
     max_seconds: float,
+    allow_unchecked_rules: bool,
     variants: int,
     method: str,
     dot: Path | None,
@@ -300,6 +314,7 @@ def extract(
         max_seconds,
         disable_rule,
         method,
+        allow_unchecked_rules,
     )
     best = result.saturation.variants(variants, cost, seconds=max_seconds) if variants else []
     if dot is not None:
@@ -335,12 +350,21 @@ def sim(
     max_enodes: int,
     disable_rule: tuple[str, ...],
     max_seconds: float,
+    allow_unchecked_rules: bool,
 ) -> None:
     """Compile KERNEL, schedule it with strategy --schedule and simulate it: print the program
     listing, then cycles, utilisation, bytes per memory level, energy, the roofline and the
     speedup over the target's baseline schedule."""
     result = _compile(
-        kernel, target, cost, schedule, max_iterations, max_enodes, max_seconds, disable_rule
+        kernel,
+        target,
+        cost,
+        schedule,
+        max_iterations,
+        max_enodes,
+        max_seconds,
+        disable_rule,
+        allow_unchecked_rules=allow_unchecked_rules,
     )
     if as_json:
         doc = {
@@ -402,33 +426,25 @@ def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
 def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: bool) -> None:
     """Check every rewrite rule of the algebra and of TARGET for soundness.
 
-    Each rule is saturated alone (the others as background) on small random kernels, and every
-    e-node is evaluated with numpy: the e-nodes of an e-class must agree. Exit status 1 when a
-    rule is unsound.
+    Each rule runs alone on terms built from its left-hand side at several small shapes, then
+    with the rules before it as background on small random kernels; every e-node is evaluated
+    with numpy and the e-nodes of an e-class must agree. Exit status 1 when a rule is unsound
+    or never fired (not verified).
     """
     from isamap.soundness import check_rules
 
     checks = check_rules(isamap.load_target(target), seed=seed)
     if as_json:
-        doc = [
-            {
-                "rule": c.rule.name,
-                "where": str(c.rule.loc),
-                "sound": c.sound,
-                "matches": c.matches,
-                "kernels": c.kernels,
-                "counterexample": str(c.counterexample) if c.counterexample else None,
-            }
-            for c in checks
-        ]
-        click.echo(json.dumps(doc, indent=1))
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=1))
     else:
         for c in checks:
-            verdict = "ok" if c.sound else "UNSOUND"
-            note = "" if c.matches else " (never fired on the corpus: not exercised)"
-            click.echo(f"{verdict:<8} {c.rule.name}  [{c.rule.loc}] {c.matches} matches{note}")
+            note = "" if c.exercised else " (never fired: not verified)"
+            click.echo(
+                f"{c.verdict:<9} {c.rule.name}  [{c.rule.loc}] {c.pattern_matches} matches on "
+                f"{c.instances} terms from its pattern, {c.matches} on the corpus{note}"
+            )
             if c.counterexample is not None:
-                click.echo(f"         counterexample {c.counterexample}")
+                click.echo(f"          counterexample {c.counterexample}")
         bad = sum(not c.sound for c in checks)
         click.echo(f"{len(checks) - bad} of {len(checks)} rules sound")
     if any(not c.sound for c in checks):

@@ -232,6 +232,7 @@ def compile(
     candidates: int = 3,
     extract: str = "exact",
     disabled_rules: Collection[str] = (),
+    allow_unchecked_rules: bool = False,
 ) -> CompileResult:
     """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
 
@@ -241,7 +242,9 @@ def compile(
     simulated and the fastest (least energy) is kept; with any other model its mapping is.
     The ILP's time limit is `limits.seconds`. The report states cycles against the target's
     baseline schedule and the roofline.
-    `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`).
+    `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`). A
+    target whose own rule file has a rule `isamap check-rules` does not pass is refused unless
+    `allow_unchecked_rules`.
     """
     check_kernel_arg(kernel, "compile")
     if isinstance(target, str | os.PathLike):
@@ -256,11 +259,13 @@ def compile(
         raise IsamapError(f"compile: candidates must be an integer >= 1, not {candidates!r}"[:100])
     check_schedule(target, schedule)  # unknown or unfit strategies fail before any work
     check_schedule(target, target.baseline_schedule, baseline=True)
-    sat = saturate(kernel, target, limits, disabled_rules)
+    limits = limits or Limits()
+    started = time.perf_counter()  # limits.seconds bounds saturation and extraction together
+    sat = saturate(kernel, target, limits, disabled_rules, allow_unchecked_rules)
     t0 = time.perf_counter()
     # the latency and energy models are re-judged end to end; any other model's choice stands
     judged = cost in ("latency", "energy")
-    seconds = (limits or Limits()).seconds
+    seconds = max(limits.seconds - (time.perf_counter() - started), 0.05 * limits.seconds)
     if judged and candidates > 1:
         mappings = candidate_mappings(
             sat, cost, extract, candidates, MAX_CANDIDATES, CLOSE, seconds

@@ -21,6 +21,7 @@ from isamap.hardware.target_file import load_target
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
+from isamap.soundness import require_checked_rules
 
 __all__ = ["Saturation", "check_cost", "check_kernel_arg", "check_target_arg", "saturate"]
 
@@ -59,11 +60,14 @@ def saturate(
     target: Target | str | os.PathLike[str],
     limits: Limits | None = None,
     disabled_rules: Collection[str] = (),
+    allow_unchecked_rules: bool = False,
 ) -> Saturation:
     """Encode `kernel`, load the algebra and `target`'s rules, and saturate within `limits`.
 
     `target` is a Target, a shipped name or a path to a `.toml` file. `disabled_rules` names
     rules to leave out (to see what a rule contributes, or to compare mappings without it).
+    A rule of the target's own rule file that `isamap check-rules` finds unsound or cannot
+    exercise is refused (IsamapError at the rule) unless `allow_unchecked_rules`.
     """
     check_kernel_arg(kernel, "saturate")
     target = check_target_arg(target, "saturate")
@@ -71,8 +75,10 @@ def saturate(
         raise IsamapError(f"saturate: limits must be isamap.Limits, not {type(limits).__name__}")
     if isinstance(disabled_rules, str) or not all(isinstance(r, str) for r in disabled_rules):
         raise IsamapError("saturate: disabled_rules must be a collection of rule names")
+    if not allow_unchecked_rules:
+        require_checked_rules(target)
     sat = saturate_egraph(kernel, target, limits, disabled_rules)
-    return Saturation(sat.kernel, sat.target, sat.dump, sat.report)
+    return Saturation(sat.kernel, sat.target, sat.dump, sat.report, sat.limits)
 
 
 def check_kernel_arg(kernel: object, what: str) -> None:

@@ -1,15 +1,25 @@
-"""Soundness checking of rewrite rules: every rule, alone, on a corpus of small random kernels.
+"""Soundness checking of rewrite rules: each rule on terms built from its own left-hand side,
+and in context on a corpus of small random kernels.
 
 For each rule (the algebra, the rules derived from the target's instructions, the target's own
-rule file) an e-graph is saturated with that rule under test and the rules already found sound as
-background.
-Then every e-node is evaluated with numpy on random inputs — instructions by their declared
-semantics, tile by tile — and all e-nodes of an e-class must agree. A rule that puts a node in
-the wrong e-class is reported with the kernel, the two e-nodes and how far apart they are.
+rule file) terms matching its left-hand side are built from the pattern at several small shapes
+(`isamap.egraph.rule_terms`) and the rule alone is run on them; then an e-graph is saturated for
+every corpus kernel with that rule and the rules already found sound as background. Every e-node
+is evaluated with numpy on random inputs — instructions by their declared semantics, tile by tile
+— and checked for well-typedness; all e-nodes of an e-class must agree. A rule that puts a node
+in the wrong e-class, or builds an ill-shaped one, is reported with the terms, the e-nodes and
+how far apart they are. A rule that fired nowhere is not verified, and fails the check.
+
+`compile` and `saturate` refuse a target whose own rule file has a rule that fails
+(`require_checked_rules`); verdicts are cached by the hash of everything they depend on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -18,60 +28,112 @@ from pathlib import Path
 import numpy as np
 
 from isamap.egraph import Saturation
-from isamap.egraph.rule_file import parse_rule_file
-from isamap.egraph.saturate import RULES_DIR, Limits, RuleSource, saturate_with, target_rule_file
-from isamap.egraph.target_rules import derive_rules
+from isamap.egraph.computed_rules import COMPUTED_RULES
+from isamap.egraph.dump import ENode
+from isamap.egraph.rule_file import SList, parse_rule_file, parse_sexprs, read_rule_file
+from isamap.egraph.rule_terms import Instance, instantiate, lhs_alternatives
+from isamap.egraph.saturate import (
+    RULES_DIR,
+    Limits,
+    RuleSource,
+    check_rule_names,
+    saturate_with,
+    target_rule_file,
+)
+from isamap.egraph.target_rules import derive_rules, rules_program
+from isamap.egraph.tensor_types import IllShapedError, tensor_shape
 from isamap.extract.lower import enode_operation, tensor_args
 from isamap.hardware.functional import run_node
 from isamap.hardware.target import Target
 from isamap.ir import builders
 from isamap.ir.errors import IsamapError, SourceLoc
-from isamap.ir.kernel import Kernel
+from isamap.ir.kernel import Kernel, TensorDecl
 from isamap.ir.mapping import MapNode
 from isamap.ir.parser import parse_kernel
 from isamap.ir.reference import random_inputs
 
-__all__ = ["Counterexample", "Rule", "RuleCheck", "check_eclasses", "check_rules", "corpus"]
+__all__ = [
+    "Counterexample",
+    "Rule",
+    "RuleCheck",
+    "check_eclasses",
+    "check_rule_file",
+    "check_rules",
+    "corpus",
+    "require_checked_rules",
+    "rules_of",
+]
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One rewrite rule: a name, its egglog text, and where it is written."""
+    """One rewrite rule: a name, its egglog text, where it is written, and its s-expression."""
 
     name: str
     text: str
     loc: SourceLoc
+    body: SList | None = None
 
 
 @dataclass(frozen=True)
 class Counterexample:
-    """Two e-nodes of one e-class that compute different tensors."""
+    """Two e-nodes of one e-class that compute different tensors, or one that cannot be right."""
 
     kernel: str
     eclass: str
     first: str
     second: str
     max_abs_diff: float
+    problem: str = ""  # set when an e-node is ill-shaped or cannot be evaluated
 
     def __str__(self) -> str:
+        if self.problem:
+            return f"in {self.kernel}\n  e-class {self.eclass}: {self.second} {self.problem}"
         return (
-            f"in kernel\n{self.kernel}\n  e-class {self.eclass}: {self.first} and {self.second} "
+            f"in {self.kernel}\n  e-class {self.eclass}: {self.first} and {self.second} "
             f"differ by up to {self.max_abs_diff:.3g}"
         )
 
 
 @dataclass
 class RuleCheck:
-    """The verdict on one rule: how often it fired on the corpus, and a counterexample if any."""
+    """The verdict on one rule: how often it fired on terms built from its left-hand side and
+    on the corpus, and a counterexample if any. Sound means exercised and never contradicted."""
 
     rule: Rule
     matches: int = 0
     kernels: int = 0
     counterexample: Counterexample | None = None
+    pattern_matches: int = 0
+    instances: int = 0
+
+    @property
+    def exercised(self) -> bool:
+        return self.matches + self.pattern_matches > 0
 
     @property
     def sound(self) -> bool:
-        return self.counterexample is None
+        return self.counterexample is None and self.exercised
+
+    @property
+    def verdict(self) -> str:
+        """`ok`, `UNSOUND` (a counterexample) or `UNCHECKED` (it never fired)."""
+        if self.counterexample is not None:
+            return "UNSOUND"
+        return "ok" if self.exercised else "UNCHECKED"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rule": self.rule.name,
+            "where": str(self.rule.loc),
+            "verdict": self.verdict,
+            "sound": self.sound,
+            "matches": self.matches,
+            "kernels": self.kernels,
+            "pattern_matches": self.pattern_matches,
+            "instances": self.instances,
+            "counterexample": str(self.counterexample) if self.counterexample else None,
+        }
 
 
 def _rename(text: str, ruleset: str) -> str:
@@ -87,21 +149,33 @@ def _shown(path: str) -> str:
         return path
 
 
-def rules_of(target: Target) -> list[Rule]:
-    """Every rewrite rule that applies to `target`, in load order."""
+def _shipped_rules(target: Target) -> list[Rule]:
+    """The algebra and the rules derived from `target`'s instructions, in load order."""
     rules: list[Rule] = []
     algebra = RULES_DIR / "algebra.egg"
-    for form in parse_rule_file(algebra.read_text(), _shown(str(algebra))):
+    for form in parse_rule_file(algebra.read_text(), _shown(str(algebra)), trusted=True):
         if form.head != "ruleset":
-            rules.append(Rule(form.name or str(form.loc), form.text, form.loc))
+            rules.append(Rule(form.name or str(form.loc), form.text, form.loc, form.body))
+    where = f"<derived from {target.path}>"
     for derived in derive_rules(target):
-        rules.append(Rule(derived.name, derived.text, SourceLoc(f"<derived from {target.path}>")))
-    extra = target_rule_file(target)
-    if extra is not None:
-        for form in parse_rule_file(extra.read_text(), str(extra)):
-            if form.head != "ruleset":
-                rules.append(Rule(form.name or str(form.loc), form.text, form.loc))
+        ((body, _),) = parse_sexprs(derived.text, where)
+        rules.append(Rule(derived.name, derived.text, SourceLoc(where), body))
     return rules
+
+
+def _file_rules(target: Target) -> list[Rule]:
+    """The rules of `target`'s own rule file, if it has one (checked as it is read)."""
+    extra = target_rule_file(target)
+    if extra is None:
+        return []
+    _, forms = read_rule_file(extra)
+    check_rule_names(forms, target)
+    return [Rule(f.name or str(f.loc), f.text, f.loc, f.body) for f in forms if f.head != "ruleset"]
+
+
+def rules_of(target: Target) -> list[Rule]:
+    """Every rewrite rule that applies to `target`, in load order."""
+    return _shipped_rules(target) + _file_rules(target)
 
 
 def corpus(seed: int = 0) -> list[Kernel]:
@@ -140,9 +214,32 @@ def corpus(seed: int = 0) -> list[Kernel]:
     return kernels
 
 
-def check_eclasses(sat: Saturation, seed: int = 0) -> Counterexample | None:
-    """Evaluate every e-node; the first e-class whose e-nodes disagree, or None."""
+def _evaluate(
+    node: ENode, cid: str, args: list[np.ndarray], sat: Saturation, inputs: dict[str, np.ndarray]
+) -> np.ndarray | str:
+    """The value of one e-node, or why it has none (ill-shaped, or numpy refuses it)."""
+    op, unit, attrs = enode_operation(node)
+    if op == "input":
+        return np.asarray(inputs[str(attrs["name"])], dtype=np.float64)
+    if node.op != "HostStmt":
+        try:
+            tensor_shape(node.op, node.literals(), [a.shape for a in args], sat.target)
+        except IllShapedError as err:
+            return f"is ill-shaped: {err}"
+    if op == "instr":
+        attrs.setdefault("epilogue", None)
+    probe = MapNode(0, op, (), attrs, sat.dump.shapes.get(cid, ()), unit)
+    try:
+        return run_node(probe, args, sat.kernel, sat.target)
+    except (ValueError, IndexError, KeyError, TypeError, IsamapError) as err:
+        return f"cannot be evaluated: {type(err).__name__}: {err}"
+
+
+def check_eclasses(sat: Saturation, seed: int = 0, where: str = "") -> Counterexample | None:
+    """Evaluate every e-node; the first e-class whose e-nodes disagree (or that holds an
+    ill-shaped e-node), or None. `where` describes the terms (default: the kernel)."""
     kernel, dump = sat.kernel, sat.dump
+    where = where or f"kernel\n{kernel}"
     inputs = random_inputs(kernel, seed=seed)
     values: dict[str, np.ndarray] = {}
     first_node: dict[str, str] = {}
@@ -160,64 +257,216 @@ def check_eclasses(sat: Saturation, seed: int = 0) -> Counterexample | None:
                     continue
                 done.add(id(node))
                 progress = True
-                op, unit, attrs = enode_operation(node)
-                if op == "input":
-                    value = np.asarray(inputs[str(attrs["name"])], dtype=np.float64)
-                else:
-                    if op == "instr":
-                        attrs.setdefault("epilogue", None)
-                    probe = MapNode(0, op, (), attrs, dump.shapes[cid], unit)
-                    value = run_node(probe, [values[a] for a in args], kernel, sat.target)
-                described = f"{node.op}{node.literals()}"
+                value = _evaluate(node, cid, [values[a] for a in args], sat, inputs)
+                described = f"{node.op}{node.literals()} of {', '.join(node.refs()) or '()'}"
+                if isinstance(value, str):
+                    return Counterexample(where, cid, described, described, math.inf, value)
                 if cid not in values:
                     values[cid], first_node[cid] = value, described
                     continue
-                if value.shape != values[cid].shape or not np.allclose(
-                    value, values[cid], rtol=1e-7, atol=1e-7
-                ):
-                    diff = (
-                        float(np.max(np.abs(value - values[cid])))
-                        if value.shape == values[cid].shape
-                        else float("inf")
+                if value.shape != values[cid].shape:
+                    problem = f"has shape {list(value.shape)}, {first_node[cid]} has " + str(
+                        list(values[cid].shape)
                     )
-                    return Counterexample(str(kernel), cid, first_node[cid], described, diff)
+                    return Counterexample(where, cid, first_node[cid], described, math.inf, problem)
+                if not np.allclose(value, values[cid], rtol=1e-7, atol=1e-7):
+                    diff = float(np.max(np.abs(value - values[cid])))
+                    return Counterexample(where, cid, first_node[cid], described, diff)
     return None
 
 
-def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
-    """Check every rule of `target` on `corpus(seed)`; one RuleCheck per rule.
+#: Extents of the terms built from a left-hand side: several small shapes, one with 1s.
+_PATTERN_DIMS = ((2, 4), (3, 6), (1, 3), (2, 5), (4, 7), (3, 5))
 
-    Rules are checked in load order (algebra, derived, the target's file); the background of
-    each is the rules before it that passed, so a wrong rule is blamed alone and never taints the
-    verdict on the others.
-    """
-    rules = rules_of(target)
-    kernels = corpus(seed)
+
+def _under_test(rule: Rule) -> RuleSource:
+    text = "(ruleset under_test)\n" + _rename(rule.text, "under_test")
+    return RuleSource(text, rule.loc.file, ("under_test",))
+
+
+def _check_patterns(rule: Rule, target: Target, seed: int, check: RuleCheck) -> None:
+    """Run `rule` alone on terms built from its left-hand side at several shapes."""
+    if rule.body is None:
+        return
+    rng = random.Random(f"{seed}:{rule.name}")
+    counter = [0]
+    built = []
+    for n, dims in enumerate(_PATTERN_DIMS):
+        for a, alternative in enumerate(lhs_alternatives(rule.body)):
+            instance = instantiate(alternative, target, rng, dims, f"_{n}{'ab'[a % 2]}", counter)
+            if instance is not None:
+                built.append(instance)
+    check.instances = len(built)
+    if not built:
+        return
+    found = _run_instances(rule, target, built, seed, check)
+    if found is not None and len(built) > 1:  # blame the one instance that shows it
+        for instance in built:
+            alone = _run_instances(rule, target, [instance], seed, None)
+            if alone is not None:
+                found = alone
+                break
+    check.counterexample = found
+
+
+def _run_instances(
+    rule: Rule, target: Target, built: list[Instance], seed: int, check: RuleCheck | None
+) -> Counterexample | None:
+    tensors = {name: shape for inst in built for name, shape in inst.tensors.items()}
+    decls = {name: TensorDecl(name, shape) for name, shape in tensors.items()}
+    kernel = Kernel(f"terms for {rule.name}", decls, (), (), tensors)
+    terms = "\n".join(cmd for inst in built for cmd in inst.commands) + "\n"
+    try:
+        sat = saturate_with(
+            kernel, target, [_under_test(rule)], Limits(2, 5_000, 10.0), terms, computed_rules=()
+        )
+    except IsamapError as err:
+        raise IsamapError(f"rule {rule.name}: {err.message}", rule.loc) from None
+    if check is not None:
+        check.pattern_matches += sum(sat.report.matches_per_rule.values())
+    where = "terms " + " and ".join(inst.describe() for inst in built)
+    return check_eclasses(sat, seed=seed, where=where)
+
+
+def _check_corpus(
+    rule: Rule, trusted: list[Rule], target: Target, seed: int, iterations: int, check: RuleCheck
+) -> None:
+    """Saturate every corpus kernel with `rule` and the `trusted` rules as background."""
+    background = "(ruleset background)\n" + "\n".join(
+        _rename(r.text, "background") for r in trusted
+    )
+    # the computed rules run too (they lay the corpus's products out), and are not the rule
+    background_names = {r.name for r in trusted} | {r.name for r in COMPUTED_RULES}
+    sources = [RuleSource(background, "<background rules>", ("background",)), _under_test(rule)]
+    for n, kernel in enumerate(corpus(seed)):
+        try:
+            sat = saturate_with(kernel, target, sources, Limits(iterations, 20_000, 20.0))
+        except IsamapError as err:
+            raise IsamapError(f"rule {rule.name}: {err.message}", rule.loc) from None
+        check.kernels += 1
+        check.matches += sum(
+            c for name, c in sat.report.matches_per_rule.items() if name not in background_names
+        )
+        found = check_eclasses(sat, seed=seed + n)
+        if found is not None:
+            check.counterexample = found
+            return
+
+
+def _check(
+    rules: list[Rule], trusted: list[Rule], target: Target, seed: int, iterations: int
+) -> list[RuleCheck]:
     checks: list[RuleCheck] = []
     for rule in rules:
-        trusted = [c.rule for c in checks if c.sound]
-        background = "(ruleset background)\n" + "\n".join(
-            _rename(r.text, "background") for r in trusted
-        )
-        under_test = "(ruleset under_test)\n" + _rename(rule.text, "under_test")
-        background_names = {r.name for r in trusted}
-        sources = [
-            RuleSource(background, "<background rules>", ("background",)),
-            RuleSource(under_test, rule.loc.file, ("under_test",)),
-        ]
         check = RuleCheck(rule)
-        for n, kernel in enumerate(kernels):
-            try:
-                sat = saturate_with(kernel, target, sources, Limits(iterations, 20_000, 20.0))
-            except IsamapError as err:
-                raise IsamapError(f"rule {rule.name}: {err.message}", rule.loc) from None
-            check.kernels += 1
-            check.matches += sum(
-                c for name, c in sat.report.matches_per_rule.items() if name not in background_names
-            )
-            found = check_eclasses(sat, seed=seed + n)
-            if found is not None:
-                check.counterexample = found
-                break
+        _check_patterns(rule, target, seed, check)
+        if check.counterexample is None:
+            background = trusted + [c.rule for c in checks if c.sound]
+            _check_corpus(rule, background, target, seed, iterations, check)
         checks.append(check)
     return checks
+
+
+def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
+    """Check every rule of `target`; one RuleCheck per rule.
+
+    Rules are checked in load order (algebra, derived, the target's file): first alone on terms
+    built from the rule's left-hand side, then on `corpus(seed)` with the rules before it that
+    passed as background, so a wrong rule is blamed alone and never taints the verdict on the
+    others.
+    """
+    return _check(rules_of(target), [], target, seed, iterations)
+
+
+def check_rule_file(target: Target, seed: int = 0) -> list[RuleCheck]:
+    """Check the rules of `target`'s own rule file (the shipped rules as trusted background)."""
+    return _check(_file_rules(target), _shipped_rules(target), target, seed, 6)
+
+
+# -- the gate in front of compile and saturate -------------------------------------------------
+
+_VERDICTS: dict[str, list[dict[str, str]]] = {}
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("ISAMAP_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base else Path.home() / ".cache"
+    return (root if os.environ.get("ISAMAP_CACHE_DIR") else root / "isamap") / "rule-checks"
+
+
+def _verdict_key(target: Target) -> str:
+    """A hash of everything a verdict depends on: the checker, the sorts, the algebra, the
+    target file and its derived rules, and the rules of the rule file (with their locations,
+    which the verdict names)."""
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for part in (
+        Path(__file__),
+        here / "egraph" / "rule_terms.py",
+        here / "egraph" / "tensor_types.py",
+        RULES_DIR / "sorts.egg",
+        RULES_DIR / "algebra.egg",
+        Path(target.path),
+    ):
+        digest.update(part.read_bytes() if part.is_file() else str(part).encode())
+        digest.update(b"\0")
+    digest.update(rules_program(target).encode())
+    for rule in _file_rules(target):  # the rules as parsed: comments and layout do not count
+        digest.update(f"\0{rule.loc}\0{rule.body}".encode())
+    return digest.hexdigest()
+
+
+def _file_verdicts(target: Target) -> list[dict[str, str]]:
+    """(rule, where, verdict, detail) per rule of the rule file: memoised, then cached on disk."""
+    key = _verdict_key(target)
+    if key in _VERDICTS:
+        return _VERDICTS[key]
+    path = _cache_dir() / f"{key}.json"
+    try:
+        verdicts: list[dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        verdicts = [
+            {
+                "rule": c.rule.name,
+                "where": str(c.rule.loc),
+                "verdict": c.verdict,
+                "detail": " ".join(str(c.counterexample).split())
+                if c.counterexample
+                else "it never fired on terms built from its left-hand side or on the corpus",
+            }
+            for c in check_rule_file(target)
+        ]
+        try:  # the cache only saves time: an unwritable cache directory is no error
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(verdicts), encoding="utf-8")
+            partial.replace(path)  # atomic: a concurrent reader sees all of it or nothing
+        except OSError:
+            pass
+    _VERDICTS[key] = verdicts
+    return verdicts
+
+
+def require_checked_rules(target: Target) -> None:
+    """IsamapError (at the rule) if a rule of `target`'s own rule file is unsound or could not
+    be exercised by `isamap check-rules`; the shipped rules are checked by isamap's tests."""
+    rule_file = target_rule_file(target)
+    if rule_file is None or rule_file.parent == RULES_DIR:
+        return
+    for v in _file_verdicts(target):
+        if v["verdict"] != "ok":
+            what = "unsound" if v["verdict"] == "UNSOUND" else "unchecked"
+            raise IsamapError(
+                f"rule '{v['rule']}' is {what} ({v['detail']}); see `isamap check-rules "
+                f"--target {target.path}`, or allow unchecked rules "
+                "(--allow-unchecked-rules, allow_unchecked_rules=True)",
+                _loc(v["where"]),
+            )
+
+
+def _loc(text: str) -> SourceLoc:
+    file, _, rest = text.partition(":")
+    parts = rest.split(":")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return SourceLoc(file, int(parts[0]), int(parts[1]))
+    return SourceLoc(text)

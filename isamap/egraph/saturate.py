@@ -2,12 +2,14 @@
 
 Saturation runs one iteration at a time — the computed rules (isamap.egraph.computed_rules, on a
 serialised snapshot), then the egglog rulesets (algebra, target rules, the target's file) —
-checking e-node count and wall time in between: egglog 13.2 has no node or time limit of its own,
-and a Rust call in progress cannot be interrupted, so a limit can be overshot by one iteration.
+checking e-node count and wall time in between: egglog 13.2 has no node or time limit of its own.
+Near the e-node limit an iteration runs inside a push, so one that goes past it is undone; a Rust
+call in progress cannot be interrupted, so the time limit can be overshot by one iteration.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import Counter
@@ -25,8 +27,8 @@ from isamap.egraph.computed_rules import (
 )
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
-from isamap.egraph.rule_file import parse_rule_file, read_rule_file
-from isamap.egraph.target_rules import matrix_instructions, rules_program
+from isamap.egraph.rule_file import RuleForm, parse_rule_file, read_rule_file
+from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
@@ -38,6 +40,7 @@ __all__ = [
     "RuleSource",
     "RunReport",
     "Saturation",
+    "check_rule_names",
     "load_rule_text",
     "rule_sources",
     "saturate",
@@ -52,16 +55,32 @@ _EGG_ERROR = re.compile(r"In (\d+):(\d+)(?:-\S*)? of ([^:]+): (.*)", re.S)
 
 @dataclass(frozen=True)
 class Limits:
-    """When saturation stops early: iterations, e-nodes (checked between iterations), seconds."""
+    """When the search stops early: saturation iterations, e-nodes (never exceeded: an iteration
+    that would is undone), and seconds for saturation and extraction together."""
 
     iterations: int = 30
     enodes: int = 50_000
     seconds: float = 60.0
 
+    def __post_init__(self) -> None:
+        for name in ("iterations", "enodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise IsamapError(f"Limits: {name} must be a positive integer, got {value!r}")
+        seconds = self.seconds
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
+            raise IsamapError(f"Limits: seconds must be a positive finite number, got {seconds!r}")
+
 
 @dataclass
 class RunReport:
-    """What a saturation did: why it stopped, how big the e-graph got, which rules matched."""
+    """What a saturation did: why it stopped, how big the e-graph got, which rules matched; and
+    whether extraction from it finished or stopped at the time limit."""
 
     stop_reason: str = "saturated"  # saturated | iteration-limit | enode-limit | time-limit
     iterations: int = 0
@@ -70,14 +89,21 @@ class RunReport:
     matches_per_rule: Counter[str] = field(default_factory=Counter)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # computed rules, egglog
+    undone_iteration: bool = False  # the last iteration went past the e-node limit and was undone
+    extract_stop_reason: str = "complete"  # complete | time-limit (set by extraction)
 
     @property
     def hit_limit(self) -> bool:
-        return self.stop_reason != "saturated"
+        return self.stop_reason != "saturated" or self.extract_stop_reason != "complete"
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in self.stage_seconds.items())
-        note = "" if not self.hit_limit else " (best result so far: a limit was hit)"
+        note = ""
+        if self.stop_reason != "saturated":
+            note = " (best result so far: a limit was hit"
+            note += "; the iteration past it was undone)" if self.undone_iteration else ")"
+        if self.extract_stop_reason != "complete":
+            note += f"; extraction stopped at its {self.extract_stop_reason} (best mapping so far)"
         return (
             f"{self.stop_reason}{note} after {self.iterations} iterations: "
             f"{self.enodes} e-nodes, {self.eclasses} e-classes; {stages}"
@@ -86,6 +112,8 @@ class RunReport:
     def to_dict(self) -> dict[str, object]:
         return {
             "stop_reason": self.stop_reason,
+            "undone_iteration": self.undone_iteration,
+            "extract_stop_reason": self.extract_stop_reason,
             "iterations": self.iterations,
             "enodes": self.enodes,
             "eclasses": self.eclasses,
@@ -121,6 +149,21 @@ def load_rule_text(egraph: bindings.EGraph, text: str, filename: str) -> None:
         egraph.run_program(*commands)
     except bindings.EggSmolError as err:
         raise egglog_error(err, filename) from None
+    except BaseException as err:  # a Rust panic (pyo3's PanicException derives from BaseException)
+        if type(err).__name__ != "PanicException":
+            raise
+        raise egglog_error(RuntimeError(str(err).splitlines()[0]), filename) from None
+
+
+#: Commands per egglog program when loading an encoding: egglog 13.2 parses and runs one program
+#: in time and memory quadratic in its length (a 1,000-statement kernel's 5,000 commands took
+#: 19 s and 4.6 GB in one program, 1.2 s and 76 MB in programs of 200).
+_CHUNK = 200
+
+
+def _load_in_chunks(egraph: bindings.EGraph, commands: list[str], filename: str) -> None:
+    for start in range(0, len(commands), _CHUNK):
+        load_rule_text(egraph, "\n".join(commands[start : start + _CHUNK]) + "\n", filename)
 
 
 def target_rule_file(target: Target) -> Path | None:
@@ -137,11 +180,19 @@ class Saturation:
     """A saturated e-graph for one kernel on one target: inspect it, dump it. (`isamap.saturate`
     returns a subclass that also extracts: extraction sits above this package.)"""
 
-    def __init__(self, kernel: Kernel, target: Target, dump: EGraphDump, report: RunReport) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        target: Target,
+        dump: EGraphDump,
+        report: RunReport,
+        limits: Limits | None = None,
+    ) -> None:
         self.kernel = kernel
         self.target = target
         self.dump = dump
         self.report = report
+        self.limits = limits or Limits()  # extraction's time budget is `limits.seconds`
 
     def to_json(self) -> str:
         return self.dump.to_json()
@@ -190,9 +241,20 @@ def rule_sources(target: Target) -> list[RuleSource]:
     extra = target_rule_file(target)
     if extra is not None:
         text, forms = read_rule_file(extra)
+        check_rule_names(forms, target)
         names = tuple(dict.fromkeys(f.ruleset for f in forms if f.head == "ruleset" and f.ruleset))
         sources.append(RuleSource(text, str(extra), names))
     return sources
+
+
+def check_rule_names(forms: list[RuleForm], target: Target) -> None:
+    """A hand-written rule may not take the name of an algebra or derived rule: reports count
+    matches by name."""
+    shipped = {f.name for f in read_rule_file(RULES_DIR / "algebra.egg", trusted=True)[1]}
+    shipped |= {r.name for r in derive_rules(target)}
+    for form in forms:
+        if form.name is not None and form.name in shipped:
+            raise IsamapError(f"rule name '{form.name}' is already a rule of isamap's", form.loc)
 
 
 def saturate(
@@ -210,7 +272,7 @@ def saturate(
     computed: Sequence[ComputedRule] = COMPUTED_RULES
     if disabled_rules:
         sources, computed = _without(sources, set(disabled_rules))
-    return saturate_with(kernel, target, sources, limits, computed)
+    return saturate_with(kernel, target, sources, limits, computed_rules=computed)
 
 
 def _without(
@@ -220,7 +282,7 @@ def _without(
     known = {r.name for r in COMPUTED_RULES}
     kept: list[RuleSource] = []
     for source in sources:
-        forms = parse_rule_file(source.text, source.filename)
+        forms = parse_rule_file(source.text, source.filename, trusted=True)  # read once already
         known.update(f.name for f in forms if f.name)
         text = "\n".join(f.text for f in forms if f.name not in names)
         kept.append(RuleSource(text + "\n", source.filename, source.rulesets))
@@ -238,13 +300,47 @@ def saturate_with(
     target: Target,
     sources: list[RuleSource],
     limits: Limits | None = None,
+    terms: str | None = None,
     computed_rules: Sequence[ComputedRule] = COMPUTED_RULES,
 ) -> Saturation:
     """Saturate `kernel` with exactly the rules of `sources` (their rulesets run in order, after
-    the `computed_rules` in each iteration)."""
+    the `computed_rules` in each iteration).
+
+    `terms` (egglog commands over `kernel`'s inputs) replaces the kernel's own encoding: the
+    soundness checker inserts terms built from a rule's left-hand side this way."""
     limits = limits or Limits()
     report = RunReport()
     stages = report.stage_seconds
+    start = time.perf_counter()
+    egraph, schedule, numbered = _load(kernel, sources, terms, stages)
+    widths = _packing_widths(target)
+
+    def iteration(egraph: bindings.EGraph) -> _Iteration:
+        runner = ComputedRunner(numbered, computed_rules, widths)
+        return _Iteration(egraph, kernel, schedule, sources, runner, report.phase_seconds)
+
+    t0 = time.perf_counter()
+    replay = _run_within_limits(egraph, iteration(egraph), limits, report, start + limits.seconds)
+    if replay is not None:  # past the e-node limit with no snapshot to undo: rebuild, replay
+        egraph, _, _ = _load(kernel, sources, terms, {})
+        again = iteration(egraph)
+        for _ in range(replay):
+            again.run()
+    stages["saturate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dump = _dump(egraph, kernel)
+    stages["serialize"] = time.perf_counter() - t0
+    report.enodes = dump.enodes
+    report.eclasses = len(dump.classes)
+    return Saturation(kernel, target, dump, report, limits)
+
+
+def _load(
+    kernel: Kernel, sources: list[RuleSource], terms: str | None, stages: dict[str, float]
+) -> tuple[bindings.EGraph, str, int]:
+    """A fresh e-graph with the sorts, `sources` and the kernel's encoding (or `terms`), the
+    schedule of one iteration, and how many terms the encoding numbered."""
     t0 = time.perf_counter()
     egraph = bindings.EGraph()
     sorts = RULES_DIR / "sorts.egg"
@@ -254,45 +350,134 @@ def saturate_with(
         load_rule_text(egraph, source.text, source.filename)
         schedule += "".join(f" (run {name})" for name in source.rulesets)
     stages["load_rules"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    encoding = encode_kernel(kernel)
-    load_rule_text(egraph, encoding.program(), f"<encoding of {kernel.name}>")
+    encoding = encode_kernel(kernel) if terms is None else None
+    commands = encoding.commands if encoding is not None else [terms or ""]
+    _load_in_chunks(egraph, commands, f"<encoding of {kernel.name}>")
     stages["encode"] = time.perf_counter() - t0
+    # terms given as text number their own operands; rules' numbers start clear above them
+    return egraph, schedule, encoding.terms if encoding is not None else 1_000_000
 
-    t0 = time.perf_counter()
-    computed = ComputedRunner(encoding.terms, computed_rules, widths=_packing_widths(target))
-    phases = report.phase_seconds
-    step = egraph.parse_program(f"(run-schedule{schedule})")
-    report.stop_reason = "iteration-limit"
-    for _ in range(limits.iterations):
+
+class _Iteration:
+    """One iteration of saturation: the computed rules' round, then the egglog schedule.
+
+    The computed rules keep state (the e-nodes they have seen, the creation numbers they gave),
+    which a pop of the e-graph does not undo: `save` and `restore` keep it with the snapshot."""
+
+    def __init__(
+        self,
+        egraph: bindings.EGraph,
+        kernel: Kernel,
+        schedule: str,
+        sources: list[RuleSource],
+        runner: ComputedRunner,
+        phases: dict[str, float],
+    ) -> None:
+        self.egraph, self.kernel, self.sources = egraph, kernel, sources
+        self.step = egraph.parse_program(f"(run-schedule{schedule})")
+        self.runner, self.phases = runner, phases
+        self.saved: tuple[set[tuple[object, ...]], int, int] | None = None
+
+    def run(self) -> tuple[bool, Counter[str]]:
+        """Run it; whether anything changed, and matches per rule."""
         t1 = time.perf_counter()
-        program, matches = computed.round(_dump(egraph, kernel))
+        program, matches = self.runner.round(_dump(self.egraph, self.kernel))
         if program:
-            load_rule_text(egraph, program, "<computed rules>")
-        report.matches_per_rule.update(matches)
+            load_rule_text(self.egraph, program, "<computed rules>")
         t2 = time.perf_counter()
-        phases["computed"] = phases.get("computed", 0.0) + t2 - t1
-        (out,) = egraph.run_program(*step)
-        assert isinstance(out, bindings.RunScheduleOutput)
-        phases["egglog"] = phases.get("egglog", 0.0) + time.perf_counter() - t2
-        report.iterations += 1
-        run = out.report
-        report.matches_per_rule.update(run.num_matches_per_rule)
-        if not run.updated and not program:
-            report.stop_reason = "saturated"
-            break
-        if _enodes(egraph) >= limits.enodes:
-            report.stop_reason = "enode-limit"
-            break
-        if time.perf_counter() - t0 >= limits.seconds:
-            report.stop_reason = "time-limit"
-            break
-    stages["saturate"] = time.perf_counter() - t0
+        self.phases["computed"] = self.phases.get("computed", 0.0) + t2 - t1
+        out = _run_step(self.egraph, self.step, self.sources)
+        self.phases["egglog"] = self.phases.get("egglog", 0.0) + time.perf_counter() - t2
+        matches.update(out.report.num_matches_per_rule)
+        return bool(out.report.updated or program), matches
 
-    t0 = time.perf_counter()
-    dump = _dump(egraph, kernel)
-    stages["serialize"] = time.perf_counter() - t0
-    report.enodes = dump.enodes
-    report.eclasses = len(dump.classes)
-    return Saturation(kernel, target, dump, report)
+    def save(self) -> None:
+        r = self.runner
+        self.saved = (set(r.applied), r.number, r.rounds)
+
+    def restore(self) -> None:
+        assert self.saved is not None
+        r = self.runner
+        r.applied, r.number, r.rounds = set(self.saved[0]), self.saved[1], self.saved[2]
+
+
+def _run_within_limits(
+    egraph: bindings.EGraph,
+    iteration: _Iteration,
+    limits: Limits,
+    report: RunReport,
+    deadline: float,
+) -> int | None:
+    """Run `schedule` one iteration at a time until saturated or a limit is reached.
+
+    Near the e-node limit (when an iteration growing the e-graph as fast as any before, and at
+    least 4x, could pass it) an iteration runs inside a push: one that passes the limit is undone
+    by a pop; one that does not is popped and run again, so snapshots never pile up. Far from
+    it, an iteration that passes the limit anyway cannot be undone: then the number of iterations
+    to replay on a fresh e-graph is returned (else None). A Rust call cannot be interrupted, so
+    the time limit is checked between iterations, and an iteration is not started when the last
+    one took longer than the time left."""
+    push, pop = egraph.parse_program("(push)"), egraph.parse_program("(pop)")
+    report.stop_reason = "iteration-limit"
+    size = _enodes(egraph)
+    if size >= limits.enodes:  # the kernel alone fills the budget
+        report.stop_reason = "enode-limit"
+        return None
+    growth, last = 4.0, 0.0
+    for _ in range(limits.iterations):
+        now = time.perf_counter()
+        if now >= deadline or now + last > deadline:
+            report.stop_reason = "time-limit"
+            return None
+        snapshot = size * growth >= limits.enodes
+        if snapshot:
+            egraph.run_program(*push)
+            iteration.save()
+        changed, matches = iteration.run()
+        new = _enodes(egraph)
+        if snapshot and new <= limits.enodes:  # keep it, without keeping the snapshot
+            egraph.run_program(*pop)
+            iteration.restore()
+            snapshot = False
+            changed, matches = iteration.run()
+            new = _enodes(egraph)
+        last = time.perf_counter() - now
+        if new > limits.enodes:
+            report.stop_reason, report.undone_iteration = "enode-limit", True
+            if not snapshot:
+                return report.iterations
+            egraph.run_program(*pop)
+            iteration.restore()
+            return None
+        report.iterations += 1
+        report.matches_per_rule.update(matches)
+        if not changed:
+            report.stop_reason = "saturated"
+            return None
+        if new >= limits.enodes:
+            report.stop_reason = "enode-limit"
+            return None
+        growth, size = max(growth, 2.0 * new / max(size, 1)), new
+    if time.perf_counter() >= deadline:
+        report.stop_reason = "time-limit"
+    return None
+
+
+def _run_step(
+    egraph: bindings.EGraph, step: list[bindings._Command], sources: list[RuleSource]
+) -> bindings.RunScheduleOutput:
+    """One iteration; a rule that fails while it runs (a primitive that fails, an illegal
+    merge) is an IsamapError at the place egglog names, in the last rule file if it names none."""
+    try:
+        (out,) = egraph.run_program(*step)
+    except bindings.EggSmolError as err:
+        text = str(err).strip().removeprefix("Panic: ")  # "Panic: In 2:39-63 of x.egg: ..."
+        where = sources[-1].filename if sources else "<rules>"
+        raise egglog_error(RuntimeError(text), where) from None
+    except BaseException as err:  # a Rust panic (pyo3's PanicException derives from BaseException)
+        if type(err).__name__ != "PanicException":
+            raise
+        raise IsamapError(f"a rule failed while running: {str(err).splitlines()[0]}") from None
+    assert isinstance(out, bindings.RunScheduleOutput)
+    return out

@@ -30,7 +30,15 @@ import numpy as np
 
 from isamap.egraph.dump import EGraphDump, ENode
 from isamap.extract.cost import CostModel, cost_model
-from isamap.extract.extractor import Choice, _best, _Costs, _dag_cost, _reachable, _roots
+from isamap.extract.extractor import (
+    Choice,
+    _best,
+    _budget,
+    _Costs,
+    _dag_cost,
+    _reachable,
+    _roots,
+)
 from isamap.extract.lower import build_mapping
 from isamap.ir.errors import IsamapError
 from isamap.ir.mapping import Mapping
@@ -401,10 +409,15 @@ def _solve(
     model = cost_model(cost, sat.target, sat.kernel)
     costs = _Costs(sat.dump, model)
     roots = _roots(sat)
-    greedy = _best(sat, roots, costs)
+    limit = min(DEFAULT_SECONDS, sat.limits.seconds) if seconds is None else seconds
+    started = time.perf_counter()
+    budget = _budget(sat, started + limit)
+    greedy = _best(sat, roots, costs, budget)  # the warm start, bounded too
     greedy = {c: greedy[c] for c in _reachable(roots, greedy)}
-    limit = DEFAULT_SECONDS if seconds is None else seconds
-    result = exact_choices(sat.dump, roots, costs, k, limit, greedy, close, at_least)
+    left = max(limit - (time.perf_counter() - started), 0.05 * limit)
+    result = exact_choices(sat.dump, roots, costs, k, left, greedy, close, at_least)
+    hit = budget.hit or result.timed_out or not result.solutions
+    sat.report.extract_stop_reason = "time-limit" if hit else "complete"
     if not result.solutions:
         _warn(f"no ILP solution within {limit:g} s: the greedy mapping stands in")
     elif result.timed_out:

@@ -5,6 +5,7 @@ One place dispatches, so the greedy extractor and the ILP built on it import in 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from isamap.extract.exact import extract_exact, variants_exact
@@ -38,7 +39,8 @@ def extract(
     local search."""
     if _method(method) == "exact":
         return extract_exact(sat, cost, seconds)
-    return extract_greedy(sat, cost)
+    deadline = None if seconds is None else time.perf_counter() + seconds
+    return extract_greedy(sat, cost, deadline)
 
 
 def extract_variants(
@@ -52,4 +54,5 @@ def extract_variants(
     k-best, within `seconds`). `greedy`: a neighbourhood of the greedy mapping, not a k-best."""
     if _method(method) == "exact":
         return variants_exact(sat, n, cost, seconds)
-    return variants_greedy(sat, n, cost)
+    deadline = None if seconds is None else time.perf_counter() + seconds
+    return variants_greedy(sat, n, cost, deadline)

@@ -227,13 +227,17 @@ class Kernel:
 
     def outputs(self) -> tuple[str, ...]:
         """Written tensors that were declared, or that no statement reads after their last write."""
-        finals: list[str] = []
-        for name in self.written():
-            last = max(i for i, s in enumerate(self.statements) if s.target == name)
-            later = {a.tensor for t in self.statements[last + 1 :] for a in t.accesses()}
-            if name not in later or name in self.tensors:
-                finals.append(name)
-        return tuple(finals)
+        last_write: dict[str, int] = {}
+        last_read: dict[str, int] = {}
+        for i, s in enumerate(self.statements):  # one pass: a kernel may have 1,000s of them
+            last_write[s.target] = i
+            for a in s.accesses():
+                last_read[a.tensor] = i
+        return tuple(
+            name
+            for name in self.written()
+            if last_read.get(name, -1) <= last_write[name] or name in self.tensors
+        )
 
     def dtype(self, name: str) -> str:
         decl = self.tensors.get(name)

@@ -19,11 +19,13 @@ GOOD = """; double transposes of any permutation cancel when they are the batch-
 """
 
 
-def _compile_with(tmp_path: Path, rules: str) -> isamap.CompileResult:
+def _compile_with(tmp_path: Path, rules: str, allow: bool = False) -> isamap.CompileResult:
+    """Compile a GEMM on gemmini with `rules` as its rule file (checked first unless `allow`)."""
     toml = tmp_path / "chip.toml"
     shutil.copy(TARGET_DIR / "gemmini.toml", toml)
     (tmp_path / "chip.egg").write_text(rules)
-    return isamap.compile(isamap.load_kernel("examples/kernels/gemm.kernel"), str(toml))
+    kernel = isamap.load_kernel("examples/kernels/gemm.kernel")
+    return isamap.compile(kernel, str(toml), allow_unchecked_rules=allow)
 
 
 def test_good_rule_file_is_loaded_and_runs(tmp_path: Path) -> None:
@@ -45,11 +47,32 @@ def test_good_rule_file_is_loaded_and_runs(tmp_path: Path) -> None:
         ("(ruleset r)\n(rewrite (Fn f x y) x :ruleset r)\n", 2, "Arity"),
         ("(ruleset r)\n(rewrite (Fn f y) x :ruleset r)\n", 2, "Unbound symbol x"),
         ('(ruleset r)\n(rewrite (Fn f x) (Full "a" "b") :ruleset r)\n', 2, ""),
+        ("(ruleset r)\n(rule ((= t (Fn f x)))\n  ((delete (Fn f x))) :ruleset r)\n", 3, "'delete'"),
+        ("(ruleset r)\n(rule ((= t (Fn f x)))\n  ((set (lo t) 0)) :ruleset r)\n", 3, "lo/hi"),
+        ("(ruleset r)\n(rule ((= t (Fn f x)))\n  ((set (hi t) 9)) :ruleset r)\n", 3, "'set'"),
+        ('(ruleset r)\n(rule ((= t (Fn f x)))\n  ((panic "boom")) :ruleset r)\n', 3, "'panic'"),
+        (
+            '(ruleset r)\n(rewrite (Fn f x) x :ruleset r :name "a")\n'
+            '(rewrite (Ew o x y) x :ruleset r :name "a")\n',
+            3,
+            "'a' is already used at",
+        ),
+        (
+            '(ruleset r)\n(rewrite (Fn f x) x :ruleset r :name "bmm-swap-operands")\n',
+            2,
+            "already a rule of isamap's",
+        ),
+        (
+            "(ruleset r)\n(rewrite (Bmm b m n k x y) (Bmm b m n (* k 4611686018427387904) x y)"
+            ' :ruleset r :name "overflows")\n',
+            2,
+            "failed",
+        ),
     ],
 )
 def test_bad_rule_files(tmp_path: Path, text: str, line: int, fragment: str) -> None:
     with pytest.raises(isamap.IsamapError) as info:
-        _compile_with(tmp_path, text)
+        _compile_with(tmp_path, text, allow=True)
     err = info.value
     assert err.loc is not None and err.loc.file.endswith("chip.egg")
     assert err.loc.line == line, str(err)
@@ -80,7 +103,9 @@ def test_mangled_rule_files_never_crash(
         else:
             text = text[:pos] + text[pos : pos + 8] + text[pos:]
     tmp = tmp_path_factory.mktemp("fuzz")
+    # one in four also goes through the soundness check in front of compile (the slow part)
+    allow = data.draw(st.sampled_from([True, True, True, False]))
     try:
-        _compile_with(tmp, text)
+        _compile_with(tmp, text, allow)
     except isamap.IsamapError as err:
         assert err.loc is not None and err.loc.file.endswith("chip.egg")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 from egglog import bindings
@@ -11,6 +14,7 @@ import isamap
 from isamap.egraph import Limits, encode_kernel, saturate
 from isamap.egraph.saturate import RULES_DIR, load_rule_text
 from isamap.extract import extract
+from isamap.hardware.target import TARGET_DIR
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +57,91 @@ def test_enode_limit(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
 
 
 def test_time_limit(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
-    sat = saturate(gru, gemmini, Limits(seconds=0.0))
+    sat = saturate(gru, gemmini, Limits(seconds=1e-9))
     assert sat.report.stop_reason == "time-limit"
-    assert sat.report.iterations == 1
+    assert sat.report.iterations == 0  # the encoding alone: no iteration started past the limit
+    assert set(extract(sat).outputs) >= set(gru.outputs())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seconds": 0.0},
+        {"seconds": -1.0},
+        {"seconds": float("nan")},
+        {"seconds": float("inf")},
+        {"iterations": -1},
+        {"iterations": 0},
+        {"enodes": 0},
+        {"enodes": 2.5},
+        {"iterations": True},
+    ],
+)
+def test_nonsense_limits_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(isamap.IsamapError) as info:
+        Limits(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value).startswith("Limits: ") and "\n" not in str(info.value)
+
+
+GROWS_FOREVER = (
+    "(ruleset grow)\n"
+    '(rewrite (Bmm b m n k x y) (Bmm b m n (+ k 1) x y) :ruleset grow :name "grow")\n'
+)
+
+
+def _growing_target(tmp_path: Path) -> isamap.Target:
+    toml = tmp_path / "chip.toml"
+    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    (tmp_path / "chip.egg").write_text(GROWS_FOREVER)
+    return isamap.load_target(str(toml))
+
+
+@pytest.mark.parametrize("limit", [300, 437, 650])
+def test_enode_limit_is_never_exceeded(tmp_path: Path, gru: isamap.Kernel, limit: int) -> None:
+    sat = saturate(gru, _growing_target(tmp_path), Limits(iterations=200, enodes=limit))
+    assert sat.report.stop_reason == "enode-limit"
+    assert sat.report.undone_iteration
+    assert sat.report.iterations > 0
+    assert sat.report.enodes <= limit
+    assert "undone" in sat.report.summary()
+    assert set(extract(sat).outputs) >= set(gru.outputs())
+
+
+def test_time_limit_bounds_saturation_and_extraction(tmp_path: Path, gru: isamap.Kernel) -> None:
+    target = _growing_target(tmp_path)
+    limits = Limits(iterations=10_000, enodes=10**9, seconds=1.0)
+    t0 = time.perf_counter()
+    result = isamap.compile(gru, target, limits=limits, allow_unchecked_rules=True)
+    elapsed = time.perf_counter() - t0
+    report = result.report.egraph
+    assert report.stop_reason == "time-limit"
+    assert report.extract_stop_reason == "time-limit"
+    assert "extraction stopped" in report.summary()
+    assert elapsed < 1.0 + 4.0, elapsed  # the limit, one iteration, scheduling the result
+
+
+def test_extraction_deadline_returns_the_greedy_mappings_best(
+    gemmini: isamap.Target, gru: isamap.Kernel
+) -> None:
+    sat = saturate(gru, gemmini)
+    full = extract(sat, "latency")
+    assert sat.report.extract_stop_reason == "complete"
+    hurried = extract(sat, "latency", "greedy", seconds=0.0)
+    assert sat.report.extract_stop_reason == "time-limit"
+    assert set(hurried.outputs) == set(full.outputs)
+    assert hurried.cost >= full.cost
+
+
+def test_many_statements_encode_in_linear_time(gemmini: isamap.Target) -> None:
+    """1,000 statements: egglog parses one long program in quadratic time and memory, so the
+    encoding is loaded in chunks; outputs and roots are found in one pass."""
+    text = "tensor A[8, 8] f32\n" + "".join(f"C{n}[i, j] = relu(A[i, j])\n" for n in range(1, 1001))
+    kernel = isamap.parse_kernel(text)
+    t0 = time.perf_counter()
+    result = isamap.compile(kernel, gemmini, limits=Limits(seconds=2.0))
+    assert time.perf_counter() - t0 < 15.0
+    assert len(result.mapping.outputs) == 1000
+    assert result.report.egraph.stage_seconds["encode"] < 5.0
 
 
 def test_dumps(gemmini: isamap.Target, gru: isamap.Kernel) -> None:
