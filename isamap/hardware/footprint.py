@@ -1,0 +1,176 @@
+"""What a tile schedule occupies in each on-chip memory, counted in that memory's own rows.
+
+The one accounting behind both the scheduler's fit check (`timing.ArrayModel.fits`) and the
+functional machine's buffers (`machine.CallMachine`), so a schedule the scheduler accepts is one
+the machine runs and the reverse: each operand of a matrix instruction lives in the memory the
+instruction declares for it (A, B and C may share one memory or use three), a block row takes
+whole memory rows, and a double-buffered schedule holds two tiles of every operand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError, SourceLoc
+from isamap.ir.program import TileSchedule
+
+__all__ = ["OPERANDS", "OperandLayout", "OperandSpace", "Overrun", "operand_layout"]
+
+#: The operands of a matrix call, in the order their buffers are allocated.
+OPERANDS = ("A", "B", "C")
+
+
+@dataclass(frozen=True)
+class OperandSpace:
+    """How one operand's blocks sit in its memory.
+
+    A memory with `row_bytes` is addressed by rows of that width; one without is byte-addressed
+    (rows of one byte). A block row of `cols` elements is cut into chunks of as many elements as
+    one row holds (at least one), and each chunk takes whole rows.
+    """
+
+    role: str  # "A", "B" or "C"
+    memory: str  # the memory the instruction declares for this operand
+    block: tuple[int, int]  # rows x columns of elements of one instruction block
+    elem_bytes: int  # the instruction's element type for this operand
+    row_bytes: int  # the memory's row width in bytes (1 when it declares none)
+
+    @property
+    def per_row(self) -> int:
+        """Elements of this operand one memory row holds (one, if an element is wider)."""
+        return max(1, self.row_bytes // self.elem_bytes)
+
+    @property
+    def rows_per_chunk(self) -> int:
+        """Memory rows one chunk of `per_row` elements takes."""
+        return -(-(self.per_row * self.elem_bytes) // self.row_bytes)
+
+    def line_rows(self, cols: int) -> int:
+        """Memory rows one block row of `cols` elements takes."""
+        return -(-cols // self.per_row) * self.rows_per_chunk
+
+    def shape_rows(self, shape: tuple[int, int]) -> int:
+        """Memory rows a block of `shape` (rows, columns of elements) takes."""
+        return shape[0] * self.line_rows(shape[1])
+
+    @property
+    def block_rows(self) -> int:
+        """Memory rows one instruction block takes."""
+        return self.shape_rows(self.block)
+
+
+@dataclass(frozen=True)
+class Overrun:
+    """A memory a schedule needs more rows of than it has."""
+
+    memory: str
+    needed: int
+    rows: int
+    row_bytes: int
+    buffers: tuple[tuple[str, int], ...]  # (label, rows) of every buffer asked of it
+
+    def message(self, kind: str) -> str:
+        labels = ", ".join(f"{label} {n}" for label, n in self.buffers)
+        unit = f"{self.row_bytes} bytes" if self.row_bytes > 1 else "1 byte"
+        return (
+            f"{kind} overrun: needs {self.needed} rows, has {self.rows} rows of {unit} "
+            f"({self.memory}: {labels})"
+        )
+
+
+@dataclass(frozen=True)
+class OperandLayout:
+    """Where a matrix instruction's A, B and C tiles live, and how many rows each memory has."""
+
+    instruction: str
+    operands: tuple[OperandSpace, OperandSpace, OperandSpace]  # A, B, C
+    capacity: tuple[tuple[str, int], ...]  # (memory, rows), each memory an operand lives in
+
+    def space(self, role: str) -> OperandSpace:
+        return self.operands[OPERANDS.index(role)]
+
+    def rows_of(self, memory: str) -> int:
+        return dict(self.capacity)[memory]
+
+    @staticmethod
+    def tile_blocks(s: TileSchedule) -> dict[str, int]:
+        """Blocks of one A, B and C tile of `s`."""
+        return {"A": s.tile_i * s.tile_k, "B": s.tile_k * s.tile_j, "C": s.tile_i * s.tile_j}
+
+    def buffers(self, s: TileSchedule) -> dict[str, list[tuple[str, int]]]:
+        """Every buffer `s` needs, per memory in allocation order: (label, rows); labels are the
+        operand and the copy (`A0`, `A1` when double-buffered)."""
+        copies = 2 if s.double_buffer else 1
+        blocks = self.tile_blocks(s)
+        out: dict[str, list[tuple[str, int]]] = {}
+        for op in self.operands:
+            for n in range(copies):
+                rows = blocks[op.role] * op.block_rows
+                out.setdefault(op.memory, []).append((f"{op.role}{n}", rows))
+        return out
+
+    def footprint(self, s: TileSchedule) -> dict[str, int]:
+        """Rows `s` occupies in each memory its operands live in."""
+        return {mem: sum(n for _, n in asked) for mem, asked in self.buffers(s).items()}
+
+    def overruns(self, s: TileSchedule) -> list[Overrun]:
+        """Every memory `s` needs more rows of than it has (empty when it fits)."""
+        rows = dict(self.capacity)
+        width = {op.memory: op.row_bytes for op in self.operands}
+        out = []
+        for mem, asked in self.buffers(s).items():
+            needed = sum(n for _, n in asked)
+            if needed > rows[mem]:
+                out.append(Overrun(mem, needed, rows[mem], width[mem], tuple(asked)))
+        return out
+
+    def fits(self, s: TileSchedule) -> bool:
+        """Every tile of `s` (both copies when double-buffered) fits in its memory."""
+        rows = dict(self.capacity)
+        return all(n <= rows[mem] for mem, n in self.footprint(s).items())
+
+
+_LAYOUTS: dict[tuple[int, str], tuple[Target, OperandLayout]] = {}
+
+
+def operand_layout(target: Target, instruction: str) -> OperandLayout:
+    """The layout of matrix instruction `instruction`'s operands on `target` (memoised).
+
+    Element sizes are the instruction's own (its `dtypes`, else the target's input and
+    accumulator types). Raises IsamapError if the instruction is not a matrix product.
+    """
+    key = (id(target), instruction)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0] is target:
+        return hit[1]
+    ins = target.instruction(instruction)
+    form = matrix_form(ins.semantics)
+    if form is None:
+        raise IsamapError(
+            f"instruction {instruction} is not a matrix product", SourceLoc(target.path)
+        )
+    bm, bn, bk = form.tile("m"), form.tile("n"), form.tile("k")
+    shapes = {"A": (bm, bk), "B": (bk, bn), "C": (bm, bn)}
+    tensors = {"A": form.lhs, "B": form.rhs, "C": form.out}
+    spaces = []
+    for role in OPERANDS:
+        memory = target.memories[ins.operands[tensors[role]]]
+        spaces.append(
+            OperandSpace(
+                role=role,
+                memory=memory.name,
+                block=shapes[role],
+                elem_bytes=target.dtype_bytes(ins.semantics.dtype(tensors[role])),
+                row_bytes=memory.row_bytes or 1,
+            )
+        )
+    a, b, c = spaces
+    capacity = tuple(
+        (name, target.memories[name].capacity_bytes // (target.memories[name].row_bytes or 1))
+        for name in dict.fromkeys(s.memory for s in spaces)
+    )
+    layout = OperandLayout(instruction, (a, b, c), capacity)
+    _LAYOUTS[key] = (target, layout)
+    return layout
