@@ -10,6 +10,9 @@ whole memory rows, and a double-buffered schedule holds two tiles of every opera
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
@@ -27,8 +30,10 @@ class OperandSpace:
     """How one operand's blocks sit in its memory.
 
     A memory with `row_bytes` is addressed by rows of that width; one without is byte-addressed
-    (rows of one byte). A block row of `cols` elements is cut into chunks of as many elements as
-    one row holds (at least one), and each chunk takes whole rows.
+    (rows of one byte). A block is stored row by row and starts on a fresh memory row. Block rows
+    narrower than a memory row are packed, as many to a row as fit whole (VTA's weight buffer
+    holds a 16x16 block in one row); a wider block row is cut into chunks of as many elements as
+    one row holds, each chunk on its own row(s).
     """
 
     role: str  # "A", "B" or "C"
@@ -44,21 +49,41 @@ class OperandSpace:
 
     @property
     def rows_per_chunk(self) -> int:
-        """Memory rows one chunk of `per_row` elements takes."""
+        """Memory rows one chunk of up to `per_row` elements takes (more than one only when an
+        element is wider than a row)."""
         return -(-(self.per_row * self.elem_bytes) // self.row_bytes)
-
-    def line_rows(self, cols: int) -> int:
-        """Memory rows one block row of `cols` elements takes."""
-        return -(-cols // self.per_row) * self.rows_per_chunk
 
     def shape_rows(self, shape: tuple[int, int]) -> int:
         """Memory rows a block of `shape` (rows, columns of elements) takes."""
-        return shape[0] * self.line_rows(shape[1])
+        r, c = shape
+        if c <= self.per_row:
+            return -(-r // (self.per_row // c)) * self.rows_per_chunk
+        return r * -(-c // self.per_row) * self.rows_per_chunk
 
     @property
     def block_rows(self) -> int:
         """Memory rows one instruction block takes."""
         return self.shape_rows(self.block)
+
+    def positions(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, slot) of every element of a block of `shape`, relative to the block's first row:
+        the layout `shape_rows` counts, for the machine to store elements where they lie."""
+        return _positions(self, shape)
+
+
+@lru_cache(maxsize=256)
+def _positions(space: OperandSpace, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    r, c = shape
+    y, x = np.meshgrid(np.arange(r), np.arange(c), indexing="ij")
+    step = space.rows_per_chunk
+    if c <= space.per_row:
+        lines = space.per_row // c
+        rows, slots = (y // lines) * step, (y % lines) * c + x
+    else:
+        chunks = -(-c // space.per_row)
+        rows, slots = (y * chunks + x // space.per_row) * step, x % space.per_row
+    rows.flags.writeable = slots.flags.writeable = False  # shared by every caller
+    return rows, slots
 
 
 @dataclass(frozen=True)

@@ -196,8 +196,8 @@ class Accumulator(RowMemory):
 class Buffer:
     """A fixed range of rows of a memory, holding one tile's blocks of one operand at a time.
 
-    A block row is cut into chunks of `space.per_row` elements, each taking
-    `space.rows_per_chunk` rows; a row is valid once a write covered it.
+    Elements sit where `space.positions` puts them (row, slot within the row); a row is valid
+    once a write covered it.
     """
 
     def __init__(
@@ -205,11 +205,17 @@ class Buffer:
     ) -> None:
         self.memory, self.space, self.label = memory, space, label
         self.offset, self.nrows = offset, nrows
-        self.data = np.zeros((nrows, space.per_row))
+        self._data: np.ndarray | None = None  # allocated when first written
         self.valid = np.zeros(nrows, dtype=bool)
 
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = np.zeros((self.nrows, self.space.per_row))
+        return self._data
+
     def block_rows(self, shape: tuple[int, int]) -> int:
-        """Rows one block of `shape` takes: each of its rows spans whole memory rows."""
+        """Rows one block of `shape` takes (`footprint.OperandSpace.shape_rows`)."""
         return self.space.shape_rows(shape)
 
     def _span(self, row: int, shape: tuple[int, int]) -> slice:
@@ -226,12 +232,8 @@ class Buffer:
 
     def write(self, row: int, block: np.ndarray) -> None:
         span = self._span(row, block.shape)
-        r, c = block.shape
-        per_row = self.space.per_row
-        chunks = -(-c // per_row)
-        flat = np.zeros((r, chunks * per_row))
-        flat[:, :c] = block
-        self.data[span][:: self.space.rows_per_chunk] = flat.reshape(-1, per_row)
+        rows, slots = self.space.positions(block.shape)
+        self.data[row + rows, slots] = block
         self.valid[span] = True
 
     def read(self, row: int, shape: tuple[int, int]) -> np.ndarray:
@@ -241,9 +243,9 @@ class Buffer:
             raise SimulationError(
                 f"{self.label}: row {row + int(bad[0])} read before any mvin wrote it"
             )
-        r, c = shape
-        chunks = self.data[span][:: self.space.rows_per_chunk]
-        return chunks.reshape(r, -1)[:, :c].copy()
+        rows, slots = self.space.positions(shape)
+        block: np.ndarray = self.data[row + rows, slots]
+        return block
 
     def accumulate(self, row: int, block: np.ndarray) -> None:
         self.write(row, self.read(row, block.shape) + block)

@@ -65,10 +65,10 @@ def gemmini_params(target: Target, instruction: str | None = None) -> GemminiPar
     (by default the first one on a matrix unit).
 
     Gemmini keeps A and B in one scratchpad and C in an accumulator of its own, both in rows of
-    DIM elements, and the library counts tiles in those rows. Here they are the memories the
-    instruction declares for its operands, and a row of DIM elements is as many of the memory's
-    own rows as one block row takes (`footprint.OperandSpace.line_rows`): the library's row
-    counts are then the functional machine's.
+    DIM elements, and the library counts tiles in those rows, DIM to a block. Here they are the
+    memories the instruction declares for its operands, holding as many blocks as the machine's
+    accounting gives (`footprint.OperandSpace.block_rows`), so a tile the library's row counts
+    admit is one the functional machine can hold.
 
     Raises IsamapError (at the target file) if the target is not laid out like Gemmini: no
     square matrix unit, A and B in different memories, or C sharing theirs.
@@ -95,15 +95,15 @@ def gemmini_params(target: Target, instruction: str | None = None) -> GemminiPar
             f"Gemmini's library keeps C in an accumulator of its own; {name} keeps it in "
             f"'{c.memory}' with A and B",
         )
-    if a.line_rows(dim) != b.line_rows(dim):
-        raise _error(target, f"{name}'s A and B rows of {dim} elements differ in size")
-    spad_rows = layout.rows_of(a.memory) // a.line_rows(dim)
+    if a.block_rows != b.block_rows:
+        raise _error(target, f"{name}'s A and B blocks take different rows of '{a.memory}'")
+    spad_rows = layout.rows_of(a.memory) // a.block_rows * dim
     banks = target.memories[a.memory].banks
     return GemminiParams(
         dim=dim,
         bank_num=banks,
         bank_rows=spad_rows // banks,
-        acc_rows=layout.rows_of(c.memory) // c.line_rows(dim),
+        acc_rows=layout.rows_of(c.memory) // c.block_rows * dim,
     )
 
 
