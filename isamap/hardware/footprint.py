@@ -10,7 +10,7 @@ whole memory rows, and a double-buffered schedule holds two tiles of every opera
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -151,10 +151,22 @@ class OperandLayout:
                 out.append(Overrun(mem, needed, rows[mem], width[mem], tuple(asked)))
         return out
 
+    @cached_property
+    def _limits(self) -> tuple[tuple[int, int, int, int], ...]:
+        """Per memory: its rows and the rows one block of A, B and C takes in it (0 if the
+        operand lives elsewhere); `fits` is `footprint` in closed form, called in search loops."""
+        out = []
+        for mem, rows in self.capacity:
+            a, b, c = (op.block_rows if op.memory == mem else 0 for op in self.operands)
+            out.append((rows, a, b, c))
+        return tuple(out)
+
     def fits(self, s: TileSchedule) -> bool:
-        """Every tile of `s` (both copies when double-buffered) fits in its memory."""
-        rows = dict(self.capacity)
-        return all(n <= rows[mem] for mem, n in self.footprint(s).items())
+        """Every tile of `s` (both copies when double-buffered) fits in its memory: the same
+        count as `footprint`."""
+        copies = 2 if s.double_buffer else 1
+        a, b, c = s.tile_i * s.tile_k, s.tile_k * s.tile_j, s.tile_i * s.tile_j
+        return all(copies * (ra * a + rb * b + rc * c) <= rows for rows, ra, rb, rc in self._limits)
 
 
 _LAYOUTS: dict[tuple[int, str], tuple[Target, OperandLayout]] = {}
