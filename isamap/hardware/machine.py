@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Overrun, operand_layout
 from isamap.hardware.functional import FUNCTIONS, run_instruction, run_node
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
 from isamap.hardware.target import Target
@@ -151,57 +152,71 @@ def _positions(order: str, trips: dict[str, int]) -> Iterator[tuple[int, int, in
 
 
 class RowMemory:
-    """An on-chip memory of `rows` rows of `width` elements, each row flagged valid once written."""
+    """An on-chip memory of `rows` rows of `row_bytes` bytes, handing out buffers of rows.
+
+    Rows are counted by `footprint.OperandSpace` (the accounting the scheduler's fit check uses);
+    each buffer keeps its own elements.
+    """
 
     kind = "memory"
 
-    def __init__(self, name: str, capacity_bytes: int, row_bytes: int, elem_bytes: int) -> None:
+    def __init__(self, name: str, rows: int, row_bytes: int) -> None:
         self.name = name
-        self.rows = capacity_bytes // row_bytes
-        self.width = max(1, row_bytes // elem_bytes)
-        self.data = np.zeros((self.rows, self.width))
-        self.valid = np.zeros(self.rows, dtype=bool)
+        self.rows = rows
+        self.row_bytes = row_bytes
         self.used = 0
 
-    def allocate(self, requests: list[tuple[str, int]]) -> list[Buffer]:
-        """Buffers of the requested rows, one after another from the first free row."""
-        needed = self.used + sum(n for _, n in requests)
+    def allocate(self, requests: list[tuple[OperandSpace, str, int]]) -> list[Buffer]:
+        """Buffers of the requested rows (operand, label, rows), one after another from the first
+        free row; SimulationError if they do not all fit."""
+        needed = self.used + sum(n for _, _, n in requests)
         if needed > self.rows:
-            labels = ", ".join(f"{label} {n}" for label, n in requests)
-            raise SimulationError(
-                f"{self.kind} overrun: needs {needed} rows, has {self.rows} ({self.name}: {labels})"
-            )
+            asked = tuple((label, n) for _, label, n in requests)
+            over = Overrun(self.name, needed, self.rows, self.row_bytes, asked)
+            raise SimulationError(over.message(self.kind))
         out = []
-        for label, n in requests:
-            out.append(Buffer(self, label, self.used, n))
+        for space, label, n in requests:
+            out.append(Buffer(self, space, label, self.used, n))
             self.used += n
         return out
 
 
 class Scratchpad(RowMemory):
-    """The memory the instruction's A (and B) operands live in."""
+    """A memory the instruction's A or B operands live in."""
 
     kind = "scratchpad"
 
 
 class Accumulator(RowMemory):
-    """The memory the instruction's C operand lives in (partial sums)."""
+    """A memory only the instruction's C operand (partial sums) lives in."""
 
     kind = "accumulator"
 
 
-@dataclass
 class Buffer:
-    """A fixed range of rows of a memory, holding one tile's blocks at a time."""
+    """A fixed range of rows of a memory, holding one tile's blocks of one operand at a time.
 
-    memory: RowMemory
-    label: str
-    offset: int
-    nrows: int
+    Elements sit where `space.positions` puts them (row, slot within the row); a row is valid
+    once a write covered it.
+    """
+
+    def __init__(
+        self, memory: RowMemory, space: OperandSpace, label: str, offset: int, nrows: int
+    ) -> None:
+        self.memory, self.space, self.label = memory, space, label
+        self.offset, self.nrows = offset, nrows
+        self._data: np.ndarray | None = None  # allocated when first written
+        self.valid = np.zeros(nrows, dtype=bool)
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = np.zeros((self.nrows, self.space.per_row))
+        return self._data
 
     def block_rows(self, shape: tuple[int, int]) -> int:
-        """Rows one block of `shape` takes: each of its rows spans whole memory rows."""
-        return shape[0] * -(-shape[1] // self.memory.width)
+        """Rows one block of `shape` takes (`footprint.OperandSpace.shape_rows`)."""
+        return self.space.shape_rows(shape)
 
     def _span(self, row: int, shape: tuple[int, int]) -> slice:
         count = self.block_rows(shape)
@@ -209,29 +224,28 @@ class Buffer:
             raise SimulationError(
                 f"{self.label}: rows {row}..{row + count - 1} outside its {self.nrows} rows"
             )
-        return slice(self.offset + row, self.offset + row + count)
+        return slice(row, row + count)
 
     def invalidate(self) -> None:
         """The buffer takes a new tile: nothing in it is valid until written."""
-        self.memory.valid[self.offset : self.offset + self.nrows] = False
+        self.valid[:] = False
 
     def write(self, row: int, block: np.ndarray) -> None:
         span = self._span(row, block.shape)
-        r, c = block.shape
-        flat = np.zeros((r, self.block_rows((1, c)) * self.memory.width))
-        flat[:, :c] = block
-        self.memory.data[span] = flat.reshape(-1, self.memory.width)
-        self.memory.valid[span] = True
+        rows, slots = self.space.positions(block.shape)
+        self.data[row + rows, slots] = block
+        self.valid[span] = True
 
     def read(self, row: int, shape: tuple[int, int]) -> np.ndarray:
         span = self._span(row, shape)
-        bad = np.flatnonzero(~self.memory.valid[span])
+        bad = np.flatnonzero(~self.valid[span])
         if bad.size:
             raise SimulationError(
                 f"{self.label}: row {row + int(bad[0])} read before any mvin wrote it"
             )
-        r, c = shape
-        return self.memory.data[span].reshape(r, -1)[:, :c].copy()
+        rows, slots = self.space.positions(shape)
+        block: np.ndarray = self.data[row + rows, slots]
+        return block
 
     def accumulate(self, row: int, block: np.ndarray) -> None:
         self.write(row, self.read(row, block.shape) + block)
@@ -269,39 +283,24 @@ class CallMachine:
         bm, bn, bk = call.block
         self.a_shape, self.b_shape, self.c_shape = (bm, bk), (bk, bn), (bm, bn)
         self.copies = 2 if s.double_buffer else 1
-        buffers = self._allocate(target, form, dict(ins.operands))
+        buffers = self._allocate(operand_layout(target, call.instruction))
         self.a, self.b, self.c = buffers["A"], buffers["B"], buffers["C"]
         self.slot = {"A": -1, "B": -1, "C": -1}  # buffer each operand's current tile is in
         self.c_slot: dict[tuple[int, int, int], int] = {}
         self.stationary: np.ndarray | None = None  # the block held in the array
         self.fresh = False  # preloaded and not yet computed with
 
-    def _allocate(
-        self, target: Target, form: MatrixForm, operands: dict[str, str]
-    ) -> dict[str, list[Buffer]]:
-        """Every buffer of the call, at fixed offsets: A and B (in the scratchpad the instruction
-        reads them from), C (in its accumulator), one of each per copy."""
-        in_bytes = target.dtype_bytes(target.input_dtype)
-        acc_bytes = target.dtype_bytes(target.acc_dtype)
-        s = self.s
-        wanted = (
-            ("A", operands[form.lhs], self.a_shape, s.tile_i * s.tile_k, in_bytes),
-            ("B", operands[form.rhs], self.b_shape, s.tile_k * s.tile_j, in_bytes),
-            ("C", operands[form.out], self.c_shape, s.tile_i * s.tile_j, acc_bytes),
-        )
-        memories: dict[str, RowMemory] = {}
-        requests: dict[str, list[tuple[str, int]]] = {}
-        for label, name, shape, blocks, nbytes in wanted:
-            if name not in memories:
-                mem = target.memories[name]
-                cls = Accumulator if label == "C" else Scratchpad
-                row_bytes = mem.row_bytes or shape[1] * nbytes
-                memories[name] = cls(name, mem.capacity_bytes, row_bytes, nbytes)
-            per_block = shape[0] * -(-shape[1] // memories[name].width)
-            for n in range(self.copies):
-                requests.setdefault(name, []).append((f"{label}{n}", blocks * per_block))
-        allocated = [b for name, asked in requests.items() for b in memories[name].allocate(asked)]
-        return {op: [b for b in allocated if b.label[0] == op] for op in "ABC"}
+    def _allocate(self, layout: OperandLayout) -> dict[str, list[Buffer]]:
+        """Every buffer of the call, at fixed offsets, in the memory the instruction declares for
+        its operand (`layout.buffers`: one per operand and copy)."""
+        allocated: list[Buffer] = []
+        for name, asked in layout.buffers(self.s).items():
+            requests = [(layout.space(label[0]), label, n) for label, n in asked]
+            only_c = all(space.role == "C" for space, _, _ in requests)
+            cls = Accumulator if only_c else Scratchpad
+            memory = cls(name, layout.rows_of(name), requests[0][0].row_bytes)
+            allocated.extend(memory.allocate(requests))
+        return {op: [b for b in allocated if b.label[0] == op] for op in OPERANDS}
 
     def _row(self, buffer: Buffer, shape: tuple[int, int], r: int, c: int, cols: int) -> int:
         """First row of block (r, c) of a tile `cols` blocks wide."""

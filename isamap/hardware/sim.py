@@ -2,7 +2,8 @@
 
 Matrix calls are timed by `timing.call_timing` (their tile loops, DMA and array overlapping);
 every other mapping operation (host work, layout moves) takes its analytic cycles. Operations run
-one after another, as the mapping orders them.
+one after another, as the mapping orders them. A schedule whose tiles overrun a memory is refused
+(`footprint.OperandLayout`, the machine's own accounting), never timed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from isamap.hardware.machine import SimulationError
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
 from isamap.ir.mapping import Mapping
@@ -57,6 +59,9 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
             result.counts.update(node.counts)
             continue
         model = ArrayModel.for_instruction(target, scheduled.call.instruction)
+        over = model.layout.overruns(scheduled.schedule)
+        if over:  # no cycles for a schedule the functional machine would reject
+            raise SimulationError(f"%{node.id}: {over[0].message('memory')}")
         timing = call_timing(model, scheduled.call, scheduled.schedule)
         result.calls[node.id] = timing
         result.cycles += timing.cycles

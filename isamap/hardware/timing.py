@@ -17,6 +17,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from isamap.hardware.footprint import OperandLayout, operand_layout
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Instruction, Target
 from isamap.ir.program import MatmulCall, TileSchedule
@@ -48,8 +49,7 @@ class ArrayModel:
     in_bytes: int
     acc_bytes: int
     out_bytes: int
-    spad_bytes: int
-    acc_capacity: int
+    layout: OperandLayout  # where A, B and C tiles live: the one fit check (hardware.footprint)
     dram_bw: float
     dram_latency: float
     pj_dram: float
@@ -116,8 +116,7 @@ class ArrayModel:
             in_bytes=target.dtype_bytes(target.input_dtype),
             acc_bytes=target.dtype_bytes(target.acc_dtype),
             out_bytes=out_bytes,
-            spad_bytes=spad.capacity_bytes,
-            acc_capacity=acc.capacity_bytes,
+            layout=operand_layout(target, name),
             dram_bw=dram.bandwidth_bytes_per_cycle,
             dram_latency=float(dram.latency_cycles),
             pj_dram=dram.energy_pj_per_byte,
@@ -128,13 +127,10 @@ class ArrayModel:
         )
 
     def fits(self, s: TileSchedule) -> bool:
-        """Tiles fit on chip: A and B tiles in the scratchpad, C in the accumulator, twice each
-        when double-buffered (each buffer a half of the banks)."""
-        bm, bn, bk = self.block
-        copies = 2 if s.double_buffer else 1
-        ab = (s.tile_i * bm * s.tile_k * bk + s.tile_k * bk * s.tile_j * bn) * self.in_bytes
-        c = s.tile_i * bm * s.tile_j * bn * self.acc_bytes
-        return ab * copies <= self.spad_bytes and c * copies <= self.acc_capacity
+        """Every tile of `s` fits in the memory the instruction declares for its operand, twice
+        when double-buffered, counted in that memory's rows (`footprint.OperandLayout`, the
+        accounting the functional machine allocates by)."""
+        return self.layout.fits(s)
 
 
 _DATAFLOW_NAMES = {"weight_stationary": "WS", "output_stationary": "OS"}

@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from isamap.hardware.target import Memory, Target, Unit, dtype_bytes
+from isamap.hardware.footprint import OPERANDS, operand_layout
+from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.program import DATAFLOWS, MatmulCall, TileSchedule
 
 __all__ = ["GEMMINI_LOOP_ORDER", "GemminiParams", "auto_tiles", "gemmini_default", "gemmini_params"]
@@ -41,44 +44,66 @@ class GemminiParams:
         return self.bank_num * self.bank_rows
 
 
-def _rows(mem: Memory, dim: int, elem_bytes: int) -> int:
-    """Rows of `mem`; a memory without a declared row width has rows of `dim` elements."""
-    row_bytes = mem.row_bytes if mem.row_bytes is not None else dim * elem_bytes
-    return mem.capacity_bytes // row_bytes
+def _error(target: Target, message: str) -> IsamapError:
+    return IsamapError(f"gemmini-default: {message}", SourceLoc(target.path))
 
 
-def _matrix_unit(target: Target, instruction: str | None) -> Unit:
-    """The matrix unit running `instruction` if the target has it, else the first matrix unit."""
-    if instruction is not None and instruction in target.instructions:
-        unit = target.units.get(target.instructions[instruction].unit)
-        if unit is not None and unit.kind == "matrix":
-            return unit
-    for unit in target.units.values():
-        if unit.kind == "matrix":
-            return unit
-    raise ValueError(f"target '{target.name}' has no matrix unit")
+def _matrix_instruction(target: Target, instruction: str | None) -> str:
+    """`instruction`, or the first matrix product on a matrix unit of the target."""
+    if instruction is not None:
+        return instruction
+    for ins in target.instructions.values():
+        unit = target.units.get(ins.unit)
+        on_array = unit is not None and unit.kind == "matrix" and ins.kind == "compute"
+        if on_array and matrix_form(ins.semantics) is not None:
+            return ins.name
+    raise _error(target, f"target '{target.name}' has no matrix instruction on a matrix unit")
 
 
 def gemmini_params(target: Target, instruction: str | None = None) -> GemminiParams:
-    """DIM, BANK_NUM, BANK_ROWS and ACC_ROWS of `target` (memories `scratchpad`, `accumulator`).
+    """DIM, BANK_NUM, BANK_ROWS and ACC_ROWS of `target` for matrix instruction `instruction`
+    (by default the first one on a matrix unit).
 
-    Raises ValueError if the target lacks those memories or a square matrix unit.
+    Gemmini keeps A and B in one scratchpad and C in an accumulator of its own, both in rows of
+    DIM elements, and the library counts tiles in those rows, DIM to a block. Here they are the
+    memories the instruction declares for its operands, holding as many blocks as the machine's
+    accounting gives (`footprint.OperandSpace.block_rows`), so a tile the library's row counts
+    admit is one the functional machine can hold.
+
+    Raises IsamapError (at the target file) if the target is not laid out like Gemmini: no
+    square matrix unit, A and B in different memories, or C sharing theirs.
     """
-    unit = _matrix_unit(target, instruction)
+    name = _matrix_instruction(target, instruction)
+    ins = target.instruction(name)
+    unit = target.units[ins.unit]
+    if unit.kind != "matrix":
+        raise _error(target, f"{name} runs on '{unit.name}', not on a matrix unit")
     if unit.rows != unit.cols:
-        raise ValueError(f"Gemmini's DIM needs a square array, got {unit.rows}x{unit.cols}")
+        raise _error(target, f"Gemmini's DIM needs a square array, got {unit.rows}x{unit.cols}")
     dim = unit.rows
-    try:
-        spad = target.memories["scratchpad"]
-        acc = target.memories["accumulator"]
-    except KeyError as err:
-        raise ValueError(f"target '{target.name}' has no memory {err}") from None
-    spad_rows = _rows(spad, dim, dtype_bytes(target.input_dtype))
+    layout = operand_layout(target, name)
+    a, b, c = (layout.space(role) for role in OPERANDS)
+    if a.memory != b.memory:
+        raise _error(
+            target,
+            f"Gemmini's library keeps A and B in one scratchpad; {name} reads A from "
+            f"'{a.memory}' and B from '{b.memory}'",
+        )
+    if c.memory == a.memory:
+        raise _error(
+            target,
+            f"Gemmini's library keeps C in an accumulator of its own; {name} keeps it in "
+            f"'{c.memory}' with A and B",
+        )
+    if a.block_rows != b.block_rows:
+        raise _error(target, f"{name}'s A and B blocks take different rows of '{a.memory}'")
+    spad_rows = layout.rows_of(a.memory) // a.block_rows * dim
+    banks = target.memories[a.memory].banks
     return GemminiParams(
         dim=dim,
-        bank_num=spad.banks,
-        bank_rows=spad_rows // spad.banks,
-        acc_rows=_rows(acc, dim, dtype_bytes(target.acc_dtype)),
+        bank_num=banks,
+        bank_rows=spad_rows // banks,
+        acc_rows=layout.rows_of(c.memory) // c.block_rows * dim,
     )
 
 
@@ -152,18 +177,23 @@ def gemmini_default(call: MatmulCall, target: Target, dataflow: str = "WS") -> T
     accumulator); output-stationary runs single-buffered. Loops are i, j, k (outer to inner);
     a batch (`call.b > 1`) repeats the same tiling per element.
 
-    Raises ValueError if the call's block is not DIM x DIM x DIM, the dataflow is unknown, or
-    the target cannot hold one tile.
+    Raises ValueError if the dataflow is unknown; IsamapError (at the target file) if the
+    target is not laid out like Gemmini, the call's block is not DIM x DIM x DIM, or the
+    target cannot hold one tile.
     """
     if dataflow not in DATAFLOWS:
         raise ValueError(f"dataflow {dataflow!r} not in {DATAFLOWS}")
     p = gemmini_params(target, call.instruction)
     if call.block != (p.dim, p.dim, p.dim):
-        raise ValueError(f"Gemmini tiles in {p.dim}^3 blocks, the call's block is {call.block}")
+        block = f"the call's block is {call.block}"
+        raise _error(target, f"Gemmini tiles in {p.dim}^3 blocks, {block}")
     # The library pads each dimension up to a multiple of DIM: its blocks are the call's blocks.
     double_buffered = dataflow == "WS"
-    ti, tj, tk = auto_tiles(p, call.blocks, double_buffered)
-    return TileSchedule(
+    try:
+        ti, tj, tk = auto_tiles(p, call.blocks, double_buffered)
+    except ValueError as err:
+        raise _error(target, f"no tile of {call.instruction} fits: {err}") from None
+    s = TileSchedule(
         dataflow=dataflow,
         tile_i=ti,
         tile_j=tj,
@@ -171,3 +201,10 @@ def gemmini_default(call: MatmulCall, target: Target, dataflow: str = "WS") -> T
         loop_order=GEMMINI_LOOP_ORDER,
         double_buffer=double_buffered,
     )
+    # the library's row counts are the machine's (gemmini_params), so this holds by construction
+    over = operand_layout(target, call.instruction).overruns(s)
+    if over:
+        raise _error(
+            target, f"the library's tile {s.describe()} does not fit: {over[0].message('memory')}"
+        )
+    return s

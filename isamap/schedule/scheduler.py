@@ -1,4 +1,8 @@
-"""Mapping -> Program: every matrix instruction call gets a tile schedule from a strategy."""
+"""Mapping -> Program: every matrix instruction call gets a tile schedule from a strategy.
+
+A schedule leaves here only if its tiles fit the memories the instruction declares for its
+operands (`hardware.footprint`), so nothing downstream times a program the machine would reject.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from functools import lru_cache
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
+from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, Program, ScheduledCall, TileSchedule
 from isamap.schedule.strategies import strategy as strategy_named
@@ -42,6 +47,13 @@ def _cached(
     b, m, n, k, _ = dims
     call = MatmulCall(0, name, b, m, n, k, model.block)
     chosen = strategy_named(strategy)(model, call, target)
+    over = model.layout.overruns(chosen)
+    if over:  # every strategy filters by `fits`; this keeps any other one honest too
+        raise IsamapError(
+            f"schedule strategy '{strategy}' chose {chosen.describe()} for {name}, which does "
+            f"not fit: {over[0].message('memory')}",
+            SourceLoc(target.path),
+        )
     return chosen, call_timing(model, call, chosen)
 
 

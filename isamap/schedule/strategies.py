@@ -32,22 +32,34 @@ def _iterations(call: MatmulCall, s: TileSchedule) -> int:
     return call.b * -(-mb // s.tile_i) * -(-nb // s.tile_j) * -(-kb // s.tile_k)
 
 
-def _none_fit(call: MatmulCall, target: Target) -> IsamapError:
+def _none_fit(model: ArrayModel, call: MatmulCall, target: Target) -> IsamapError:
+    """No schedule fits: say which memory cannot hold one block of each operand."""
+    smallest = TileSchedule(model.dataflows[0], 1, 1, 1, "ijk", double_buffer=False)
+    over = model.layout.overruns(smallest)
+    why = "; ".join(
+        f"'{o.memory}' has {o.rows} rows of {o.row_bytes} bytes, one "
+        f"{'/'.join(label for label, _ in o.buffers)} block needs {o.needed}"
+        for o in over
+    )
     return IsamapError(
         f"no schedule of {call.instruction} fits on chip, not even one {call.block} block per "
-        "operand: make the scratchpad or the accumulator larger",
+        f"operand: {why or 'the memories are too small'}",
         SourceLoc(target.path),
     )
 
 
 def _best(
-    model: ArrayModel, call: MatmulCall, options: list[TileSchedule], measure: int | None = None
+    model: ArrayModel,
+    call: MatmulCall,
+    target: Target,
+    options: list[TileSchedule],
+    measure: int | None = None,
 ) -> TileSchedule:
-    """The fastest of `options`, timed in full; with `measure`, only that many of them (the most
-    promising by lower bound) plus any that are cheap to time."""
+    """The fastest of `options` that fit, timed in full; with `measure`, only that many of them
+    (the most promising by lower bound) plus any that are cheap to time."""
+    options = [s for s in dict.fromkeys(options) if model.fits(s)]
     if not options:
-        raise IsamapError(f"no schedule of call %{call.node} fits on chip")
-    options = list(dict.fromkeys(options))
+        raise _none_fit(model, call, target)
     if measure is not None:
         ranked = sorted(options, key=lambda s: lower_bound(model, call, s))
         cheap = [s for s in ranked[measure:] if _iterations(call, s) <= _CHEAP_WALK]
@@ -62,7 +74,7 @@ def exhaustive(model: ArrayModel, call: MatmulCall, target: Target) -> TileSched
         key=lambda t: (t[0], t[1]),
     )
     if not ranked:
-        raise _none_fit(call, target)
+        raise _none_fit(model, call, target)
     best, best_cycles = ranked[0][2], float("inf")
     for bound, _, s in ranked:
         if bound >= best_cycles:
@@ -74,14 +86,24 @@ def exhaustive(model: ArrayModel, call: MatmulCall, target: Target) -> TileSched
 
 
 def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
-    """Largest balanced tiles that fit, double-buffered; a few loop orders and both dataflows
-    measured, the fastest kept."""
+    """Largest balanced tiles that fit, double-buffered (single-buffered only if nothing
+    double-buffered fits); a few loop orders and both dataflows measured, the fastest kept."""
+    for double_buffer in (True, False):
+        options = _heuristic_options(model, call, double_buffer)
+        if options:
+            return _best(model, call, target, options, measure=_HEURISTIC_MEASURED)
+    raise _none_fit(model, call, target)
+
+
+def _heuristic_options(model: ArrayModel, call: MatmulCall, db: bool) -> list[TileSchedule]:
+    """The heuristic's candidates with double buffering `db`: per dataflow and loop order, the
+    largest balanced C tile with the deepest K tile that fits, K cut in pieces, and all of K."""
     mb, nb, kb = call.blocks
     options: list[TileSchedule] = []
     for df, order in itertools.product(model.dataflows, ("ijk", "jik", "ikj", "jki")):
         best_ij: tuple[int, int] | None = None
         for ti, tj in itertools.product(candidate_tiles(mb), candidate_tiles(nb)):
-            if not model.fits(TileSchedule(df, ti, tj, 1, order, True)):
+            if not model.fits(TileSchedule(df, ti, tj, 1, order, db)):
                 continue
             key = (ti * tj, -abs(ti - tj))
             if best_ij is None or key > (best_ij[0] * best_ij[1], -abs(best_ij[0] - best_ij[1])):
@@ -89,21 +111,21 @@ def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedu
         if best_ij is None:
             continue
         ti, tj = best_ij
-        tk = max(t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order)))
-        options.append(TileSchedule(df, ti, tj, tk, order, True))
+        tk = max(
+            t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order, db))
+        )
+        options.append(TileSchedule(df, ti, tj, tk, order, db))
         # K in 2, 4, 8 pieces: a call of few tiles overlaps its loads with compute only then
         for pieces in (2, 4, 8):
             if tk >= pieces:
-                options.append(TileSchedule(df, ti, tj, -(-tk // pieces), order, True))
+                options.append(TileSchedule(df, ti, tj, -(-tk // pieces), order, db))
         # a second candidate: all of K on chip with a smaller output tile, for operand reuse
         for ti2 in reversed(candidate_tiles(mb)):
-            s2 = TileSchedule(df, ti2, tj, kb, order, True)
+            s2 = TileSchedule(df, ti2, tj, kb, order, db)
             if model.fits(s2):
                 options.append(s2)
                 break
-    if not options:
-        raise _none_fit(call, target)
-    return _best(model, call, options, measure=_HEURISTIC_MEASURED)
+    return options
 
 
 def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
@@ -125,11 +147,8 @@ def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
         if model.fits(s):
             options.append(s)
     if not options:
-        smallest = TileSchedule(model.dataflows[0], 1, 1, 1, "ijk", False)
-        if not model.fits(smallest):
-            raise _none_fit(call, target)
-        options.append(smallest)
-    return _best(model, call, options)
+        options.append(TileSchedule(model.dataflows[0], 1, 1, 1, "ijk", False))
+    return _best(model, call, target, options)
 
 
 def gemmini_default_strategy(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
