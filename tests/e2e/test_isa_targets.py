@@ -17,8 +17,6 @@ import pytest
 
 import isamap
 from isamap.egraph.target_rules import matrix_instructions
-from isamap.hardware.functional import run_mapping
-from isamap.hardware.machine import SimulationError
 from isamap.ir import builders
 from tests.e2e.test_map_kernels import NoHostContractions
 
@@ -68,28 +66,6 @@ def _kernels() -> dict[str, isamap.Kernel]:
 KERNELS = _kernels()
 TARGETS = {name: isamap.load_target(str(ISA / f"{name}.toml")) for name in TARGET_FILES}
 
-#: KNOWN ISSUE (scheduler, being fixed elsewhere): it sizes both operand tiles from the lhs
-#: operand's memory and ignores per-row padding, so the scheduled program overruns a modelled
-#: memory on these pairs ("scratchpad overrun" / "accumulator overrun"). For them alone the
-#: test falls back to running the mapping instruction by instruction (`run_mapping`), which
-#: checks the instructions' semantics but not the schedule. Switch them back once it is fixed.
-RUN_OVERRUNS = {
-    ("vnni", "attention_scores"): "scratchpad overrun",
-    ("vnni", "batched_gemm"): "scratchpad overrun",
-    ("vnni", "conv_dilated"): "scratchpad overrun",
-    ("vnni", "conv_grouped"): "scratchpad overrun",
-    ("vnni", "conv_padded"): "scratchpad overrun",
-    ("vnni", "conv_strided"): "scratchpad overrun",
-    ("vnni", "dw_separable"): "scratchpad overrun",
-    ("vnni", "fc_bias_relu"): "scratchpad overrun",
-    ("vnni", "gemm"): "scratchpad overrun",
-    ("vnni", "gemm_at_b"): "scratchpad overrun",
-    ("vnni", "pointwise_nhwc"): "scratchpad overrun",
-    ("mma", "conv_dilated"): "scratchpad overrun",
-    ("mma", "conv_grouped"): "scratchpad overrun",
-    ("mma", "conv_padded"): "scratchpad overrun",
-}
-
 #: Every (target, kernel) pair: none is left out (each maps onto the target's instructions).
 PAIRS = [(t, k) for t in TARGET_FILES for k in sorted(KERNELS)]
 
@@ -120,15 +96,4 @@ def test_contractions_map_to_the_targets_instructions(target_name: str, name: st
     assert result.report.cycles >= result.report.roofline_cycles > 0
 
     inputs = isamap.random_inputs(kernel, seed=7)
-    overrun = RUN_OVERRUNS.get((target_name, name))
-    if overrun is None:
-        _check(result.run(inputs), kernel, inputs)
-        return
-    try:
-        outputs = result.run(inputs)
-    except SimulationError as err:
-        # KNOWN ISSUE (see RUN_OVERRUNS): the schedule overruns a modelled memory; run the
-        # mapping's instructions without the schedule instead, until the scheduler is fixed.
-        assert "overrun" in str(err), str(err)
-        outputs = run_mapping(result.mapping, kernel, target, inputs)
-    _check(outputs, kernel, inputs)
+    _check(result.run(inputs), kernel, inputs)  # the scheduled program, through the memories
