@@ -56,6 +56,7 @@ __all__ = [
     "Counterexample",
     "Rule",
     "RuleCheck",
+    "check_computed_rules",
     "check_eclasses",
     "check_rule_file",
     "check_rules",
@@ -370,12 +371,36 @@ def _check(
 def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
     """Check every rule of `target`; one RuleCheck per rule.
 
-    Rules are checked in load order (algebra, derived, the target's file): first alone on terms
-    built from the rule's left-hand side, then on `corpus(seed)` with the rules before it that
-    passed as background, so a wrong rule is blamed alone and never taints the verdict on the
-    others.
+    The computed rules come first (each on the corpus with the ones before it, since they lay
+    out the literal products every other rule works on); then the egglog rules in load order
+    (algebra, derived, the target's file): first alone on terms built from the rule's
+    left-hand side, then on `corpus(seed)` with the rules before it that passed as background,
+    so a wrong rule is blamed alone and never taints the verdict on the others.
     """
-    return _check(rules_of(target), [], target, seed, iterations)
+    return check_computed_rules(target, seed, iterations) + _check(
+        rules_of(target), [], target, seed, iterations
+    )
+
+
+def check_computed_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
+    """Each computed rule (isamap.egraph.computed_rules) with the ones before it, no egglog rule,
+    on `corpus(seed)`: every e-node evaluated; a rule that never matches is not verified."""
+    checks: list[RuleCheck] = []
+    here = SourceLoc(_shown(str(Path(__file__).resolve().parent / "egraph" / "computed_rules.py")))
+    for index, computed in enumerate(COMPUTED_RULES):
+        check = RuleCheck(Rule(computed.name, computed.doc, here))
+        rules = COMPUTED_RULES[: index + 1]
+        for n, kernel in enumerate(corpus(seed)):
+            limits = Limits(iterations, 20_000, 20.0)
+            sat = saturate_with(kernel, target, [], limits, computed_rules=rules)
+            check.kernels += 1
+            check.matches += sat.report.matches_per_rule[computed.name]
+            found = check_eclasses(sat, seed=seed + n)
+            if found is not None:
+                check.counterexample = found
+                break
+        checks.append(check)
+    return checks
 
 
 def check_rule_file(target: Target, seed: int = 0) -> list[RuleCheck]:

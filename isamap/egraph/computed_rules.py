@@ -383,8 +383,10 @@ class ComputedRunner:
                     if cid not in dump.shapes or any(r not in dump.shapes for r in node.refs()):
                         continue  # shapes not known yet: try again next round
                     self.applied.add(key)
-                    matches[rule.name] += 1
-                    for value in rule.apply(node, builder, ctx):
+                    values = rule.apply(node, builder, ctx)
+                    if values:  # a match is a node the rule rewrote, not one it looked at
+                        matches[rule.name] += 1
+                    for value in values:
                         builder.union(cid, value)
         self.number = builder.number
         return builder.program() if builder.commands else "", matches

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from functools import cache
 
+from isamap.egraph.encode import parse_einsum
 from isamap.egraph.rule_file import SList, parse_sexprs
 from isamap.egraph.saturate import RULES_DIR
 from isamap.egraph.target_rules import matrix_instructions
@@ -103,6 +104,20 @@ def tensor_shape(
             raise IllShapedError(f"bad window spec '{lits[0]}'") from None
         _need(len(spec.exprs) == len(s[0]), f"window of rank {len(spec.exprs)} over {list(s[0])}")
         return spec.shape()
+    if op == "Einsum":
+        lhs, rhs, out_axes = parse_einsum(str(lits[0]))
+        _need(len(lhs) == len(s[0]) and len(rhs) == len(s[1]), f"einsum {lits[0]} of {s}")
+        ext: dict[str, int] = {}
+        for names, shape in ((lhs, s[0]), (rhs, s[1])):
+            for a, d in zip(names, shape, strict=True):
+                _need(ext.setdefault(a, d) == d, f"einsum {lits[0]}: index {a} is {ext[a]} and {d}")
+        _need(all(a in ext for a in out_axes), f"einsum {lits[0]}: a result index reads nothing")
+        return tuple(ext[a] for a in out_axes)
+    if op == "BlockDiag":
+        axis, g = int(str(lits[0])), int(str(lits[1]))
+        ok = 0 <= axis < len(s[0]) and g >= 1 and s[0][axis] % g == 0
+        _need(ok, f"block-diagonal packing of {list(s[0])} axis {axis} by {g}")
+        return (*s[0][:axis], s[0][axis] // g, g, *s[0][axis + 1 :], g)
     if op == "Broadcast":
         out, where = shape_literal(str(lits[0])), shape_literal(str(lits[1]))
         fits = len(set(where)) == len(where) and all(0 <= w < len(out) for w in where)

@@ -134,10 +134,15 @@ class Mapping:
         for n in self.instruction_calls():
             a = n.attrs
             work = int(str(a["b"])) * int(str(a["m"])) * int(str(a["n"])) * int(str(a["k"]))
+            packed = self._block_diagonal(n)
+            if packed > 1:  # only the diagonal blocks of a packed operand are real work
+                work //= packed
             calls = _product(str(a["tiles"]))
             capacity = calls * _product(str(a.get("tile", "1")))
             used = 100.0 * work / capacity if capacity else 0.0
             epi = f" with {a['epilogue']}" if a.get("epilogue") else ""
+            if packed > 1:
+                epi += f" (operand block-diagonal: {packed} channels per product)"
             direct, fed = self.produces(n.id)
             if n.tensor is not None:
                 direct = [n.tensor, *direct]
@@ -150,6 +155,18 @@ class Mapping:
                 f"{a.get('tile')} (b x m x n x k); {used:.1f}% of their MACs are useful"
             )
         return lines
+
+    def _block_diagonal(self, call: MapNode) -> int:
+        """Channels per product when an operand of `call` is a block-diagonal packing (through
+        views and layout moves), else 1."""
+        stack = list(call.args)
+        while stack:
+            node = self.nodes[stack.pop()]
+            if node.op == "block_diag":
+                return int(str(node.attrs["groups"]))
+            if node.op in ("reshape", "transpose", "slice"):
+                stack.extend(node.args)
+        return 1
 
     def to_dict(self) -> dict[str, object]:
         return {
