@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
-from isamap.egraph.encode import einsum_spec, parse_einsum, shape_str
+from isamap.egraph.encode import shape_str
 from isamap.egraph.term_builder import Builder, Val
+from isamap.ir.einsum import einsum_spec, parse_einsum
 from isamap.ir.kernel import Affine
 from isamap.ir.window import WindowSpec
 
@@ -205,10 +206,9 @@ def _split_access(
     for node in ctx.dump.classes.get(cid, []):
         if node.op == "Window":
             spec = WindowSpec.parse(node.str_arg(1))
-            src = b.of(_child(node, 0))
-            if tuple(n for n, _ in spec.axes) != axes:
-                continue
-            break
+            if tuple(n for n, _ in spec.axes) == axes:
+                src = b.of(_child(node, 0))
+                break
     else:
         shape = ctx.dump.shapes.get(cid)
         if shape is None:
@@ -360,6 +360,9 @@ class ComputedRunner:
         widths: Sequence[int] = (),
     ) -> None:
         self.rules = tuple(rules)
+        self.by_op: dict[str, list[ComputedRule]] = {}
+        for rule in self.rules:
+            self.by_op.setdefault(rule.op, []).append(rule)
         self.widths = tuple(widths)
         self.number = first_number
         self.rounds = 0
@@ -371,12 +374,9 @@ class ComputedRunner:
         ctx = RuleContext(dump, self.widths)
         self.rounds += 1
         matches: Counter[str] = Counter()
-        by_op: dict[str, list[ComputedRule]] = {}
-        for rule in self.rules:
-            by_op.setdefault(rule.op, []).append(rule)
         for cid, nodes in dump.classes.items():
             for node in nodes:
-                for rule in by_op.get(node.op, ()):
+                for rule in self.by_op.get(node.op, ()):
                     key = (rule.name, cid, node.op, node.args)
                     if key in self.applied:
                         continue

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from isamap.egraph.encode import parse_einsum
+from isamap.ir.einsum import einsum_extents
 from isamap.ir.kernel import Kernel
 from isamap.ir.window import WindowSpec
 
@@ -213,9 +213,8 @@ def _node_shape(
         x, y = child(1), child(2)
         if x is None or y is None:
             return None
-        lhs, rhs, out = parse_einsum(n.str_arg(0))
-        ext = dict(zip(lhs, x, strict=True)) | dict(zip(rhs, y, strict=True))
-        return tuple(ext[i] for i in out)
+        fitted = einsum_extents(n.str_arg(0), x, y)
+        return fitted[1] if fitted is not None else None
     if op == "Instr":
         return (n.int_arg(1), n.int_arg(2), n.int_arg(3))
     if op == "InstrAct":

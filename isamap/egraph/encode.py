@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from isamap.ir.einsum import einsum_spec
 from isamap.ir.kernel import Access, Binary, Const, Expr, Kernel, Statement, Unary
 from isamap.ir.window import WindowSpec
 
-__all__ = ["Encoding", "einsum_spec", "encode_kernel", "f64_literal", "parse_einsum", "shape_str"]
+__all__ = ["Encoding", "encode_kernel", "f64_literal", "shape_str"]
 
 
 def shape_str(shape: Sequence[int]) -> str:
@@ -28,17 +29,6 @@ def shape_str(shape: Sequence[int]) -> str:
 def f64_literal(value: float) -> str:
     text = repr(float(value))
     return text if any(ch in text for ch in ".en") else text + ".0"
-
-
-def einsum_spec(lhs: Sequence[str], rhs: Sequence[str], out: Sequence[str]) -> str:
-    """The `Einsum` spec literal: axes of the first operand, the second, the result."""
-    return ";".join(",".join(axes) for axes in (lhs, rhs, out))
-
-
-def parse_einsum(spec: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The three axis lists of an `Einsum` spec."""
-    lhs, rhs, out = (tuple(p.split(",")) if p else () for p in spec.split(";"))
-    return lhs, rhs, out
 
 
 @dataclass

@@ -382,7 +382,9 @@ class _Iteration:
     def run(self) -> tuple[bool, Counter[str]]:
         """Run it; whether anything changed, and matches per rule."""
         t1 = time.perf_counter()
-        program, matches = self.runner.round(_dump(self.egraph, self.kernel))
+        program, matches = "", Counter[str]()
+        if self.runner.rules:  # no snapshot to take when there is no computed rule to run
+            program, matches = self.runner.round(_dump(self.egraph, self.kernel))
         if program:
             load_rule_text(self.egraph, program, "<computed rules>")
         t2 = time.perf_counter()

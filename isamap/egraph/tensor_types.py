@@ -11,13 +11,13 @@ import math
 from collections.abc import Sequence
 from functools import cache
 
-from isamap.egraph.encode import parse_einsum
 from isamap.egraph.rule_file import SList, parse_sexprs
 from isamap.egraph.saturate import RULES_DIR
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.functional import FUNCTIONS
 from isamap.hardware.target import Target
+from isamap.ir.einsum import einsum_extents
 from isamap.ir.window import WindowSpec
 
 __all__ = [
@@ -105,14 +105,10 @@ def tensor_shape(
         _need(len(spec.exprs) == len(s[0]), f"window of rank {len(spec.exprs)} over {list(s[0])}")
         return spec.shape()
     if op == "Einsum":
-        lhs, rhs, out_axes = parse_einsum(str(lits[0]))
-        _need(len(lhs) == len(s[0]) and len(rhs) == len(s[1]), f"einsum {lits[0]} of {s}")
-        ext: dict[str, int] = {}
-        for names, shape in ((lhs, s[0]), (rhs, s[1])):
-            for a, d in zip(names, shape, strict=True):
-                _need(ext.setdefault(a, d) == d, f"einsum {lits[0]}: index {a} is {ext[a]} and {d}")
-        _need(all(a in ext for a in out_axes), f"einsum {lits[0]}: a result index reads nothing")
-        return tuple(ext[a] for a in out_axes)
+        fitted = einsum_extents(str(lits[0]), s[0], s[1])
+        _need(fitted is not None, f"einsum {lits[0]} of {[list(x) for x in s]}")
+        assert fitted is not None
+        return fitted[1]
     if op == "BlockDiag":
         axis, g = int(str(lits[0])), int(str(lits[1]))
         ok = 0 <= axis < len(s[0]) and g >= 1 and s[0][axis] % g == 0

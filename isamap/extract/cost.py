@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref
-from isamap.egraph.encode import parse_einsum
 from isamap.hardware.target import Target
+from isamap.ir.einsum import einsum_extents
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Binary, Kernel, Unary, walk
 from isamap.schedule.analytic import (
@@ -104,10 +104,10 @@ def op_cost(
             target, node.int_arg(0), node.int_arg(1), node.int_arg(2), node.int_arg(3)
         )
     if op == "Einsum":
-        lhs, rhs, _ = parse_einsum(node.str_arg(0))
         x, y = _child_shape(dump, node, 1), _child_shape(dump, node, 2)
-        ext = dict(zip(lhs, x, strict=True)) | dict(zip(rhs, y, strict=True))
-        macs = math.prod(ext.values())
+        fitted = einsum_extents(node.str_arg(0), x, y)
+        assert fitted is not None, node
+        macs = math.prod(fitted[0].values())
         return host_contraction(target, macs, math.prod(x) + math.prod(y) + elems)
     if op in ("Instr", "InstrAct"):
         return _instruction_call(node, target, strategy)

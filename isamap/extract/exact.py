@@ -38,6 +38,7 @@ from isamap.extract.extractor import (
     _dag_cost,
     _reachable,
     _roots,
+    walk,
 )
 from isamap.extract.lower import build_mapping
 from isamap.ir.errors import IsamapError
@@ -103,18 +104,7 @@ def _extractable(dump: EGraphDump, costs: _Costs) -> dict[str, list[ENode]]:
 
 
 def _reach(roots: Sequence[str], nodes: dict[str, list[ENode]]) -> list[str]:
-    seen: set[str] = set()
-    order: list[str] = []
-    stack = list(roots)
-    while stack:
-        cid = stack.pop()
-        if cid in seen:
-            continue
-        seen.add(cid)
-        order.append(cid)
-        for n in nodes[cid]:
-            stack.extend(r for r in n.refs() if r not in seen)
-    return order
+    return walk(roots, lambda cid: (r for n in nodes[cid] for r in n.refs()))
 
 
 def _components(classes: list[str], nodes: dict[str, list[ENode]]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from isamap.egraph.dump import EGraphDump, ENode
@@ -24,7 +25,7 @@ from isamap.ir.mapping import Mapping
 if TYPE_CHECKING:
     from isamap.egraph.saturate import Saturation
 
-__all__ = ["Choice", "extract_greedy", "variants_greedy"]
+__all__ = ["Choice", "extract_greedy", "variants_greedy", "walk"]
 
 #: Extraction methods: greedy DAG + local search (here), or the ILP of exact.py.
 
@@ -104,7 +105,8 @@ def greedy_dag(
     return best
 
 
-def _reachable(roots: list[str], choice: Choice) -> list[str]:
+def walk(roots: Iterable[str], refs: Callable[[str], Iterable[str]]) -> list[str]:
+    """E-classes reachable from `roots` by `refs` (an e-class's child e-classes), depth first."""
     seen: set[str] = set()
     order: list[str] = []
     stack = list(roots)
@@ -114,8 +116,12 @@ def _reachable(roots: list[str], choice: Choice) -> list[str]:
             continue
         seen.add(cid)
         order.append(cid)
-        stack.extend(choice[cid].refs())
+        stack.extend(r for r in refs(cid) if r not in seen)
     return order
+
+
+def _reachable(roots: list[str], choice: Choice) -> list[str]:
+    return walk(roots, lambda cid: choice[cid].refs())
 
 
 def _dag_cost(roots: list[str], choice: Choice, costs: _Costs) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
 from isamap.hardware.target import Instruction, Target
+from isamap.ir.einsum import einsum_subscripts
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel, TensorDecl
 from isamap.ir.mapping import MapNode, Mapping
@@ -137,19 +138,6 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
     return result
 
 
-def _einsum(spec: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """An `Einsum` e-node's spec ("i,k;k,j;i,j": axes of x, of y, of the result) with numpy."""
-    lhs, rhs, out = (p.split(",") if p else [] for p in spec.split(";"))
-    letters: dict[str, str] = {}
-    for name in lhs + rhs:
-        letters.setdefault(name, chr(ord("a") + len(letters)))
-
-    def word(axes: list[str]) -> str:
-        return "".join(letters[a] for a in axes)
-
-    return np.asarray(np.einsum(f"{word(lhs)},{word(rhs)}->{word(out)}", x, y))
-
-
 def _block_diag(t: np.ndarray, axis: int, g: int) -> np.ndarray:
     """`t` with `axis` split into (extent/g, g) and a last axis of g: the diagonal blocks."""
     shape = (*t.shape[:axis], t.shape[axis] // g, g, *t.shape[axis + 1 :])
@@ -188,7 +176,7 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         axis, start, length = (int(str(a[key])) for key in ("axis", "start", "length"))
         return np.take(args[0], range(start, start + length), axis=axis)
     if op == "einsum":
-        return _einsum(str(a["spec"]), args[0], args[1])
+        return np.asarray(np.einsum(einsum_subscripts(str(a["spec"])), args[0], args[1]))
     if op == "host_matmul":
         return np.asarray(np.matmul(args[0], args[1]))
     if op == "host_stmt":
