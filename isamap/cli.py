@@ -26,6 +26,7 @@ from isamap.bench.runner import ALL, run_bench
 from isamap.bench.suites import SUITES
 from isamap.compile import check_schedule
 from isamap.extract import COST_MODELS, METHODS, ExtractionTimeLimit, cost_model
+from isamap.hardware.host_cpu import HOST_ALIAS, host_target_name
 from isamap.schedule.strategies import STRATEGIES, strategy
 
 __all__ = ["cli", "main"]
@@ -184,6 +185,12 @@ def _common_options(f: _F) -> _F:
             is_flag=True,
             help="Use the target's rule file even if check-rules does not pass it.",
         ),
+        click.option(
+            "--emit-c",
+            "emit_c",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the C isamap emits for the program to FILE (CPU targets).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -295,6 +302,7 @@ def extract(
     disable_rule: tuple[str, ...],
     max_seconds: float,
     allow_unchecked_rules: bool,
+    emit_c: Path | None,
     variants: int,
     method: str,
     dot: Path | None,
@@ -304,6 +312,7 @@ def extract(
     report (scheduled with strategy --schedule, against the target's baseline)."""
     _output_file(ctx, dot)
     _output_file(ctx, egraph_json)
+    _output_file(ctx, emit_c)
     result = _compile(
         kernel,
         target,
@@ -321,6 +330,7 @@ def extract(
         _write(ctx, dot, result.saturation.to_dot())
     if egraph_json is not None:
         _write(ctx, egraph_json, result.saturation.to_json())
+    _write_c(ctx, result, emit_c)
     if as_json:
         doc = {
             "kernel": str(kernel),
@@ -337,10 +347,22 @@ def extract(
         _print_variants(best, cost)
 
 
+def _write_c(ctx: click.Context, result: isamap.CompileResult, path: Path | None) -> None:
+    """`--emit-c FILE`: the program's C, for a CPU target."""
+    if path is None:
+        return
+    if result.target.codegen is None:
+        name = result.target.name
+        _fail(ctx, f"--emit-c needs a CPU target (one with a codegen family), not '{name}'")
+    _write(ctx, path, result.c_source())
+
+
 @cli.command()
 @click.argument("kernel", type=click.Path(dir_okay=False, path_type=Path))
 @_common_options
+@click.pass_context
 def sim(
+    ctx: click.Context,
     kernel: Path,
     target: str,
     cost: str,
@@ -351,10 +373,12 @@ def sim(
     disable_rule: tuple[str, ...],
     max_seconds: float,
     allow_unchecked_rules: bool,
+    emit_c: Path | None,
 ) -> None:
     """Compile KERNEL, schedule it with strategy --schedule and simulate it: print the program
     listing, then cycles, utilisation, bytes per memory level, energy, the roofline and the
     speedup over the target's baseline schedule."""
+    _output_file(ctx, emit_c)
     result = _compile(
         kernel,
         target,
@@ -366,6 +390,7 @@ def sim(
         disable_rule,
         allow_unchecked_rules=allow_unchecked_rules,
     )
+    _write_c(ctx, result, emit_c)
     if as_json:
         doc = {
             "kernel": str(kernel),
@@ -410,6 +435,9 @@ def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
     for t in loaded:
         compute = ", ".join(i.name for i in t.compute_instructions()) or "none"
         click.echo(f"{t.name:<{width}}  {t.description} [compute: {compute}]")
+    if not files and any(t.codegen for t in loaded):
+        best = host_target_name()
+        click.echo(f"{HOST_ALIAS:<{width}}  alias of {best}, the best CPU target this CPU runs")
 
 
 @cli.command("check-rules")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from isamap.codegen import NativeProgram, emit_c, load_native
 from isamap.egraph import Limits, RunReport
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.extract import extract as extract_mapping
@@ -171,13 +172,30 @@ class CompileResult:
     report: CompileReport
     saturation: Saturation
     sim: SimResult
+    threads: int = 1  # OpenMP threads of the native code on a CPU target
+    _native: NativeProgram | None = field(default=None, repr=False, compare=False)
 
     def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the scheduled program functionally: every matrix call instruction by instruction
-        through a scratchpad and accumulator of the target's size (a missing load or an overrun
-        fails loudly), everything else as mapped. Every tensor the mapping computes, by name."""
+        """Run the scheduled program: natively on a CPU target (the emitted C, compiled and
+        cached; float32 results), else functionally: every matrix call instruction by
+        instruction through a scratchpad and accumulator of the target's size (a missing load
+        or an overrun fails loudly), everything else as mapped. Every tensor the mapping
+        computes, by name."""
         arrays = check_inputs(self.kernel, inputs)
+        if self.target.codegen is not None:
+            return self.native().run(arrays)
         return run_program(self.program, self.mapping, self.kernel, self.target, arrays)
+
+    def c_source(self) -> str:
+        """The C isamap emits for this program (CPU targets only), for a person to read."""
+        return emit_c(self.program, self.mapping, self.kernel, self.target, self.threads).text
+
+    def native(self) -> NativeProgram:
+        """The compiled program (CPU targets): built once, then from the per-user cache."""
+        if self._native is None:
+            source = emit_c(self.program, self.mapping, self.kernel, self.target, self.threads)
+            self._native = load_native(source, self.target)
+        return self._native
 
     def run_mapping(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the mapping alone (no schedule): each call tile by tile on its instruction."""
@@ -233,6 +251,7 @@ def compile(
     extract: str = "exact",
     disabled_rules: Collection[str] = (),
     allow_unchecked_rules: bool = False,
+    threads: int = 1,
 ) -> CompileResult:
     """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
 
@@ -245,8 +264,12 @@ def compile(
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`). A
     target whose own rule file has a rule `isamap check-rules` does not pass is refused unless
     `allow_unchecked_rules`.
+    On a CPU target (one with a `codegen` family) `run` executes native code using `threads`
+    OpenMP threads (1: single-threaded, the default).
     """
     check_kernel_arg(kernel, "compile")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise IsamapError(f"compile: threads must be an integer >= 1, not {threads!r}"[:100])
     if isinstance(target, str | os.PathLike):
         target = load_target(target)
     elif not isinstance(target, Target):
@@ -301,4 +324,4 @@ def compile(
         energy_pj=sim.energy_pj,
         stage_seconds=stages,
     )
-    return CompileResult(kernel, target, mapping, program, report, sat, sim)
+    return CompileResult(kernel, target, mapping, program, report, sat, sim, threads)

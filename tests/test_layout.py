@@ -1,4 +1,4 @@
-"""Import direction: ir <- hardware <- schedule <- egraph <- extract <- the API (compile, CLI, ...).
+"""Import direction: ir <- hardware <- schedule <- egraph <- extract <- codegen <- the API.
 
 Every import counts — at module level, inside a function, or under `if TYPE_CHECKING:` — because a
 lazy import is still a dependency. Packages import only packages below them, modules import no
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "isamap"
-ORDER = ["ir", "hardware", "schedule", "egraph", "extract"]
+ORDER = ["ir", "hardware", "schedule", "egraph", "extract", "codegen"]
 
 
 def _module_name(path: Path) -> str:

@@ -14,6 +14,7 @@ from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
 
 __all__ = [
+    "CODEGEN_FAMILIES",
     "DTYPE_BYTES",
     "Instruction",
     "Memory",
@@ -40,6 +41,10 @@ DTYPE_BYTES: Mapping[str, int] = {
     "i64": 8,
     "int64": 8,
 }
+
+#: Code-generation families a CPU target may name (`[target] codegen`): C with AVX-512 or AVX2
+#: intrinsics, or portable C. The emitter for each lives in `isamap.codegen`, not in the file.
+CODEGEN_FAMILIES: tuple[str, ...] = ("avx512", "avx2", "c")
 
 #: The folder holding the shipped `<name>.toml` targets.
 TARGET_DIR = Path(__file__).resolve().parent
@@ -151,6 +156,10 @@ class Target:
     instructions: Mapping[str, Instruction] = field(hash=False)
     host: Unit
     baseline_schedule: str = "heuristic"  # the vendor library's strategy, speedups are against it
+    #: A CPU target's code-generation family (CODEGEN_FAMILIES): its programs run natively.
+    codegen: str | None = None
+    #: CPU features (`/proc/cpuinfo` flag names) the code of `codegen` needs to run.
+    cpu_features: tuple[str, ...] = ()
     #: Where `baseline_schedule` is set (or the [target] table), for errors about it.
     baseline_loc: SourceLoc | None = field(default=None, compare=False, hash=False)
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from isamap.hardware.elementwise_form import elementwise_form, elementwise_problem
+from isamap.hardware.host_cpu import HOST_ALIAS, host_target_name
 from isamap.hardware.matrix_form import contraction_problem, matrix_form
 from isamap.hardware.promotion import with_promotions
 from isamap.hardware.target import (
+    CODEGEN_FAMILIES,
     TARGET_DIR,
     Instruction,
     Memory,
@@ -55,6 +57,8 @@ TARGET_KEYS = {
     "acc_dtype": True,
     "description": False,
     "baseline_schedule": False,
+    "codegen": False,
+    "cpu_features": False,
 }
 MEMORY_KEYS = {
     "level": True,
@@ -280,6 +284,8 @@ def target_path(name_or_path: str | os.PathLike[str]) -> Path:
         )
     if "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".toml"):
         return Path(name_or_path)
+    if name_or_path == HOST_ALIAS:  # the best shipped CPU target this CPU can run
+        name_or_path = host_target_name()
     path = TARGET_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         known = ", ".join(list_targets()) or "none"
@@ -338,6 +344,10 @@ def build_target(doc: TargetFile) -> Target:
         )
     _check_rates(doc, units, instructions)
     baseline_key = ("target", "baseline_schedule")
+    codegen = head.get("codegen")
+    if codegen is not None:
+        codegen = doc.string(("target", "codegen"), head, choices=CODEGEN_FAMILIES)
+    features = _cpu_features(doc, head, codegen)
     return Target(
         name=doc.string(("target", "name"), head),
         path=doc.path,
@@ -351,7 +361,23 @@ def build_target(doc: TargetFile) -> Target:
         units=units,
         instructions=with_promotions(instructions),
         host=host,
+        codegen=codegen,
+        cpu_features=features,
     )
+
+
+def _cpu_features(doc: TargetFile, head: Mapping[str, Any], codegen: str | None) -> tuple[str, ...]:
+    """`[target] cpu_features`: flag names (letters, digits, _), only beside a `codegen`."""
+    keys = ("target", "cpu_features")
+    value = head.get("cpu_features", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise doc.error(keys, "'cpu_features' must be a list of strings")
+    if value and codegen is None:
+        raise doc.error(keys, "'cpu_features' needs a 'codegen' family in [target]")
+    for v in value:
+        if not _NAME.match(v):
+            raise doc.error(keys, f"bad CPU feature name '{v}' (letters, digits, _)")
+    return tuple(value)
 
 
 def _check_rates(

@@ -1,0 +1,202 @@
+"""A scheduled Program (with its Mapping) as one C translation unit with a fixed entry point.
+
+`int isamap_run(const float* const* in, float* const* out)` takes the kernel's inputs in
+declaration order and the mapping's outputs in their order, all dense row-major f32 arrays, and
+returns 0 (1 when out of memory). Each mapping node becomes one loop nest or matrix call over a
+buffer of its own; reshapes are views of their argument's buffer; a node whose value is an
+output is computed straight into the output array.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import isamap.codegen.loops as loops
+from isamap.codegen.blocking import Blocking, blocking
+from isamap.codegen.families import family
+from isamap.codegen.gemm import emit_matmul
+from isamap.hardware.elementwise_form import elementwise_form
+from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError
+from isamap.ir.kernel import Kernel
+from isamap.ir.mapping import MapNode, Mapping
+from isamap.ir.program import Program
+from isamap.ir.window import WindowSpec
+
+__all__ = ["ENTRY", "CSource", "emit_c"]
+
+#: The C function every emitted program exports.
+ENTRY = "isamap_run"
+
+
+@dataclass(frozen=True)
+class CSource:
+    """Emitted C and what calling it needs: input names, output names and shapes, flags."""
+
+    text: str
+    family: str
+    flags: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[tuple[str, tuple[int, ...]], ...]
+    threads: int = 1
+    blockings: dict[int, Blocking] = field(default_factory=dict)
+
+
+def _dims(text: object) -> tuple[int, ...]:
+    s = str(text)
+    return tuple(int(x) for x in s.split(",")) if s else ()
+
+
+def emit_c(
+    program: Program, mapping: Mapping, kernel: Kernel, target: Target, threads: int = 1
+) -> CSource:
+    """C for `program` on CPU target `target` (its codegen family); IsamapError if not one."""
+    fam = family(target.codegen)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise IsamapError(f"threads must be an integer >= 1, not {threads!r}"[:80])
+    emitter = _Emitter(program, kernel, target, fam.lanes, threads)
+    inputs = kernel.inputs()
+    nodes = mapping.nodes
+    root = list(range(len(nodes)))
+    for n in nodes:
+        if n.op == "reshape":
+            root[n.id] = root[n.args[0]]
+    # an output is computed in place when its root is a computed node no other output claimed
+    claimed: dict[int, int] = {}
+    copies: list[tuple[int, int]] = []
+    for j, node_id in enumerate(mapping.outputs.values()):
+        r = root[node_id]
+        if nodes[r].op != "input" and r not in claimed:
+            claimed[r] = j
+        else:
+            copies.append((j, r))
+    body: list[str] = []
+    owned: list[str] = []
+    for n in nodes:
+        var = f"t{n.id}"
+        if n.op == "input":
+            body.append(f"  float* {var} = (float*)in[{inputs.index(str(n.attrs['name']))}];")
+            continue
+        if n.op == "reshape":
+            body.append(f"  float* {var} = t{n.args[0]};")
+            continue
+        if n.id in claimed:
+            body.append(f"  float* {var} = out[{claimed[n.id]}];")
+        else:
+            owned.append(var)
+            body.append(f"  {var} = isa_alloc(sizeof(float) * {math.prod(n.shape)});")
+            body.append(f"  if (!{var}) {{ rc = 1; goto done; }}")
+        body.append(f"  /* %{n.id} {n.describe()} */")
+        body.extend(emitter.node(n, nodes))
+    for j, r in copies:
+        body.append(f"  memcpy(out[{j}], t{r}, sizeof(float) * {math.prod(nodes[r].shape)});")
+    text = "\n".join(
+        [
+            f"/* {kernel.name} on {target.name}: emitted by isamap (family {fam.name}) */",
+            fam.prelude,
+            *emitter.funcs,
+            f"int {ENTRY}(const float* const* in, float* const* out) {{",
+            "  int rc = 0;",
+            *[f"  float* {v} = NULL;" for v in owned],
+            *body,
+            "  goto done;",
+            "done:",
+            *[f"  free({v});" for v in owned],
+            "  return rc;",
+            "}",
+            "",
+        ]
+    )
+    outputs = tuple((name, tuple(nodes[i].shape)) for name, i in mapping.outputs.items())
+    return CSource(text, fam.name, fam.flags, inputs, outputs, threads, emitter.blockings)
+
+
+@dataclass
+class _Emitter:
+    """Emits each node's statements; collects the functions of its matrix calls."""
+
+    program: Program
+    kernel: Kernel
+    target: Target
+    lanes: int
+    threads: int
+    funcs: list[str] = field(default_factory=list)
+    blockings: dict[int, Blocking] = field(default_factory=dict)
+
+    def node(self, n: MapNode, nodes: list[MapNode]) -> list[str]:
+        out, a = f"t{n.id}", n.attrs
+        args = [f"t{i}" for i in n.args]
+        shapes = [tuple(nodes[i].shape) for i in n.args]
+        size = math.prod(n.shape)
+        op = n.op
+        if op == "transpose":
+            return loops.transpose(out, args[0], shapes[0], _dims(a["perm"]))
+        if op == "window":
+            return loops.window(out, args[0], shapes[0], WindowSpec.parse(str(a["spec"])))
+        if op == "broadcast":
+            return loops.broadcast(out, args[0], _dims(a["shape"]), _dims(a["map"]))
+        if op == "full":
+            return loops.fill(out, size, float(str(a["value"])))
+        if op in ("ew", "fn", "vec"):
+            if op == "vec":
+                form = elementwise_form(self.target.instruction(str(a["instruction"])).semantics)
+                assert form is not None
+                what = form.op
+            else:
+                what = str(a["op"] if op == "ew" else a["fn"])
+            _same_shapes(n, shapes)
+            return loops.elementwise(out, args, what, size)
+        if op == "reduce_sum":
+            return loops.reduce_sum(out, args[0], shapes[0], _dims(a["axes"]))
+        if op == "block_diag":
+            axis, groups = int(str(a["axis"])), int(str(a["groups"]))
+            return loops.block_diag(out, args[0], shapes[0], axis, groups)
+        if op == "concat":
+            return loops.concat(out, args, shapes, int(str(a["axis"])))
+        if op == "slice":
+            axis, start, length = (int(str(a[k])) for k in ("axis", "start", "length"))
+            return loops.slice_axis(out, args[0], shapes[0], axis, start, length)
+        if op == "einsum":
+            return loops.einsum(out, args[0], args[1], str(a["spec"]), shapes[0], shapes[1])
+        if op == "host_matmul":
+            return loops.host_matmul(out, args[0], args[1], shapes[0], shapes[1])
+        if op == "host_stmt":
+            pairs = list(zip(args, shapes, strict=True))
+            return loops.host_statement(out, self.kernel, int(str(a["index"])), pairs)
+        if op == "instr":
+            return self.matmul(n, args, shapes)
+        raise IsamapError(f"codegen: cannot emit mapping operation '{op}' (node %{n.id})")
+
+    def matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
+        a = n.attrs
+        b, m, nn, k = (int(str(a[x])) for x in ("b", "m", "n", "k"))
+        if shapes != [(b, m, k), (b, k, nn)] or tuple(n.shape) != (b, m, nn):
+            raise IsamapError(f"codegen: matrix call %{n.id} has operand shapes {shapes}")
+        sc = self.program.call_for(n.id)
+        if sc is None:
+            raise IsamapError(f"codegen: matrix call %{n.id} has no schedule in the program")
+        ins = self.target.instruction(str(a["instruction"]))
+        form = matrix_form(ins.semantics)
+        assert form is not None
+        blk = blocking(self.target, sc, ins.operands[form.lhs])
+        self.blockings[n.id] = blk
+        epilogue = a.get("epilogue")
+        name = f"call{n.id}"
+        self.funcs.append(
+            emit_matmul(
+                name,
+                blk,
+                self.lanes,
+                (b, m, nn, k),
+                str(epilogue) if epilogue else None,
+                self.threads,
+            )
+        )
+        return [f"  if ({name}({args[0]}, {args[1]}, t{n.id}, NULL)) {{ rc = 1; goto done; }}"]
+
+
+def _same_shapes(n: MapNode, shapes: list[tuple[int, ...]]) -> None:
+    if any(s != tuple(n.shape) for s in shapes):
+        raise IsamapError(f"codegen: elementwise node %{n.id} has operands of other shapes")

@@ -1,0 +1,165 @@
+"""Code-generation families: the C prelude each one emits (vector type and helpers) and its flags.
+
+Every family defines the same small vocabulary as static inline C functions -- `V` (a vector of
+`LANES` floats), `vload`, `vstore`, `vset1`, `vzero`, `vfma`, `vadd`, `vsub`, `vmul`, `vdiv`,
+`vmax`, `vexp` -- so the loop nests and micro-kernels of `isamap.codegen` are written once and
+the family only changes this prelude and the compiler flags. The text is isamap's own; nothing
+here comes from a target file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isamap.ir.errors import IsamapError
+
+__all__ = ["FAMILIES", "Family", "family"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One code-generation family: vector lanes of f32, its C prelude and compiler flags."""
+
+    name: str
+    lanes: int
+    prelude: str
+    flags: tuple[str, ...]
+
+
+_COMMON = r"""
+static inline V vneg(V x) { return vsub(vzero(), x); }
+static inline V vrelu(V x) { return vmax(x, vzero()); }
+static inline V vsigmoid(V x) { return vdiv(vset1(1.0f), vadd(vset1(1.0f), vexp(vneg(x)))); }
+static inline V vtanh(V x) {
+  V s = vdiv(vset1(2.0f), vadd(vset1(1.0f), vexp(vmul(vset1(-2.0f), x))));
+  return vsub(s, vset1(1.0f));
+}
+static inline V vloadn(const float* p, int n) {
+  float t[LANES] = {0};
+  for (int i = 0; i < n; ++i) t[i] = p[i];
+  return vload(t);
+}
+static inline void vstoren(float* p, V x, int n) {
+  float t[LANES];
+  vstore(t, x);
+  for (int i = 0; i < n; ++i) p[i] = t[i];
+}
+"""
+
+# Cephes-style expf: x = t ln2 + r with t = round(x log2 e), e^r by a degree-5 polynomial,
+# 2^t built in the exponent bits; inputs clamped to the range of normal floats.
+_VEXP = r"""
+static inline V vexp(V x) {
+  x = vmax(vmin(x, vset1(88.3762626647949f)), vset1(-87.3365478515625f));
+  V t = vfloor(vfma(x, vset1(1.44269504088896341f), vset1(0.5f)));
+  V r = vfma(t, vset1(-0.693359375f), x);
+  r = vfma(t, vset1(2.12194440e-4f), r);
+  V p = vset1(1.9875691500e-4f);
+  p = vfma(p, r, vset1(1.3981999507e-3f));
+  p = vfma(p, r, vset1(8.3334519073e-3f));
+  p = vfma(p, r, vset1(4.1665795894e-2f));
+  p = vfma(p, r, vset1(1.6666665459e-1f));
+  p = vfma(p, r, vset1(5.0000001201e-1f));
+  p = vfma(p, vmul(r, r), vadd(r, vset1(1.0f)));
+  return vmul(p, vpow2i(t));
+}
+"""
+
+_AVX512 = r"""
+#include <immintrin.h>
+#define LANES 16
+typedef __m512 V;
+static inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float* p, V x) { _mm512_storeu_ps(p, x); }
+static inline V vset1(float x) { return _mm512_set1_ps(x); }
+static inline V vzero(void) { return _mm512_setzero_ps(); }
+static inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+static inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
+static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
+static inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
+static inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
+static inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+static inline V vfloor(V x) {
+  return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+}
+static inline V vpow2i(V t) {
+  __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(t), _mm512_set1_epi32(127));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+"""
+
+_AVX2 = r"""
+#include <immintrin.h>
+#define LANES 8
+typedef __m256 V;
+static inline V vload(const float* p) { return _mm256_loadu_ps(p); }
+static inline void vstore(float* p, V x) { _mm256_storeu_ps(p, x); }
+static inline V vset1(float x) { return _mm256_set1_ps(x); }
+static inline V vzero(void) { return _mm256_setzero_ps(); }
+static inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+static inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
+static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
+static inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
+static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+static inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+static inline V vfloor(V x) { return _mm256_floor_ps(x); }
+static inline V vpow2i(V t) {
+  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+"""
+
+# Portable C: GCC/Clang vector extensions (SSE2, NEON, ... or scalar code, as the compiler can),
+# unaligned access through memcpy, exp by libm per lane.
+_PORTABLE = r"""
+#include <math.h>
+#define LANES 4
+typedef float V __attribute__((vector_size(16)));
+static inline V vload(const float* p) { V x; memcpy(&x, p, sizeof x); return x; }
+static inline void vstore(float* p, V x) { memcpy(p, &x, sizeof x); }
+static inline V vset1(float x) { V r = {x, x, x, x}; return r; }
+static inline V vzero(void) { V r = {0.0f, 0.0f, 0.0f, 0.0f}; return r; }
+static inline V vfma(V a, V b, V c) { return a * b + c; }
+static inline V vadd(V a, V b) { return a + b; }
+static inline V vsub(V a, V b) { return a - b; }
+static inline V vmul(V a, V b) { return a * b; }
+static inline V vdiv(V a, V b) { return a / b; }
+static inline V vmax(V a, V b) {
+  V r;
+  for (int i = 0; i < 4; ++i) r[i] = a[i] > b[i] ? a[i] : b[i];
+  return r;
+}
+static inline V vexp(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = expf(x[i]); return r; }
+"""
+
+_HEAD = r"""#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+/* 64-byte aligned memory (C11 aligned_alloc wants a size that is a multiple of it) */
+static void* isa_alloc(size_t bytes) { return aligned_alloc(64, (bytes + 127) / 64 * 64); }
+"""
+
+FAMILIES: dict[str, Family] = {
+    "avx512": Family(
+        "avx512",
+        16,
+        _HEAD + _AVX512 + _VEXP + _COMMON,
+        ("-O3", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"),
+    ),
+    "avx2": Family("avx2", 8, _HEAD + _AVX2 + _VEXP + _COMMON, ("-O3", "-mavx2", "-mfma")),
+    "c": Family("c", 4, _HEAD + _PORTABLE + _COMMON, ("-O3",)),
+}
+
+
+def family(name: str | None) -> Family:
+    """The family called `name`; IsamapError for a target without one (not a CPU target)."""
+    if name is None:
+        raise IsamapError("not a CPU target: it has no [target] codegen family to emit C for")
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise IsamapError(
+            f"unknown code-generation family '{name}' (known: {', '.join(FAMILIES)})"
+        ) from None

@@ -1,0 +1,264 @@
+"""C for the non-matrix operations of a mapping: layout moves, elementwise and host statements.
+
+Every value is a dense row-major f32 buffer; each operation is a loop nest with constant shapes
+(the compiler vectorises the inner loops), elementwise ones written with the family's vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from isamap.ir.einsum import parse_einsum
+from isamap.ir.errors import IsamapError
+from isamap.ir.kernel import Access, Binary, Const, Expr, Kernel, Unary
+from isamap.ir.window import WindowSpec
+
+__all__ = [
+    "block_diag",
+    "broadcast",
+    "concat",
+    "copy",
+    "einsum",
+    "elementwise",
+    "fill",
+    "host_matmul",
+    "host_statement",
+    "reduce_sum",
+    "slice_axis",
+    "transpose",
+    "window",
+]
+
+#: Vector functions of the prelude, by the language's function names.
+VECTOR_FNS = {"relu": "vrelu", "sigmoid": "vsigmoid", "tanh": "vtanh", "exp": "vexp", "neg": "vneg"}
+VECTOR_OPS = {"+": "vadd", "-": "vsub", "*": "vmul"}
+
+
+def strides(shape: Sequence[int]) -> list[int]:
+    out = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        out[d] = out[d + 1] * shape[d + 1]
+    return out
+
+
+def _nest(
+    shape: Sequence[int], names: Sequence[str], body: list[str], pad: str = "  "
+) -> list[str]:
+    lines, depth = [], pad
+    for n, e in zip(names, shape, strict=True):
+        lines.append(f"{depth}for (int {n} = 0; {n} < {e}; ++{n})")
+        depth += "  "
+    lines.append(f"{depth}{{")
+    lines += [f"{depth}  {b}" for b in body]
+    lines.append(f"{depth}}}")
+    return lines
+
+
+def _flat(names: Sequence[str], shape: Sequence[int]) -> str:
+    terms = [
+        f"(size_t){n} * {s}" if s != 1 else f"(size_t){n}"
+        for n, s in zip(names, strides(shape), strict=True)
+    ]
+    return " + ".join(terms) or "0"
+
+
+def _idx(rank: int, prefix: str = "i") -> list[str]:
+    return [f"{prefix}{d}" for d in range(rank)]
+
+
+def copy(out: str, src: str, size: int) -> list[str]:
+    return [f"  memcpy({out}, {src}, sizeof(float) * {size});"]
+
+
+def fill(out: str, size: int, value: float) -> list[str]:
+    return [f"  for (size_t i = 0; i < {size}; ++i) {out}[i] = {value!r}f;"]
+
+
+def transpose(out: str, src: str, in_shape: Sequence[int], perm: Sequence[int]) -> list[str]:
+    out_shape = [in_shape[p] for p in perm]
+    names = _idx(len(out_shape))
+    st = strides(in_shape)
+    src_flat = " + ".join(f"(size_t){names[d]} * {st[perm[d]]}" for d in range(len(perm))) or "0"
+    return _nest(out_shape, names, [f"{out}[{_flat(names, out_shape)}] = {src}[{src_flat}];"])
+
+
+def window(out: str, src: str, in_shape: Sequence[int], spec: WindowSpec) -> list[str]:
+    names = [f"w_{n}" for n, _ in spec.axes]
+    by = {n: f"w_{n}" for n, _ in spec.axes}
+    body, checks, terms = [], [], []
+    st = strides(in_shape)
+    for dim, a in enumerate(spec.exprs):
+        expr = " + ".join([f"{c} * {by[n]}" for n, c in a.terms] + [str(a.const)])
+        body.append(f"int p{dim} = {expr};")
+        lo, hi = a.bounds(dict(spec.axes))
+        if lo < 0 or hi >= in_shape[dim]:
+            checks.append(f"p{dim} >= 0 && p{dim} < {in_shape[dim]}")
+        terms.append(f"(size_t)p{dim} * {st[dim]}")
+    value = f"{src}[{' + '.join(terms) or '0'}]"
+    if checks:
+        value = f"({' && '.join(checks)}) ? {value} : 0.0f"
+    body.append(f"{out}[{_flat(names, spec.shape())}] = {value};")
+    return _nest(spec.shape(), names, body)
+
+
+def broadcast(out: str, src: str, shape: Sequence[int], where: Sequence[int]) -> list[str]:
+    names = _idx(len(shape))
+    kept = sorted(where)
+    in_shape = [shape[i] for i in kept]
+    src_flat = _flat([names[i] for i in kept], in_shape)
+    return _nest(shape, names, [f"{out}[{_flat(names, shape)}] = {src}[{src_flat}];"])
+
+
+def elementwise(out: str, args: Sequence[str], op: str, size: int) -> list[str]:
+    """`out = op(args)` over `size` elements: a function name or "+", "-", "*"."""
+    if len(args) == 1 and op in VECTOR_FNS:
+        fn = VECTOR_FNS[op]
+        full = f"vstore({out} + i, {fn}(vload({args[0]} + i)));"
+        tail = f"vstoren({out} + i, {fn}(vloadn({args[0]} + i, r)), r);"
+    elif len(args) == 2 and op in VECTOR_OPS:
+        fn = VECTOR_OPS[op]
+        full = f"vstore({out} + i, {fn}(vload({args[0]} + i), vload({args[1]} + i)));"
+        tail = f"vstoren({out} + i, {fn}(vloadn({args[0]} + i, r), vloadn({args[1]} + i, r)), r);"
+    else:
+        raise IsamapError(f"codegen: no elementwise operation '{op}' of {len(args)} operands")
+    return [
+        "  { size_t i = 0;",
+        f"    for (; i + LANES <= {size}; i += LANES) {full}",
+        f"    int r = (int)({size} - i); if (r > 0) {tail} }}",
+    ]
+
+
+def reduce_sum(out: str, src: str, in_shape: Sequence[int], axes: Sequence[int]) -> list[str]:
+    names = _idx(len(in_shape))
+    kept = [d for d in range(len(in_shape)) if d not in axes]
+    out_shape = [in_shape[d] for d in kept]
+    size = math.prod(out_shape)
+    body = [
+        f"{out}[{_flat([names[d] for d in kept], out_shape)}] += {src}[{_flat(names, in_shape)}];"
+    ]
+    return fill(out, size, 0.0) + _nest(in_shape, names, body)
+
+
+def block_diag(out: str, src: str, in_shape: Sequence[int], axis: int, groups: int) -> list[str]:
+    """out[pre, q, r, post, s] = src[pre, q*g + r, post] if r == s else 0."""
+    g = groups
+    split = [*in_shape[:axis], in_shape[axis] // g, g, *in_shape[axis + 1 :]]
+    out_shape = [*split, g]
+    names = _idx(len(out_shape))
+    q, r, s = names[axis], names[axis + 1], names[-1]
+    src_names = [*names[:axis], f"({q} * {g} + {r})", *names[axis + 2 : -1]]
+    src_flat = " + ".join(
+        f"(size_t){n} * {st}" for n, st in zip(src_names, strides(in_shape), strict=True)
+    )
+    body = [f"{out}[{_flat(names, out_shape)}] = ({r} == {s}) ? {src}[{src_flat}] : 0.0f;"]
+    return _nest(out_shape, names, body)
+
+
+def concat(out: str, srcs: Sequence[str], shapes: Sequence[Sequence[int]], axis: int) -> list[str]:
+    """Concatenation along `axis`: each source's blocks copied to its offset."""
+    outer = math.prod(shapes[0][:axis])
+    inner = math.prod(shapes[0][axis + 1 :])
+    total = sum(s[axis] for s in shapes) * inner
+    lines, offset = [], 0
+    for src, shape in zip(srcs, shapes, strict=True):
+        width = shape[axis] * inner
+        lines.append(
+            f"  for (size_t o = 0; o < {outer}; ++o) memcpy({out} + o * {total} + {offset}, "
+            f"{src} + o * {width}, sizeof(float) * {width});"
+        )
+        offset += width
+    return lines
+
+
+def slice_axis(
+    out: str, src: str, in_shape: Sequence[int], axis: int, start: int, length: int
+) -> list[str]:
+    outer = math.prod(in_shape[:axis])
+    inner = math.prod(in_shape[axis + 1 :])
+    return [
+        f"  for (size_t o = 0; o < {outer}; ++o) memcpy({out} + o * {length * inner}, "
+        f"{src} + o * {in_shape[axis] * inner} + {start * inner}, "
+        f"sizeof(float) * {length * inner});"
+    ]
+
+
+def einsum(out: str, x: str, y: str, spec: str, xs: Sequence[int], ys: Sequence[int]) -> list[str]:
+    lhs, rhs, res = parse_einsum(spec)
+    ext = dict(zip(lhs, xs, strict=True)) | dict(zip(rhs, ys, strict=True))
+    order = list(dict.fromkeys([*res, *lhs, *rhs]))
+    names = {a: f"e_{a}" for a in order}
+    out_shape = [ext[a] for a in res]
+
+    def at(axes: Sequence[str], shape: Sequence[int]) -> str:
+        return _flat([names[a] for a in axes], shape)
+
+    body = [f"{out}[{at(res, out_shape)}] += {x}[{at(lhs, xs)}] * {y}[{at(rhs, ys)}];"]
+    return fill(out, math.prod(out_shape), 0.0) + _nest(
+        [ext[a] for a in order], [names[a] for a in order], body
+    )
+
+
+def host_matmul(out: str, x: str, y: str, xs: Sequence[int], ys: Sequence[int]) -> list[str]:
+    if len(xs) == 2 and len(ys) == 2:
+        xs, ys = (1, *xs), (1, *ys)
+    if len(xs) != 3 or len(ys) != 3 or xs[0] != ys[0] or xs[2] != ys[1]:
+        raise IsamapError(f"codegen: host matmul of shapes {list(xs)} and {list(ys)}")
+    b, m, k = xs
+    n = ys[2]
+    body = [
+        "float s = 0.0f;",
+        f"for (int p = 0; p < {k}; ++p) s += {x}[((size_t)h * {m} + i) * {k} + p] * "
+        f"{y}[((size_t)h * {k} + p) * {n} + j];",
+        f"{out}[((size_t)h * {m} + i) * {n} + j] = s;",
+    ]
+    return _nest([b, m, n], ["h", "i", "j"], body)
+
+
+_SCALAR_FNS = {
+    "relu": "fmaxf({}, 0.0f)",
+    "sigmoid": "(1.0f / (1.0f + expf(-({}))))",
+    "tanh": "tanhf({})",
+    "exp": "expf({})",
+    "neg": "(-({}))",
+}
+
+
+def _scalar(expr: Expr, tensors: dict[str, tuple[str, tuple[int, ...]]]) -> str:
+    if isinstance(expr, Const):
+        return f"{float(expr.value)!r}f"
+    if isinstance(expr, Unary):
+        return _SCALAR_FNS[expr.fn].format(_scalar(expr.arg, tensors))
+    if isinstance(expr, Binary):
+        return f"({_scalar(expr.lhs, tensors)} {expr.op} {_scalar(expr.rhs, tensors)})"
+    assert isinstance(expr, Access)
+    buf, shape = tensors[expr.tensor]
+    terms, checks = [], []
+    for pos, (a, st) in enumerate(zip(expr.indices, strides(shape), strict=True)):
+        e = " + ".join([f"{c} * x_{n}" for n, c in a.terms] + [str(a.const)])
+        terms.append(f"(size_t)({e}) * {st}")
+        checks.append(f"(unsigned)({e}) < {shape[pos]}u")
+    return f"(({' && '.join(checks) or '1'}) ? {buf}[{' + '.join(terms) or '0'}] : 0.0f)"
+
+
+def host_statement(
+    out: str, kernel: Kernel, index: int, args: Sequence[tuple[str, tuple[int, ...]]]
+) -> list[str]:
+    """Statement `index` of `kernel` as a loop nest (reads out of bounds are padding: zero);
+    a last extra argument is the target's earlier value, added to."""
+    s = kernel.statements[index]
+    reads = list(dict.fromkeys(a.tensor for a in s.accesses()))
+    tensors = {name: args[i] for i, name in enumerate(reads)}
+    ext = kernel.extents[index]
+    out_shape = [ext[i] for i in s.indices]
+    reduced = [i for i in s.reduced_indices() if i not in s.indices]
+    flat = _flat([f"x_{i}" for i in s.indices], out_shape)
+    start = f"{args[-1][0]}[{flat}]" if len(args) > len(reads) else "0.0f"
+    inner = _nest(
+        [ext[i] for i in reduced],
+        [f"x_{i}" for i in reduced],
+        [f"s += {_scalar(s.expr, tensors)};"],
+        "",
+    )
+    body = [f"float s = {start};", *inner, f"{out}[{flat}] = s;"]
+    return _nest(out_shape, [f"x_{i}" for i in s.indices], body)

@@ -1,0 +1,63 @@
+"""Running emitted C natively: build (or load from the cache) and call it on numpy arrays."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+
+import numpy as np
+
+from isamap.codegen.emit import ENTRY, CSource
+from isamap.codegen.toolchain import Built, build
+from isamap.hardware.host_cpu import missing_features
+from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError
+
+__all__ = ["NativeProgram", "load_native"]
+
+_FloatPtrs = ctypes.POINTER(ctypes.c_void_p)
+
+
+@dataclass
+class NativeProgram:
+    """A loaded native program: `run(arrays)` calls its entry point on f32 copies of them."""
+
+    source: CSource
+    built: Built
+
+    def __post_init__(self) -> None:
+        self._entry = getattr(self.built.library, ENTRY)
+        self._entry.restype = ctypes.c_int
+        self._entry.argtypes = [_FloatPtrs, _FloatPtrs]
+
+    def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of the program, by name, as float32 arrays."""
+        ins = [np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.source.inputs]
+        outs = {name: np.empty(shape, dtype=np.float32) for name, shape in self.source.outputs}
+        self.call(ins, list(outs.values()))
+        return outs
+
+    def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
+        """The entry point on prepared arrays (C-contiguous float32, in ABI order): no copies,
+        for timing loops."""
+        in_ptrs = (ctypes.c_void_p * max(len(ins), 1))(*[a.ctypes.data for a in ins])
+        out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[a.ctypes.data for a in outs])
+        if self._entry(in_ptrs, out_ptrs) != 0:
+            raise IsamapError("native program ran out of memory")
+
+
+def load_native(source: CSource, target: Target) -> NativeProgram:
+    """Compile (or load from the cache) `source` for `target`; IsamapError if this CPU lacks a
+    feature the target's code needs."""
+    missing = missing_features(target.cpu_features)
+    if missing:
+        raise IsamapError(
+            f"this CPU lacks {', '.join(missing)}, which target '{target.name}' needs to run "
+            "natively (use target 'host' for the best one this CPU runs)"
+        )
+    started = time.perf_counter()
+    built = build(source.text, source.flags, openmp=source.threads > 1)
+    del started
+    return NativeProgram(source, built)

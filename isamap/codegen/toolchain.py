@@ -1,0 +1,103 @@
+"""Compile emitted C with the system C compiler into a shared object, cached by source hash.
+
+The compiler is `$CC` if set, else the first of cc, gcc, clang on PATH. Objects live in
+`$XDG_CACHE_HOME/isamap` (default `~/.cache/isamap`), named by a hash of the compiler, its flags
+and the source, so a rerun of the same program loads without compiling. `ISAMAP_CACHE_DIR`
+overrides the directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from isamap.ir.errors import IsamapError
+
+__all__ = ["BuildError", "Built", "build", "cache_dir", "find_compiler"]
+
+_CANDIDATES = ("cc", "gcc", "clang")
+
+
+class BuildError(IsamapError):
+    """The C compiler is missing or failed on emitted code."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """A compiled, loaded shared object and how it was obtained."""
+
+    library: ctypes.CDLL
+    path: Path
+    cached: bool
+    seconds: float  # compiling (0 when cached) plus loading
+
+
+def find_compiler() -> list[str]:
+    """The C compiler command: `$CC` (may carry arguments) or the first of cc, gcc, clang."""
+    env = os.environ.get("CC", "").strip()
+    if env:
+        cmd = shlex.split(env)
+        if shutil.which(cmd[0]) is None:
+            raise BuildError(f"C compiler '{cmd[0]}' from CC not found: set CC to a C compiler")
+        return cmd
+    for name in _CANDIDATES:
+        if shutil.which(name) is not None:
+            return [name]
+    raise BuildError(
+        f"no C compiler found (tried {', '.join(_CANDIDATES)}): set CC to a C compiler to run "
+        "CPU targets natively"
+    )
+
+
+def cache_dir() -> Path:
+    """Where compiled objects are cached (created on demand)."""
+    explicit = os.environ.get("ISAMAP_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "isamap"
+
+
+def build(source: str, flags: tuple[str, ...], openmp: bool = False) -> Built:
+    """The shared object of `source`, compiled with `flags` (plus -fopenmp), loaded."""
+    started = time.perf_counter()
+    cc = find_compiler()
+    args = [*flags, "-shared", "-fPIC", "-std=c11", *(["-fopenmp"] if openmp else [])]
+    key = hashlib.sha256("\0".join([*cc, *args, source]).encode()).hexdigest()[:24]
+    folder = cache_dir()
+    target = folder / f"isamap-{key}.so"
+    cached = target.is_file()
+    if not cached:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BuildError(f"cannot create cache directory {folder}: {err.strerror}") from None
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            src = Path(tmp) / "kernel.c"
+            src.write_text(source)
+            out = Path(tmp) / "kernel.so"
+            cmd = [*cc, *args, "-o", str(out), str(src), "-lm"]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            except OSError as err:
+                raise BuildError(f"cannot run C compiler '{cc[0]}': {err.strerror}") from None
+            except subprocess.TimeoutExpired:
+                raise BuildError(f"C compiler '{cc[0]}' took over 300 s") from None
+            if done.returncode != 0:
+                lines = done.stderr.strip().splitlines() or ["no message"]
+                detail = next((ln for ln in lines if "error" in ln), lines[-1])
+                raise BuildError(f"C compiler '{cc[0]}' failed on emitted code: {detail[:300]}")
+            os.replace(out, target)  # atomic: concurrent builders of one key agree
+    try:
+        library = ctypes.CDLL(str(target))
+    except OSError as err:
+        raise BuildError(f"cannot load compiled kernel {target}: {err}") from None
+    return Built(library, target, cached, time.perf_counter() - started)

@@ -1,0 +1,168 @@
+"""Native code of every CPU target against numpy: through `compile` (extraction picks the
+micro-kernel) on the example kernels and edge shapes, and the matrix-call emitter directly on
+each blocking choice (A packed or read in place, several K slices, fused bias and epilogues).
+
+A target whose features this CPU lacks is compiled (the C must build) but not run, so every family
+is exercised on any x86-64 machine and the suite passes on a CPU without AVX-512.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import isamap
+from isamap.codegen import emit_c, load_native
+from isamap.codegen.blocking import Blocking
+from isamap.codegen.families import FAMILIES
+from isamap.codegen.gemm import emit_matmul
+from isamap.codegen.toolchain import build
+from isamap.hardware.host_cpu import missing_features
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_TARGETS = [n for n in isamap.list_targets() if isamap.load_target(n).codegen]
+RUNNABLE = [n for n in CPU_TARGETS if not missing_features(isamap.load_target(n).cpu_features)]
+
+
+def _gemm(m: int, n: int, k: int, tail: str = "") -> isamap.Kernel:
+    text = f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\nC[i, j] += A[i, k] * B[k, j]\n"
+    return isamap.parse_kernel(text + tail, f"gemm{m}x{n}x{k}")
+
+
+def _check(kernel: isamap.Kernel, target: str, seed: int = 0, mapped: bool = True) -> None:
+    """Compile for `target`, run natively, compare every output with the numpy reference;
+    `mapped`: some of it must run on the micro-kernel (else on the host alone)."""
+    result = isamap.compile(kernel, target)
+    assert bool(result.mapping.instruction_calls()) == mapped, str(result.mapping)
+    inputs = isamap.random_inputs(kernel, seed=seed)
+    got = result.run(inputs)
+    want = isamap.evaluate(kernel, inputs)
+    assert got.keys() == {n for n in result.mapping.outputs}
+    for name, value in got.items():
+        assert value.dtype == np.float32 and value.shape == want[name].shape
+        scale = max(1.0, float(np.max(np.abs(want[name]))))
+        np.testing.assert_allclose(value, want[name], rtol=2e-5, atol=2e-5 * scale, err_msg=name)
+
+
+def test_every_cpu_target_builds_and_runs_where_it_can() -> None:
+    kernel = _gemm(37, 29, 45)
+    assert {"host-avx512", "host-avx2", "host-generic"} <= set(CPU_TARGETS)
+    assert "host-generic" in RUNNABLE  # portable C runs anywhere
+    for name in CPU_TARGETS:
+        if name in RUNNABLE:
+            _check(kernel, name)
+            continue
+        result = isamap.compile(kernel, name)
+        source = emit_c(result.program, result.mapping, kernel, result.target)
+        assert build(source.text, source.flags).path.is_file()  # builds; this CPU cannot run it
+        with pytest.raises(isamap.IsamapError, match="this CPU lacks"):
+            result.run(isamap.random_inputs(kernel))
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+@pytest.mark.parametrize("shape", [(130, 17, 600), (70, 130, 40)])
+def test_gemm_edge_shapes(target: str, shape: tuple[int, int, int]) -> None:
+    _check(_gemm(*shape), target)
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_gemm_too_small_for_the_micro_kernel_runs_on_the_host(target: str) -> None:
+    _check(_gemm(1, 70, 3), target, mapped=False)
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+@pytest.mark.parametrize("example", ["gemm_relu", "dw_separable", "gru_cell", "attention_scores"])
+def test_example_kernels(target: str, example: str) -> None:
+    _check(isamap.load_kernel(str(ROOT / "examples" / "kernels" / f"{example}.kernel")), target)
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_fused_tanh_epilogue(target: str) -> None:
+    kernel = _gemm(40, 48, 64, "Y[i, j] = tanh(C[i, j])\n")
+    result = isamap.compile(kernel, target)
+    fused = [n for n in result.mapping.instruction_calls() if n.attrs.get("epilogue") == "tanh"]
+    assert fused, str(result.mapping)
+    _check(kernel, target)
+
+
+def _matmul_fn(family: str, blk: Blocking, dims: tuple[int, int, int, int], epi: str | None):
+    fam = FAMILIES[family]
+    entry = "\nint entry(const float* A, const float* B, float* C, const float* b)"
+    text = (
+        fam.prelude
+        + emit_matmul("g", blk, fam.lanes, dims, epi)
+        + entry
+        + "{ return g(A, B, C, b); }\n"
+    )
+    fn = build(text, fam.flags).library.entry
+    fn.argtypes = [ctypes.c_void_p] * 4
+    fn.restype = ctypes.c_int
+    return fn
+
+
+FAMILY_OF = {isamap.load_target(n).codegen: n for n in RUNNABLE}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_OF))
+@pytest.mark.parametrize(
+    ("pack_a", "epilogue", "bias"),
+    [(True, "sigmoid", True), (False, "relu", False), (False, None, True)],
+)
+def test_the_matrix_call_on_each_blocking(
+    family: str, pack_a: bool, epilogue: str | None, bias: bool
+) -> None:
+    lanes = FAMILIES[family].lanes
+    mr, nr = 3, 2 * lanes
+    b, m, n, k = 2, 3 * mr + 2, 3 * nr + 5, 23  # edges in M and N; K in three slices of 8
+    blk = Blocking(mr, nr, mc=2 * mr, nc=2 * nr, kc=8, pack_a=pack_a)
+    fn = _matmul_fn(family, blk, (b, m, n, k), epilogue)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((b, m, k), dtype=np.float32)
+    y = rng.standard_normal((b, k, n), dtype=np.float32)
+    bvec = rng.standard_normal(n, dtype=np.float32)
+    out = np.full((b, m, n), np.nan, dtype=np.float32)
+    assert (
+        fn(x.ctypes.data, y.ctypes.data, out.ctypes.data, bvec.ctypes.data if bias else None) == 0
+    )
+    want = np.matmul(x.astype(np.float64), y) + (bvec if bias else 0.0)
+    if epilogue == "relu":
+        want = np.maximum(want, 0.0)
+    elif epilogue == "sigmoid":
+        want = 1.0 / (1.0 + np.exp(-want))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_OF))
+def test_vector_exp_sigmoid_tanh_over_the_whole_range(family: str) -> None:
+    fam = FAMILIES[family]
+    text = fam.prelude + (
+        "\nvoid entry(const float* x, float* e, float* s, float* t, int n) {"
+        " for (int i = 0; i + LANES <= n; i += LANES) {"
+        " vstore(e + i, vexp(vload(x + i))); vstore(s + i, vsigmoid(vload(x + i)));"
+        " vstore(t + i, vtanh(vload(x + i))); } }\n"
+    )
+    fn = build(text, fam.flags).library.entry
+    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int]
+    x = np.concatenate([np.linspace(-100, 100, 4000), [0.0, 1e-6, -1e-6, 88.0, -87.0]])
+    x = np.resize(x, -(-x.size // 16) * 16).astype(np.float32)
+    e, s, t = (np.empty_like(x) for _ in range(3))
+    fn(x.ctypes.data, e.ctypes.data, s.ctypes.data, t.ctypes.data, x.size)
+    x64 = x.astype(np.float64)
+    small = x64 < 88.0
+    np.testing.assert_allclose(e[small], np.exp(x64[small]), rtol=3e-6, atol=1e-37)
+    np.testing.assert_allclose(s, 1.0 / (1.0 + np.exp(-x64)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(t, np.tanh(x64), rtol=1e-5, atol=2e-7)
+
+
+def test_the_native_program_is_loaded_once_per_result() -> None:
+    kernel = _gemm(8, 16, 4)
+    result = isamap.compile(kernel, "host")
+    first = result.native()
+    assert result.native() is first
+    again = load_native(
+        emit_c(result.program, result.mapping, kernel, result.target), result.target
+    )
+    assert again.built.cached and again.built.path == first.built.path
