@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 import isamap
+from isamap.bench.cpu_suites import CPU_SUITES
 from isamap.bench.runner import ALL, run_bench
 from isamap.bench.suites import SUITES
 from isamap.compile import check_schedule
@@ -480,7 +481,7 @@ def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: boo
 
 
 @cli.command()
-@click.argument("suite", type=click.Choice([*SUITES, ALL]))
+@click.argument("suite", type=click.Choice([*SUITES, ALL, *CPU_SUITES]))
 @click.option("-t", "--target", default="gemmini", show_default=True, help="Target name or .toml.")
 @click.option(
     "-s",
@@ -515,9 +516,14 @@ def bench(
     limit: int | None,
 ) -> None:
     """Compile a benchmark SUITE (deepbench-gemm, deepbench-gru, mobilenet-v1, mobilenet-v2 or
-    all) on a target and write report.md, report.json and plots (docs/benchmarks.md)."""
+    all) on a target and write report.md, report.json and plots (docs/benchmarks.md). The CPU
+    suites (cpu-gemm, cpu-gru, cpu-mobilenet) run native code for a CPU target (default host)
+    against numpy's BLAS and onnxruntime instead (docs/cpu.md)."""
     from isamap.bench.report import write_report  # matplotlib loads only for this command
 
+    if suite in CPU_SUITES:
+        _cpu_bench(ctx, suite, target, out, limit)
+        return
     loaded = isamap.load_target(target)
     check_schedule(loaded, schedule)  # bad names fail before the progress bar
     name = loaded.name
@@ -545,6 +551,37 @@ def bench(
             f"compile {m['compile_seconds']:.1f} s"
         )
     click.echo(f"report: {out / 'report.md'} ({run.wall_seconds:.1f} s)")
+
+
+def _cpu_bench(
+    ctx: click.Context, suite: str, target: str, out: Path | None, limit: int | None
+) -> None:
+    """A CPU suite: native code against numpy/onnxruntime, single thread (docs/cpu.md)."""
+    from isamap.bench.cpu_suites import run_cpu_suite, write_cpu_report
+
+    if ctx.get_parameter_source("target") == click.core.ParameterSource.DEFAULT:
+        target = HOST_ALIAS
+    loaded = isamap.load_target(target)
+    out = out if out is not None else Path("bench-results") / f"{suite}-{loaded.name}"
+    _writable_dir(ctx, out)
+    command = " ".join(["isamap bench", suite, "--target", target])
+    command += f" --limit {limit}" if limit else ""
+    run = run_cpu_suite(
+        suite,
+        target,
+        limit=limit,
+        command=command,
+        progress=lambda name: click.echo(f"  {name}", err=True),
+    )
+    try:
+        write_cpu_report(run, out)
+    except OSError as err:
+        _fail(ctx, f"{err.filename or out}: cannot write the report: {err.strerror or err}")
+    click.echo(
+        f"{suite} on {run.target}: {len(run.cases)} rows, geomean {run.geomean_ratio:.3f}x "
+        f"{run.anchor}"
+    )
+    click.echo(f"report: {out / 'report.md'}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

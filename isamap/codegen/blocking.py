@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
+from isamap.ir.errors import IsamapError
 from isamap.ir.program import ScheduledCall
 
 __all__ = ["Blocking", "blocking"]
@@ -30,9 +32,15 @@ class Blocking:
     nc: int
     kc: int
     pack_a: bool
+    pack_b: bool = True
 
     def describe(self) -> str:
-        packed = "A and B packed" if self.pack_a else "B packed, A read in place"
+        packed = {
+            (True, True): "A and B packed",
+            (False, True): "B packed, A read in place",
+            (True, False): "A packed, B read in place",
+            (False, False): "A and B read in place",
+        }[self.pack_a, self.pack_b]
         return (
             f"micro-kernel {self.mr}x{self.nr}, blocks MC {self.mc} NC {self.nc} KC {self.kc}, "
             f"{packed}"
@@ -55,23 +63,58 @@ def _next_level(target: Target, name: str) -> int:
 
 
 def blocking(
-    target: Target, sc: ScheduledCall, a_memory: str, pack_a: bool | None = None
+    target: Target,
+    sc: ScheduledCall,
+    a_memory: str,
+    pack_a: bool | None = None,
+    pack_b: bool | None = None,
 ) -> Blocking:
     """The blocking of call `sc`: its register tile, the scheduler's K tile, MC and NC."""
     call = sc.call
     mr, nr, bk = call.block
-    kc = max(1, min(call.k, sc.schedule.tile_k * bk, MAX_KC))
-    if call.k > kc:  # even the K blocks out, so the last one is not a sliver
-        trips = -(-call.k // kc)
-        kc = -(-call.k // trips)
+    blk = _blocks(target, a_memory, mr, nr, sc.schedule.tile_k * bk, call.m, call.n, call.k)
+    return Blocking(
+        mr,
+        nr,
+        blk.mc,
+        blk.nc,
+        blk.kc,
+        blk.pack_a if pack_a is None else pack_a,
+        blk.pack_b if pack_b is None else pack_b,
+    )
+
+
+def host_blocking(target: Target, m: int, n: int, k: int) -> Blocking:
+    """A blocking for a product the mapping left to the host (no schedule): the register tile
+    and memories of the target's first matrix instruction, the deepest KC."""
+    for ins in target.compute_instructions():
+        form = matrix_form(ins.semantics)
+        if form is not None:
+            mr, nr = form.tile("m"), form.tile("n")
+            return _blocks(target, ins.operands[form.lhs], mr, nr, MAX_KC, m, n, k)
+    raise IsamapError(f"target '{target.name}' has no matrix instruction to emit a product with")
+
+
+def _blocks(
+    target: Target, a_memory: str, mr: int, nr: int, k_tile: int, m: int, n: int, k: int
+) -> Blocking:
+    kc = max(1, min(k, k_tile, MAX_KC))
+    if k > kc:  # even the K blocks out, so the last one is not a sliver
+        trips = -(-k // kc)
+        kc = -(-k // trips)
     a_bytes = target.memories[a_memory].capacity_bytes
-    mc = min(_round_down(a_bytes // 2 // (kc * 4), mr), -(-call.m // mr) * mr)
-    nc = min(_round_down(_next_level(target, a_memory) // 4 // (kc * 4), nr), -(-call.n // nr) * nr)
-    if pack_a is None:
-        pack_a = should_pack_a(call.m, call.n, nc, nr)
-    return Blocking(mr, nr, mc, nc, kc, pack_a)
+    mc = min(_round_down(a_bytes // 2 // (kc * 4), mr), -(-m // mr) * mr)
+    l3 = _next_level(target, a_memory)
+    nc = min(_round_down(l3 // 4 // (kc * 4), nr), -(-n // nr) * nr)
+    return Blocking(mr, nr, mc, nc, kc, should_pack_a(m, n, nc, nr), should_pack_b(m, mc))
 
 
 def should_pack_a(m: int, n: int, nc: int, nr: int) -> bool:
-    """Pack A when each packed block is reused by enough B panels to pay for the copy."""
-    return min(n, nc) >= 8 * nr and m >= 64
+    """Pack A when each packed block is reused by enough B panels (8) to pay for the copy."""
+    return min(n, nc) >= 8 * nr
+
+
+def should_pack_b(m: int, mc: int) -> bool:
+    """Pack B when several MC blocks of A reuse each packed block; with one, the copy would
+    only double B's traffic (a short, wide GEMM such as 35 x 8457)."""
+    return m > mc

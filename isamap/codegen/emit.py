@@ -10,10 +10,12 @@ output is computed straight into the output array.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import isamap.codegen.loops as loops
-from isamap.codegen.blocking import Blocking, blocking
+from isamap.codegen.blocking import Blocking, blocking, host_blocking
+from isamap.codegen.depthwise import DepthwiseShape, depthwise_shape, emit_depthwise
 from isamap.codegen.families import family
 from isamap.codegen.gemm import emit_matmul
 from isamap.hardware.elementwise_form import elementwise_form
@@ -42,6 +44,8 @@ class CSource:
     outputs: tuple[tuple[str, tuple[int, ...]], ...]
     threads: int = 1
     blockings: dict[int, Blocking] = field(default_factory=dict)
+    b_pieces: dict[int, list[int]] = field(default_factory=dict)  # call -> B's concatenated pieces
+    shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def _dims(text: object) -> tuple[int, ...]:
@@ -57,6 +61,7 @@ def emit_c(
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise IsamapError(f"threads must be an integer >= 1, not {threads!r}"[:80])
     emitter = _Emitter(program, kernel, target, fam.lanes, threads)
+    emitter.shapes = {n.id: tuple(n.shape) for n in mapping.nodes}
     inputs = kernel.inputs()
     nodes = mapping.nodes
     root = list(range(len(nodes)))
@@ -72,10 +77,29 @@ def emit_c(
             claimed[r] = j
         else:
             copies.append((j, r))
+    # a window only a direct depthwise loop reads is never materialised
+    users = Counter(a for n in nodes for a in n.args)
+    lazy = {
+        n.args[0]
+        for n in nodes
+        if n.op == "einsum"
+        and users[n.args[0]] == 1
+        and n.args[0] not in claimed
+        and _depthwise_of(n, nodes) is not None
+    }
+    # a concatenation only a matrix call reads as its B is read piece by piece, in place
+    for n in nodes:
+        split = _b_pieces(n, nodes) if n.op == "instr" else None
+        if split is not None and all(users[c] == 1 and c not in claimed for c in split[1]):
+            emitter.b_pieces[n.id] = split[0]
+            lazy.update(split[1])
     body: list[str] = []
     owned: list[str] = []
     for n in nodes:
         var = f"t{n.id}"
+        if n.id in lazy:
+            body.append(f"  /* %{n.id} {n.describe()}: read in place by its consumer */")
+            continue
         if n.op == "input":
             body.append(f"  float* {var} = (float*)in[{inputs.index(str(n.attrs['name']))}];")
             continue
@@ -124,6 +148,8 @@ class _Emitter:
     threads: int
     funcs: list[str] = field(default_factory=list)
     blockings: dict[int, Blocking] = field(default_factory=dict)
+    b_pieces: dict[int, list[int]] = field(default_factory=dict)  # call -> B's concatenated pieces
+    shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def node(self, n: MapNode, nodes: list[MapNode]) -> list[str]:
         out, a = f"t{n.id}", n.attrs
@@ -159,15 +185,28 @@ class _Emitter:
             axis, start, length = (int(str(a[k])) for k in ("axis", "start", "length"))
             return loops.slice_axis(out, args[0], shapes[0], axis, start, length)
         if op == "einsum":
+            direct = self.depthwise(n, nodes)
+            if direct is not None:
+                return direct
             return loops.einsum(out, args[0], args[1], str(a["spec"]), shapes[0], shapes[1])
         if op == "host_matmul":
-            return loops.host_matmul(out, args[0], args[1], shapes[0], shapes[1])
+            return self.host_matmul(n, args, shapes)
         if op == "host_stmt":
             pairs = list(zip(args, shapes, strict=True))
             return loops.host_statement(out, self.kernel, int(str(a["index"])), pairs)
         if op == "instr":
             return self.matmul(n, args, shapes)
         raise IsamapError(f"codegen: cannot emit mapping operation '{op}' (node %{n.id})")
+
+    def depthwise(self, n: MapNode, nodes: list[MapNode]) -> list[str] | None:
+        """A depthwise convolution read straight from the window's source, if `n` is one."""
+        shape = _depthwise_of(n, nodes)
+        if shape is None:
+            return None
+        win = nodes[n.args[0]]
+        name = f"dw{n.id}"
+        self.funcs.append(emit_depthwise(name, shape))
+        return [f"  if ({name}(t{win.args[0]}, t{n.args[1]}, t{n.id})) {{ rc = 1; goto done; }}"]
 
     def matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
         a = n.attrs
@@ -182,19 +221,82 @@ class _Emitter:
         assert form is not None
         blk = blocking(self.target, sc, ins.operands[form.lhs])
         self.blockings[n.id] = blk
-        epilogue = a.get("epilogue")
+        epilogue = str(a["epilogue"]) if a.get("epilogue") else None
         name = f"call{n.id}"
-        self.funcs.append(
-            emit_matmul(
-                name,
-                blk,
-                self.lanes,
-                (b, m, nn, k),
-                str(epilogue) if epilogue else None,
-                self.threads,
-            )
-        )
+        pieces = self.b_pieces.get(n.id)
+        if pieces is None:
+            dims = (b, m, nn, k)
+            self.funcs.append(emit_matmul(name, blk, self.lanes, dims, epilogue, self.threads))
+            return [f"  if ({name}({args[0]}, {args[1]}, t{n.id}, NULL)) {{ rc = 1; goto done; }}"]
+        # B = [B0 | B1 | ...]: one product per piece into its columns of C
+        lines, offset, widths = [], 0, set()
+        for piece in pieces:
+            w = self._shape(piece)[2]
+            fn = f"{name}_w{w}"
+            if w not in widths:
+                widths.add(w)
+                dims = (b, m, w, k)
+                self.funcs.append(
+                    emit_matmul(fn, blk, self.lanes, dims, epilogue, self.threads, w, nn)
+                )
+            call = f"{fn}({args[0]}, t{piece}, t{n.id} + {offset}, NULL)"
+            lines.append(f"  if ({call}) {{ rc = 1; goto done; }}")
+            offset += w
+        return lines
+
+    def host_matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
+        """A product the mapping left to the host: a vector dot per output when B is one
+        column, else the blocked matrix call with the target's first register tile."""
+        xs, ys = shapes
+        if len(xs) == 2 and len(ys) == 2:
+            xs, ys = (1, *xs), (1, *ys)
+        if len(xs) != 3 or len(ys) != 3 or xs[0] != ys[0] or xs[2] != ys[1]:
+            raise IsamapError(f"codegen: host matmul %{n.id} of shapes {shapes}")
+        b, m, k = xs
+        nn = ys[2]
+        if nn == 1 or nn < self.lanes:
+            return loops.einsum(f"t{n.id}", args[0], args[1], "b,i,k;b,k,j;b,i,j", xs, ys)
+        blk = host_blocking(self.target, m, nn, k)
+        name = f"call{n.id}"
+        self.funcs.append(emit_matmul(name, blk, self.lanes, (b, m, nn, k), None, self.threads))
         return [f"  if ({name}({args[0]}, {args[1]}, t{n.id}, NULL)) {{ rc = 1; goto done; }}"]
+
+    def _shape(self, node_id: int) -> tuple[int, ...]:
+        return self.shapes[node_id]
+
+
+def _b_pieces(n: MapNode, nodes: list[MapNode]) -> tuple[list[int], list[int]] | None:
+    """When a matrix call's B is a concatenation along its last (N) axis, nested ones
+    flattened: the pieces, and the concatenation nodes."""
+    pieces: list[int] = []
+    chain: list[int] = []
+
+    def along_n(node: MapNode) -> bool:
+        return node.op == "concat" and int(str(node.attrs["axis"])) == len(node.shape) - 1
+
+    def walk(node: MapNode) -> None:
+        if along_n(node) and len(node.shape) == 3:
+            chain.append(node.id)
+            for arg in node.args:
+                walk(nodes[arg])
+        else:
+            pieces.append(node.id)
+
+    top = nodes[n.args[1]]
+    if not along_n(top):
+        return None
+    walk(top)
+    return pieces, chain
+
+
+def _depthwise_of(n: MapNode, nodes: list[MapNode]) -> DepthwiseShape | None:
+    """The depthwise convolution einsum node `n` computes from a window, or None."""
+    if n.op != "einsum" or nodes[n.args[0]].op != "window":
+        return None
+    win = nodes[n.args[0]]
+    spec = WindowSpec.parse(str(win.attrs["spec"]))
+    x_shape = tuple(nodes[win.args[0]].shape)
+    return depthwise_shape(str(n.attrs["spec"]), spec, x_shape, tuple(nodes[n.args[1]].shape))
 
 
 def _same_shapes(n: MapNode, shapes: list[tuple[int, ...]]) -> None:

@@ -34,6 +34,13 @@ static inline V vtanh(V x) {
   V s = vdiv(vset1(2.0f), vadd(vset1(1.0f), vexp(vmul(vset1(-2.0f), x))));
   return vsub(s, vset1(1.0f));
 }
+static inline float vhsum(V x) {
+  float t[LANES];
+  vstore(t, x);
+  float s = 0.0f;
+  for (int i = 0; i < LANES; ++i) s += t[i];
+  return s;
+}
 static inline V vloadn(const float* p, int n) {
   float t[LANES] = {0};
   for (int i = 0; i < n; ++i) t[i] = p[i];

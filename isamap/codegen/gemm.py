@@ -19,8 +19,11 @@ __all__ = ["EPILOGUES", "emit_matmul"]
 EPILOGUES = {None: "", "relu": "vrelu", "sigmoid": "vsigmoid", "tanh": "vtanh"}
 
 
-def _microkernel(fn: str, blk: Blocking, lanes: int, packed: bool, lda: int, epi: str) -> str:
-    """The micro-kernel reading A packed (`a[p*MR + r]`) or in place (`a[r*lda + p]`)."""
+def _microkernel(
+    fn: str, blk: Blocking, lanes: int, packed: bool, lda: int, ldb: int, epi: str
+) -> str:
+    """The micro-kernel reading A packed (`a[p*MR + r]`) or in place (`a[r*lda + p]`), and B
+    packed (`ldb` = NR) or in place (`ldb` = n)."""
     mr, nv = blk.mr, blk.nr // lanes
     acc = [[f"c{r}_{v}" for v in range(nv)] for r in range(mr)]
     lines = [
@@ -30,7 +33,7 @@ def _microkernel(fn: str, blk: Blocking, lanes: int, packed: bool, lda: int, epi
     ]
     lines += [f"  V {', '.join(f'{x} = vzero()' for x in row)};" for row in acc]
     lines += ["  for (int p = 0; p < kc; ++p) {"]
-    lines += [f"    V b{v} = vload(b + p * {blk.nr} + {v * lanes});" for v in range(nv)]
+    lines += [f"    V b{v} = vload(b + p * {ldb} + {v * lanes});" for v in range(nv)]
     for r in range(mr):
         where = f"a[p * {mr} + {r}]" if packed else f"a[{r * lda} + p]"
         lines.append(f"    {{ V a_ = vset1({where});")
@@ -83,10 +86,13 @@ def emit_matmul(
     dims: tuple[int, int, int, int],
     epilogue: str | None = None,
     threads: int = 1,
+    ldb: int | None = None,
+    ldc: int | None = None,
 ) -> str:
     """A C function `void name(const float* A, const float* B, float* C, const float* bias)`
     computing `C[b] = epilogue(A[b] . B[b] + bias)` for row-major A[b][m][k], B[b][k][n],
-    C[b][m][n] and bias[n] (NULL: none)."""
+    C[b][m][n] and bias[n] (NULL: none). `ldb`, `ldc`: the row strides of B and C when they are
+    column blocks of wider matrices (a concatenation read or written in place; default n)."""
     if epilogue not in EPILOGUES:
         raise IsamapError(f"codegen: no fused epilogue '{epilogue}' (known: relu, sigmoid, tanh)")
     if blk.nr % lanes:
@@ -94,12 +100,20 @@ def emit_matmul(
             f"codegen: register tile width {blk.nr} is not a multiple of {lanes} lanes"
         )
     b, m, n, k = dims
+    ldb = n if ldb is None else ldb
+    ldc = n if ldc is None else ldc
     mr, nr, mc, nc, kc = blk.mr, blk.nr, blk.mc, blk.nc, blk.kc
     epi = EPILOGUES[epilogue]
-    packed_fn, inplace_fn = f"{name}_mkp", f"{name}_mki"
-    parts = [_microkernel(packed_fn, blk, lanes, True, 0, epi)]
-    if not blk.pack_a:
-        parts.append(_microkernel(inplace_fn, blk, lanes, False, k, epi))
+    # variants by (A packed, B packed); an edge tile of an operand read in place is packed
+    variants = {
+        (blk.pack_a or edge_a, blk.pack_b or edge_b)
+        for edge_a in (False, True)
+        for edge_b in (False, True)
+    }
+    parts = [
+        _microkernel(f"{name}_mk{int(pa)}{int(pb)}", blk, lanes, pa, k, nr if pb else ldb, epi)
+        for pa, pb in sorted(variants)
+    ]
     panels_b = -(-nc // nr)
     panels_a = -(-mc // mr)
     omp = (
@@ -115,7 +129,7 @@ static void {name}_pack_b(const float* restrict B, int kc, int nc, float* restri
     int w = nc - jr < {nr} ? nc - jr : {nr};
     float* dst = bp + (size_t)jr * kc;
     for (int p = 0; p < kc; ++p) {{
-      const float* src = B + (size_t)p * {n} + jr;
+      const float* src = B + (size_t)p * {ldb} + jr;
       int j = 0;
       for (; j < w; ++j) dst[p * {nr} + j] = src[j];
       for (; j < {nr}; ++j) dst[p * {nr} + j] = 0.0f;
@@ -139,29 +153,30 @@ static void {name}_pack_a(const float* restrict A, int kc, int mc, float* restri
 /* {blk.describe()} */
 static int {name}(const float* restrict A, const float* restrict B, float* restrict C,
     const float* restrict bias) {{
-  float* bp = isa_alloc(sizeof(float) * (size_t){panels_b * nr * kc});
+  float* bp = isa_alloc(sizeof(float) * (size_t){(panels_b if blk.pack_b else 1) * nr * kc});
   float* ap = {f"isa_alloc(sizeof(float) * (size_t){a_buf})" if a_buf else "NULL"};
   if (!bp || ({"!ap" if a_buf else "0"})) {{ free(bp); free(ap); return 1; }}
   for (int bi = 0; bi < {b}; ++bi) {{
     const float* Ab = A + (size_t)bi * {m * k};
-    const float* Bb = B + (size_t)bi * {k * n};
-    float* Cb = C + (size_t)bi * {m * n};
+    const float* Bb = B + (size_t)bi * {k * ldb};
+    float* Cb = C + (size_t)bi * {m * ldc};
     for (int jc = 0; jc < {n}; jc += {nc}) {{
       int ncur = {n} - jc < {nc} ? {n} - jc : {nc};
       for (int pc = 0; pc < {k}; pc += {kc}) {{
         int kcur = {k} - pc < {kc} ? {k} - pc : {kc};
         int first = pc == 0, last = pc + kcur >= {k};
-        {name}_pack_b(Bb + (size_t)pc * {n} + jc, kcur, ncur, bp);
+        {f"{name}_pack_b(Bb + (size_t)pc * {ldb} + jc, kcur, ncur, bp);" if blk.pack_b else ""}
         for (int ic = 0; ic < {m}; ic += {mc}) {{
           int mcur = {m} - ic < {mc} ? {m} - ic : {mc};
           {f"{name}_pack_a(Ab + (size_t)ic * {k} + pc, kcur, mcur, ap);" if blk.pack_a else ""}
 {omp}          for (int jr = 0; jr < ncur; jr += {nr}) {{
             int nrc = ncur - jr < {nr} ? ncur - jr : {nr};
             const float* bj = bias ? bias + jc + jr : NULL;
+            {_b_panel(name, blk, ldb)}
             for (int ir = 0; ir < mcur; ir += {mr}) {{
               int mrc = mcur - ir < {mr} ? mcur - ir : {mr};
-              float* c = Cb + (size_t)(ic + ir) * {n} + jc + jr;
-              {_inner(name, blk, k).replace("ldc_", str(n))}
+              float* c = Cb + (size_t)(ic + ir) * {ldc} + jc + jr;
+              {_inner(name, blk, k).replace("ldc_", str(ldc))}
             }}
           }}
         }}
@@ -176,19 +191,40 @@ static int {name}(const float* restrict A, const float* restrict B, float* restr
     return "\n\n".join(parts) + "\n" + body
 
 
-def _inner(name: str, blk: Blocking, k: int) -> str:
-    """The micro-kernel call of one C tile (packed A, A in place, or an edge packed on the spot)."""
-    mr = blk.mr
-    if blk.pack_a:
-        return (
-            f"{name}_mkp(kcur, ap + (size_t)ir * kcur, bp + (size_t)jr * kcur, c, ldc_, "
-            "mrc, nrc, first, last, bj);"
-        )
+def _b_panel(name: str, blk: Blocking, n: int) -> str:
+    """The B panel of one NR-wide column block: packed, in place, or an edge packed on the spot."""
+    if blk.pack_b:
+        return "const float* bpan = bp + (size_t)jr * kcur; const int bpk = 1;"
     return (
-        f"if (mrc == {mr}) {name}_mki(kcur, Ab + (size_t)(ic + ir) * {k} + pc, "
-        "bp + (size_t)jr * kcur, c, ldc_, mrc, nrc, first, last, bj);\n"
-        f"              else {{ float ae[{mr} * {blk.kc}];\n"
-        f"                {name}_pack_a(Ab + (size_t)(ic + ir) * {k} + pc, kcur, mrc, ae);\n"
-        f"                {name}_mkp(kcur, ae, bp + (size_t)jr * kcur, c, ldc_, mrc, nrc, first, "
-        "last, bj); }"
+        f"const float* bpan = Bb + (size_t)pc * {n} + jc + jr; const int bpk = nrc != {blk.nr};\n"
+        f"            if (bpk) {{ {name}_pack_b(bpan, kcur, nrc, bp); bpan = bp; }}"
     )
+
+
+def _inner(name: str, blk: Blocking, k: int) -> str:
+    """The micro-kernel call of one C tile: A from its packed panel, in place, or an edge
+    packed on the spot; B as `_b_panel` left it (`bpk`: packed)."""
+    mr = blk.mr
+    args = "c, ldc_, mrc, nrc, first, last, bj"
+    if blk.pack_a:
+        a = "ap + (size_t)ir * kcur"
+        if blk.pack_b:
+            return f"{name}_mk11(kcur, {a}, bpan, {args});"
+        return (
+            f"if (bpk) {name}_mk11(kcur, {a}, bpan, {args}); "
+            f"else {name}_mk10(kcur, {a}, bpan, {args});"
+        )
+    inplace = f"Ab + (size_t)(ic + ir) * {k} + pc"
+    edge = (
+        f"{{ float ae[{mr} * {blk.kc}]; {name}_pack_a({inplace}, kcur, mrc, ae);\n"
+        f"                if (bpk) {name}_mk11(kcur, ae, bpan, {args}); "
+        f"else {name}_mk10(kcur, ae, bpan, {args}); }}"
+    )
+    if blk.pack_b:
+        full = f"{name}_mk01(kcur, {inplace}, bpan, {args});"
+    else:
+        full = (
+            f"if (bpk) {name}_mk01(kcur, {inplace}, bpan, {args}); "
+            f"else {name}_mk00(kcur, {inplace}, bpan, {args});"
+        )
+    return f"if (mrc == {mr}) {{ {full} }}\n              else {edge}"

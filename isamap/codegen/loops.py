@@ -22,7 +22,6 @@ __all__ = [
     "einsum",
     "elementwise",
     "fill",
-    "host_matmul",
     "host_statement",
     "reduce_sum",
     "slice_axis",
@@ -184,35 +183,44 @@ def slice_axis(
 
 
 def einsum(out: str, x: str, y: str, spec: str, xs: Sequence[int], ys: Sequence[int]) -> list[str]:
+    """A two-operand contraction as loops: output axes outside, summed axes inside. When a
+    summed axis is contiguous in both operands it runs innermost as a vector dot product."""
     lhs, rhs, res = parse_einsum(spec)
     ext = dict(zip(lhs, xs, strict=True)) | dict(zip(rhs, ys, strict=True))
-    order = list(dict.fromkeys([*res, *lhs, *rhs]))
-    names = {a: f"e_{a}" for a in order}
+    names = {a: f"e_{a}" for a in ext}
     out_shape = [ext[a] for a in res]
-
-    def at(axes: Sequence[str], shape: Sequence[int]) -> str:
-        return _flat([names[a] for a in axes], shape)
-
-    body = [f"{out}[{at(res, out_shape)}] += {x}[{at(lhs, xs)}] * {y}[{at(rhs, ys)}];"]
-    return fill(out, math.prod(out_shape), 0.0) + _nest(
-        [ext[a] for a in order], [names[a] for a in order], body
+    reduced = [a for a in dict.fromkeys([*lhs, *rhs]) if a not in res]
+    x_st = dict(zip(lhs, strides(xs), strict=True))
+    y_st = dict(zip(rhs, strides(ys), strict=True))
+    inner = next(
+        (a for a in reversed(reduced) if x_st.get(a) == 1 and y_st.get(a) == 1 and ext[a] > 1),
+        None,
     )
 
+    def at(axes: Sequence[str], shape: Sequence[int], skip: str | None = None) -> str:
+        kept = [(a, st) for a, st in zip(axes, strides(shape), strict=True) if a != skip]
+        return " + ".join(f"(size_t){names[a]} * {st}" for a, st in kept) or "0"
 
-def host_matmul(out: str, x: str, y: str, xs: Sequence[int], ys: Sequence[int]) -> list[str]:
-    if len(xs) == 2 and len(ys) == 2:
-        xs, ys = (1, *xs), (1, *ys)
-    if len(xs) != 3 or len(ys) != 3 or xs[0] != ys[0] or xs[2] != ys[1]:
-        raise IsamapError(f"codegen: host matmul of shapes {list(xs)} and {list(ys)}")
-    b, m, k = xs
-    n = ys[2]
-    body = [
+    outer_red = [a for a in reduced if a != inner]
+    if inner is None:
+        body = [f"s += {x}[{at(lhs, xs)}] * {y}[{at(rhs, ys)}];"]
+        total = "s"
+    else:
+        xp, yp, n = f"{x} + {at(lhs, xs, inner)}", f"{y} + {at(rhs, ys, inner)}", ext[inner]
+        body = [
+            f"const float* px = {xp}; const float* py = {yp}; int q = 0;",
+            f"for (; q + LANES <= {n}; q += LANES) acc = vfma(vload(px + q), vload(py + q), acc);",
+            f"for (; q < {n}; ++q) s += px[q] * py[q];",
+        ]
+        total = "s + vhsum(acc)"
+    red_loops = _nest([ext[a] for a in outer_red], [names[a] for a in outer_red], body, "")
+    per_out = [
         "float s = 0.0f;",
-        f"for (int p = 0; p < {k}; ++p) s += {x}[((size_t)h * {m} + i) * {k} + p] * "
-        f"{y}[((size_t)h * {k} + p) * {n} + j];",
-        f"{out}[((size_t)h * {m} + i) * {n} + j] = s;",
+        "V acc = vzero();",
+        *red_loops,
+        f"{out}[{_flat([names[a] for a in res], out_shape)}] = {total};",
     ]
-    return _nest([b, m, n], ["h", "i", "j"], body)
+    return _nest(out_shape, [names[a] for a in res], per_out)
 
 
 _SCALAR_FNS = {

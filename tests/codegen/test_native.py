@@ -21,6 +21,7 @@ from isamap.codegen.families import FAMILIES
 from isamap.codegen.gemm import emit_matmul
 from isamap.codegen.toolchain import build
 from isamap.hardware.host_cpu import missing_features
+from isamap.ir import builders
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_TARGETS = [n for n in isamap.list_targets() if isamap.load_target(n).codegen]
@@ -32,11 +33,14 @@ def _gemm(m: int, n: int, k: int, tail: str = "") -> isamap.Kernel:
     return isamap.parse_kernel(text + tail, f"gemm{m}x{n}x{k}")
 
 
-def _check(kernel: isamap.Kernel, target: str, seed: int = 0, mapped: bool = True) -> None:
+def _check(
+    kernel: isamap.Kernel, target: str, seed: int = 0, mapped: bool | None = True
+) -> isamap.CompileResult:
     """Compile for `target`, run natively, compare every output with the numpy reference;
-    `mapped`: some of it must run on the micro-kernel (else on the host alone)."""
+    `mapped`: some of it must run on the micro-kernel (False: on the host alone; None: either)."""
     result = isamap.compile(kernel, target)
-    assert bool(result.mapping.instruction_calls()) == mapped, str(result.mapping)
+    if mapped is not None:
+        assert bool(result.mapping.instruction_calls()) == mapped, str(result.mapping)
     inputs = isamap.random_inputs(kernel, seed=seed)
     got = result.run(inputs)
     want = isamap.evaluate(kernel, inputs)
@@ -45,6 +49,7 @@ def _check(kernel: isamap.Kernel, target: str, seed: int = 0, mapped: bool = Tru
         assert value.dtype == np.float32 and value.shape == want[name].shape
         scale = max(1.0, float(np.max(np.abs(want[name]))))
         np.testing.assert_allclose(value, want[name], rtol=2e-5, atol=2e-5 * scale, err_msg=name)
+    return result
 
 
 def test_every_cpu_target_builds_and_runs_where_it_can() -> None:
@@ -71,6 +76,27 @@ def test_gemm_edge_shapes(target: str, shape: tuple[int, int, int]) -> None:
 @pytest.mark.parametrize("target", RUNNABLE)
 def test_a_gemm_too_small_for_the_micro_kernel_runs_on_the_host(target: str) -> None:
     _check(_gemm(1, 70, 3), target, mapped=False)
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_matrix_vector_product(target: str) -> None:
+    _check(_gemm(130, 1, 70), target, mapped=None)
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_separable_blocks_read_the_window_in_place(target: str, stride: int) -> None:
+    kernel = builders.dw_separable(1, 16, 10, 10, 32, stride=stride)
+    result = _check(kernel, target, mapped=None)
+    text = result.c_source()
+    ops = [n.op for n in result.mapping.nodes]
+    if stride == 1 or "einsum" in ops:  # a depthwise einsum over a window: the direct loop
+        assert f"depthwise 3x3, stride {stride}x{stride}" in text and "read in place" in text
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_depthwise_convolution_of_odd_width(target: str) -> None:
+    _check(builders.dw_separable(1, 8, 9, 21, 12), target, mapped=None)
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
@@ -108,16 +134,21 @@ FAMILY_OF = {isamap.load_target(n).codegen: n for n in RUNNABLE}
 
 @pytest.mark.parametrize("family", sorted(FAMILY_OF))
 @pytest.mark.parametrize(
-    ("pack_a", "epilogue", "bias"),
-    [(True, "sigmoid", True), (False, "relu", False), (False, None, True)],
+    ("pack_a", "pack_b", "epilogue", "bias"),
+    [
+        (True, True, "sigmoid", True),
+        (False, True, "relu", False),
+        (True, False, "tanh", False),
+        (False, False, None, True),
+    ],
 )
 def test_the_matrix_call_on_each_blocking(
-    family: str, pack_a: bool, epilogue: str | None, bias: bool
+    family: str, pack_a: bool, pack_b: bool, epilogue: str | None, bias: bool
 ) -> None:
     lanes = FAMILIES[family].lanes
     mr, nr = 3, 2 * lanes
     b, m, n, k = 2, 3 * mr + 2, 3 * nr + 5, 23  # edges in M and N; K in three slices of 8
-    blk = Blocking(mr, nr, mc=2 * mr, nc=2 * nr, kc=8, pack_a=pack_a)
+    blk = Blocking(mr, nr, mc=2 * mr, nc=2 * nr, kc=8, pack_a=pack_a, pack_b=pack_b)
     fn = _matmul_fn(family, blk, (b, m, n, k), epilogue)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((b, m, k), dtype=np.float32)
@@ -132,6 +163,8 @@ def test_the_matrix_call_on_each_blocking(
         want = np.maximum(want, 0.0)
     elif epilogue == "sigmoid":
         want = 1.0 / (1.0 + np.exp(-want))
+    elif epilogue == "tanh":
+        want = np.tanh(want)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
@@ -166,3 +199,14 @@ def test_the_native_program_is_loaded_once_per_result() -> None:
         emit_c(result.program, result.mapping, kernel, result.target), result.target
     )
     assert again.built.cached and again.built.path == first.built.path
+
+
+def test_threads_run_the_matrix_loop_in_parallel() -> None:
+    kernel = _gemm(70, 130, 40, "Y[i, j] = relu(C[i, j])\n")
+    result = isamap.compile(kernel, "host-generic", threads=2)
+    assert "#pragma omp parallel for" in result.c_source()
+    inputs = isamap.random_inputs(kernel, seed=3)
+    want = isamap.evaluate(kernel, inputs)["Y"]
+    np.testing.assert_allclose(result.run(inputs)["Y"], want, rtol=2e-5, atol=2e-5)
+    with pytest.raises(isamap.IsamapError, match="threads must be an integer >= 1"):
+        isamap.compile(kernel, "host-generic", threads=0)
