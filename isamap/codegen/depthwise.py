@@ -2,9 +2,9 @@
 
 It is the host `einsum` of a window of X (`X[n, c, sh*h + r + ch, sw*w + s + cw]`) with a filter
 `F[c, r, s]`, summed over r and s: the window is never materialised. Each channel's input plane
-is copied once into a zero-padded scratch plane (so no load needs a bounds check), then every
-output row is computed LANES pixels at a time, each filter tap one broadcast FMA (stride 1; other
-strides gather scalar pixels into the vector).
+is copied once into a zero-padded scratch plane (so no load needs a bounds check; with a stride,
+split into one plane per column phase), then every output row is computed LANES pixels at a
+time, each filter tap one broadcast FMA on LANES consecutive floats.
 """
 
 from __future__ import annotations
@@ -88,57 +88,54 @@ def depthwise_shape(
 
 
 def emit_depthwise(name: str, d: DepthwiseShape) -> str:
-    """`static int name(const float* X, const float* F, float* D)` for shape `d`."""
+    """`static int name(const float* X, const float* F, float* D)` for shape `d`.
+
+    The padded plane is stored as `sw` phase planes (phase p holds columns q*sw + p), so with any
+    stride every filter tap reads LANES consecutive floats of one phase."""
     hp = (d.ho - 1) * d.sh + d.r
-    wp = (d.wo - 1) * d.sw + d.s
-    wpad = -(-(wp + 16) // 16) * 16  # slack so a full vector load past the last pixel stays inside
-    taps = []
-    for r in range(d.r):
-        for s in range(d.s):
-            if d.sw == 1:
-                load = f"vload(row{r} + w + {s})"
-            else:
-                load = f"vgather{d.sw}(row{r} + w * {d.sw} + {s})"
-            taps.append(f"        acc = vfma(vset1(f[{r * d.s + s}]), {load}, acc);")
+    wq = -(-((d.wo - 1) * d.sw + d.s) // d.sw)  # columns per phase
+    wpad = -(-(wq + 16) // 16) * 16  # slack so a full vector past the last pixel stays inside
+    phase = hp * wpad
+    taps = [
+        f"        acc = vfma(vset1(f[{r * d.s + s}]), vload(row{r} + {(s % d.sw) * phase} "
+        f"+ w + {s // d.sw}), acc);"
+        for r in range(d.r)
+        for s in range(d.s)
+    ]
     rows = "\n".join(
-        f"      const float* row{r} = plane + (size_t)(h * {d.sh} + {r}) * {wpad};"
+        f"        const float* row{r} = plane + (size_t)(h * {d.sh} + {r}) * {wpad};"
         for r in range(d.r)
     )
-    gather = ""
-    if d.sw != 1:
-        gather = f"""
-static inline V vgather{d.sw}(const float* p) {{
-  float t[LANES];
-  for (int i = 0; i < LANES; ++i) t[i] = p[i * {d.sw}];
-  return vload(t);
-}}
-"""
-    return f"""{gather}
+    return f"""
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo} */
 static int {name}(const float* restrict X, const float* restrict F, float* restrict D) {{
-  float* plane = isa_alloc(sizeof(float) * (size_t){hp * wpad});
+  float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
   if (!plane) return 1;
   for (int n = 0; n < {d.n}; ++n)
     for (int c = 0; c < {d.c}; ++c) {{
       const float* x = X + ((size_t)n * {d.c} + c) * {d.h * d.w};
       const float* f = F + (size_t)c * {d.r * d.s};
       float* out = D + ((size_t)n * {d.c} + c) * {d.ho * d.wo};
-      for (int y = 0; y < {hp}; ++y) {{
-        int sy = y + {d.oh};
-        float* dst = plane + (size_t)y * {wpad};
-        for (int xx = 0; xx < {wpad}; ++xx) {{
-          int sx = xx + {d.ow};
-          int inside = sy >= 0 && sy < {d.h} && sx >= 0 && sx < {d.w};
-          dst[xx] = inside ? x[(size_t)sy * {d.w} + sx] : 0.0f;
+      for (int p = 0; p < {d.sw}; ++p)
+        for (int y = 0; y < {hp}; ++y) {{
+          int sy = y + {d.oh};
+          float* dst = plane + (size_t)p * {phase} + (size_t)y * {wpad};
+          if (sy < 0 || sy >= {d.h}) {{ memset(dst, 0, sizeof(float) * {wpad}); continue; }}
+          /* columns q*sw + p + ow inside [0, W): q in [q0, q1) */
+          int q0 = 0, q1 = {wpad};
+          while (q0 < q1 && q0 * {d.sw} + p + {d.ow} < 0) ++q0;
+          while (q1 > q0 && (q1 - 1) * {d.sw} + p + {d.ow} >= {d.w}) --q1;
+          const float* src = x + (size_t)sy * {d.w} + p + {d.ow};
+          for (int q = 0; q < q0; ++q) dst[q] = 0.0f;
+          for (int q = q0; q < q1; ++q) dst[q] = src[q * {d.sw}];
+          for (int q = q1; q < {wpad}; ++q) dst[q] = 0.0f;
         }}
-      }}
       for (int h = 0; h < {d.ho}; ++h) {{
 {rows}
         float* o = out + (size_t)h * {d.wo};
-        int w = 0;
-        for (; w < {d.wo}; w += LANES) {{
+        for (int w = 0; w < {d.wo}; w += LANES) {{
           V acc = vzero();
-{chr(10).join("  " + t for t in taps)}
+{chr(10).join(taps)}
           if (w + LANES <= {d.wo}) vstore(o + w, acc); else vstoren(o + w, acc, {d.wo} - w);
         }}
       }}
