@@ -186,6 +186,12 @@ class CompileResult:
             return self.native().run(arrays)
         return run_program(self.program, self.mapping, self.kernel, self.target, arrays)
 
+    def simulate(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the scheduled program on the simulated machine, on any target (a CPU target's
+        too, through its modelled memories, in float64, instead of natively)."""
+        arrays = check_inputs(self.kernel, inputs)
+        return run_program(self.program, self.mapping, self.kernel, self.target, arrays)
+
     def c_source(self) -> str:
         """The C isamap emits for this program (CPU targets only), for a person to read."""
         return emit_c(self.program, self.mapping, self.kernel, self.target, self.threads).text

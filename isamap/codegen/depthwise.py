@@ -87,11 +87,17 @@ def depthwise_shape(
     )
 
 
-def emit_depthwise(name: str, d: DepthwiseShape) -> str:
+def emit_depthwise(name: str, d: DepthwiseShape, threads: int = 1) -> str:
     """`static int name(const float* X, const float* F, float* D)` for shape `d`.
 
     The padded plane is stored as `sw` phase planes (phase p holds columns q*sw + p), so with any
-    stride every filter tap reads LANES consecutive floats of one phase."""
+    stride every filter tap reads LANES consecutive floats of one phase. With `threads` > 1 the
+    channels are spread over OpenMP threads, each with its own plane."""
+    omp = (
+        f"  #pragma omp parallel for schedule(static) num_threads({threads})\n"
+        if threads > 1
+        else ""
+    )
     hp = (d.ho - 1) * d.sh + d.r
     wq = -(-((d.wo - 1) * d.sw + d.s) // d.sw)  # columns per phase
     wpad = -(-(wq + 16) // 16) * 16  # slack so a full vector past the last pixel stays inside
@@ -109,10 +115,11 @@ def emit_depthwise(name: str, d: DepthwiseShape) -> str:
     return f"""
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo} */
 static int {name}(const float* restrict X, const float* restrict F, float* restrict D) {{
-  float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
-  if (!plane) return 1;
-  for (int n = 0; n < {d.n}; ++n)
-    for (int c = 0; c < {d.c}; ++c) {{
+  int failed = 0;
+{omp}  for (int nc = 0; nc < {d.n * d.c}; ++nc) {{
+      int n = nc / {d.c}, c = nc % {d.c};
+      float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
+      if (!plane) {{ failed = 1; continue; }}
       const float* x = X + ((size_t)n * {d.c} + c) * {d.h * d.w};
       const float* f = F + (size_t)c * {d.r * d.s};
       float* out = D + ((size_t)n * {d.c} + c) * {d.ho * d.wo};
@@ -139,8 +146,8 @@ static int {name}(const float* restrict X, const float* restrict F, float* restr
           if (w + LANES <= {d.wo}) vstore(o + w, acc); else vstoren(o + w, acc, {d.wo} - w);
         }}
       }}
+      free(plane);
     }}
-  free(plane);
-  return 0;
+  return failed;
 }}
 """

@@ -205,7 +205,7 @@ class _Emitter:
             return None
         win = nodes[n.args[0]]
         name = f"dw{n.id}"
-        self.funcs.append(emit_depthwise(name, shape))
+        self.funcs.append(emit_depthwise(name, shape, self.threads))
         return [f"  if ({name}(t{win.args[0]}, t{n.args[1]}, t{n.id})) {{ rc = 1; goto done; }}"]
 
     def matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:

@@ -208,5 +208,11 @@ def test_threads_run_the_matrix_loop_in_parallel() -> None:
     inputs = isamap.random_inputs(kernel, seed=3)
     want = isamap.evaluate(kernel, inputs)["Y"]
     np.testing.assert_allclose(result.run(inputs)["Y"], want, rtol=2e-5, atol=2e-5)
+    block = builders.dw_separable(1, 16, 10, 10, 32)
+    result = isamap.compile(block, "host-generic", threads=2)
+    assert result.c_source().count("#pragma omp parallel for") >= 2  # depthwise and pointwise
+    inputs = isamap.random_inputs(block, seed=3)
+    want = isamap.evaluate(block, inputs)["Y"]
+    np.testing.assert_allclose(result.run(inputs)["Y"], want, rtol=2e-5, atol=2e-5)
     with pytest.raises(isamap.IsamapError, match="threads must be an integer >= 1"):
         isamap.compile(kernel, "host-generic", threads=0)

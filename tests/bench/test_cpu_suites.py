@@ -1,0 +1,78 @@
+"""The CPU suites' contents and reports (timing itself is benchmarks/, not a unit test)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from isamap.bench.cpu_suites import (
+    CPU_SUITES,
+    MAX_GEMM_FLOPS,
+    NAMED_GEMMS,
+    CaseResult,
+    CpuRun,
+    cpu_gemm,
+    cpu_gru,
+    cpu_mobilenet,
+    readme_section,
+    run_cpu_suite,
+    write_cpu_report,
+)
+from isamap.ir.errors import IsamapError
+
+
+def test_the_suites_hold_the_issue_shapes() -> None:
+    gemms = cpu_gemm()
+    assert len(gemms) == 13
+    assert [c.name for c in gemms[:3]] == [f"gemm {m}x{n}x{k}" for m, n, k in NAMED_GEMMS]
+    assert all(c.flops <= MAX_GEMM_FLOPS for c in gemms[3:])
+    assert len({c.name for c in gemms}) == 13
+    blocks = [c.name for c in cpu_mobilenet()]
+    assert "dw3x3+pw 112x112x32 -> 16" in blocks and "dw3x3+pw 14x14x384 -> 64" in blocks
+    (gru,) = cpu_gru()
+    assert gru.info == {"hidden": 512, "batch": 32, "timesteps": 50}
+    assert set(CPU_SUITES) == {"cpu-gemm", "cpu-gru", "cpu-mobilenet"}
+
+
+def test_an_unknown_suite_is_an_error() -> None:
+    with pytest.raises(IsamapError, match="unknown CPU suite"):
+        run_cpu_suite("cpu-nope")
+
+
+def _run() -> CpuRun:
+    case = CaseResult(
+        name="gemm 8x8x8",
+        flops=1024,
+        isamap_ms=1.0,
+        anchor_ms=2.0,
+        ratio=2.0,
+        isamap_gflops=1.0,
+        anchor_gflops=0.5,
+        max_rel_error=1e-7,
+        samples=3,
+        compile={"pipeline_s": 1.0, "emit_s": 0.01, "cc_s": 0.4, "cached_load_s": 0.0003},
+        info={},
+    )
+    env = {
+        "cpu_features": ["avx2", "fma"],
+        "cpus": 2,
+        "blas": [{"internal_api": "openblas", "version": "0.3", "architecture": "Haswell"}],
+        "versions": {"numpy": "2"},
+        "load_average_before": (1.0, 1.0, 1.0),
+        "load_average_after": (1.5, 1.0, 1.0),
+    }
+    return CpuRun("cpu-gemm", "host-avx2", "numpy BLAS", "cmd", [case, case], env)
+
+
+def test_reports_and_the_readme_section(tmp_path: Path) -> None:
+    run = _run()
+    assert run.geomean_ratio == pytest.approx(2.0)
+    write_cpu_report(run, tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["geomean_ratio"] == pytest.approx(2.0) and len(doc["cases"]) == 2
+    assert "**Geomean ratio: 2.000x**" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "ratios.png").read_bytes()[:4] == b"\x89PNG"
+    section = readme_section([doc])
+    assert "| **2.00x** | 1.0x |" in section and "cpu-gemm/ratios.png" in section
