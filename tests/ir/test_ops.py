@@ -93,7 +93,7 @@ def test_a_max_instruction_runs_max(tmp_path: Path) -> None:
     """A vector target that declares `Z[i] = max(X[i], W[i])` maps a kernel's max onto it."""
     vecdsp = Path(isamap.__file__).parent / "hardware" / "vecdsp.toml"
     text = vecdsp.read_text() + (
-        "\n[instructions.vmax]\nunit = \"vpu\"\nkind = \"compute\"\n"
+        '\n[instructions.vmax]\nunit = "vpu"\nkind = "compute"\n'
         'semantics = "Z[i] = max(X[i], W[i])"\nextents = { i = 16 }\n'
         'operands = { X = "local", W = "local", Z = "local" }\n'
         'latency_cycles = 2\nissue_cycles = 1.0\nenergy_pj = 1.0\ndoc = "Max of 16 lanes."\n'
