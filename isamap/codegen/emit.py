@@ -79,14 +79,11 @@ def emit_c(
             copies.append((j, r))
     # a window only a direct depthwise loop reads is never materialised
     users = Counter(a for n in nodes for a in n.args)
-    lazy = {
-        n.args[0]
-        for n in nodes
-        if n.op == "einsum"
-        and users[n.args[0]] == 1
-        and n.args[0] not in claimed
-        and _depthwise_of(n, nodes) is not None
-    }
+    lazy: set[int] = set()
+    for n in nodes:
+        found = _depthwise_of(n, nodes)
+        if found is not None and all(users[v] == 1 and v not in claimed for v in found[2]):
+            lazy.update(found[2])
     # a concatenation only a matrix call reads as its B is read piece by piece, in place
     for n in nodes:
         split = _b_pieces(n, nodes) if n.op == "instr" else None
@@ -190,7 +187,7 @@ class _Emitter:
                 return direct
             return loops.einsum(out, args[0], args[1], str(a["spec"]), shapes[0], shapes[1])
         if op == "host_matmul":
-            return self.host_matmul(n, args, shapes)
+            return self.host_matmul(n, nodes, args, shapes)
         if op == "host_stmt":
             pairs = list(zip(args, shapes, strict=True))
             return loops.host_statement(out, self.kernel, int(str(a["index"])), pairs)
@@ -200,13 +197,13 @@ class _Emitter:
 
     def depthwise(self, n: MapNode, nodes: list[MapNode]) -> list[str] | None:
         """A depthwise convolution read straight from the window's source, if `n` is one."""
-        shape = _depthwise_of(n, nodes)
-        if shape is None:
+        found = _depthwise_of(n, nodes)
+        if found is None:
             return None
-        win = nodes[n.args[0]]
+        shape, (x, f), _ = found
         name = f"dw{n.id}"
         self.funcs.append(emit_depthwise(name, shape, self.threads))
-        return [f"  if ({name}(t{win.args[0]}, t{n.args[1]}, t{n.id})) {{ rc = 1; goto done; }}"]
+        return [f"  if ({name}(t{x}, t{f}, t{n.id})) {{ rc = 1; goto done; }}"]
 
     def matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
         a = n.attrs
@@ -244,7 +241,9 @@ class _Emitter:
             offset += w
         return lines
 
-    def host_matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
+    def host_matmul(
+        self, n: MapNode, nodes: list[MapNode], args: list[str], shapes: list[tuple[int, ...]]
+    ) -> list[str]:
         """A product the mapping left to the host: a vector dot per output when B is one
         column, else the blocked matrix call with the target's first register tile."""
         xs, ys = shapes
@@ -254,6 +253,9 @@ class _Emitter:
             raise IsamapError(f"codegen: host matmul %{n.id} of shapes {shapes}")
         b, m, k = xs
         nn = ys[2]
+        direct = self.depthwise(n, nodes)
+        if direct is not None:
+            return direct
         if nn == 1 or nn < self.lanes:
             return loops.einsum(f"t{n.id}", args[0], args[1], "b,i,k;b,k,j;b,i,j", xs, ys)
         blk = host_blocking(self.target, m, nn, k)
@@ -289,14 +291,57 @@ def _b_pieces(n: MapNode, nodes: list[MapNode]) -> tuple[list[int], list[int]] |
     return pieces, chain
 
 
-def _depthwise_of(n: MapNode, nodes: list[MapNode]) -> DepthwiseShape | None:
-    """The depthwise convolution einsum node `n` computes from a window, or None."""
-    if n.op != "einsum" or nodes[n.args[0]].op != "window":
+def _through_reshapes(node_id: int, nodes: list[MapNode]) -> tuple[int, list[int]]:
+    """The node a chain of reshapes starts from, and the reshapes."""
+    chain = []
+    while nodes[node_id].op == "reshape":
+        chain.append(node_id)
+        node_id = nodes[node_id].args[0]
+    return node_id, chain
+
+
+def _depthwise_of(
+    n: MapNode, nodes: list[MapNode]
+) -> tuple[DepthwiseShape, tuple[int, int], list[int]] | None:
+    """The depthwise convolution node `n` computes from an im2col window, else None: its shape,
+    the (X, F) nodes it reads and the window nodes (window, reshapes) it makes unnecessary.
+
+    Three forms: `einsum(window(X), F)`, and batched products (N = 1) of the reshaped window by
+    the reshaped filter, filter first (`[C, 1, RS] . [C, RS, HW]`) or window first
+    (`[C, HW, RS] . [C, RS, 1]`)."""
+    if n.op == "einsum" and nodes[n.args[0]].op == "window":
+        win = nodes[n.args[0]]
+        spec = WindowSpec.parse(str(win.attrs["spec"]))
+        x_shape = tuple(nodes[win.args[0]].shape)
+        f_shape = tuple(nodes[n.args[1]].shape)
+        shape = depthwise_shape(str(n.attrs["spec"]), spec, x_shape, f_shape)
+        return None if shape is None else (shape, (win.args[0], n.args[1]), [win.id])
+    if n.op != "host_matmul" or len(n.shape) != 3:
         return None
-    win = nodes[n.args[0]]
-    spec = WindowSpec.parse(str(win.attrs["spec"]))
-    x_shape = tuple(nodes[win.args[0]].shape)
-    return depthwise_shape(str(n.attrs["spec"]), spec, x_shape, tuple(nodes[n.args[1]].shape))
+    for w_arg, f_arg, order in ((1, 0, (0, 1, 2, 3, 4, 5)), (0, 1, (0, 4, 5, 1, 2, 3))):
+        win_id, chain = _through_reshapes(n.args[w_arg], nodes)
+        f_id, _ = _through_reshapes(n.args[f_arg], nodes)
+        win, filt = nodes[win_id], nodes[f_id]
+        if win.op != "window" or len(filt.shape) != 3 or not chain:
+            continue
+        spec = WindowSpec.parse(str(win.attrs["spec"]))
+        names = [a for a, _ in spec.axes]
+        if len(names) != 6:
+            continue
+        c, r, s_, b, h, w = (names[i] for i in order)  # roles by the reshape's grouping
+        x_shape = tuple(nodes[win.args[0]].shape)
+        shape = depthwise_shape(
+            f"{','.join(names)};{c},{r},{s_};{b},{c},{h},{w}", spec, x_shape, tuple(filt.shape)
+        )
+        if shape is None or shape.n != 1:
+            continue
+        pixels, taps = shape.ho * shape.wo, shape.r * shape.s
+        grouped = (shape.c, taps, pixels) if w_arg == 1 else (shape.c, pixels, taps)
+        result = (shape.c, 1, pixels) if w_arg == 1 else (shape.c, pixels, 1)
+        if tuple(nodes[n.args[w_arg]].shape) != grouped or tuple(n.shape) != result:
+            continue
+        return shape, (win.args[0], f_id), [win.id, *chain]
+    return None
 
 
 def _same_shapes(n: MapNode, shapes: list[tuple[int, ...]]) -> None:

@@ -74,6 +74,7 @@ static inline V vexp(V x) {
 
 _AVX512 = r"""
 #include <immintrin.h>
+#include <math.h>
 #define LANES 16
 typedef __m512 V;
 static inline V vload(const float* p) { return _mm512_loadu_ps(p); }
@@ -87,6 +88,7 @@ static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
 static inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
 static inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+static inline V vsqrt(V x) { return _mm512_sqrt_ps(x); }
 static inline V vfloor(V x) {
   return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
@@ -98,6 +100,7 @@ static inline V vpow2i(V t) {
 
 _AVX2 = r"""
 #include <immintrin.h>
+#include <math.h>
 #define LANES 8
 typedef __m256 V;
 static inline V vload(const float* p) { return _mm256_loadu_ps(p); }
@@ -111,6 +114,7 @@ static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
 static inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
 static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+static inline V vsqrt(V x) { return _mm256_sqrt_ps(x); }
 static inline V vfloor(V x) { return _mm256_floor_ps(x); }
 static inline V vpow2i(V t) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127));
@@ -138,7 +142,13 @@ static inline V vmax(V a, V b) {
   for (int i = 0; i < 4; ++i) r[i] = a[i] > b[i] ? a[i] : b[i];
   return r;
 }
+static inline V vmin(V a, V b) {
+  V r;
+  for (int i = 0; i < 4; ++i) r[i] = a[i] < b[i] ? a[i] : b[i];
+  return r;
+}
 static inline V vexp(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = expf(x[i]); return r; }
+static inline V vsqrt(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = sqrtf(x[i]); return r; }
 """
 
 _HEAD = r"""#include <stddef.h>

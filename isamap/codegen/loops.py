@@ -30,8 +30,15 @@ __all__ = [
 ]
 
 #: Vector functions of the prelude, by the language's function names.
-VECTOR_FNS = {"relu": "vrelu", "sigmoid": "vsigmoid", "tanh": "vtanh", "exp": "vexp", "neg": "vneg"}
-VECTOR_OPS = {"+": "vadd", "-": "vsub", "*": "vmul"}
+VECTOR_FNS = {
+    "relu": "vrelu",
+    "sigmoid": "vsigmoid",
+    "tanh": "vtanh",
+    "exp": "vexp",
+    "sqrt": "vsqrt",
+    "neg": "vneg",
+}
+VECTOR_OPS = {"+": "vadd", "-": "vsub", "*": "vmul", "/": "vdiv", "max": "vmax", "min": "vmin"}
 
 
 def strides(shape: Sequence[int]) -> list[int]:
@@ -228,7 +235,16 @@ _SCALAR_FNS = {
     "sigmoid": "(1.0f / (1.0f + expf(-({}))))",
     "tanh": "tanhf({})",
     "exp": "expf({})",
+    "sqrt": "sqrtf({})",
     "neg": "(-({}))",
+}
+_SCALAR_OPS = {
+    "+": "({} + {})",
+    "-": "({} - {})",
+    "*": "({} * {})",
+    "/": "({} / {})",
+    "max": "fmaxf({}, {})",
+    "min": "fminf({}, {})",
 }
 
 
@@ -236,9 +252,13 @@ def _scalar(expr: Expr, tensors: dict[str, tuple[str, tuple[int, ...]]]) -> str:
     if isinstance(expr, Const):
         return f"{float(expr.value)!r}f"
     if isinstance(expr, Unary):
+        if expr.fn not in _SCALAR_FNS:
+            raise IsamapError(f"codegen: no C for the function '{expr.fn}'")
         return _SCALAR_FNS[expr.fn].format(_scalar(expr.arg, tensors))
     if isinstance(expr, Binary):
-        return f"({_scalar(expr.lhs, tensors)} {expr.op} {_scalar(expr.rhs, tensors)})"
+        if expr.op not in _SCALAR_OPS:
+            raise IsamapError(f"codegen: no C for the operator '{expr.op}'")
+        return _SCALAR_OPS[expr.op].format(_scalar(expr.lhs, tensors), _scalar(expr.rhs, tensors))
     assert isinstance(expr, Access)
     buf, shape = tensors[expr.tensor]
     terms, checks = [], []

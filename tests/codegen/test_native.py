@@ -216,3 +216,23 @@ def test_threads_run_the_matrix_loop_in_parallel() -> None:
     np.testing.assert_allclose(result.run(inputs)["Y"], want, rtol=2e-5, atol=2e-5)
     with pytest.raises(isamap.IsamapError, match="threads must be an integer >= 1"):
         isamap.compile(kernel, "host-generic", threads=0)
+
+
+def test_every_operator_of_the_language_has_c() -> None:
+    from isamap.codegen import loops
+    from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
+
+    assert set(UNARY_NAMES) <= set(loops.VECTOR_FNS) and set(UNARY_NAMES) <= set(loops._SCALAR_FNS)
+    assert set(BINARY_NAMES) <= set(loops.VECTOR_OPS) and set(BINARY_NAMES) <= set(
+        loops._SCALAR_OPS
+    )
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_elementwise_operators(target: str) -> None:
+    text = (
+        "tensor A[20, 37] f32\ntensor B[20, 37] f32\n"
+        "C[i, j] = max(A[i, j], B[i, j]) / (sqrt(relu(A[i, j]) + 1) + exp(min(A[i, j], B[i, j])))\n"
+        "D[i, j] = tanh(A[i, j]) - sigmoid(B[i, j]) * -A[i, j]\n"
+    )
+    _check(isamap.parse_kernel(text, "ops"), target, mapped=False)
