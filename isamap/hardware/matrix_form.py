@@ -13,9 +13,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from isamap.ir.dtypes import dtype, fits
 from isamap.ir.kernel import Access, Binary, Kernel
 
-__all__ = ["MatrixForm", "contraction_problem", "matrix_form"]
+__all__ = [
+    "MatrixForm",
+    "contraction_dtypes",
+    "contraction_problem",
+    "integer_only",
+    "matrix_form",
+    "types_fit",
+]
 
 
 @dataclass(frozen=True)
@@ -152,4 +160,39 @@ def matrix_form(semantics: Kernel) -> MatrixForm | None:
         out_indices=out,
         roles=roles,
         extents={i: semantics.extents[0][i] for i in roles},
+    )
+
+
+def contraction_dtypes(kernel: Kernel) -> list[tuple[str, str]]:
+    """The element types of the two factors of every `+=` product statement of `kernel`."""
+    out = []
+    for s in kernel.statements:
+        e = s.expr
+        product = s.accumulate and isinstance(e, Binary) and e.op == "*"
+        if product and isinstance(e, Binary) and isinstance(e.lhs, Access):
+            if isinstance(e.rhs, Access):
+                out.append((kernel.dtype(e.lhs.tensor), kernel.dtype(e.rhs.tensor)))
+    return out
+
+
+def types_fit(semantics: Kernel, kernel: Kernel) -> bool:
+    """True when matrix instruction `semantics` holds every product of `kernel` exactly: each
+    factor's type fits the instruction's operand type it meets (in either order, as the rules
+    may swap the operands), so the instruction computes the kernel's numbers, not rounded ones.
+    An f32 kernel does not fit int8 (or bf16) operands; an i8 kernel fits i8, i16 or bf16 ones."""
+    form = matrix_form(semantics)
+    if form is None:
+        return False
+    a, b = semantics.dtype(form.lhs), semantics.dtype(form.rhs)
+    for x, y in contraction_dtypes(kernel):
+        if not ((fits(x, a) and fits(y, b)) or (fits(y, a) and fits(x, b))):
+            return False
+    return True
+
+
+def integer_only(semantics: Kernel) -> bool:
+    """True when the instruction multiplies integer operands only."""
+    form = matrix_form(semantics)
+    return form is not None and all(
+        dtype(semantics.dtype(t)).is_integer for t in (form.lhs, form.rhs)
     )
