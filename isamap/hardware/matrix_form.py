@@ -168,10 +168,10 @@ def contraction_dtypes(kernel: Kernel) -> list[tuple[str, str]]:
     out = []
     for s in kernel.statements:
         e = s.expr
-        product = s.accumulate and isinstance(e, Binary) and e.op == "*"
-        if product and isinstance(e, Binary) and isinstance(e.lhs, Access):
-            if isinstance(e.rhs, Access):
-                out.append((kernel.dtype(e.lhs.tensor), kernel.dtype(e.rhs.tensor)))
+        if not (s.accumulate and isinstance(e, Binary) and e.op == "*"):
+            continue
+        if isinstance(e.lhs, Access) and isinstance(e.rhs, Access):
+            out.append((kernel.dtype(e.lhs.tensor), kernel.dtype(e.rhs.tensor)))
     return out
 
 
