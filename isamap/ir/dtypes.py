@@ -115,11 +115,11 @@ class DType:
         finite = np.isfinite(v)
         big = finite & (np.abs(out) > self.hi)
         if overflow == "saturate":
-            out = np.where(big | (~finite & ~np.isnan(v)), np.sign(v) * self.hi, out)
+            out = np.where(big | (~finite & ~np.isnan(v)), np.copysign(self.hi, v), out)
         elif not self.has_inf:
             out = np.where(big | np.isinf(v), np.nan, out)
         else:
-            out = np.where(big, np.sign(v) * np.inf, out)
+            out = np.where(big, np.copysign(np.inf, v), out)
         return np.asarray(out, dtype=np.float64)
 
     def contains(self, other: DType) -> bool:
