@@ -115,7 +115,7 @@ def _mantissa_lsb(v: float, man_bits: int, exp_bits: int) -> int:
         return 0
     bias = 2 ** (exp_bits - 1) - 1
     e = max(int(np.floor(np.log2(abs(v)))), 1 - bias)
-    return int(round(abs(v) / 2.0 ** (e - man_bits))) & 1
+    return round(abs(v) / 2.0 ** (e - man_bits)) & 1
 
 
 def test_fp8_known_values() -> None:

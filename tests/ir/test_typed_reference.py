@@ -62,7 +62,9 @@ def test_integer_inputs_must_be_integers_of_their_range() -> None:
     ok = np.zeros((40, 5))
     with pytest.raises(IsamapError, match=r"input A holds 0.5 at index \(0, 0\), not a i8 value"):
         evaluate(kernel, {"A": np.full((6, 40), 0.5), "B": ok})
-    with pytest.raises(IsamapError, match=r"input B holds -1.0 .* not a u8 value \(integers 0..255"):
+    with pytest.raises(
+        IsamapError, match=r"input B holds -1.0 .* not a u8 value \(integers 0..255"
+    ):
         evaluate(kernel, {"A": np.zeros((6, 40)), "B": np.full((40, 5), -1.0)})
 
 
