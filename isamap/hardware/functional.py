@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
-from isamap.ir.dtypes import DType, dtype
+from isamap.ir.dtypes import DType, dtype, fits
 from isamap.ir.einsum import einsum_subscripts
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel, TensorDecl
@@ -170,10 +170,24 @@ def run_instruction(
     return out
 
 
-def _run_elementwise(ins: Instruction, args: list[np.ndarray]) -> np.ndarray:
-    """An elementwise instruction over whole tensors, lanes at a time, by its semantics."""
+def _elementwise_semantics(ins: Instruction, kernel: Kernel) -> Kernel:
+    """`ins`'s semantics in its own types where every type of `kernel` fits its inputs; else the
+    same statements in float64 (f32: carried exactly), like a matrix call whose types do not fit
+    (`operand_types`)."""
+    sem = ins.semantics
+    types = {kernel.dtype(n) for n in kernel.shapes}
+    if all(fits(t, sem.dtype(i)) for t in types for i in sem.inputs()):
+        return sem
+    tensors = {n: replace(d, dtype="f32") for n, d in sem.tensors.items()}
+    return Kernel(sem.name, tensors, sem.statements, sem.extents, sem.shapes, sem.source)
+
+
+def _run_elementwise(ins: Instruction, args: list[np.ndarray], kernel: Kernel) -> np.ndarray:
+    """An elementwise instruction over whole tensors, lanes at a time, by its semantics (in its
+    types where `kernel`'s fit them)."""
     form = elementwise_form(ins.semantics)
     assert form is not None
+    semantics = _elementwise_semantics(ins, kernel)
     flat = [np.asarray(a, dtype=np.float64).reshape(-1) for a in args]
     total = flat[0].size
     out = np.empty(total)
@@ -184,7 +198,7 @@ def _run_elementwise(ins: Instruction, args: list[np.ndarray]) -> np.ndarray:
             lane = np.zeros(form.lanes)
             lane[: stop - start] = values[start:stop]
             chunk[name] = lane.reshape(ins.operand_shape(name))
-        result = evaluate(ins.semantics, chunk)[form.out].reshape(-1)
+        result = evaluate(semantics, chunk)[form.out].reshape(-1)
         out[start:stop] = result[: stop - start]
     return out.reshape(args[0].shape)
 
@@ -254,7 +268,7 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
     if op == "host_stmt":
         return _host_statement(kernel, int(str(a["index"])), args)
     if op == "vec":
-        return _run_elementwise(target.instruction(str(a["instruction"])), args)
+        return _run_elementwise(target.instruction(str(a["instruction"])), args, kernel)
     if op == "instr":
         ins = target.instruction(str(a["instruction"]))
         form = matrix_form(ins.semantics)

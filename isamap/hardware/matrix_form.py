@@ -163,15 +163,29 @@ def matrix_form(semantics: Kernel) -> MatrixForm | None:
     )
 
 
+def _plain_product(e: object) -> tuple[Access, Access] | None:
+    """The two accesses of `A[...] * B[...]`, or None."""
+    if not (isinstance(e, Binary) and e.op == "*"):
+        return None
+    a, b = e.lhs, e.rhs
+    return (a, b) if isinstance(a, Access) and isinstance(b, Access) else None
+
+
 def contraction_dtypes(kernel: Kernel) -> list[tuple[str, str]]:
-    """The element types of the two factors of every `+=` product statement of `kernel`."""
+    """The element types of the factors of every `+=` statement of `kernel`: the two
+    factors of a plain product, and for any other expression every tensor it reads paired with
+    itself (`0.5 * A * B` needs A and B each to fit an operand)."""
     out = []
     for s in kernel.statements:
-        e = s.expr
-        if not (s.accumulate and isinstance(e, Binary) and e.op == "*"):
+        if not s.accumulate:
             continue
-        if isinstance(e.lhs, Access) and isinstance(e.rhs, Access):
-            out.append((kernel.dtype(e.lhs.tensor), kernel.dtype(e.rhs.tensor)))
+        factors = _plain_product(s.expr)
+        if factors is not None:
+            out.append((kernel.dtype(factors[0].tensor), kernel.dtype(factors[1].tensor)))
+        else:
+            out.extend((kernel.dtype(a.tensor),) * 2 for a in s.accesses())
+    if not out:  # no `+=`: whatever an instruction computes, it computes from these
+        out = [(kernel.dtype(n),) * 2 for n in kernel.shapes]
     return out
 
 
