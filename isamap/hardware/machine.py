@@ -21,7 +21,6 @@ import numpy as np
 from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Overrun, operand_layout
 from isamap.hardware.functional import (
     EXACT,
-    FUNCTIONS,
     OperandTypes,
     operand_types,
     run_instruction,
@@ -34,6 +33,7 @@ from isamap.hardware.timing import ArrayModel
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
+from isamap.ir.ops import UNARY
 from isamap.ir.program import MatmulCall, Program, TileSchedule
 from isamap.ir.reference import check_inputs
 
@@ -362,7 +362,7 @@ class CallMachine:
         """Read one C block out of the accumulator, through `epilogue`, for DRAM."""
         self._issue("store")
         block = buffer.read(row, self.c_shape)
-        return FUNCTIONS[epilogue](block) if epilogue else block
+        return UNARY[epilogue].numpy(block) if epilogue else block
 
     # -- the loop nest ----------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from isamap.ir.dtypes import DTYPES
 from isamap.ir.errors import SourceLoc
+from isamap.ir.ops import BINARY, UNARY
 
 __all__ = [
     "ELEMENTWISE_FUNCTIONS",
@@ -22,11 +24,10 @@ __all__ = [
     "Unary",
 ]
 
-#: Integer types (isamap/ir/dtypes.py has the whole table; this module imports nothing but errors).
-INTEGER_DTYPES: frozenset[str] = frozenset({"u8", "i8", "i16", "i32", "i64"})
-
-#: Elementwise functions of the language, by name.
-ELEMENTWISE_FUNCTIONS: tuple[str, ...] = ("relu", "sigmoid", "tanh", "exp")
+#: Unary functions of the language written as calls (`relu(x)`), by name (from `ir/ops.py`).
+ELEMENTWISE_FUNCTIONS: tuple[str, ...] = tuple(
+    name for name, op in UNARY.items() if op.spelling == "call"
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Const:
 
 @dataclass(frozen=True)
 class Unary:
-    """An elementwise function application `relu(x)`; `fn` is in ELEMENTWISE_FUNCTIONS or `neg`."""
+    """An elementwise function application `relu(x)`; `fn` names a unary operator of `ir/ops.py`."""
 
     fn: str
     arg: Expr
@@ -131,13 +132,15 @@ class Unary:
 
 @dataclass(frozen=True)
 class Binary:
-    """`lhs op rhs` with op in `+ - *`."""
+    """`lhs op rhs` (`+ - * /`) or `max(lhs, rhs)`: `op` names a binary operator of `ir/ops.py`."""
 
     op: str
     lhs: Expr
     rhs: Expr
 
     def __str__(self) -> str:
+        if BINARY[self.op].spelling == "call":
+            return f"{self.op}({self.lhs}, {self.rhs})"
         return f"({self.lhs} {self.op} {self.rhs})"
 
 
@@ -158,12 +161,13 @@ def _integral(e: Expr, kernel: Kernel, inferred: Mapping[str, str]) -> bool:
     """True when node `e` keeps integer values integer."""
     if isinstance(e, Access):
         decl = kernel.tensors.get(e.tensor)
-        return (decl.dtype if decl else inferred.get(e.tensor, "f32")) in INTEGER_DTYPES
+        name = decl.dtype if decl else inferred.get(e.tensor, "f32")
+        return name in DTYPES and DTYPES[name].is_integer
     if isinstance(e, Const):
         return math.isfinite(e.value) and e.value == int(e.value)
     if isinstance(e, Unary):
         return e.fn in ("relu", "neg")
-    return True
+    return isinstance(e, Binary) and e.op in ("+", "-", "*", "max", "min")
 
 
 @dataclass(frozen=True)
