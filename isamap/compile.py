@@ -24,6 +24,7 @@ from isamap.extract.exact import candidate_mappings
 from isamap.hardware import target_file
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.machine import run_program
+from isamap.hardware.matrix_form import contraction_dtypes, matrix_form, types_fit
 from isamap.hardware.sim import SimResult, simulate_timing
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
@@ -194,6 +195,10 @@ class CompileResult:
 
     def run_mapping(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the mapping alone (no schedule): each call tile by tile on its instruction."""
+        q = self.quantization
+        if q is not None:
+            ints = q.quantize_inputs(inputs)
+            return q.dequantize(run_mapping(self.mapping, q.kernel, self.target, ints))
         arrays = check_inputs(self.kernel, inputs)
         return run_mapping(self.mapping, self.kernel, self.target, arrays)
 
@@ -278,6 +283,10 @@ def compile(
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise IsamapError(f"compile: candidates must be an integer >= 1, not {candidates!r}"[:100])
     check_schedule(target, schedule)  # unknown or unfit strategies fail before any work
+    if quantize is not None and not isinstance(quantize, bool):
+        raise IsamapError(f"compile: quantize must be True, False or None, not {quantize!r}"[:100])
+    if calibration is not None and not quantize:
+        raise IsamapError("compile: calibration inputs are for quantize=True")
     source, quantization = kernel, None
     if quantize:
         quantization = quantize_kernel(kernel, target, calibration)
@@ -327,15 +336,27 @@ def compile(
         energy_pj=sim.energy_pj,
         stage_seconds=stages,
     )
-    report.numbers = _numbers(source, target, quantization)
+    report.numbers = _numbers(source if quantization is None else kernel, program, target,
+                              quantization)  # fmt: skip
     return CompileResult(kernel, target, mapping, program, report, sat, sim, quantization)
 
 
-def _numbers(kernel: Kernel, target: Target, q: Quantization | None) -> str:
+def _numbers(kernel: Kernel, program: Program, target: Target, q: Quantization | None) -> str:
     """The report's line on the numbers the program computes in."""
     if q is not None:
         return q.summary()
     why = needs_quantization(kernel, target)
     if why is not None:
         return f"computed in float64, not in the hardware's types: {why}"
+    for name in dict.fromkeys(c.call.instruction for c in program.calls):
+        ins = target.instruction(name)
+        if not types_fit(ins.semantics, kernel):
+            form = matrix_form(ins.semantics)
+            assert form is not None
+            a, b = ins.semantics.dtype(form.lhs), ins.semantics.dtype(form.rhs)
+            ours = ", ".join(sorted({t for pair in contraction_dtypes(kernel) for t in pair}))
+            return (
+                f"computed in float64, not in the hardware's types: {name} takes {a} x {b}, "
+                f"the kernel multiplies {ours}"
+            )
     return "in the declared types"

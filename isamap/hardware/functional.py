@@ -288,10 +288,42 @@ def run_mapping(
         if tuple(value.shape) != tuple(node.shape):
             raise AssertionError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
         values.append(value)
-    return store_outputs(kernel, {name: values[i] for name, i in mapping.outputs.items()})
+    computed = {name: values[i] for name, i in mapping.outputs.items()}
+    return store_outputs(kernel, computed, mapping, target)
 
 
-def store_outputs(kernel: Kernel, outputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
+def store_outputs(
+    kernel: Kernel, outputs: MappingABC[str, np.ndarray], mapping: Mapping, target: Target
+) -> dict[str, np.ndarray]:
     """The mapping's results as the kernel's tensors hold them: narrowed to each one's declared
-    type, rounded to nearest even and saturated (Gemmini's mvout: ACC_SCALE with scale 1)."""
-    return {name: store(kernel, name, value) for name, value in outputs.items()}
+    type, rounded to nearest even — saturating (Gemmini's mvout: ACC_SCALE at scale 1), or
+    wrapping where the store that writes the result narrows to that type and says `wrap`."""
+    out = {}
+    for name, value in outputs.items():
+        t = dtype(kernel.dtype(name))
+        overflow = _narrowing(mapping, target, mapping.outputs[name], t.name)
+        out[name] = t.hold(value, overflow if t.is_integer else "saturate")
+    return out
+
+
+#: Mapping operations that move a value without computing: a result keeps its producer's store.
+_VIEWS = ("reshape", "transpose", "slice", "concat")
+
+
+def _narrowing(mapping: Mapping, target: Target, node: int, to: str) -> str:
+    """How the store of the matrix call behind mapping node `node` narrows to type `to`."""
+    n = mapping.nodes[node]
+    while n.op in _VIEWS and n.args:
+        n = mapping.nodes[n.args[0]]
+    if n.op != "instr":
+        return "saturate"
+    ins = target.instruction(str(n.attrs["instruction"]))
+    out_mem = ins.operands[ins.semantics.statements[0].target]
+    dram = target.dram().name
+    for mover in target.instructions.values():
+        dst = mover.semantics.statements[0].target
+        reads = {m for t, m in mover.operands.items() if t != dst}
+        writes_out = mover.kind == "move" and out_mem in reads and mover.operands[dst] == dram
+        if writes_out and to in mover.narrowing:
+            return mover.overflow
+    return "saturate"

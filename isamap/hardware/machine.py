@@ -548,7 +548,8 @@ def trace_program(
         if tuple(value.shape) != tuple(node.shape):
             raise SimulationError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
         values.append(value)
-    run.outputs = store_outputs(kernel, {name: values[i] for name, i in mapping.outputs.items()})
+    computed = {name: values[i] for name, i in mapping.outputs.items()}
+    run.outputs = store_outputs(kernel, computed, mapping, target)
     return run
 
 

@@ -106,3 +106,31 @@ def test_quantize_refuses_what_per_tensor_scales_cannot_serve() -> None:
     )
     with pytest.raises(isamap.IsamapError, match=r"quantize: kernel cell: Y is not one product"):
         isamap.compile(gru, "gemmini", quantize=True)
+
+
+def test_quantize_arguments_are_checked() -> None:
+    kernel = isamap.parse_kernel(F32_GEMM)
+    with pytest.raises(isamap.IsamapError, match="quantize must be True, False or None"):
+        isamap.compile(kernel, "gemmini", quantize="yes")  # type: ignore[arg-type]
+    with pytest.raises(isamap.IsamapError, match="calibration inputs are for quantize=True"):
+        isamap.compile(kernel, "gemmini", calibration=random_inputs(kernel))
+    with pytest.raises(isamap.IsamapError, match="input A has shape"):
+        isamap.compile(kernel, "gemmini", quantize=True, calibration={"A": [1.0], "B": [1.0]})
+
+
+def test_run_mapping_of_a_quantized_result_dequantizes() -> None:
+    kernel = isamap.parse_kernel(F32_GEMM)
+    result = isamap.compile(kernel, "gemmini", quantize=True)
+    x = random_inputs(kernel, seed=3)
+    assert np.array_equal(result.run_mapping(x)["C"], result.run(x)["C"])
+
+
+def test_the_report_says_when_an_instruction_does_not_hold_the_kernel_s_types() -> None:
+    text = "tensor A[20, 24] {t}\ntensor B[24, 18] {t}\nC[i, j] += A[i, k] * B[k, j]\n"
+    f32 = isamap.compile(isamap.parse_kernel(text.format(t="f32")), "nnp").report.numbers
+    assert f32 == (
+        "computed in float64, not in the hardware's types: matmul takes bf16 x bf16, "
+        "the kernel multiplies f32"
+    )
+    bf16 = isamap.compile(isamap.parse_kernel(text.format(t="bf16")), "nnp").report.numbers
+    assert bf16 == "in the declared types"

@@ -129,3 +129,16 @@ def test_the_arithmetic_keys_are_checked(tmp_path: Path) -> None:
     mvout = gemmini.instruction("mvout")
     assert (mvout.narrowing, mvout.scale, mvout.overflow) == (("i8",), "f32", "saturate")
     assert gemmini.instruction("compute_preloaded").overflow == "wrap"
+
+
+def test_a_store_that_wraps_narrows_by_wrapping(tmp_path: Path) -> None:
+    text = (TARGET_DIR / "gemmini.toml").read_text()
+    path = tmp_path / "wrapping.toml"
+    path.write_text(text.replace('overflow = "saturate"', 'overflow = "wrap"'))
+    target = isamap.load_target(str(path))
+    kernel = isamap.parse_kernel(GEMM.format(m=20, n=20, k=40, t="i8", c="i8"))
+    x = random_inputs(kernel, seed=5)
+    exact = x["A"] @ x["B"]
+    got = isamap.compile(kernel, target).run(x)["C"]
+    assert np.array_equal(got, (exact + 128) % 256 - 128)
+    assert not np.array_equal(got, np.clip(exact, -128, 127))
