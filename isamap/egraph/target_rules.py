@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from isamap.hardware.elementwise_form import elementwise_form
-from isamap.hardware.matrix_form import matrix_form, types_fit
-from isamap.hardware.target import Target
+from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
+from isamap.hardware.target import Instruction, Target
 from isamap.ir.kernel import Kernel
 
 __all__ = [
@@ -64,9 +64,12 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
     rules: list[DerivedRule] = []
     for name in eligible_instructions(target, kernel):
         ins = target.instructions[name]
-        rule = f"bmm-to-{name}"
         form = matrix_form(ins.semantics)
         assert form is not None
+        if ins.chain is not None:  # it always applies its function: only products under it
+            rules.append(_chained_rule(target, ins, form))
+            continue
+        rule = f"bmm-to-{name}"
         if form.squares:  # one operand read twice: only a product of one tile with itself
             size = form.tile("m")
             text = (
@@ -117,6 +120,25 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
             )
     rules.extend(_elementwise_rules(target))
     return rules
+
+
+def _chained_rule(target: Target, ins: Instruction, form: MatrixForm) -> DerivedRule:
+    """`f(Bmm(x, y)) -> name` for an instruction whose semantics chains `f` onto its product."""
+    name, fn = ins.name, ins.chain
+    rule = f"{fn}-of-bmm-to-{name}"
+    if form.squares:
+        size = form.tile("m")
+        text = (
+            f'(rewrite (Fn "{fn}" (Bmm b m m m x x)) (InstrAct "{name}" "{fn}" b m m m x x)'
+            f' :when ((<= m {size})) :ruleset target :name "{rule}")'
+        )
+    else:
+        text = (
+            f'(rewrite (Fn "{fn}" (Bmm b m n k x y)) (InstrAct "{name}" "{fn}" b m n k x y)'
+            f' :ruleset target :name "{rule}")'
+        )
+    doc = f"{fn}(Bmm(b,m,n,k,x,y)) -> {name} tiled to {_tile_text(target, name)} (chained {fn})"
+    return DerivedRule(rule, text, doc)
 
 
 def _elementwise_rules(target: Target) -> list[DerivedRule]:

@@ -14,10 +14,12 @@ import math
 from dataclasses import dataclass
 
 from isamap.ir.dtypes import dtype, fits
-from isamap.ir.kernel import Access, Binary, Kernel
+from isamap.ir.kernel import Access, Binary, Kernel, Unary
 
 __all__ = [
     "MatrixForm",
+    "chain_function",
+    "chain_problem",
     "contraction_dtypes",
     "contraction_problem",
     "integer_only",
@@ -68,9 +70,52 @@ class MatrixForm:
         return {"lhs": self.lhs_indices, "rhs": self.rhs_indices, "out": self.out_indices}[operand]
 
 
+def chain_problem(semantics: Kernel) -> str | None:
+    """Why the statements after a `+=` product are not one function chained onto its result
+    (`C[i, j] += A[i, k] * B[k, j]` then `D[i, j] = relu(C[i, j])`), or None."""
+    first, rest = semantics.statements[0], semantics.statements[1:]
+    if len(rest) > 1:
+        return (
+            f"its semantics chains {len(rest)} statements onto the product; one function "
+            "(`D[i, j] = relu(C[i, j])`) is mapped, as the call's epilogue"
+        )
+    for s in rest:
+        e = s.expr
+        arg = e.arg if isinstance(e, Unary) else None
+        chained = (
+            not s.accumulate
+            and s.indices == first.indices
+            and isinstance(arg, Access)
+            and arg.tensor == first.target
+            and arg.is_plain()
+            and arg.index_names() == first.indices
+        )
+        if not chained:
+            return (
+                f"statement `{s}` is not one function of the product's result at its own "
+                f"indices (`{s.target}[{', '.join(first.indices)}] = relu({first.target}"
+                f"[{', '.join(first.indices)}])`); a bias or scale in the chain is not mapped"
+            )
+    return None
+
+
+def chain_function(semantics: Kernel) -> str | None:
+    """The function a contraction instruction's semantics applies to every result (its chained
+    second statement), or None."""
+    if len(semantics.statements) != 2 or chain_problem(semantics) is not None:
+        return None
+    e = semantics.statements[1].expr
+    return e.fn if isinstance(e, Unary) else None
+
+
 def _product(semantics: Kernel) -> tuple[Access, Access] | str:
-    """The two accesses of a one-statement `+=` product, or why the semantics is not one."""
-    if len(semantics.statements) != 1:
+    """The two accesses of a `+=` product (with at most one function chained onto its result),
+    or why the semantics is not one."""
+    if len(semantics.statements) > 1 and semantics.statements[0].accumulate:
+        problem = chain_problem(semantics)
+        if problem is not None:
+            return problem
+    elif len(semantics.statements) != 1:
         return (
             f"its semantics has {len(semantics.statements)} statements; a compute instruction "
             "maps as one contraction or one elementwise statement"
@@ -131,7 +176,8 @@ def contraction_problem(semantics: Kernel) -> str | None:
 
 
 def matrix_form(semantics: Kernel) -> MatrixForm | None:
-    """The matrix form of a one-statement `+=` product of two plain accesses, else None."""
+    """The matrix form of a `+=` product of two plain accesses (its first statement, when a
+    function is chained onto it), else None."""
     found = _product(semantics)
     if isinstance(found, str):
         return None

@@ -104,6 +104,9 @@ class Instruction:
     issue_cycles: float
     energy_pj: float = 0.0
     epilogues: tuple[str, ...] = ()
+    #: The function a contraction's semantics chains onto every result (`D = relu(C)`): the
+    #: instruction always applies it, so it computes only products under that function.
+    chain: str | None = None
     stationary: str | None = None
     reuses_stationary: bool = False
     doc: str = ""

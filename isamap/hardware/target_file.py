@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from isamap.hardware.elementwise_form import elementwise_form, elementwise_problem
-from isamap.hardware.matrix_form import contraction_problem, matrix_form
+from isamap.hardware.matrix_form import chain_function, contraction_problem, matrix_form
 from isamap.hardware.promotion import with_promotions
 from isamap.hardware.target import (
     TARGET_DIR,
@@ -487,6 +487,14 @@ def _instruction(
             raise doc.error(
                 (*keys, "semantics"), f"instruction '{keys[-1]}' can never be used: {problem}"
             )
+    chain = chain_function(kernel) if kind == "compute" else None
+    epilogues = doc.strings((*keys, "epilogues"), t, ELEMENTWISE_FUNCTIONS)
+    if chain is not None and epilogues:
+        raise doc.error(
+            (*keys, "epilogues"),
+            f"instruction '{keys[-1]}' chains {chain} in its semantics; it cannot also declare "
+            "epilogues",
+        )
     stationary = t.get("stationary")
     if stationary is not None:
         stationary = doc.string((*keys, "stationary"), t, choices=tuple(operands))
@@ -506,7 +514,8 @@ def _instruction(
         latency_cycles=doc.integer((*keys, "latency_cycles"), t, minimum=0),
         issue_cycles=doc.number((*keys, "issue_cycles"), t),
         energy_pj=doc.number((*keys, "energy_pj"), t, default=0.0, positive=False),
-        epilogues=doc.strings((*keys, "epilogues"), t, ELEMENTWISE_FUNCTIONS),
+        epilogues=epilogues,
+        chain=chain,
         stationary=stationary,
         reuses_stationary=reuses,
         doc=doc.string((*keys, "doc"), t, default=""),
