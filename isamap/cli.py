@@ -182,6 +182,12 @@ def _common_options(f: _F) -> _F:
             help="Saturation limit: seconds.",
         ),
         click.option(
+            "--quantize/--no-quantize",
+            default=None,
+            help="A float kernel on an integer target: quantize it (symmetric per-tensor "
+            "scales from random inputs), or refuse it (--no-quantize).",
+        ),
+        click.option(
             "--allow-unchecked-rules",
             is_flag=True,
             help="Use the target's rule file even if check-rules does not pass it.",
@@ -209,6 +215,7 @@ def _compile(
     disabled_rules: Sequence[str] = (),
     method: str = "exact",
     allow_unchecked_rules: bool = False,
+    quantize: bool | None = None,
 ) -> isamap.CompileResult:
     """Check the names, then compile; warn on stderr when saturation or the ILP stopped at a
     limit."""
@@ -228,6 +235,7 @@ def _compile(
             extract=method,
             disabled_rules=disabled_rules,
             allow_unchecked_rules=allow_unchecked_rules,
+            quantize=quantize,
         )
     for w in caught:
         if issubclass(w.category, ExtractionTimeLimit):
@@ -302,6 +310,7 @@ def extract(
     max_enodes: int,
     disable_rule: tuple[str, ...],
     max_seconds: float,
+    quantize: bool | None,
     allow_unchecked_rules: bool,
     emit_c: Path | None,
     variants: int,
@@ -325,6 +334,7 @@ def extract(
         disable_rule,
         method,
         allow_unchecked_rules,
+        quantize,
     )
     best = result.saturation.variants(variants, cost, seconds=max_seconds) if variants else []
     if dot is not None:
@@ -373,6 +383,7 @@ def sim(
     max_enodes: int,
     disable_rule: tuple[str, ...],
     max_seconds: float,
+    quantize: bool | None,
     allow_unchecked_rules: bool,
     emit_c: Path | None,
 ) -> None:
@@ -390,6 +401,7 @@ def sim(
         max_seconds,
         disable_rule,
         allow_unchecked_rules=allow_unchecked_rules,
+        quantize=quantize,
     )
     _write_c(ctx, result, emit_c)
     if as_json:

@@ -256,12 +256,14 @@ class RuleSource:
     rulesets: tuple[str, ...]
 
 
-def rule_sources(target: Target) -> list[RuleSource]:
-    """Every rule a saturation for `target` loads: algebra, derived, the target's rule file."""
+def rule_sources(target: Target, kernel: Kernel | None = None) -> list[RuleSource]:
+    """Every rule a saturation for `target` loads: algebra, derived (for `kernel`: from the
+    instructions its types fit), the target's rule file."""
     algebra = RULES_DIR / "algebra.egg"
+    derived = rules_program(target, kernel)
     sources = [
         RuleSource(algebra.read_text(), str(algebra), ("layout", "fusion")),
-        RuleSource(rules_program(target), f"<rules derived from {target.path}>", ("target",)),
+        RuleSource(derived, f"<rules derived from {target.path}>", ("target",)),
     ]
     extra = target_rule_file(target)
     if extra is not None:
@@ -293,7 +295,7 @@ def saturate(
     `disabled_rules` names rules to leave out (any rule of `isamap check-rules` or a computed
     rule): to see which alternatives a rule contributes, or to compare mappings without it.
     """
-    sources = rule_sources(target)
+    sources = rule_sources(target, kernel)
     computed: Sequence[ComputedRule] = COMPUTED_RULES
     if disabled_rules:
         sources, computed = _without(sources, set(disabled_rules))

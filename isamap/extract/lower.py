@@ -90,7 +90,8 @@ def _emit(
     op, unit, attrs = enode_operation(node)
     if op == "instr":
         instruction = sat.target.instructions[str(attrs["instruction"])]
-        attrs.setdefault("epilogue", None)
+        # an instruction that chains a function onto its product applies it on every call
+        attrs.setdefault("epilogue", instruction.chain)
         unit = instruction.unit
         form = matrix_form(instruction.semantics)
         assert form is not None

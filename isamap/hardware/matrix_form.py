@@ -13,9 +13,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from isamap.ir.kernel import Access, Binary, Kernel
+from isamap.ir.dtypes import dtype, fits
+from isamap.ir.kernel import Access, Binary, Kernel, Unary
 
-__all__ = ["MatrixForm", "contraction_problem", "matrix_form"]
+__all__ = [
+    "MatrixForm",
+    "chain_function",
+    "chain_problem",
+    "contraction_dtypes",
+    "contraction_problem",
+    "integer_only",
+    "matrix_form",
+    "types_fit",
+]
 
 
 @dataclass(frozen=True)
@@ -60,9 +70,52 @@ class MatrixForm:
         return {"lhs": self.lhs_indices, "rhs": self.rhs_indices, "out": self.out_indices}[operand]
 
 
+def chain_problem(semantics: Kernel) -> str | None:
+    """Why the statements after a `+=` product are not one function chained onto its result
+    (`C[i, j] += A[i, k] * B[k, j]` then `D[i, j] = relu(C[i, j])`), or None."""
+    first, rest = semantics.statements[0], semantics.statements[1:]
+    if len(rest) > 1:
+        return (
+            f"its semantics chains {len(rest)} statements onto the product; one function "
+            "(`D[i, j] = relu(C[i, j])`) is mapped, as the call's epilogue"
+        )
+    for s in rest:
+        e = s.expr
+        arg = e.arg if isinstance(e, Unary) else None
+        chained = (
+            not s.accumulate
+            and s.indices == first.indices
+            and isinstance(arg, Access)
+            and arg.tensor == first.target
+            and arg.is_plain()
+            and arg.index_names() == first.indices
+        )
+        if not chained:
+            return (
+                f"statement `{s}` is not one function of the product's result at its own "
+                f"indices (`{s.target}[{', '.join(first.indices)}] = relu({first.target}"
+                f"[{', '.join(first.indices)}])`); a bias or scale in the chain is not mapped"
+            )
+    return None
+
+
+def chain_function(semantics: Kernel) -> str | None:
+    """The function a contraction instruction's semantics applies to every result (its chained
+    second statement), or None."""
+    if len(semantics.statements) != 2 or chain_problem(semantics) is not None:
+        return None
+    e = semantics.statements[1].expr
+    return e.fn if isinstance(e, Unary) else None
+
+
 def _product(semantics: Kernel) -> tuple[Access, Access] | str:
-    """The two accesses of a one-statement `+=` product, or why the semantics is not one."""
-    if len(semantics.statements) != 1:
+    """The two accesses of a `+=` product (with at most one function chained onto its result),
+    or why the semantics is not one."""
+    if len(semantics.statements) > 1 and semantics.statements[0].accumulate:
+        problem = chain_problem(semantics)
+        if problem is not None:
+            return problem
+    elif len(semantics.statements) != 1:
         return (
             f"its semantics has {len(semantics.statements)} statements; a compute instruction "
             "maps as one contraction or one elementwise statement"
@@ -123,7 +176,8 @@ def contraction_problem(semantics: Kernel) -> str | None:
 
 
 def matrix_form(semantics: Kernel) -> MatrixForm | None:
-    """The matrix form of a one-statement `+=` product of two plain accesses, else None."""
+    """The matrix form of a `+=` product of two plain accesses (its first statement, when a
+    function is chained onto it), else None."""
     found = _product(semantics)
     if isinstance(found, str):
         return None
@@ -152,4 +206,53 @@ def matrix_form(semantics: Kernel) -> MatrixForm | None:
         out_indices=out,
         roles=roles,
         extents={i: semantics.extents[0][i] for i in roles},
+    )
+
+
+def _plain_product(e: object) -> tuple[Access, Access] | None:
+    """The two accesses of `A[...] * B[...]`, or None."""
+    if not (isinstance(e, Binary) and e.op == "*"):
+        return None
+    a, b = e.lhs, e.rhs
+    return (a, b) if isinstance(a, Access) and isinstance(b, Access) else None
+
+
+def contraction_dtypes(kernel: Kernel) -> list[tuple[str, str]]:
+    """The element types of the factors of every `+=` statement of `kernel`: the two
+    factors of a plain product, and for any other expression every tensor it reads paired with
+    itself (`0.5 * A * B` needs A and B each to fit an operand)."""
+    out = []
+    for s in kernel.statements:
+        if not s.accumulate:
+            continue
+        factors = _plain_product(s.expr)
+        if factors is not None:
+            out.append((kernel.dtype(factors[0].tensor), kernel.dtype(factors[1].tensor)))
+        else:
+            out.extend((kernel.dtype(a.tensor),) * 2 for a in s.accesses())
+    if not out:  # no `+=`: whatever an instruction computes, it computes from these
+        out = [(kernel.dtype(n),) * 2 for n in kernel.shapes]
+    return out
+
+
+def types_fit(semantics: Kernel, kernel: Kernel) -> bool:
+    """True when matrix instruction `semantics` holds every product of `kernel` exactly: each
+    factor's type fits the instruction's operand type it meets (in either order, as the rules
+    may swap the operands), so the instruction computes the kernel's numbers, not rounded ones.
+    An f32 kernel does not fit int8 (or bf16) operands; an i8 kernel fits i8, i16 or bf16 ones."""
+    form = matrix_form(semantics)
+    if form is None:
+        return False
+    a, b = semantics.dtype(form.lhs), semantics.dtype(form.rhs)
+    for x, y in contraction_dtypes(kernel):
+        if not ((fits(x, a) and fits(y, b)) or (fits(y, a) and fits(x, b))):
+            return False
+    return True
+
+
+def integer_only(semantics: Kernel) -> bool:
+    """True when the instruction multiplies integer operands only."""
+    form = matrix_form(semantics)
+    return form is not None and all(
+        dtype(semantics.dtype(t)).is_integer for t in (form.lhs, form.rhs)
     )
