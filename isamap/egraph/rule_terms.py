@@ -33,10 +33,10 @@ from isamap.egraph.tensor_types import (
     tensor_shape,
 )
 from isamap.hardware.elementwise_form import elementwise_form
-from isamap.hardware.functional import FUNCTIONS
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Affine
+from isamap.ir.ops import UNARY_NAMES
 from isamap.ir.window import WindowSpec
 
 __all__ = ["Instance", "instantiate", "lhs_alternatives"]
@@ -300,7 +300,7 @@ def _plan_matmul(
     if skip >= 1:
         head.append(_pick(b, lits[0], matrix_instructions(b.target)))
     if skip == 2:
-        head.append(_pick(b, lits[1], sorted(FUNCTIONS)))
+        head.append(_pick(b, lits[1], sorted(UNARY_NAMES)))
     slots: dict[str, int | None] = {
         key: (int(v) if v is not None else None) for key, v in zip("bmnk", lits[skip:], strict=True)
     }
@@ -523,7 +523,7 @@ _PLANNERS: dict[str, _Planner] = {
     "Instr": _plan_matmul,
     "InstrAct": _plan_matmul,
     "Ew": lambda b, lits, known, want: _plan_same(b, lits, known, want, BINARY_OPS),
-    "Fn": lambda b, lits, known, want: _plan_same(b, lits, known, want, sorted(FUNCTIONS)),
+    "Fn": lambda b, lits, known, want: _plan_same(b, lits, known, want, sorted(UNARY_NAMES)),
     "VecFn": lambda b, lits, known, want: _plan_same(
         b, lits, known, want, _elementwise_names(b.target, 1)
     ),

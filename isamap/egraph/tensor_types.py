@@ -15,9 +15,9 @@ from isamap.egraph.rule_file import SList, parse_sexprs
 from isamap.egraph.saturate import RULES_DIR
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.hardware.elementwise_form import elementwise_form
-from isamap.hardware.functional import FUNCTIONS
 from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_extents
+from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
 from isamap.ir.window import WindowSpec
 
 __all__ = [
@@ -33,8 +33,8 @@ __all__ = [
 Shape = tuple[int, ...]
 Literal = int | float | str
 
-#: Elementwise binary operators of `Ew`.
-BINARY_OPS = ("+", "-", "*")
+#: Elementwise binary operators of `Ew` (the language's, from `ir/ops.py`).
+BINARY_OPS = BINARY_NAMES
 
 
 class IllShapedError(Exception):
@@ -126,7 +126,7 @@ def tensor_shape(
         if op != "Bmm":
             _need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
         if op == "InstrAct":
-            _need(str(lits[1]) in FUNCTIONS, f"no function '{lits[1]}'")
+            _need(str(lits[1]) in UNARY_NAMES, f"no function '{lits[1]}'")
         b, m, n, k = (int(v) for v in lits[skip:])
         return _matmul_shape(b, m, n, k, s[0], s[1])
     if op in ("Ew", "VecEw"):
@@ -138,7 +138,7 @@ def tensor_shape(
         return s[0]
     if op in ("Fn", "VecFn"):
         if op == "Fn":
-            _need(str(lits[0]) in FUNCTIONS, f"no function '{lits[0]}'")
+            _need(str(lits[0]) in UNARY_NAMES, f"no function '{lits[0]}'")
         else:
             _elementwise_instruction(target, str(lits[0]), 1)
         return s[0]

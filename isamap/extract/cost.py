@@ -66,7 +66,11 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
     space = math.prod(kernel.extents[index].values())
     nodes = list(walk(s.expr))
     ops = sum(isinstance(e, Binary | Unary) for e in nodes) + int(s.accumulate)
-    slow = sum(isinstance(e, Unary) and e.fn in TRANSCENDENTAL for e in nodes)
+    slow = sum(
+        (isinstance(e, Unary) and e.fn in TRANSCENDENTAL)
+        or (isinstance(e, Binary) and e.op in TRANSCENDENTAL)
+        for e in nodes
+    )
     host = target.host
     cycles = space * (ops + slow * (host.transcendental_cycles - 1)) / host.elementwise_per_cycle
     counts: Counter[str] = Counter({"host.stmt": space * max(ops, 1)})

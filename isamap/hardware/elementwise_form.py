@@ -64,6 +64,6 @@ def elementwise_problem(semantics: Kernel) -> str | None:
         )
     s = semantics.statements[0]
     return (
-        f"`{s}` is not one function or one `+ - *` of bare accesses at the result's own indices "
-        "(`Y[i] = f(X[i])`, `Z[i] = X[i] + W[i]`)"
+        f"`{s}` is not one function or one binary operator (`+`, `max`, ...) of bare accesses "
+        "at the result's own indices (`Y[i] = f(X[i])`, `Z[i] = X[i] + W[i]`)"
     )

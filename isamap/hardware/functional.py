@@ -8,7 +8,6 @@ accumulating over K tiles. Values are floating point whatever the target's stora
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 
 import numpy as np
@@ -20,25 +19,12 @@ from isamap.ir.einsum import einsum_subscripts
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel, TensorDecl
 from isamap.ir.mapping import MapNode, Mapping
+from isamap.ir.ops import BINARY, UNARY
 from isamap.ir.reference import evaluate
 from isamap.ir.shapes import check_kernel
 from isamap.ir.window import WindowSpec
 
-__all__ = ["FUNCTIONS", "run_instruction", "run_mapping", "run_node"]
-
-#: Elementwise functions by name, as numpy computes them.
-FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "tanh": np.tanh,
-    "exp": np.exp,
-    "neg": np.negative,
-}
-_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "+": np.add,
-    "-": np.subtract,
-    "*": np.multiply,
-}
+__all__ = ["run_instruction", "run_mapping", "run_node"]
 
 
 def _dims(text: object) -> tuple[int, ...]:
@@ -93,7 +79,7 @@ def run_instruction(
                     )
                     acc += _from_layout(got, form, (tb, tm, tn))
                 if epilogue is not None:
-                    acc = FUNCTIONS[epilogue](acc)
+                    acc = UNARY[epilogue].numpy(acc)
                 bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)
                 out[b0 : b0 + bs, m0 : m0 + ms, n0 : n0 + ns] = acc[:bs, :ms, :ns]
     return out
@@ -163,9 +149,9 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
     if op == "full":
         return np.full(node.shape, float(str(a["value"])))
     if op == "ew":
-        return _BINARY[str(a["op"])](args[0], args[1])
+        return BINARY[str(a["op"])].numpy(args[0], args[1])
     if op == "fn":
-        return FUNCTIONS[str(a["fn"])](args[0])
+        return UNARY[str(a["fn"])].numpy(args[0])
     if op == "reduce_sum":
         return np.asarray(np.sum(args[0], axis=_dims(a["axes"])))
     if op == "block_diag":

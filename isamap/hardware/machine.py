@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Overrun, operand_layout
-from isamap.hardware.functional import FUNCTIONS, run_instruction, run_node
+from isamap.hardware.functional import run_instruction, run_node
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
+from isamap.ir.ops import UNARY
 from isamap.ir.program import MatmulCall, Program, TileSchedule
 
 __all__ = [
@@ -349,7 +350,7 @@ class CallMachine:
         """Read one C block out of the accumulator, through `epilogue`, for DRAM."""
         self._issue("store")
         block = buffer.read(row, self.c_shape)
-        return FUNCTIONS[epilogue](block) if epilogue else block
+        return UNARY[epilogue].numpy(block) if epilogue else block
 
     # -- the loop nest ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from isamap.ir.errors import SourceLoc
+from isamap.ir.ops import BINARY, UNARY
 
 __all__ = [
     "ELEMENTWISE_FUNCTIONS",
@@ -21,8 +22,10 @@ __all__ = [
     "Unary",
 ]
 
-#: Elementwise functions of the language, by name.
-ELEMENTWISE_FUNCTIONS: tuple[str, ...] = ("relu", "sigmoid", "tanh", "exp")
+#: Unary functions of the language written as calls (`relu(x)`), by name (from `ir/ops.py`).
+ELEMENTWISE_FUNCTIONS: tuple[str, ...] = tuple(
+    name for name, op in UNARY.items() if op.spelling == "call"
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Const:
 
 @dataclass(frozen=True)
 class Unary:
-    """An elementwise function application `relu(x)`; `fn` is in ELEMENTWISE_FUNCTIONS or `neg`."""
+    """An elementwise function application `relu(x)`; `fn` names a unary operator of `ir/ops.py`."""
 
     fn: str
     arg: Expr
@@ -127,13 +130,15 @@ class Unary:
 
 @dataclass(frozen=True)
 class Binary:
-    """`lhs op rhs` with op in `+ - *`."""
+    """`lhs op rhs` (`+ - * /`) or `max(lhs, rhs)`: `op` names a binary operator of `ir/ops.py`."""
 
     op: str
     lhs: Expr
     rhs: Expr
 
     def __str__(self) -> str:
+        if BINARY[self.op].spelling == "call":
+            return f"{self.op}({self.lhs}, {self.rhs})"
         return f"({self.lhs} {self.op} {self.rhs})"
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import (
-    ELEMENTWISE_FUNCTIONS,
     Access,
     Affine,
     Binary,
@@ -24,11 +23,12 @@ from isamap.ir.kernel import (
     TensorDecl,
     Unary,
 )
+from isamap.ir.ops import CALL_FUNCTIONS
 from isamap.ir.shapes import DTYPES, MAX_ELEMENTS, check_kernel
 
 __all__ = ["MAX_INT", "decode_utf8", "load_kernel", "parse_kernel"]
 
-_PUNCT = ("+=", "[", "]", "(", ")", ",", ":", "+", "-", "*", "=")
+_PUNCT = ("+=", "[", "]", "(", ")", ",", ":", "+", "-", "*", "/", "=")
 _DIGITS = frozenset(string.digits)
 _NAME_START = frozenset(string.ascii_letters + "_")
 _NAME_CHARS = _NAME_START | _DIGITS
@@ -279,9 +279,9 @@ class _Parser:
 
     def term(self) -> Expr:
         lhs = self.unary()
-        while self.peek().kind == "*":
-            self.next()
-            lhs = Binary("*", lhs, self.unary())
+        while self.peek().kind in ("*", "/"):
+            op = self.next().kind
+            lhs = Binary(op, lhs, self.unary())
         return lhs
 
     def unary(self) -> Expr:
@@ -306,21 +306,35 @@ class _Parser:
             raise self.error(f"expected an expression, found {_describe(tok)}", tok)
         self.next()
         if self.peek().kind == "(":
-            if tok.text not in ELEMENTWISE_FUNCTIONS:
-                raise self.error(
-                    f"unknown function '{tok.text}' (expected {', '.join(ELEMENTWISE_FUNCTIONS)})",
-                    tok,
-                )
-            self.next()
-            arg = self.expr()
-            self.expect(")", f"')' closing {tok.text}(")
-            return Unary(tok.text, arg)
+            return self.call(tok)
         if self.peek().kind != "[":
             raise self.error(
                 f"expected '[' after tensor {tok.text} (a scalar is written {tok.text}[])",
                 self.peek(),
             )
         return self.access(tok)
+
+    def call(self, name: _Token) -> Expr:
+        """`f(x)` or `f(x, y)`: a function of `ir/ops.py` written as a call."""
+        op = CALL_FUNCTIONS.get(name.text)
+        if op is None:
+            raise self.error(
+                f"unknown function '{name.text}' (expected {', '.join(CALL_FUNCTIONS)})", name
+            )
+        self.next()  # `(`
+        args = [self.expr()]
+        while self.peek().kind == ",":
+            self.next()
+            args.append(self.expr())
+        closing = self.peek()
+        self.expect(")", f"')' closing {name.text}(")
+        if len(args) != op.arity:
+            raise self.error(
+                f"{name.text}() takes {op.arity} argument{'s' if op.arity > 1 else ''}, "
+                f"given {len(args)}",
+                closing,
+            )
+        return Unary(op.name, args[0]) if op.arity == 1 else Binary(op.name, args[0], args[1])
 
     def access(self, name: _Token) -> Access:
         self.next()  # `[`

@@ -7,13 +7,14 @@ summed over the reduced axes; large spaces are evaluated in chunks so memory sta
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Access, Const, Expr, Kernel, Statement, Unary
+from isamap.ir.ops import BINARY, UNARY
 
 __all__ = ["MAX_ARRAY_BYTES", "check_inputs", "evaluate", "random_inputs"]
 
@@ -218,10 +219,10 @@ def _eval(
         return _gather(expr, grids, padded, rank)
     if isinstance(expr, Unary):
         arg = _eval(expr.arg, grids, padded, rank)
-        return _UNARY[expr.fn](arg)
+        return UNARY[expr.fn].numpy(arg)
     lhs = _eval(expr.lhs, grids, padded, rank)
     rhs = _eval(expr.rhs, grids, padded, rank)
-    return _BINARY[expr.op](lhs, rhs)
+    return BINARY[expr.op].numpy(lhs, rhs)
 
 
 def _gather(
@@ -240,38 +241,3 @@ def _gather(
             pos = pos + c * grids[name]
         index.append(pos)
     return np.asarray(arr[tuple(index)], dtype=np.float64)
-
-
-def _sigmoid(x: Array) -> Array:
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)), dtype=np.float64)
-
-
-def _relu(x: Array) -> Array:
-    return np.maximum(x, 0.0)
-
-
-def _tanh(x: Array) -> Array:
-    return np.tanh(x)
-
-
-def _exp(x: Array) -> Array:
-    return np.exp(x)
-
-
-def _neg(x: Array) -> Array:
-    return np.negative(x)
-
-
-_UNARY: dict[str, Callable[[Array], Array]] = {
-    "relu": _relu,
-    "sigmoid": _sigmoid,
-    "tanh": _tanh,
-    "exp": _exp,
-    "neg": _neg,
-}
-
-_BINARY: dict[str, Callable[[Array, Array], Array]] = {
-    "+": np.add,
-    "-": np.subtract,
-    "*": np.multiply,
-}

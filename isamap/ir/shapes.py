@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import (
-    ELEMENTWISE_FUNCTIONS,
     Access,
     Affine,
     Binary,
@@ -23,6 +22,7 @@ from isamap.ir.kernel import (
     Unary,
     walk,
 )
+from isamap.ir.ops import BINARY, UNARY
 
 __all__ = ["DTYPES", "MAX_ELEMENTS", "MAX_ITERATIONS", "check_kernel"]
 
@@ -213,9 +213,9 @@ def _check_expr(stmt: Statement, known: Mapping[str, _Tensor], names: set[str]) 
                 )
         elif isinstance(e, Const) and not math.isfinite(e.value):
             raise IsamapError(f"constant {e.value} is not a finite number", stmt.loc)
-        elif isinstance(e, Unary) and e.fn not in (*ELEMENTWISE_FUNCTIONS, "neg"):
+        elif isinstance(e, Unary) and e.fn not in UNARY:
             raise IsamapError(f"unknown function '{e.fn}'", stmt.loc)
-        elif isinstance(e, Binary) and e.op not in ("+", "-", "*"):
+        elif isinstance(e, Binary) and e.op not in BINARY:
             raise IsamapError(f"unknown operator '{e.op}'", stmt.loc)
 
 

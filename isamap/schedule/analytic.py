@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.target import Target
+from isamap.ir.ops import TRANSCENDENTAL  # the operators costing `transcendental_cycles`
 
 __all__ = [
     "TRANSCENDENTAL",
@@ -22,9 +23,6 @@ __all__ = [
     "layout_move",
     "vector_elementwise",
 ]
-
-#: Elementwise functions that cost `transcendental_cycles` on a unit instead of one cycle.
-TRANSCENDENTAL = frozenset({"sigmoid", "tanh", "exp"})
 
 
 @dataclass(frozen=True)

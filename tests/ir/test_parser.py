@@ -90,7 +90,10 @@ Hn[b, j] = (1 - Z[b, j]) * tanh(G[b, j]) + Z[b, j] * H[b, j]
 
 ERRORS = [
     ("tensor A[4]\nB[i] = foo(A[i])\n", 2, 8, "unknown function 'foo'"),
-    ("tensor A[4]\nB[i] = A[i] / 2\n", 2, 13, "unexpected character '/'"),
+    ("tensor A[4]\nB[i] = A[i] % 2\n", 2, 13, "unexpected character '%'"),
+    ("tensor A[4]\nB[i] = max(A[i])\n", 2, 16, "max() takes 2 arguments, given 1"),
+    ("tensor A[4]\nB[i] = relu(A[i], A[i])\n", 2, 23, "relu() takes 1 argument, given 2"),
+    ("tensor A[4]\nB[i] = A[i / 2]\n", 2, 12, "expected ',' or ']', found '/'"),
     ("tensor A[4, 4]\nB[i, j] = A[i, j\n", 2, 17, "expected ']'"),
     ("tensor A[4, 4]\nB[i, j = A[i, j]\n", 2, 8, "expected ']'"),
     ("tensor A[4, 4]\nB[i] += A[i, h*w]\n", 2, 15, "not affine"),
