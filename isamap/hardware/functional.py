@@ -8,6 +8,7 @@ accumulating over K tiles. Values are floating point whatever the target's stora
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping as MappingABC
 
 import numpy as np
@@ -116,7 +117,7 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
         decls[name] = TensorDecl(name, tuple(value.shape), "f32", pad)
         inputs[name] = value
     target = s.target if s.target not in decls else f"{s.target}__out"
-    stmt = type(s)(target, s.indices, s.accumulate, s.expr, s.loc)
+    stmt = dataclasses.replace(s, target=target)
     sub = check_kernel(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
     result = evaluate(sub, inputs)[target]
     if len(args) > len(reads):  # accumulating onto an earlier value of the target

@@ -31,7 +31,7 @@ def kernel_macs(kernel: Kernel) -> int:
     return sum(
         math.prod(kernel.extents[i].values())
         for i, s in enumerate(kernel.statements)
-        if s.accumulate and s.reduced_indices()
+        if s.accumulate and s.reduce == "+" and s.reduced_indices()
     )
 
 
