@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Collection
 
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Access, Binary, Expr, Kernel, Statement, TensorDecl, Unary
@@ -32,10 +33,14 @@ def fuse(model: Model) -> Model:
     state = ""  # what the open group may still take: "" (nothing), "epilogue", "pointwise"
     for step in model.steps:
         last = steps[-1] if steps else None
-        if isinstance(step, Layer) and isinstance(last, Layer) and state:
-            link = _link(last, step, uses)
-            if link is not None and _fits(state, step):
-                steps[-1] = merge(last, step, link)
+        if isinstance(step, Layer) and isinstance(last, Layer) and state and _fits(state, step):
+            links = _links(last, step)
+            if links and (step.kind == "elementwise" or any(uses[v] == 1 for v in links)):
+                for value in step.inputs().values():
+                    if value in links:
+                        uses[value] -= 1
+                internal = {v for v in links if uses[v] == 0}
+                steps[-1] = merge(last, step, internal)
                 if step.kind == "pointwise":
                     state = "epilogue"
                 continue
@@ -56,18 +61,16 @@ def _reads(step: Step) -> tuple[str, ...]:
     return step.sources if isinstance(step, View) else tuple(step.inputs().values())
 
 
-def _link(first: Layer, second: Layer, uses: Counter[str]) -> str | None:
-    """The value `first` computes that only `second` reads, if there is one."""
+def _links(first: Layer, second: Layer) -> set[str]:
+    """The values `first` computes that `second` reads."""
     produced = set(first.outputs().values())
-    for value in second.inputs().values():
-        if value in produced and uses[value] == 1:
-            return value
-    return None
+    return {v for v in second.inputs().values() if v in produced}
 
 
-def merge(first: Layer, second: Layer, link: str) -> Layer:
-    """One layer computing `first` then `second`; `link` (first's output, second's input)
-    becomes an intermediate of the merged kernel."""
+def merge(first: Layer, second: Layer, internal: Collection[str] = ()) -> Layer:
+    """One layer computing `first` then `second` (which reads what `first` computes from the
+    merged kernel's own tensors); the values in `internal`, read by nothing else, are no longer
+    bound: they become intermediates."""
     a, b = first.kernel, second.kernel
     by_value = {v: t for t, v in first.bindings.items()}
     taken = set(a.shapes)
@@ -86,16 +89,17 @@ def merge(first: Layer, second: Layer, link: str) -> Layer:
     tensors: dict[str, TensorDecl] = dict(a.tensors)
     for name, decl in b.tensors.items():
         new = rename[name]
-        if new not in tensors and second.bindings.get(name) != link:
+        if new not in tensors and new not in a.written():
             tensors[new] = dataclasses.replace(decl, name=new)
     statements = [*a.statements, *(_rename_statement(s, rename) for s in b.statements)]
     try:
         kernel: Kernel = check_kernel(f"{a.name}+{b.name}", tensors, statements, a.source)
     except IsamapError as err:  # a bug in the pattern, not the user's: say which layers
         raise IsamapError(f"cannot fuse {first.name} with {second.name}: {err}") from None
-    bindings = {t: v for t, v in first.bindings.items() if v != link}
+    bindings = {t: v for t, v in first.bindings.items() if v not in internal}
     for tensor, value in second.bindings.items():
-        bindings.setdefault(rename[tensor], value)
+        if value not in internal:
+            bindings.setdefault(rename[tensor], value)
     kind = "dw_separable" if second.kind == "pointwise" else first.kind
     nodes = (*first.nodes, *second.nodes)
     return Layer(first.name, f"{first.op}+{second.op}", kernel, bindings, nodes, kind)

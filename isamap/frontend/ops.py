@@ -193,6 +193,10 @@ def _binary(op: str) -> Callable[[GraphBuilder, Node], None]:
             divisor = _scalar(g, b)
             if divisor == 0.0:
                 raise NodeError(f"divides by the constant {b} = 0")
+            if divisor is not None:  # by a constant: multiply by its reciprocal (<= 1 ulp apart)
+                factor = fmt_float(1.0 / divisor)
+                _elementwise(g, node, [a], lambda x: f"{x[0]} * {factor}")
+                return
         _elementwise(g, node, [a, b], lambda x: f"{x[0]} {op} {x[1]}")
 
     return convert
@@ -550,7 +554,7 @@ def _mean(
     xt = kt.tensor(x, shape, "X")
     s, y = kt.local("S"), kt.local("Y")
     kt.stmt(f"{s}[{_list(kept)}] += {xt}[{_list(names)}]")
-    kt.stmt(f"{y}[{_list(kept)}] = {s}[{_list(kept)}] / {count}")
+    kt.stmt(f"{y}[{_list(kept)}] = {s}[{_list(kept)}] * {fmt_float(1.0 / count)}")
     reduced = tuple(shape[d] for d in range(len(shape)) if d not in axes)
     target = out if reduced == out_shape else g.fresh(f"{out}/reduced")
     kt.output(y, target)
@@ -646,10 +650,10 @@ def layer_normalization(g: GraphBuilder, node: Node) -> None:
     bt = _read(g, kt, node, bias, norm_shape, norm_axes, "B") if bias else None
     s, mu, d, v, r, y = (kt.local(n) for n in ("S", "Mu", "D", "V", "R", "Y"))
     kt.stmt(f"{s}[{lead}] += {xt}[{all_}]")
-    kt.stmt(f"{mu}[{lead}] = {s}[{lead}] / {count}")
+    kt.stmt(f"{mu}[{lead}] = {s}[{lead}] * {fmt_float(1.0 / count)}")
     kt.stmt(f"{d}[{all_}] = {xt}[{all_}] - {mu}[{lead}]")
     kt.stmt(f"{v}[{lead}] += {d}[{all_}] * {d}[{all_}]")
-    kt.stmt(f"{r}[{lead}] = 1 / sqrt({v}[{lead}] / {count} + {fmt_float(eps)})")
+    kt.stmt(f"{r}[{lead}] = 1 / sqrt({v}[{lead}] * {fmt_float(1.0 / count)} + {fmt_float(eps)})")
     tail = f" + {bt}" if bt else ""
     kt.stmt(f"{y}[{all_}] = {d}[{all_}] * {r}[{lead}] * {gt}{tail}")
     out = node.outputs[0]
@@ -848,18 +852,33 @@ def gru(g: GraphBuilder, node: Node) -> None:
     def part(src: str, index: int, shape: tuple[int, ...], label: str) -> str:
         return g.view(g.fresh(f"{src}/{label}"), (src,), shape, name, index * math.prod(shape))
 
+    def gate_weights(src: str, cols: int) -> tuple[list[str], str]:
+        """Each gate's [hidden, cols] block of W or R; a constant one transposed to [cols,
+        hidden] (read W[k, j]: the layout in which the gate GEMMs fuse into one)."""
+        const = g.constant(src)
+        if const is None:
+            return [part(src, i, (h, cols), gate) for i, gate in enumerate(gates)], "j, k"
+        out = []
+        for i, gate in enumerate(gates):
+            block = np.asarray(const).reshape(3, h, cols)[i].T
+            out.append(g.fresh(f"{src}/{gate}_transposed"))
+            g.add_constant(out[-1], np.ascontiguousarray(block))
+        return out, "k, j"
+
     gates = "zrh"
-    wv = [part(w, i, (h, i_), f"W{gate}") for i, gate in enumerate(gates)]
-    uv = [part(r, i, (h, h), f"R{gate}") for i, gate in enumerate(gates)]
+    wv, w_idx = gate_weights(w, i_)
+    uv, u_idx = gate_weights(r, h)
+    w_shape = (i_, h) if w_idx == "k, j" else (h, i_)
+    u_shape = (h, h)
     bv = [part(b, i, (h,), f"B{i}") for i in range(6)] if b is not None else []
     # input projection of every step at once: the three gate GEMMs share X
     kt = KernelText("gru_projection")
     xt = kt.tensor(g.view(g.fresh(f"{x}/rows"), (x,), (t_ * bt, i_), name), (t_ * bt, i_), "X")
     proj: list[str] = []
     for i, gate in enumerate(gates):
-        wt = kt.tensor(wv[i], (h, i_), f"W{gate}")
+        wt = kt.tensor(wv[i], w_shape, f"W{gate}")
         p = kt.local(f"P{gate}")
-        kt.stmt(f"{p}[t, j] += {xt}[t, k] * {wt}[j, k]")
+        kt.stmt(f"{p}[t, j] += {xt}[t, k] * {wt}[{w_idx}]")
         if bv:
             biases = [bv[i]] + ([bv[3 + i]] if gate != "h" or lbr == 0 else [])
             terms = " + ".join(f"{kt.tensor(v, (h,), f'B{gate}')}[j]" for v in biases)
@@ -879,14 +898,14 @@ def gru(g: GraphBuilder, node: Node) -> None:
     for step in range(t_):
         kt = KernelText("gru_step")
         ht = kt.tensor(state, (bt, h), "H")
-        ut = [kt.tensor(uv[i], (h, h), f"U{gate}") for i, gate in enumerate(gates)]
+        ut = [kt.tensor(uv[i], u_shape, f"U{gate}") for i, gate in enumerate(gates)]
         qt = [kt.tensor(part(proj[i], step, (bt, h), f"t{step}"), (bt, h), f"P{gate}")
               for i, gate in enumerate(gates)]
         gz, gr, gh, z, rr, n_, hn = (kt.local(v) for v in ("Gz", "Gr", "Gh", "Z", "R", "N", "Hn"))
-        kt.stmt(f"{gz}[b, j] += {ht}[b, k] * {ut[0]}[j, k]")
-        kt.stmt(f"{gr}[b, j] += {ht}[b, k] * {ut[1]}[j, k]")
+        kt.stmt(f"{gz}[b, j] += {ht}[b, k] * {ut[0]}[{u_idx}]")
+        kt.stmt(f"{gr}[b, j] += {ht}[b, k] * {ut[1]}[{u_idx}]")
         if lbr:
-            kt.stmt(f"{gh}[b, j] += {ht}[b, k] * {ut[2]}[j, k]")
+            kt.stmt(f"{gh}[b, j] += {ht}[b, k] * {ut[2]}[{u_idx}]")
         kt.stmt(f"{z}[b, j] = sigmoid({qt[0]}[b, j] + {gz}[b, j])")
         kt.stmt(f"{rr}[b, j] = sigmoid({qt[1]}[b, j] + {gr}[b, j])")
         if lbr:
@@ -897,7 +916,7 @@ def gru(g: GraphBuilder, node: Node) -> None:
         else:
             rh = kt.local("RH")
             kt.stmt(f"{rh}[b, j] = {rr}[b, j] * {ht}[b, j]")
-            kt.stmt(f"{gh}[b, j] += {rh}[b, k] * {ut[2]}[j, k]")
+            kt.stmt(f"{gh}[b, j] += {rh}[b, k] * {ut[2]}[{u_idx}]")
             kt.stmt(f"{n_}[b, j] = tanh({qt[2]}[b, j] + {gh}[b, j])")
         kt.stmt(f"{hn}[b, j] = (1 - {z}[b, j]) * {n_}[b, j] + {z}[b, j] * {ht}[b, j]")
         state = g.fresh(f"{name}/h{step + 1}")
