@@ -17,7 +17,8 @@ from isamap.bench.results import (
     WorkloadResult,
     summarise_suite,
 )
-from isamap.bench.suites import KernelSpec, Workload, suite_workloads
+from isamap.bench.onnx_suites import workloads as suite_workloads
+from isamap.bench.suites import KernelSpec, Workload
 from isamap.compile import kernel_macs
 from isamap.schedule.strategies import strategy
 

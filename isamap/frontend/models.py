@@ -76,8 +76,8 @@ class _Net:
         return self.h.make_tensor_value_info(name, self.onnx.TensorProto.FLOAT, list(shape))
 
 
-def _head(net: _Net, x: str, channels: int, classes: int, hw: int) -> str:
-    y = net.node("GlobalAveragePool", [x], "AvgPool")
+def _head(net: _Net, x: str, channels: int, classes: int, pool: str) -> str:
+    y = net.node("GlobalAveragePool", [x], pool)
     y = net.node("Flatten", [y], "Flatten", axis=1)
     w = net.weight("Logits/weights", (channels, classes), 1.0 / math.sqrt(channels))
     b = net.weight("Logits/biases", (classes,), 0.01)
@@ -103,7 +103,7 @@ def mobilenet_v2(resolution: int = 224, classes: int = 1000, seed: int = 0) -> A
                 y = net.node("Add", [x, y], f"{name}/add")
             cin, block = c, block + 1
     y = net.conv_bn(y, "Conv_1", cin, 1280, 1, 1)
-    out = _head(net, y, 1280, classes, resolution // 32)
+    out = _head(net, y, 1280, classes, "AvgPool")
     return net.model("mobilenet_v2", [net.tensor("input", (1, 3, resolution, resolution))],
                      [net.tensor(out, (1, classes))], 13)
 
@@ -117,7 +117,7 @@ def mobilenet_v1(resolution: int = 224, classes: int = 1000, seed: int = 0) -> A
         y = net.conv_bn(y, f"Conv2d_{i}_depthwise", cin, cin, 3, s, group=cin)
         y = net.conv_bn(y, f"Conv2d_{i}_pointwise", cin, c, 1, 1)
         cin = c
-    out = _head(net, y, cin, classes, resolution // 32)
+    out = _head(net, y, cin, classes, "AvgPool_1a")
     return net.model("mobilenet_v1", [net.tensor("input", (1, 3, resolution, resolution))],
                      [net.tensor(out, (1, classes))], 13)
 
