@@ -268,7 +268,7 @@ class _Parser:
             self.next()  # `max=`: a max-reduction over the indices only on the right
             reduce = "max"
         elif op.kind not in ("+=", "="):
-            raise self.error(f"expected '+=', 'max=' or '=', found {_describe(op)}", op)
+            raise self.error(f"expected '+=' or '=' (or 'max='), found {_describe(op)}", op)
         self.next()
         expr = self.expr()
         accumulate = op.kind == "+=" or reduce == "max"
