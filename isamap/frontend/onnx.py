@@ -73,6 +73,10 @@ def model_from_proto(
     graph = proto.graph
     if proto.ir_version <= 0 or not graph.node or not graph.output:
         raise IsamapError(f"{source}: not an ONNX model (no graph: truncated or another format)")
+    try:  # output types may be left to inference; the checker wants them
+        proto = onnx.shape_inference.infer_shapes(proto)
+    except Exception:
+        pass  # the checker below says what is wrong
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:

@@ -683,7 +683,8 @@ def flatten(g: GraphBuilder, node: Node) -> None:
     axis = node.int("axis", 1)
     if not -len(shape) <= axis <= len(shape):
         raise unsupported("axis", axis, f"out of range for rank {len(shape)}")
-    axis %= len(shape) + 1 if axis < 0 else len(shape) + 1
+    if axis < 0:
+        axis += len(shape)
     _view_op(g, node, (math.prod(shape[:axis]), math.prod(shape[axis:])))
 
 
