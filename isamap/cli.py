@@ -419,8 +419,14 @@ def compile_command(
         _writable_dir(ctx, out)
     limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
     result = compile_model(
-        m, t, cost, schedule, limits, disabled_rules=disable_rule,
-        allow_unchecked_rules=allow_unchecked_rules, fusion=not no_fusion,
+        m,
+        t,
+        cost,
+        schedule,
+        limits,
+        disabled_rules=disable_rule,
+        allow_unchecked_rules=allow_unchecked_rules,
+        fusion=not no_fusion,
     )
     if out is not None:
         command = f"isamap compile {model} --target {target} --out {out}"

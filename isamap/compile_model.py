@@ -162,7 +162,9 @@ class ModelResult:
     def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run every layer's scheduled program functionally (the simulated machine), in order;
         the model's outputs by their ONNX names."""
-        compiled = {id(layer): c for layer, c in zip(self.model.layers(), self.compiled, strict=True)}
+        compiled = {
+            id(layer): c for layer, c in zip(self.model.layers(), self.compiled, strict=True)
+        }
 
         def run_layer(layer: Layer, args: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
             return compiled[id(layer)].run(args)
@@ -265,11 +267,20 @@ def compile_model(
             t0 = time.perf_counter()
             try:
                 result = compile_kernel(
-                    layer.kernel, target, cost, schedule, limits, candidates, extract,
-                    disabled_rules, allow_unchecked_rules,
+                    layer.kernel,
+                    target,
+                    cost,
+                    schedule,
+                    limits,
+                    candidates,
+                    extract,
+                    disabled_rules,
+                    allow_unchecked_rules,
                 )
             except IsamapError as err:
-                raise IsamapError(f"{model.source}: layer {layer.name} ({layer.op}): {err}") from None
+                raise IsamapError(
+                    f"{model.source}: layer {layer.name} ({layer.op}): {err}"
+                ) from None
             seconds = time.perf_counter() - t0
             by_key[key] = (layer.name, result, seconds)
             stages.update(result.report.stage_seconds)

@@ -57,8 +57,15 @@ def _plot(result: ModelResult, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(rows)), 4.0))
     xs = range(len(rows))
     ax.bar(xs, [max(r.cycles, 1.0) for r in rows], label="cycles", color="#4c72b0")
-    ax.scatter(xs, [max(r.roofline_cycles, 1.0) for r in rows], label="roofline", color="#dd8452",
-               marker="_", s=120, zorder=3)
+    ax.scatter(
+        xs,
+        [max(r.roofline_cycles, 1.0) for r in rows],
+        label="roofline",
+        color="#dd8452",
+        marker="_",
+        s=120,
+        zorder=3,
+    )
     ax.set_yscale("log")
     ax.set_ylabel("cycles")
     ax.set_xticks(list(xs))

@@ -48,8 +48,15 @@ def model_workloads(
                 kind = "dw_separable+residual"
         name = " + ".join(covered) if covered else layer.name
         out.append(
-            Workload(suite, name, kind, (Part(kind, _spec(layer)),), expected, covered,
-                     {"op": layer.op, "nodes": len(layer.nodes)})
+            Workload(
+                suite,
+                name,
+                kind,
+                (Part(kind, _spec(layer)),),
+                expected,
+                covered,
+                {"op": layer.op, "nodes": len(layer.nodes)},
+            )
         )
     return out
 

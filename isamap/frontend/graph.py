@@ -8,8 +8,8 @@ value names, so two layers of the same shape have the same kernel and are compil
 from __future__ import annotations
 
 import math
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -126,8 +126,13 @@ class GraphBuilder:
         return name
 
     def view(
-        self, name: str, sources: tuple[str, ...], shape: tuple[int, ...], node: str,
-        offset: int = 0, op: str = "View",
+        self,
+        name: str,
+        sources: tuple[str, ...],
+        shape: tuple[int, ...],
+        node: str,
+        offset: int = 0,
+        op: str = "View",
     ) -> str:
         """Value `name` as a view of `sources` (folded at once when they are all constants)."""
         shape = tuple(int(d) for d in shape)

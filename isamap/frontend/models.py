@@ -1,6 +1,7 @@
 """Reference networks built as ONNX graphs with `onnx.helper` and random weights (no downloads).
 
-MobileNet v1 and v2 (node names follow the TF-slim layer names of `isamap/data/mobilenet_v*_layers.csv`,
+MobileNet v1 and v2 (node names follow the TF-slim layer names of
+`isamap/data/mobilenet_v*_layers.csv`,
 so the CSV checks their shapes and MAC counts), a single-layer GRU and a transformer encoder block.
 The tests, the MobileNet bench suites and `examples/models/` build their models here.
 """
@@ -16,10 +17,30 @@ from isamap.frontend.onnx import _onnx
 
 __all__ = ["gru_model", "mobilenet_v1", "mobilenet_v2", "transformer_encoder"]
 
-_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-              (6, 160, 3, 2), (6, 320, 1, 1))  # expansion t, channels c, repeats n, stride s
-_V1_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
-              (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))  # pointwise channels, stride
+_V2_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)  # expansion t, channels c, repeats n, stride s
+_V1_LAYERS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)  # pointwise channels, stride
 
 
 class _Net:
@@ -46,17 +67,39 @@ class _Net:
         self.nodes.append(self.h.make_node(op, inputs, outs, name=name, **attrs))
         return outs[0]
 
-    def conv_bn(self, x: str, name: str, cin: int, cout: int, k: int, stride: int,
-                group: int = 1, act: bool = True) -> str:
+    def conv_bn(
+        self,
+        x: str,
+        name: str,
+        cin: int,
+        cout: int,
+        k: int,
+        stride: int,
+        group: int = 1,
+        act: bool = True,
+    ) -> str:
         """Conv (no bias) + BatchNormalization (+ ReLU6 as Clip 0..6)."""
         fan_in = cin // group * k * k
         w = self.weight(f"{name}/weights", (cout, cin // group, k, k), math.sqrt(2.0 / fan_in))
         pad = k // 2
-        y = self.node("Conv", [x, w], name, kernel_shape=[k, k], strides=[stride, stride],
-                      pads=[pad] * 4, group=group)
-        bn = [self.const(f"{name}/bn/{p}", v.astype(np.float32)) for p, v in (
-            ("gamma", self.rng.uniform(0.5, 1.5, cout)), ("beta", 0.1 * self.rng.standard_normal(cout)),
-            ("mean", 0.1 * self.rng.standard_normal(cout)), ("var", self.rng.uniform(0.5, 1.5, cout)))]
+        y = self.node(
+            "Conv",
+            [x, w],
+            name,
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+            group=group,
+        )
+        bn = [
+            self.const(f"{name}/bn/{p}", v.astype(np.float32))
+            for p, v in (
+                ("gamma", self.rng.uniform(0.5, 1.5, cout)),
+                ("beta", 0.1 * self.rng.standard_normal(cout)),
+                ("mean", 0.1 * self.rng.standard_normal(cout)),
+                ("var", self.rng.uniform(0.5, 1.5, cout)),
+            )
+        ]
         y = self.node("BatchNormalization", [y, *bn], f"{name}/BatchNorm", epsilon=1e-3)
         if act:
             lo = self.const(f"{name}/relu6/min", np.array(0.0, np.float32))
@@ -66,8 +109,11 @@ class _Net:
 
     def model(self, name: str, inputs: list[Any], outputs: list[Any], opset: int) -> Any:
         graph = self.h.make_graph(self.nodes, name, inputs, outputs, self.inits)
-        model = self.h.make_model(graph, opset_imports=[self.h.make_opsetid("", opset)],
-                                  producer_name="isamap.frontend.models")
+        model = self.h.make_model(
+            graph,
+            opset_imports=[self.h.make_opsetid("", opset)],
+            producer_name="isamap.frontend.models",
+        )
         model.ir_version = 8
         self.onnx.checker.check_model(model)
         return model
@@ -104,8 +150,12 @@ def mobilenet_v2(resolution: int = 224, classes: int = 1000, seed: int = 0) -> A
             cin, block = c, block + 1
     y = net.conv_bn(y, "Conv_1", cin, 1280, 1, 1)
     out = _head(net, y, 1280, classes, "AvgPool")
-    return net.model("mobilenet_v2", [net.tensor("input", (1, 3, resolution, resolution))],
-                     [net.tensor(out, (1, classes))], 13)
+    return net.model(
+        "mobilenet_v2",
+        [net.tensor("input", (1, 3, resolution, resolution))],
+        [net.tensor(out, (1, classes))],
+        13,
+    )
 
 
 def mobilenet_v1(resolution: int = 224, classes: int = 1000, seed: int = 0) -> Any:
@@ -118,41 +168,75 @@ def mobilenet_v1(resolution: int = 224, classes: int = 1000, seed: int = 0) -> A
         y = net.conv_bn(y, f"Conv2d_{i}_pointwise", cin, c, 1, 1)
         cin = c
     out = _head(net, y, cin, classes, "AvgPool_1a")
-    return net.model("mobilenet_v1", [net.tensor("input", (1, 3, resolution, resolution))],
-                     [net.tensor(out, (1, classes))], 13)
+    return net.model(
+        "mobilenet_v1",
+        [net.tensor("input", (1, 3, resolution, resolution))],
+        [net.tensor(out, (1, classes))],
+        13,
+    )
 
 
-def gru_model(steps: int = 50, batch: int = 1, input_size: int = 512, hidden: int = 512,
-              linear_before_reset: int = 1, bias: bool = True, initial_h: bool = True,
-              seed: int = 0) -> Any:
+def gru_model(
+    steps: int = 50,
+    batch: int = 1,
+    input_size: int = 512,
+    hidden: int = 512,
+    linear_before_reset: int = 1,
+    bias: bool = True,
+    initial_h: bool = True,
+    seed: int = 0,
+) -> Any:
     """One forward GRU layer over `steps` time steps; outputs Y and Y_h."""
     net = _Net(seed)
     scale = 1.0 / math.sqrt(hidden)
-    ins = ["X", net.weight("W", (1, 3 * hidden, input_size), scale),
-           net.weight("R", (1, 3 * hidden, hidden), scale)]
+    ins = [
+        "X",
+        net.weight("W", (1, 3 * hidden, input_size), scale),
+        net.weight("R", (1, 3 * hidden, hidden), scale),
+    ]
     ins.append(net.weight("B", (1, 6 * hidden), scale) if bias else "")
     ins.append("")  # sequence_lens: absent
     graph_inputs = [net.tensor("X", (steps, batch, input_size))]
     if initial_h:
         ins.append("h0")
         graph_inputs.append(net.tensor("h0", (1, batch, hidden)))
-    net.nodes.append(net.h.make_node(
-        "GRU", ins, ["Y", "Y_h"], name="gru", hidden_size=hidden,
-        linear_before_reset=linear_before_reset))
-    return net.model("gru", graph_inputs, [net.tensor("Y", (steps, 1, batch, hidden)),
-                                           net.tensor("Y_h", (1, batch, hidden))], 14)
+    net.nodes.append(
+        net.h.make_node(
+            "GRU",
+            ins,
+            ["Y", "Y_h"],
+            name="gru",
+            hidden_size=hidden,
+            linear_before_reset=linear_before_reset,
+        )
+    )
+    return net.model(
+        "gru",
+        graph_inputs,
+        [net.tensor("Y", (steps, 1, batch, hidden)), net.tensor("Y_h", (1, batch, hidden))],
+        14,
+    )
 
 
-def transformer_encoder(seq: int = 128, width: int = 256, heads: int = 4, ffn: int = 1024,
-                        activation: str = "gelu", seed: int = 0) -> Any:
+def transformer_encoder(
+    seq: int = 128,
+    width: int = 256,
+    heads: int = 4,
+    ffn: int = 1024,
+    activation: str = "gelu",
+    seed: int = 0,
+) -> Any:
     """A post-norm transformer encoder block: multi-head self-attention, residual, LayerNorm,
     a feed-forward network (GELU written with Erf, or ReLU), residual, LayerNorm (opset 17)."""
     net = _Net(seed)
     d = width // heads
 
     def linear(x: str, name: str, n_in: int, n_out: int) -> str:
-        y = net.node("MatMul", [x, net.weight(f"{name}/weight", (n_in, n_out), 1.0 / math.sqrt(n_in))],
-                     f"{name}/MatMul")
+        y = net.node(
+            "MatMul",
+            [x, net.weight(f"{name}/weight", (n_in, n_out), 1.0 / math.sqrt(n_in))],
+            f"{name}/MatMul",
+        )
         return net.node("Add", [y, net.weight(f"{name}/bias", (n_out,), 0.02)], f"{name}/Add")
 
     def shape(name: str, dims: list[int]) -> str:
@@ -171,13 +255,16 @@ def transformer_encoder(seq: int = 128, width: int = 256, heads: int = 4, ffn: i
     probs = net.node("Softmax", [scores], "attention/softmax", axis=-1)
     ctx = net.node("MatMul", [probs, v], "attention/context")
     ctx = net.node("Transpose", [ctx], "attention/merge/Transpose", perm=[0, 2, 1, 3])
-    ctx = net.node("Reshape", [ctx, shape("attention/merge/shape", [1, seq, width])],
-                   "attention/merge/Reshape")
+    ctx = net.node(
+        "Reshape", [ctx, shape("attention/merge/shape", [1, seq, width])], "attention/merge/Reshape"
+    )
     att = linear(ctx, "attention/out", width, width)
     y = net.node("Add", ["x", att], "attention/residual")
 
     def layer_norm(x: str, name: str) -> str:
-        g = net.const(f"{name}/gamma", (1.0 + 0.1 * net.rng.standard_normal(width)).astype(np.float32))
+        g = net.const(
+            f"{name}/gamma", (1.0 + 0.1 * net.rng.standard_normal(width)).astype(np.float32)
+        )
         b = net.const(f"{name}/beta", (0.1 * net.rng.standard_normal(width)).astype(np.float32))
         return net.node("LayerNormalization", [x, g, b], name, axis=-1, epsilon=1e-5)
 
@@ -197,5 +284,9 @@ def transformer_encoder(seq: int = 128, width: int = 256, heads: int = 4, ffn: i
     out = linear(act, "ffn/out", ffn, width)
     y = net.node("Add", [y, out], "ffn/residual")
     y = layer_norm(y, "norm2")
-    return net.model("transformer_encoder", [net.tensor("x", (1, seq, width))],
-                     [net.tensor(y, (1, seq, width))], 17)
+    return net.model(
+        "transformer_encoder",
+        [net.tensor("x", (1, seq, width))],
+        [net.tensor(y, (1, seq, width))],
+        17,
+    )

@@ -8,6 +8,7 @@ Every problem is one `IsamapError` line naming the file and, for a node, its nam
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -32,9 +33,7 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:  # pragma: no cover - the extra is installed with the tests
-        raise IsamapError(
-            "load_onnx needs the onnx package: pip install 'isamap[onnx]'"
-        ) from None
+        raise IsamapError("load_onnx needs the onnx package: pip install 'isamap[onnx]'") from None
     return onnx
 
 
@@ -59,7 +58,9 @@ def load_onnx(
         proto = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning... for bad bytes
         reason = str(exc).split("\n", 1)[0][:80] or type(exc).__name__
-        raise IsamapError(f"{p}: not an ONNX model (truncated or another format: {reason})") from None
+        raise IsamapError(
+            f"{p}: not an ONNX model (truncated or another format: {reason})"
+        ) from None
     return model_from_proto(proto, str(p), input_shapes)
 
 
@@ -73,18 +74,14 @@ def model_from_proto(
     graph = proto.graph
     if proto.ir_version <= 0 or not graph.node or not graph.output:
         raise IsamapError(f"{source}: not an ONNX model (no graph: truncated or another format)")
-    try:  # output types may be left to inference; the checker wants them
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception:
-        pass  # the checker below says what is wrong
+    with contextlib.suppress(Exception):  # the checker below says what is wrong
+        proto = onnx.shape_inference.infer_shapes(proto)  # output types may be left to inference
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
         reason = str(exc).strip().split("\n", 1)[0][:160]
         raise IsamapError(f"{source}: invalid ONNX model: {reason}") from None
-    opset = next(
-        (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0
-    )
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 7:
         raise IsamapError(f"{source}: opset {opset} is too old; isamap reads opset 7 and newer")
     g = GraphBuilder(source)
@@ -114,12 +111,18 @@ def model_from_proto(
             raise IsamapError(f"{source}: graph output {out} is computed by no node")
     steps = _live_steps(g.steps, outputs)
     used = {v for s in steps for v in _reads(s)} | set(outputs)
-    constants = {
-        k: np.asarray(v, dtype=np.float64) for k, v in g.constants.items() if k in used
-    }
+    constants = {k: np.asarray(v, dtype=np.float64) for k, v in g.constants.items() if k in used}
     name = graph.name or Path(source).stem
-    model = Model(name, inputs, outputs, constants, tuple(steps), dict(g.shapes), source,
-                  {"opset": str(opset), "producer": proto.producer_name})
+    model = Model(
+        name,
+        inputs,
+        outputs,
+        constants,
+        tuple(steps),
+        dict(g.shapes),
+        source,
+        {"opset": str(opset), "producer": proto.producer_name},
+    )
     model.check()
     return model
 
@@ -128,10 +131,14 @@ def _array(onnx: Any, tensor: Any, source: str) -> np.ndarray:
     try:
         arr = onnx.numpy_helper.to_array(tensor)
     except Exception as exc:
-        raise IsamapError(f"{source}: initializer {tensor.name} cannot be read: {exc}"[:200]) from None
+        raise IsamapError(
+            f"{source}: initializer {tensor.name} cannot be read: {exc}"[:200]
+        ) from None
     if arr.dtype.kind not in "biuf":
-        raise IsamapError(f"{source}: initializer {tensor.name} has element type {arr.dtype}; "
-                          "isamap reads numeric tensors")
+        raise IsamapError(
+            f"{source}: initializer {tensor.name} has element type {arr.dtype}; "
+            "isamap reads numeric tensors"
+        )
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise IsamapError(f"{source}: initializer {tensor.name} holds a non-finite value")
     return np.asarray(arr)
@@ -154,9 +161,12 @@ def _input_shape(vi: Any, given: tuple[int, ...] | None, source: str) -> tuple[i
             dims.append(-1)
     if given is not None:
         given = tuple(int(x) for x in given)
-        if len(given) != len(dims) or any(d not in (-1, x) for d, x in zip(dims, given, strict=True)):
-            raise IsamapError(f"{source}: input_shapes gives {vi.name} {list(given)}, "
-                              f"the model declares {dims}")
+        if len(given) != len(dims) or any(
+            d not in (-1, x) for d, x in zip(dims, given, strict=True)
+        ):
+            raise IsamapError(
+                f"{source}: input_shapes gives {vi.name} {list(given)}, the model declares {dims}"
+            )
         return given
     if not t.HasField("shape") or -1 in dims:
         raise IsamapError(
@@ -190,12 +200,16 @@ def _attr(onnx: Any, a: Any) -> object:
 def _node(onnx: Any, n: Any, index: int, opset: int, source: str) -> Node:
     name = n.name or f"{n.op_type}_{index}"
     if n.domain not in ("", "ai.onnx"):
-        raise IsamapError(f"{source}: node {name} ({n.op_type}): operators of domain "
-                          f"{n.domain!r} are not supported")
+        raise IsamapError(
+            f"{source}: node {name} ({n.op_type}): operators of domain "
+            f"{n.domain!r} are not supported"
+        )
     try:
         attrs = {a.name: _attr(onnx, a) for a in n.attribute}
     except Exception as exc:
-        raise IsamapError(f"{source}: node {name} ({n.op_type}): bad attribute: {exc}"[:200]) from None
+        raise IsamapError(
+            f"{source}: node {name} ({n.op_type}): bad attribute: {exc}"[:200]
+        ) from None
     return Node(name, n.op_type, tuple(n.input), tuple(n.output), attrs, opset)
 
 

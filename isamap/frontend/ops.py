@@ -23,7 +23,7 @@ __all__ = ["CONVERTERS", "Node", "fold_batchnorm_ok"]
 
 @dataclass(frozen=True)
 class Node:
-    """One graph node, independent of the protobuf: inputs are "" where an optional one is absent."""
+    """One graph node, independent of the protobuf ("" for an absent optional input)."""
 
     name: str
     op: str
@@ -38,25 +38,25 @@ class Node:
     def output(self, i: int) -> str | None:
         return self.outputs[i] if i < len(self.outputs) and self.outputs[i] else None
 
-    def int(self, key: str, default: int) -> int:
+    def attr_int(self, key: str, default: int) -> int:
         v = self.attrs.get(key, default)
         if not isinstance(v, int):
             raise NodeError(f"attribute {key} must be an integer, not {v!r}"[:160])
         return v
 
-    def float(self, key: str, default: float) -> float:
+    def attr_float(self, key: str, default: float) -> float:
         v = self.attrs.get(key, default)
         if not isinstance(v, int | float):
             raise NodeError(f"attribute {key} must be a number, not {v!r}"[:160])
         return float(v)
 
-    def str(self, key: str, default: str) -> str:
+    def attr_str(self, key: str, default: str) -> str:
         v = self.attrs.get(key, default)
         if not isinstance(v, str):
             raise NodeError(f"attribute {key} must be a string, not {v!r}"[:160])
         return v
 
-    def ints(self, key: str, default: Sequence[int] | None) -> list[int] | None:
+    def attr_ints(self, key: str, default: Sequence[int] | None) -> list[int] | None:
         v = self.attrs.get(key, default)
         if v is None:
             return None
@@ -141,7 +141,9 @@ def _read(
     keep = [d for d, s in enumerate(shape) if not (s == 1 and out_shape[lead + d] != 1)]
     for d in keep:
         if shape[d] != out_shape[lead + d]:
-            raise NodeError(f"{value} of shape {list(shape)} does not broadcast to {list(out_shape)}")
+            raise NodeError(
+                f"{value} of shape {list(shape)} does not broadcast to {list(out_shape)}"
+            )
     if len(keep) != len(shape):
         kept_shape = tuple(shape[d] for d in keep) or (1,)
         value = g.view(g.fresh(f"{value}/squeezed"), (value,), kept_shape, node.name)
@@ -171,9 +173,7 @@ def _elementwise(
 ) -> None:
     """`Y[i...] = body(operands)` over the broadcast shape of `inputs`."""
     out = node.outputs[0]
-    shape, scalar = _as_layer_shape(
-        g, node, _broadcast_shape(node, [g.shape(v) for v in inputs])
-    )
+    shape, scalar = _as_layer_shape(g, node, _broadcast_shape(node, [g.shape(v) for v in inputs]))
     axes = _axes(len(shape))
     kt = KernelText(node.op.lower())
     names = "XABCDEFG"
@@ -223,8 +223,8 @@ def clip(g: GraphBuilder, node: Node) -> None:
     lo: float | None
     hi: float | None
     if node.opset < 11:
-        lo = node.float("min", -math.inf) if "min" in node.attrs else None
-        hi = node.float("max", math.inf) if "max" in node.attrs else None
+        lo = node.attr_float("min", -math.inf) if "min" in node.attrs else None
+        hi = node.attr_float("max", math.inf) if "max" in node.attrs else None
     else:
         if "min" in node.attrs or "max" in node.attrs:
             key = "min" if "min" in node.attrs else "max"
@@ -251,11 +251,13 @@ _SQRT2_PI = fmt_float(math.sqrt(2.0 / math.pi))
 
 
 def gelu(g: GraphBuilder, node: Node) -> None:
-    approx = node.str("approximate", "none")
+    approx = node.attr_str("approximate", "none")
     if approx == "none":
+
         def body(x: list[str]) -> str:
             return f"0.5 * {x[0]} * (1 + erf({x[0]} * {_SQRT1_2}))"
     elif approx == "tanh":
+
         def body(x: list[str]) -> str:
             v = x[0]
             return f"0.5 * {v} * (1 + tanh({_SQRT2_PI} * ({v} + 0.044715 * {v} * {v} * {v})))"
@@ -284,22 +286,20 @@ def _conv_params(g: GraphBuilder, node: Node) -> ConvParams:
         )
     _, c, h, w = xs
     k, cg, r, s = ws
-    group = node.int("group", 1)
+    group = node.attr_int("group", 1)
     if group < 1 or c % group or k % group or cg * group != c:
-        raise NodeError(
-            f"group={group} does not fit input channels {c}, weight {list(ws)}"
-        )
-    strides = node.ints("strides", [1, 1]) or [1, 1]
-    dil = node.ints("dilations", [1, 1]) or [1, 1]
+        raise NodeError(f"group={group} does not fit input channels {c}, weight {list(ws)}")
+    strides = node.attr_ints("strides", [1, 1]) or [1, 1]
+    dil = node.attr_ints("dilations", [1, 1]) or [1, 1]
     for key, v in (("strides", strides), ("dilations", dil)):
         if len(v) != 2 or min(v) < 1:
             raise unsupported(key, v, "expected two positive integers")
-    shape = node.ints("kernel_shape", None)
+    shape = node.attr_ints("kernel_shape", None)
     if shape is not None and list(shape) != [r, s]:
         raise unsupported("kernel_shape", shape, f"the weight is {r}x{s}")
-    auto_pad = node.str("auto_pad", "NOTSET")
+    auto_pad = node.attr_str("auto_pad", "NOTSET")
     if auto_pad == "NOTSET":
-        pads = node.ints("pads", [0, 0, 0, 0]) or [0, 0, 0, 0]
+        pads = node.attr_ints("pads", [0, 0, 0, 0]) or [0, 0, 0, 0]
         if len(pads) != 4 or min(pads) < 0:
             raise unsupported("pads", pads, "expected 4 non-negative integers")
     elif auto_pad == "VALID":
@@ -322,8 +322,15 @@ def _conv_params(g: GraphBuilder, node: Node) -> ConvParams:
 
 
 def emit_conv(
-    g: GraphBuilder, node: Node, x: str, w: str, b: str | None, p: ConvParams, out: str,
-    nodes: tuple[str, ...], op: str = "Conv",
+    g: GraphBuilder,
+    node: Node,
+    x: str,
+    w: str,
+    b: str | None,
+    p: ConvParams,
+    out: str,
+    nodes: tuple[str, ...],
+    op: str = "Conv",
 ) -> Layer:
     """The convolution layer `out = conv(x, w) + b`, in the form the mapper knows best: pointwise
     (1x1) as a channel GEMM, depthwise as one filter per channel, else a window contraction."""
@@ -366,9 +373,7 @@ def emit_conv(
         xt = kt.tensor(xv, (n_, gr, cg, h, wd), "X", pad5)
         wt = kt.tensor(wv, (gr, kg, cg, r, s), "W")
         o = kt.local("O")
-        kt.stmt(
-            f"{o}[n, g, k, h, w] += {xt}[n, g, c, {win_h}, {win_w}] * {wt}[g, k, c, r, s]"
-        )
+        kt.stmt(f"{o}[n, g, k, h, w] += {xt}[n, g, c, {win_h}, {win_w}] * {wt}[g, k, c, r, s]")
         out_axes, bias_idx = "n, g, k, h, w", "g, k"
         if b is not None:
             b = g.view(g.fresh(f"{b}/groups"), (b,), (gr, kg), name)
@@ -405,7 +410,10 @@ def conv(g: GraphBuilder, node: Node) -> None:
     if node.input(2) is not None:
         bs = g.shape(node.inputs[2])
         if bs != (g.shape(node.inputs[1])[0],):
-            raise NodeError(f"bias {node.inputs[2]} has shape {list(bs)}, expected [{g.shape(node.inputs[1])[0]}]")
+            raise NodeError(
+                f"bias {node.inputs[2]} has shape {list(bs)}, "
+                f"expected [{g.shape(node.inputs[1])[0]}]"
+            )
     out = node.outputs[0]
     layer = emit_conv(g, node, node.inputs[0], node.inputs[1], node.input(2), p, out, (node.name,))
     g.convs[out] = ConvRecord(layer, node, node.inputs[0], node.inputs[1], node.input(2), p)
@@ -413,7 +421,7 @@ def conv(g: GraphBuilder, node: Node) -> None:
 
 def fold_batchnorm_ok(g: GraphBuilder, x: str, params: Sequence[str]) -> ConvRecord | None:
     """The Conv computing `x`, when a BatchNormalization of `x` can be folded into it."""
-    rec = g.convs.get(x)
+    rec: ConvRecord | None = g.convs.get(x)
     if rec is None or g.consumers.get(x, 0) != 1 or x in g.graph_outputs:
         return None
     needed = [rec.w, *(() if rec.b is None else (rec.b,)), *params]
@@ -423,15 +431,15 @@ def fold_batchnorm_ok(g: GraphBuilder, x: str, params: Sequence[str]) -> ConvRec
 
 
 def batchnorm(g: GraphBuilder, node: Node) -> None:
-    if node.int("training_mode", 0) != 0:
+    if node.attr_int("training_mode", 0) != 0:
         raise unsupported("training_mode", node.attrs["training_mode"], "inference only")
-    if "spatial" in node.attrs and node.int("spatial", 1) != 1:
+    if "spatial" in node.attrs and node.attr_int("spatial", 1) != 1:
         raise unsupported("spatial", node.attrs["spatial"])
     if any(node.output(i) for i in range(1, len(node.outputs))):
         raise NodeError("running mean/variance outputs (training mode) are not supported")
     x = node.inputs[0]
     scale, bias, mean, var = (node.inputs[i] for i in range(1, 5))
-    eps = node.float("epsilon", 1e-5)
+    eps = node.attr_float("epsilon", 1e-5)
     channels = g.shape(x)[1] if len(g.shape(x)) > 1 else 0
     for v in (scale, bias, mean, var):
         if g.shape(v) != (channels,):
@@ -439,14 +447,18 @@ def batchnorm(g: GraphBuilder, node: Node) -> None:
     consts = [g.constant(v) for v in (scale, bias, mean, var)]
     if any(c is None for c in consts):
         raise NodeError("scale, bias, mean and variance must be constants (inference)")
-    gamma, beta, mu, sigma2 = (np.asarray(c, dtype=np.float64) for c in consts)  # type: ignore[arg-type]
+    gamma, beta, mu, sigma2 = (np.asarray(c, dtype=np.float64) for c in consts)
     factor = gamma / np.sqrt(sigma2 + eps)
     shift = beta - mu * factor
     out = node.outputs[0]
     rec = fold_batchnorm_ok(g, x, (scale, bias, mean, var))
     if rec is not None:
         w = np.asarray(g.constant(rec.w), dtype=np.float64)
-        b0 = np.zeros(w.shape[0]) if rec.b is None else np.asarray(g.constant(rec.b), dtype=np.float64)
+        b0 = (
+            np.zeros(w.shape[0])
+            if rec.b is None
+            else np.asarray(g.constant(rec.b), dtype=np.float64)
+        )
         wf = g.fresh(f"{rec.w}/folded")
         bf = g.fresh(f"{rec.b or rec.w + '/bias'}/folded")
         g.add_constant(wf, w * factor.reshape(-1, 1, 1, 1))
@@ -454,7 +466,9 @@ def batchnorm(g: GraphBuilder, node: Node) -> None:
         g.steps.remove(rec.layer)
         del g.convs[x]
         nodes = (*rec.layer.nodes, node.name)
-        layer = emit_conv(g, rec.node, rec.x, wf, bf, rec.params, out, nodes, "Conv+BatchNormalization")
+        layer = emit_conv(
+            g, rec.node, rec.x, wf, bf, rec.params, out, nodes, "Conv+BatchNormalization"
+        )
         g.convs[out] = ConvRecord(layer, rec.node, rec.x, wf, bf, rec.params)
         return
     fv, sv = g.fresh(f"{node.name}/scale"), g.fresh(f"{node.name}/shift")
@@ -468,15 +482,17 @@ def gemm(g: GraphBuilder, node: Node) -> None:
     if "broadcast" in node.attrs:
         raise unsupported("broadcast", node.attrs["broadcast"], "opset 6 and older")
     a, b, c = node.inputs[0], node.inputs[1], node.input(2)
-    alpha, beta = node.float("alpha", 1.0), node.float("beta", 1.0)
-    ta, tb = node.int("transA", 0), node.int("transB", 0)
+    alpha, beta = node.attr_float("alpha", 1.0), node.attr_float("beta", 1.0)
+    ta, tb = node.attr_int("transA", 0), node.attr_int("transB", 0)
     sa, sb = g.shape(a), g.shape(b)
     if len(sa) != 2 or len(sb) != 2:
         raise NodeError(f"inputs must be matrices, not {list(sa)} and {list(sb)}")
     m, k = (sa[1], sa[0]) if ta else sa
     k2, n = (sb[1], sb[0]) if tb else sb
     if k != k2:
-        raise NodeError(f"inner dimensions differ: {list(sa)} (transA={ta}) by {list(sb)} (transB={tb})")
+        raise NodeError(
+            f"inner dimensions differ: {list(sa)} (transA={ta}) by {list(sb)} (transB={tb})"
+        )
     kt = KernelText("gemm")
     at = kt.tensor(a, sa, "A")
     bt = kt.tensor(b, sb, "B")
@@ -575,24 +591,24 @@ def global_average_pool(g: GraphBuilder, node: Node) -> None:
 def reduce_mean(g: GraphBuilder, node: Node) -> None:
     x = node.inputs[0]
     rank = len(g.shape(x))
-    keepdims = node.int("keepdims", 1)
+    keepdims = node.attr_int("keepdims", 1)
     axes: list[int] | None
     if node.opset >= 18:
         if "axes" in node.attrs:
-            raise unsupported("axes", node.attrs["axes"], f"opset {node.opset} takes it as an input")
+            raise unsupported(
+                "axes", node.attrs["axes"], f"opset {node.opset} takes it as an input"
+            )
         axes = _const_ints(g, node.inputs[1], "axes") if node.input(1) else None
     else:
-        axes = node.ints("axes", None)
+        axes = node.attr_ints("axes", None)
     if not axes:
-        if node.int("noop_with_empty_axes", 0):
+        if node.attr_int("noop_with_empty_axes", 0):
             g.view(node.outputs[0], (x,), g.shape(x), node.name)
             return
         axes = list(range(rank))
     red = _norm_axes(node, axes, rank)
     shape = g.shape(x)
-    out_shape = tuple(
-        1 if d in red else s for d, s in enumerate(shape) if keepdims or d not in red
-    )
+    out_shape = tuple(1 if d in red else s for d, s in enumerate(shape) if keepdims or d not in red)
     _mean(g, node, x, red, node.outputs[0], out_shape)
 
 
@@ -600,7 +616,7 @@ def softmax(g: GraphBuilder, node: Node) -> None:
     x = node.inputs[0]
     shape = g.shape(x)
     rank = len(shape)
-    axis = node.int("axis", -1 if node.opset >= 13 else 1)
+    axis = node.attr_int("axis", -1 if node.opset >= 13 else 1)
     if not -rank <= axis < rank:
         raise unsupported("axis", axis, f"out of range for rank {rank}")
     axis %= rank
@@ -627,13 +643,13 @@ def layer_normalization(g: GraphBuilder, node: Node) -> None:
     x, scale, bias = node.inputs[0], node.inputs[1], node.input(2)
     shape = g.shape(x)
     rank = len(shape)
-    axis = node.int("axis", -1)
+    axis = node.attr_int("axis", -1)
     if not -rank <= axis < rank:
         raise unsupported("axis", axis, f"out of range for rank {rank}")
     axis %= rank
-    if node.int("stash_type", 1) != 1:
+    if node.attr_int("stash_type", 1) != 1:
         raise unsupported("stash_type", node.attrs["stash_type"], "only float32 statistics")
-    eps = node.float("epsilon", 1e-5)
+    eps = node.attr_float("epsilon", 1e-5)
     names = _axes(rank)
     lead = _list(names[:axis]) if axis else ""
     count = math.prod(shape[axis:])
@@ -680,7 +696,7 @@ def identity(g: GraphBuilder, node: Node) -> None:
 
 def flatten(g: GraphBuilder, node: Node) -> None:
     shape = g.shape(node.inputs[0])
-    axis = node.int("axis", 1)
+    axis = node.attr_int("axis", 1)
     if not -len(shape) <= axis <= len(shape):
         raise unsupported("axis", axis, f"out of range for rank {len(shape)}")
     if axis < 0:
@@ -691,7 +707,7 @@ def flatten(g: GraphBuilder, node: Node) -> None:
 def reshape(g: GraphBuilder, node: Node) -> None:
     if "shape" in node.attrs:
         raise unsupported("shape", node.attrs["shape"], "opset 4 and older")
-    if node.int("allowzero", 0):
+    if node.attr_int("allowzero", 0):
         raise unsupported("allowzero", 1, "zero-sized dimensions")
     src = g.shape(node.inputs[0])
     want = _const_ints(g, node.inputs[1], "the shape")
@@ -709,15 +725,19 @@ def reshape(g: GraphBuilder, node: Node) -> None:
 def _axes_arg(g: GraphBuilder, node: Node) -> list[int] | None:
     if node.opset >= 13:
         if "axes" in node.attrs:
-            raise unsupported("axes", node.attrs["axes"], f"opset {node.opset} takes it as an input")
+            raise unsupported(
+                "axes", node.attrs["axes"], f"opset {node.opset} takes it as an input"
+            )
         return _const_ints(g, node.inputs[1], "axes") if node.input(1) else None
-    return node.ints("axes", None)
+    return node.attr_ints("axes", None)
 
 
 def squeeze(g: GraphBuilder, node: Node) -> None:
     shape = g.shape(node.inputs[0])
     axes = _axes_arg(g, node)
-    drop = _norm_axes(node, axes, len(shape)) if axes else [d for d, s in enumerate(shape) if s == 1]
+    drop = (
+        _norm_axes(node, axes, len(shape)) if axes else [d for d, s in enumerate(shape) if s == 1]
+    )
     if any(shape[d] != 1 for d in drop):
         raise NodeError(f"cannot squeeze axes {axes} of {list(shape)}")
     _view_op(g, node, [s for d, s in enumerate(shape) if d not in drop])
@@ -737,7 +757,7 @@ def unsqueeze(g: GraphBuilder, node: Node) -> None:
 def transpose(g: GraphBuilder, node: Node) -> None:
     x = node.inputs[0]
     shape = g.shape(x)
-    perm = node.ints("perm", None) or list(reversed(range(len(shape))))
+    perm = node.attr_ints("perm", None) or list(reversed(range(len(shape))))
     if sorted(perm) != list(range(len(shape))):
         raise unsupported("perm", perm, f"not a permutation of {len(shape)} axes")
     out_shape = tuple(shape[p] for p in perm)
@@ -763,13 +783,15 @@ def concat(g: GraphBuilder, node: Node) -> None:
     rank = len(shapes[0])
     if "axis" not in node.attrs:
         raise NodeError("attribute axis is required")
-    axis = node.int("axis", 0)
+    axis = node.attr_int("axis", 0)
     if not -rank <= axis < rank:
         raise unsupported("axis", axis, f"out of range for rank {rank}")
     axis %= rank
     for s in shapes:
         if len(s) != rank or any(s[d] != shapes[0][d] for d in range(rank) if d != axis):
-            raise NodeError(f"inputs of shapes {[list(x) for x in shapes]} do not concatenate on axis {axis}")
+            raise NodeError(
+                f"inputs of shapes {[list(x) for x in shapes]} do not concatenate on axis {axis}"
+            )
     total = sum(s[axis] for s in shapes)
     out_shape = tuple(total if d == axis else shapes[0][d] for d in range(rank))
     if math.prod(shapes[0][:axis]) == 1:  # blocks follow each other in memory: a view
@@ -779,7 +801,9 @@ def concat(g: GraphBuilder, node: Node) -> None:
     kt = KernelText("concat")
     terms, offset = [], 0
     for i, (v, s) in enumerate(zip(inputs, shapes, strict=True)):
-        pad = tuple((offset, total - offset - s[axis]) if d == axis else (0, 0) for d in range(rank))
+        pad = tuple(
+            (offset, total - offset - s[axis]) if d == axis else (0, 0) for d in range(rank)
+        )
         t = kt.tensor(v, s, f"X{i}", pad)
         idx = [names[d] if d != axis else _affine([(1, names[d])], -offset) for d in range(rank)]
         terms.append(f"{t}[{_list(idx)}]")
@@ -816,15 +840,15 @@ def gru(g: GraphBuilder, node: Node) -> None:
     for key in ("clip", "activation_alpha", "activation_beta"):
         if key in node.attrs:
             raise unsupported(key, node.attrs[key])
-    direction = node.str("direction", "forward")
+    direction = node.attr_str("direction", "forward")
     if direction != "forward":
         raise unsupported("direction", direction, "only forward")
-    if node.int("layout", 0) != 0:
+    if node.attr_int("layout", 0) != 0:
         raise unsupported("layout", node.attrs["layout"], "only layout 0 ([seq, batch, ...])")
     acts = node.attrs.get("activations")
     if acts is not None and [str(a).lower() for a in acts] != ["sigmoid", "tanh"]:  # type: ignore[attr-defined]
         raise unsupported("activations", acts, "only the default Sigmoid, Tanh")
-    lbr = node.int("linear_before_reset", 0)
+    lbr = node.attr_int("linear_before_reset", 0)
     if lbr not in (0, 1):
         raise unsupported("linear_before_reset", lbr)
     x, w, r = node.inputs[0], node.inputs[1], node.inputs[2]
@@ -836,7 +860,7 @@ def gru(g: GraphBuilder, node: Node) -> None:
     if len(rs) != 3 or rs[0] != 1 or rs[1] != 3 * rs[2]:
         raise NodeError(f"R has shape {list(rs)}, expected [1, 3*hidden, hidden]")
     h = rs[2]
-    if "hidden_size" in node.attrs and node.int("hidden_size", h) != h:
+    if "hidden_size" in node.attrs and node.attr_int("hidden_size", h) != h:
         raise unsupported("hidden_size", node.attrs["hidden_size"], f"R says {h}")
     if ws != (1, 3 * h, i_):
         raise NodeError(f"W has shape {list(ws)}, expected [1, {3 * h}, {i_}]")
@@ -845,7 +869,9 @@ def gru(g: GraphBuilder, node: Node) -> None:
     if seq_lens is not None:
         lens = g.constant(seq_lens)
         if lens is None or np.shape(lens) != (bt,) or not np.all(np.asarray(lens) == t_):
-            raise NodeError("sequence_lens must be a constant equal to seq_length for every batch entry")
+            raise NodeError(
+                "sequence_lens must be a constant equal to seq_length for every batch entry"
+            )
     if h0 is not None and g.shape(h0) != (1, bt, h):
         raise NodeError(f"initial_h has shape {list(g.shape(h0))}, expected [1, {bt}, {h}]")
     name = node.name
@@ -900,8 +926,10 @@ def gru(g: GraphBuilder, node: Node) -> None:
         kt = KernelText("gru_step")
         ht = kt.tensor(state, (bt, h), "H")
         ut = [kt.tensor(uv[i], u_shape, f"U{gate}") for i, gate in enumerate(gates)]
-        qt = [kt.tensor(part(proj[i], step, (bt, h), f"t{step}"), (bt, h), f"P{gate}")
-              for i, gate in enumerate(gates)]
+        qt = [
+            kt.tensor(part(proj[i], step, (bt, h), f"t{step}"), (bt, h), f"P{gate}")
+            for i, gate in enumerate(gates)
+        ]
         gz, gr, gh, z, rr, n_, hn = (kt.local(v) for v in ("Gz", "Gr", "Gh", "Z", "R", "N", "Hn"))
         kt.stmt(f"{gz}[b, j] += {ht}[b, k] * {ut[0]}[{u_idx}]")
         kt.stmt(f"{gr}[b, j] += {ht}[b, k] * {ut[1]}[{u_idx}]")
@@ -971,12 +999,28 @@ CONVERTERS: dict[str, tuple[Callable[[GraphBuilder, Node], None], frozenset[str]
     "Identity": (identity, _noattrs()),
     "Constant": (
         constant,
-        _noattrs("value", "value_float", "value_floats", "value_int", "value_ints",
-                 "sparse_value", "value_string", "value_strings"),
+        _noattrs(
+            "value",
+            "value_float",
+            "value_floats",
+            "value_int",
+            "value_ints",
+            "sparse_value",
+            "value_string",
+            "value_strings",
+        ),
     ),
     "GRU": (
         gru,
-        _noattrs("activations", "activation_alpha", "activation_beta", "clip", "direction",
-                 "hidden_size", "layout", "linear_before_reset"),
+        _noattrs(
+            "activations",
+            "activation_alpha",
+            "activation_beta",
+            "clip",
+            "direction",
+            "hidden_size",
+            "layout",
+            "linear_before_reset",
+        ),
     ),
 }

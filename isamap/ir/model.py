@@ -10,9 +10,9 @@ names of the graph they came from; constants are the model's weights, inputs of 
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,7 +75,9 @@ class View:
     op: str = "View"
 
     def apply(self, values: Mapping[str, Array]) -> Array:
-        flat = np.concatenate([np.asarray(values[s], dtype=np.float64).ravel() for s in self.sources])
+        flat = np.concatenate(
+            [np.asarray(values[s], dtype=np.float64).ravel() for s in self.sources]
+        )
         size = math.prod(self.shape)
         return flat[self.offset : self.offset + size].reshape(self.shape)
 
@@ -125,7 +127,9 @@ class Model:
                 continue
             for tensor, value in step.inputs().items():
                 if value not in known:
-                    raise IsamapError(f"{self.source}: layer {step.name} reads {value} before it is computed")
+                    raise IsamapError(
+                        f"{self.source}: layer {step.name} reads {value} before it is computed"
+                    )
                 if known[value] != tuple(step.kernel.shapes[tensor]):
                     raise IsamapError(
                         f"{self.source}: layer {step.name}: {value} has shape {known[value]}, "
@@ -147,7 +151,9 @@ class Model:
             )
         for key in inputs:
             if key not in self.inputs:
-                raise IsamapError(f"model {self.name}: no input named {key!r} (inputs: {listed})"[:200])
+                raise IsamapError(
+                    f"model {self.name}: no input named {key!r} (inputs: {listed})"[:200]
+                )
         out: dict[str, Array] = {}
         for name, shape in self.inputs.items():
             if name not in inputs:
@@ -155,9 +161,14 @@ class Model:
             try:
                 arr = np.asarray(inputs[name], dtype=np.float64)
             except (TypeError, ValueError):
-                raise IsamapError(f"model {self.name}: input {name} is not an array of real numbers") from None
+                raise IsamapError(
+                    f"model {self.name}: input {name} is not an array of real numbers"
+                ) from None
             if arr.shape != tuple(shape):
-                raise IsamapError(f"model {self.name}: input {name} has shape {arr.shape}, expected {tuple(shape)}")
+                raise IsamapError(
+                    f"model {self.name}: input {name} has shape {arr.shape}, "
+                    f"expected {tuple(shape)}"
+                )
             if not np.isfinite(arr).all():
                 raise IsamapError(f"model {self.name}: input {name} holds a non-finite value")
             out[name] = arr
@@ -194,12 +205,19 @@ class Model:
     def __str__(self) -> str:
         lines = [f"model {self.name} ({self.source})"]
         lines.append("  inputs: " + ", ".join(f"{n}{list(s)}" for n, s in self.inputs.items()))
-        lines.append(f"  constants: {len(self.constants)} ({sum(a.size for a in self.constants.values()):,} values)")
+        lines.append(
+            f"  constants: {len(self.constants)} "
+            f"({sum(a.size for a in self.constants.values()):,} values)"
+        )
         for step in self.steps:
             if isinstance(step, View):
                 lines.append(f"  {step.name}{list(step.shape)} = view of {', '.join(step.sources)}")
             else:
-                outs = ", ".join(f"{v}{list(step.kernel.shapes[t])}" for t, v in step.outputs().items())
-                lines.append(f"  {outs} = {step.op} [{step.name}] ({kernel_macs(step.kernel):,} MACs)")
+                outs = ", ".join(
+                    f"{v}{list(step.kernel.shapes[t])}" for t, v in step.outputs().items()
+                )
+                lines.append(
+                    f"  {outs} = {step.op} [{step.name}] ({kernel_macs(step.kernel):,} MACs)"
+                )
         lines.append("  outputs: " + ", ".join(self.outputs))
         return "\n".join(lines)

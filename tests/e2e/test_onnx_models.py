@@ -75,8 +75,9 @@ def test_mobilenet_v2_compiles_for_vecdsp() -> None:
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("lbr", [0, 1])
 def test_gru_runs_like_onnxruntime(target: str, lbr: int) -> None:
-    proto = models.gru_model(steps=6, batch=2, input_size=24, hidden=16, linear_before_reset=lbr,
-                             initial_h=lbr == 1)
+    proto = models.gru_model(
+        steps=6, batch=2, input_size=24, hidden=16, linear_before_reset=lbr, initial_h=lbr == 1
+    )
     result = _run_matches_onnxruntime(proto, target)
     assert result.report.kernels == 2  # the projection, and one step kernel for all 6 steps
 

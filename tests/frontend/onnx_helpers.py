@@ -31,8 +31,9 @@ def single_node(
         f"{op.lower()}_test",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
         [
-            out(o) if output_shape is None else
-            helper.make_tensor_value_info(o, TensorProto.FLOAT, list(output_shape))
+            out(o)
+            if output_shape is None
+            else helper.make_tensor_value_info(o, TensorProto.FLOAT, list(output_shape))
             for o in outputs
         ],
         [numpy_helper.from_array(v, n) for n, v in constants.items()],

@@ -31,52 +31,123 @@ def _error(model: onnx.ModelProto, tmp_path: Path) -> str:
 GRU_CONSTS = {"W": rand(1, 9, 2), "R": rand(1, 9, 3)}
 
 CASES = [
-    ("unsupported op", single_node("MaxPool", {"X": (1, 2, 4, 4)}, kernel_shape=[2, 2]),
-     "node the_maxpool (MaxPool): unsupported op type MaxPool"),
-    ("invalid attribute", single_node("Relu", {"X": (2, 3)}, alpha=0.1),
-     "invalid ONNX model: Unrecognized attribute: alpha for operator Relu"),
-    ("GRU layout", single_node("GRU", {"X": (1, 4, 2)}, constants=GRU_CONSTS, layout=1,
-                               hidden_size=3, outputs=("Y", "Yh")),
-     "node the_gru (GRU): unsupported attribute layout=1: only layout 0"),
-    ("GRU direction", single_node("GRU", {"X": (4, 1, 2)}, constants=GRU_CONSTS, direction="reverse",
-                                  hidden_size=3, outputs=("Y", "Yh")),
-     "node the_gru (GRU): unsupported attribute direction='reverse'"),
-    ("GRU clip", single_node("GRU", {"X": (4, 1, 2)}, constants=GRU_CONSTS, clip=2.0, hidden_size=3,
-                             outputs=("Y", "Yh")),
-     "node the_gru (GRU): unsupported attribute clip=2.0"),
-    ("GRU activations", single_node("GRU", {"X": (4, 1, 2)}, constants=GRU_CONSTS, hidden_size=3,
-                                    activations=["Relu", "Tanh"], outputs=("Y", "Yh")),
-     "node the_gru (GRU): unsupported attribute activations="),
-    ("1-D conv", single_node("Conv", {"X": (1, 2, 8)}, constants={"W": rand(3, 2, 3)}),
-     "node the_conv (Conv): input X has shape [1, 2, 8]: only 2-D convolutions"),
-    ("training BN", single_node("BatchNormalization", {"X": (1, 2, 3, 3)},
-                                constants={k: np.ones(2, np.float32) for k in "sbmv"}, training_mode=1,
-                                opset=15, output_shape=(1, 2, 3, 3)),
-     "node the_batchnormalization (BatchNormalization): unsupported attribute training_mode=1"),
-    ("Gelu approximation", single_node("Gelu", {"X": (2, 3)}, opset=20, approximate="fast"),
-     "node the_gelu (Gelu): unsupported attribute approximate='fast'"),
-    ("non-constant clip", single_node("Clip", {"X": (2, 3), "lo": ()}, opset=13),
-     "node the_clip (Clip): min (lo) must be a constant scalar"),
-    ("non-constant reshape", single_node("Reshape", {"X": (2, 3), "s": (2,)}),
-     "node the_reshape (Reshape): the shape (s) must be a constant"),
-    ("shape mismatch", single_node("MatMul", {"A": (2, 3), "B": (4, 5)}, output_shape=(2, 5)),
-     "node the_matmul (MatMul): inner dimensions differ: [2, 3] by [4, 5]"),
-    ("LayerNorm statistics", single_node("LayerNormalization", {"X": (2, 3)},
-                                         constants={"G": rand(3)}, outputs=("Y", "mean")),
-     "node the_layernormalization (LayerNormalization): the Mean and InvStdDev outputs"),
+    (
+        "unsupported op",
+        single_node("MaxPool", {"X": (1, 2, 4, 4)}, kernel_shape=[2, 2]),
+        "node the_maxpool (MaxPool): unsupported op type MaxPool",
+    ),
+    (
+        "invalid attribute",
+        single_node("Relu", {"X": (2, 3)}, alpha=0.1),
+        "invalid ONNX model: Unrecognized attribute: alpha for operator Relu",
+    ),
+    (
+        "GRU layout",
+        single_node(
+            "GRU",
+            {"X": (1, 4, 2)},
+            constants=GRU_CONSTS,
+            layout=1,
+            hidden_size=3,
+            outputs=("Y", "Yh"),
+        ),
+        "node the_gru (GRU): unsupported attribute layout=1: only layout 0",
+    ),
+    (
+        "GRU direction",
+        single_node(
+            "GRU",
+            {"X": (4, 1, 2)},
+            constants=GRU_CONSTS,
+            direction="reverse",
+            hidden_size=3,
+            outputs=("Y", "Yh"),
+        ),
+        "node the_gru (GRU): unsupported attribute direction='reverse'",
+    ),
+    (
+        "GRU clip",
+        single_node(
+            "GRU",
+            {"X": (4, 1, 2)},
+            constants=GRU_CONSTS,
+            clip=2.0,
+            hidden_size=3,
+            outputs=("Y", "Yh"),
+        ),
+        "node the_gru (GRU): unsupported attribute clip=2.0",
+    ),
+    (
+        "GRU activations",
+        single_node(
+            "GRU",
+            {"X": (4, 1, 2)},
+            constants=GRU_CONSTS,
+            hidden_size=3,
+            activations=["Relu", "Tanh"],
+            outputs=("Y", "Yh"),
+        ),
+        "node the_gru (GRU): unsupported attribute activations=",
+    ),
+    (
+        "1-D conv",
+        single_node("Conv", {"X": (1, 2, 8)}, constants={"W": rand(3, 2, 3)}),
+        "node the_conv (Conv): input X has shape [1, 2, 8]: only 2-D convolutions",
+    ),
+    (
+        "training BN",
+        single_node(
+            "BatchNormalization",
+            {"X": (1, 2, 3, 3)},
+            constants={k: np.ones(2, np.float32) for k in "sbmv"},
+            training_mode=1,
+            opset=15,
+            output_shape=(1, 2, 3, 3),
+        ),
+        "node the_batchnormalization (BatchNormalization): unsupported attribute training_mode=1",
+    ),
+    (
+        "Gelu approximation",
+        single_node("Gelu", {"X": (2, 3)}, opset=20, approximate="fast"),
+        "node the_gelu (Gelu): unsupported attribute approximate='fast'",
+    ),
+    (
+        "non-constant clip",
+        single_node("Clip", {"X": (2, 3), "lo": ()}, opset=13),
+        "node the_clip (Clip): min (lo) must be a constant scalar",
+    ),
+    (
+        "non-constant reshape",
+        single_node("Reshape", {"X": (2, 3), "s": (2,)}),
+        "node the_reshape (Reshape): the shape (s) must be a constant",
+    ),
+    (
+        "shape mismatch",
+        single_node("MatMul", {"A": (2, 3), "B": (4, 5)}, output_shape=(2, 5)),
+        "node the_matmul (MatMul): inner dimensions differ: [2, 3] by [4, 5]",
+    ),
+    (
+        "LayerNorm statistics",
+        single_node(
+            "LayerNormalization", {"X": (2, 3)}, constants={"G": rand(3)}, outputs=("Y", "mean")
+        ),
+        "node the_layernormalization (LayerNormalization): the Mean and InvStdDev outputs",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("model", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_unsupported_is_one_line_naming_the_node(model: onnx.ModelProto, expected: str,
-                                                 tmp_path: Path) -> None:
+def test_unsupported_is_one_line_naming_the_node(
+    model: onnx.ModelProto, expected: str, tmp_path: Path
+) -> None:
     assert expected in _error(model, tmp_path)
 
 
 def test_symbolic_dimensions_need_input_shapes(tmp_path: Path) -> None:
     node = helper.make_node("Relu", ["X"], ["Y"], name="r")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3])],
-                              [out("Y")])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3])], [out("Y")]
+    )
     model = model_of(graph, 13)
     assert "input X has a symbolic or unknown dimension" in _error(model, tmp_path)
     fixed = isamap.load_onnx(tmp_path / "bad.onnx", input_shapes={"X": (2, 3)})

@@ -39,7 +39,9 @@ CONVS = [
 ]
 
 
-@pytest.mark.parametrize("attrs", CONVS, ids=lambda a: ",".join(f"{k}={v}" for k, v in a.items()) or "plain")
+@pytest.mark.parametrize(
+    "attrs", CONVS, ids=lambda a: ",".join(f"{k}={v}" for k, v in a.items()) or "plain"
+)
 @pytest.mark.parametrize("bias", [False, True])
 def test_conv(attrs: dict[str, Any], bias: bool) -> None:
     consts = {"W": rand(5, 4, 3, 3)}
@@ -48,7 +50,9 @@ def test_conv(attrs: dict[str, Any], bias: bool) -> None:
     _agree(single_node("Conv", {"X": X4}, constants=consts, kernel_shape=[3, 3], **attrs))
 
 
-@pytest.mark.parametrize(("group", "k"), [(2, 6), (4, 4), (4, 8)], ids=["grouped", "depthwise", "multiplier"])
+@pytest.mark.parametrize(
+    ("group", "k"), [(2, 6), (4, 4), (4, 8)], ids=["grouped", "depthwise", "multiplier"]
+)
 def test_grouped_and_depthwise_conv(group: int, k: int) -> None:
     consts = {"W": rand(k, 4 // group, 3, 3), "B": rand(k, seed=2)}
     m = _agree(single_node("Conv", {"X": X4}, constants=consts, group=group, pads=[1, 1, 1, 1]))
@@ -63,36 +67,56 @@ def test_pointwise_conv_is_a_channel_gemm() -> None:
 
 @pytest.mark.parametrize(
     ("ta", "tb", "alpha", "beta", "c_shape"),
-    [(0, 0, 1.0, 1.0, None), (1, 0, 0.5, 1.0, (6,)), (0, 1, 1.0, 2.0, (1, 6)), (1, 1, 2.0, 0.5, (5, 1)),
-     (0, 0, 1.0, 1.0, (5, 6)), (0, 0, 1.0, 0.0, (5, 6))],
+    [
+        (0, 0, 1.0, 1.0, None),
+        (1, 0, 0.5, 1.0, (6,)),
+        (0, 1, 1.0, 2.0, (1, 6)),
+        (1, 1, 2.0, 0.5, (5, 1)),
+        (0, 0, 1.0, 1.0, (5, 6)),
+        (0, 0, 1.0, 0.0, (5, 6)),
+    ],
 )
 def test_gemm(ta: int, tb: int, alpha: float, beta: float, c_shape: tuple[int, ...] | None) -> None:
     a = (3, 5) if ta else (5, 3)
     consts = {"B": rand(*((6, 3) if tb else (3, 6)))}
     if c_shape:
         consts["C"] = rand(*c_shape, seed=3)
-    _agree(single_node("Gemm", {"A": a}, constants=consts, transA=ta, transB=tb, alpha=alpha, beta=beta))
+    _agree(
+        single_node(
+            "Gemm", {"A": a}, constants=consts, transA=ta, transB=tb, alpha=alpha, beta=beta
+        )
+    )
 
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [((4, 3), (3, 5)), ((2, 4, 3), (3, 5)), ((2, 1, 4, 3), (3, 3, 5)), ((3,), (3, 5)), ((4, 3), (3,)),
-     ((1, 2, 4, 3), (1, 2, 3, 4))],
+    [
+        ((4, 3), (3, 5)),
+        ((2, 4, 3), (3, 5)),
+        ((2, 1, 4, 3), (3, 3, 5)),
+        ((3,), (3, 5)),
+        ((4, 3), (3,)),
+        ((1, 2, 4, 3), (1, 2, 3, 4)),
+    ],
 )
 def test_matmul(a: tuple[int, ...], b: tuple[int, ...]) -> None:
     _agree(single_node("MatMul", {"A": a, "B": b}))
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
-@pytest.mark.parametrize(("a", "b"), [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (3, 1)),
-                                       ((1, 3, 1, 1), (2, 3, 5, 5))])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (3, 1)), ((1, 3, 1, 1), (2, 3, 5, 5))],
+)
 def test_broadcasting_binary(op: str, a: tuple[int, ...], b: tuple[int, ...]) -> None:
     model = single_node(op, {"A": a, "B": b})
     m = model_from_proto(model)
     feed = random_feed(m)
     if op == "Div":
         feed["B"] = np.abs(feed["B"]) + 0.5
-    np.testing.assert_allclose(m.evaluate(feed)["Y"], ort_outputs(model, feed)["Y"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        m.evaluate(feed)["Y"], ort_outputs(model, feed)["Y"], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_binary_with_a_constant_scalar_is_a_literal() -> None:
@@ -107,7 +131,9 @@ def test_unary(op: str) -> None:
     feed = random_feed(m)
     if op == "Sqrt":
         feed["X"] = np.abs(feed["X"])
-    np.testing.assert_allclose(m.evaluate(feed)["Y"], ort_outputs(model, feed)["Y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        m.evaluate(feed)["Y"], ort_outputs(model, feed)["Y"], rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -149,9 +175,20 @@ def test_softmax_is_stable_for_large_logits() -> None:
 
 @pytest.mark.parametrize("axis", [-1, 1, 0])
 def test_layer_normalization(axis: int) -> None:
-    consts = {"G": rand(*((3, 8)[axis:] if axis >= 0 else (8,)), seed=4), "B": rand(*((3, 8)[axis:] if axis >= 0 else (8,)), seed=5)}
-    _agree(single_node("LayerNormalization", {"X": (2, 3, 8)[1:] if axis == 0 else (2, 3, 8)},
-                       constants=consts, axis=axis, epsilon=1e-3), tol=1e-4)
+    consts = {
+        "G": rand(*((3, 8)[axis:] if axis >= 0 else (8,)), seed=4),
+        "B": rand(*((3, 8)[axis:] if axis >= 0 else (8,)), seed=5),
+    }
+    _agree(
+        single_node(
+            "LayerNormalization",
+            {"X": (2, 3, 8)[1:] if axis == 0 else (2, 3, 8)},
+            constants=consts,
+            axis=axis,
+            epsilon=1e-3,
+        ),
+        tol=1e-4,
+    )
 
 
 def _bn_constants(c: int) -> dict[str, np.ndarray]:
@@ -174,10 +211,14 @@ def test_batch_normalization_folds_into_the_conv_before_it() -> None:
     consts = {"W": rand(5, 4, 3, 3), "B": rand(5, seed=2), **_bn_constants(5)}
     nodes = [
         helper.make_node("Conv", ["X", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["Y"], name="bn"),
+        helper.make_node(
+            "BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["Y"], name="bn"
+        ),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(X4))],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(X4))],
         [out("Y")],
         [numpy_helper.from_array(v, n) for n, v in consts.items()],
     )
@@ -191,13 +232,24 @@ def test_global_average_pool() -> None:
     _agree(single_node("GlobalAveragePool", {"X": X4}))
 
 
-@pytest.mark.parametrize(("axes", "keepdims", "opset"), [([1], 1, 13), ([-1, 2], 0, 13), (None, 1, 13),
-                                                         ([1, 3], 0, 18), (None, 0, 18)])
+@pytest.mark.parametrize(
+    ("axes", "keepdims", "opset"),
+    [([1], 1, 13), ([-1, 2], 0, 13), (None, 1, 13), ([1, 3], 0, 18), (None, 0, 18)],
+)
 def test_reduce_mean(axes: list[int] | None, keepdims: int, opset: int) -> None:
     if opset >= 18:
         consts = {"axes": np.array(axes, np.int64)} if axes else {}
         names = ["X", "axes"] if axes else ["X"]
-        _agree(single_node("ReduceMean", {"X": X4}, constants=consts, input_names=names, opset=18, keepdims=keepdims))
+        _agree(
+            single_node(
+                "ReduceMean",
+                {"X": X4},
+                constants=consts,
+                input_names=names,
+                opset=18,
+                keepdims=keepdims,
+            )
+        )
     else:
         kw: dict[str, Any] = {"keepdims": keepdims}
         if axes:
@@ -246,8 +298,9 @@ def test_identity_constant_squeeze_unsqueeze() -> None:
         helper.make_node("Constant", [], ["ax"], name="axes", value_ints=[0]),
     ]
     nodes = [nodes[0], nodes[5], *nodes[1:5]]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 3])],
-                              [out("Y")])
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 3])], [out("Y")]
+    )
     _agree(model_of(graph, 13))
 
 
@@ -259,9 +312,14 @@ def test_constant_subgraphs_are_evaluated_at_load_time() -> None:
         helper.make_node("MatMul", ["X", "w2"], ["Y"], name="mm"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 3])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 3])],
         [out("Y")],
-        [numpy_helper.from_array(rand(3, 4), "w"), numpy_helper.from_array(np.array(2.0, np.float32), "two")],
+        [
+            numpy_helper.from_array(rand(3, 4), "w"),
+            numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        ],
     )
     m = _agree(model_of(graph, 13))
     assert [layer.name for layer in m.layers()] == ["mm"]
@@ -273,8 +331,17 @@ def test_constant_subgraphs_are_evaluated_at_load_time() -> None:
 def test_gru(lbr: int, bias: bool, initial_h: bool) -> None:
     from isamap.frontend.models import gru_model
 
-    m = _agree(gru_model(steps=4, batch=2, input_size=5, hidden=3, linear_before_reset=lbr,
-                         bias=bias, initial_h=initial_h))
+    m = _agree(
+        gru_model(
+            steps=4,
+            batch=2,
+            input_size=5,
+            hidden=3,
+            linear_before_reset=lbr,
+            bias=bias,
+            initial_h=initial_h,
+        )
+    )
     steps = [layer for layer in m.layers() if layer.op == "GRU step"]
     assert len(steps) == 4 and len({str(s.kernel) for s in steps}) == 1  # one kernel, 4 times
     projection = m.layers()[0]
@@ -285,10 +352,18 @@ def test_gru_with_sequence_lens_equal_to_the_sequence() -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     h, i, t, b = 3, 2, 4, 2
-    consts = {"W": rand(1, 3 * h, i), "R": rand(1, 3 * h, h, seed=2), "lens": np.full(b, t, np.int32)}
-    node = helper.make_node("GRU", ["X", "W", "R", "", "lens"], ["", "Yh"], name="gru", hidden_size=h)
+    consts = {
+        "W": rand(1, 3 * h, i),
+        "R": rand(1, 3 * h, h, seed=2),
+        "lens": np.full(b, t, np.int32),
+    }
+    node = helper.make_node(
+        "GRU", ["X", "W", "R", "", "lens"], ["", "Yh"], name="gru", hidden_size=h
+    )
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [t, b, i])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [t, b, i])],
         [out("Yh")],
         [numpy_helper.from_array(v, n) for n, v in consts.items()],
     )

@@ -37,7 +37,9 @@ def test_views_and_layers_evaluate_in_order() -> None:
     out = m.evaluate({"x": x})
     want = x.reshape(2, 3) @ np.arange(12.0).reshape(3, 4)
     np.testing.assert_array_equal(out["y"], want)
-    np.testing.assert_array_equal(out["flat"], np.concatenate([want.ravel(), x])[2:14].reshape(3, 4))
+    np.testing.assert_array_equal(
+        out["flat"], np.concatenate([want.ravel(), x])[2:14].reshape(3, 4)
+    )
     assert m.macs() == kernel_macs(GEMM) == 24
 
 
@@ -54,8 +56,13 @@ def test_check_finds_a_view_past_its_source() -> None:
 
 @pytest.mark.parametrize(
     ("inputs", "message"),
-    [({}, "missing input x"), ({"x": np.zeros(5)}, "has shape"), ({"x": np.zeros(6), "z": 1}, "no input named"),
-     ({"x": np.full(6, np.nan)}, "non-finite"), ([1, 2], "must be a dict")],
+    [
+        ({}, "missing input x"),
+        ({"x": np.zeros(5)}, "has shape"),
+        ({"x": np.zeros(6), "z": 1}, "no input named"),
+        ({"x": np.full(6, np.nan)}, "non-finite"),
+        ([1, 2], "must be a dict"),
+    ],
 )
 def test_bad_inputs_are_one_error(inputs: object, message: str) -> None:
     with pytest.raises(IsamapError, match=message):

@@ -47,7 +47,9 @@ def _erf_by_quadrature(x: float) -> float:
     t = np.linspace(0.0, x, 2001)
     f = np.exp(-t * t)
     h = x / 2000
-    return float(2 / np.sqrt(np.pi) * h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum()))
+    return float(
+        2 / np.sqrt(np.pi) * h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+    )
 
 
 REFERENCE = {

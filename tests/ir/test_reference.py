@@ -215,7 +215,9 @@ def test_property_conv2d_equals_loops(
 def test_max_reduction_statement() -> None:
     from isamap.ir.parser import parse_kernel as parse
 
-    k = parse("tensor X[3, 4, 5] f32 pad(0, 0, 1:0)\nM[i, j] max= X[i, j, r - 1]\nS[i] += M[i, j]\n")
+    k = parse(
+        "tensor X[3, 4, 5] f32 pad(0, 0, 1:0)\nM[i, j] max= X[i, j, r - 1]\nS[i] += M[i, j]\n"
+    )
     assert "M[i, j] max= X[i, j, r - 1]" in str(k)
     x = np.random.default_rng(0).standard_normal((3, 4, 5)) - 5.0  # all negative: padding wins
     out = evaluate(k, {"X": x})
