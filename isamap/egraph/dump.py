@@ -9,38 +9,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from isamap.ir.einsum import einsum_extents
+from isamap.egraph.vocabulary import (
+    LIST_CONSTRUCTORS,
+    TENSOR_CONSTRUCTORS,
+    IllShapedError,
+    shape_of,
+)
 from isamap.ir.kernel import Kernel
-from isamap.ir.window import WindowSpec
 
 __all__ = ["TENSOR_OPS", "EGraphDump", "ENode", "Literal", "Ref", "parse_dims"]
 
 #: Constructors of the Tensor and TensorList sorts (rules/sorts.egg), the nodes extraction sees.
-TENSOR_OPS = frozenset(
-    [
-        "Input",
-        "Reshape",
-        "Transpose",
-        "Window",
-        "Broadcast",
-        "Full",
-        "Einsum",
-        "Bmm",
-        "Ew",
-        "Fn",
-        "ReduceSum",
-        "Concat",
-        "BlockDiag",
-        "Slice",
-        "Instr",
-        "InstrAct",
-        "VecFn",
-        "VecEw",
-        "HostStmt",
-        "TNil",
-        "TCons",
-    ]
-)
+TENSOR_OPS = TENSOR_CONSTRUCTORS | LIST_CONSTRUCTORS
 
 Literal = int | float | str
 
@@ -177,75 +157,25 @@ class EGraphDump:
         return "\n".join(lines)
 
 
-#: Which argument holds the tensor whose shape a layout or elementwise op starts from.
-_SOURCE_ARG = {
-    "Transpose": 0,
-    "ReduceSum": 0,
-    "Fn": 1,
-    "Ew": 1,
-    "VecFn": 1,
-    "VecEw": 1,
-    "Concat": 1,
-    "BlockDiag": 0,
-    "Slice": 3,
-}
-
-
 def _node_shape(
     n: ENode, shapes: Mapping[str, tuple[int, ...]], kernel: Kernel
 ) -> tuple[int, ...] | None:
-    a = n.args
-
-    def child(i: int) -> tuple[int, ...] | None:
-        ref = a[i]
-        return shapes.get(ref.eclass) if isinstance(ref, Ref) else None
-
-    op = n.op
-    if op == "Input":
+    """The shape of `n` by the constructor table's rule, once its operands' shapes are known."""
+    if n.op == "Input":
         return tuple(kernel.shapes[n.str_arg(0)])
-    if op in ("Reshape", "Full", "Broadcast"):
-        return parse_dims(n.str_arg(1))
-    if op == "Window":
-        return WindowSpec.parse(n.str_arg(1)).shape()
-    if op == "Bmm":
-        return (n.int_arg(0), n.int_arg(1), n.int_arg(2))
-    if op == "Einsum":
-        x, y = child(1), child(2)
-        if x is None or y is None:
-            return None
-        fitted = einsum_extents(n.str_arg(0), x, y)
-        return fitted[1] if fitted is not None else None
-    if op == "Instr":
-        return (n.int_arg(1), n.int_arg(2), n.int_arg(3))
-    if op == "InstrAct":
-        return (n.int_arg(2), n.int_arg(3), n.int_arg(4))
-    if op == "HostStmt":
+    if n.op == "HostStmt":
         return tuple(kernel.shapes[kernel.statements[n.int_arg(0)].target])
-    if op not in _SOURCE_ARG:
+    operands: list[tuple[int, ...]] = []
+    for arg in n.args:
+        if isinstance(arg, Ref):
+            shape = shapes.get(arg.eclass)
+            if shape is None:
+                return None
+            operands.append(shape)
+    try:
+        return shape_of(n.op, n.literals(), operands)
+    except IllShapedError:
         return None
-    src = child(_SOURCE_ARG[op])
-    if src is None:
-        return None
-    if op == "Transpose":
-        return tuple(src[p] for p in parse_dims(n.str_arg(1)))
-    if op == "ReduceSum":
-        drop = set(parse_dims(n.str_arg(1)))
-        return tuple(d for i, d in enumerate(src) if i not in drop)
-    if op in ("Ew", "Fn", "VecFn", "VecEw"):
-        return src
-    if op == "Concat":
-        other = child(2)
-        if other is None:
-            return None
-        axis = n.int_arg(0)
-        return tuple(d + other[i] if i == axis else d for i, d in enumerate(src))
-    if op == "BlockDiag":
-        axis, g = n.int_arg(1), n.int_arg(2)
-        return (*src[:axis], src[axis] // g, g, *src[axis + 1 :], g)
-    if op == "Slice":
-        axis, length = n.int_arg(0), n.int_arg(2)
-        return tuple(length if i == axis else d for i, d in enumerate(src))
-    return None
 
 
 def _infer_shapes(classes: Mapping[str, list[ENode]], kernel: Kernel) -> dict[str, tuple[int, ...]]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref
+from isamap.egraph.vocabulary import LIST_CONSTRUCTORS, constructor
 from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.errors import IsamapError
@@ -87,45 +88,54 @@ def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
 
 
+def _einsum_cost(node: ENode, dump: EGraphDump, target: Target, elems: int) -> OpCost:
+    x, y = _child_shape(dump, node, 1), _child_shape(dump, node, 2)
+    fitted = einsum_extents(node.str_arg(0), x, y)
+    assert fitted is not None, node
+    macs = math.prod(fitted[0].values())
+    return host_contraction(target, macs, math.prod(x) + math.prod(y) + elems)
+
+
+_HostCost = Callable[[ENode, EGraphDump, Target, int], OpCost]
+
+#: The constructors of cost class "host", each priced by the analytic host model.
+HOST_COSTS: dict[str, _HostCost] = {
+    "Bmm": lambda n, d, t, e: host_matmul(
+        t, n.int_arg(0), n.int_arg(1), n.int_arg(2), n.int_arg(3)
+    ),
+    "Einsum": _einsum_cost,
+    "Ew": lambda n, d, t, e: host_elementwise(t, n.str_arg(0), e, operands=2),
+    "Fn": lambda n, d, t, e: host_elementwise(t, n.str_arg(0), e),
+    "ReduceSum": lambda n, d, t, e: host_elementwise(t, "+", math.prod(_child_shape(d, n, 0))),
+}
+
+
 def op_cost(
     node: ENode, dump: EGraphDump, target: Target, kernel: Kernel, strategy: str = "heuristic"
 ) -> OpCost:
-    """The cost of one e-node on its own (children excluded): matrix calls as scheduled by
-    `strategy`, everything else from the analytic model."""
-    op = node.op
+    """The cost of one e-node on its own (children excluded), by its constructor's cost class
+    (`egraph/vocabulary.py`): matrix calls as scheduled by `strategy`, everything else from the
+    analytic model."""
+    if node.op in LIST_CONSTRUCTORS:
+        return OpCost(0.0)
+    cost_class = constructor(node.op).cost
     elems = math.prod(_shape(dump, node))
-    if op in ("Input", "Reshape", "Slice", "Concat", "Window", "TNil", "TCons"):
-        # views: the DMA loads that read them gather the parts from where they lie (a window is
+    if cost_class == "view":
+        # the DMA loads that read a view gather the parts from where they lie (a window is
         # im2col on the fly: the loads of the instruction's operand tiles read every windowed
         # element, duplicates included, and are costed there)
         return OpCost(0.0)
-    if op in ("Transpose", "Broadcast", "BlockDiag"):
+    if cost_class == "move":
         return layout_move(target, elems)
-    if op == "Full":
+    if cost_class == "constant":
         return host_elementwise(target, "fill", elems, operands=0)
-    if op == "Bmm":
-        return host_matmul(
-            target, node.int_arg(0), node.int_arg(1), node.int_arg(2), node.int_arg(3)
-        )
-    if op == "Einsum":
-        x, y = _child_shape(dump, node, 1), _child_shape(dump, node, 2)
-        fitted = einsum_extents(node.str_arg(0), x, y)
-        assert fitted is not None, node
-        macs = math.prod(fitted[0].values())
-        return host_contraction(target, macs, math.prod(x) + math.prod(y) + elems)
-    if op in ("Instr", "InstrAct"):
+    if cost_class == "instruction":
         return _instruction_call(node, target, strategy)
-    if op in ("VecFn", "VecEw"):
+    if cost_class == "vector":
         return vector_elementwise(target, node.str_arg(0), elems)
-    if op == "Ew":
-        return host_elementwise(target, node.str_arg(0), elems, operands=2)
-    if op == "Fn":
-        return host_elementwise(target, node.str_arg(0), elems)
-    if op == "ReduceSum":
-        return host_elementwise(target, "+", math.prod(_child_shape(dump, node, 0)))
-    if op == "HostStmt":
+    if cost_class == "statement":
         return _host_stmt_cost(target, kernel, node.int_arg(0))
-    raise ValueError(f"no cost for e-node {op}")
+    return HOST_COSTS[node.op](node, dump, target, elems)
 
 
 class LatencyCost:

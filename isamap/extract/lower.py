@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref
+from isamap.egraph.vocabulary import constructor
 from isamap.extract.cost import CostModel, op_cost
 from isamap.hardware.matrix_form import matrix_form
 from isamap.ir.mapping import Attr, MapNode, Mapping
@@ -15,34 +16,11 @@ if TYPE_CHECKING:
 
 __all__ = ["build_mapping", "enode_operation", "tensor_args"]
 
-# e-node op -> (mapping op, unit, names of its leading literal arguments)
-_OPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "Input": ("input", "dram", ("name",)),
-    "Reshape": ("reshape", "view", ("shape",)),
-    "Transpose": ("transpose", "dma", ("perm",)),
-    "Window": ("window", "view", ("spec",)),
-    "Broadcast": ("broadcast", "dma", ("shape", "map")),
-    "Full": ("full", "host", ("value", "shape")),
-    "Einsum": ("einsum", "host", ("spec",)),
-    "Bmm": ("host_matmul", "host", ("b", "m", "n", "k")),
-    "Ew": ("ew", "host", ("op",)),
-    "Fn": ("fn", "host", ("fn",)),
-    "ReduceSum": ("reduce_sum", "host", ("axes",)),
-    "Concat": ("concat", "view", ("axis",)),
-    "BlockDiag": ("block_diag", "dma", ("axis", "groups")),
-    "Slice": ("slice", "view", ("axis", "start", "length")),
-    "Instr": ("instr", "", ("instruction", "b", "m", "n", "k")),
-    "InstrAct": ("instr", "", ("instruction", "epilogue", "b", "m", "n", "k")),
-    "HostStmt": ("host_stmt", "host", ("index",)),
-    "VecFn": ("vec", "", ("instruction",)),
-    "VecEw": ("vec", "", ("instruction",)),
-}
-
 
 def enode_operation(node: ENode) -> tuple[str, str, dict[str, Attr]]:
     """The mapping op, the unit kind and the attributes of an e-node (before target details)."""
-    op, unit, keys = _OPS[node.op]
-    return op, unit, dict(zip(keys, node.literals(), strict=False))
+    row = constructor(node.op)
+    return row.mapping_op, row.unit, dict(zip(row.literals, node.literals(), strict=True))
 
 
 def tensor_args(node: ENode, dump: EGraphDump, choice: dict[str, ENode]) -> list[str]:
