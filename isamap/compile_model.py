@@ -219,6 +219,11 @@ def compile(
     """`isamap.compile`: a Kernel through the per-kernel pipeline (`isamap.compile.compile`), a
     Model layer by layer (`compile_model`); the same arguments either way."""
     args = (cost, schedule, limits, candidates, extract, disabled_rules, allow_unchecked_rules)
+    if type(kernel).__name__ == "ModelProto":  # an onnx.ModelProto: the frontend reads it
+        raise IsamapError(
+            "compile: expected a Kernel or a Model, not an onnx.ModelProto "
+            "(read it with isamap.frontend.model_from_proto, or a file with isamap.load_onnx)"
+        )
     if isinstance(kernel, Model):
         return compile_model(kernel, target, *args)
     return compile_kernel(kernel, target, *args)

@@ -188,3 +188,8 @@ def test_cli_bad_model_exits_2_with_one_line(command: str, tmp_path: Path) -> No
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("isamap: error: ") and str(path) in lines[0]
+
+
+def test_compile_says_how_to_read_a_model_proto() -> None:
+    with pytest.raises(isamap.IsamapError, match="model_from_proto"):
+        isamap.compile(models.gru_model(steps=2, input_size=4, hidden=4), "gemmini")  # type: ignore[call-overload]
