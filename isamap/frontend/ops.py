@@ -210,9 +210,12 @@ def _unary(fn: str) -> Callable[[GraphBuilder, Node], None]:
 
 
 def clip_expr(x: str, lo: float | None, hi: float | None) -> str:
-    """`min(max(x, lo), hi)`; either bound may be absent."""
+    """`min(max(x, lo), hi)`; either bound may be absent. A lower bound of 0 is `relu(x)`
+    (ReLU6 is `min(relu(x), 6)`), which a target's relu epilogue can take."""
     expr = x
-    if lo is not None:
+    if lo == 0.0:
+        expr = f"relu({expr})"
+    elif lo is not None:
         expr = f"max({expr}, {fmt_float(lo)})"
     if hi is not None:
         expr = f"min({expr}, {fmt_float(hi)})"
