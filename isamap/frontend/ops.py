@@ -153,9 +153,7 @@ def _read(
     return f"{name}[{_list(idx)}]"
 
 
-def _as_layer_shape(
-    g: GraphBuilder, node: Node, out_shape: tuple[int, ...]
-) -> tuple[tuple[int, ...], bool]:
+def _as_layer_shape(out_shape: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
     """Scalars are computed as one-element vectors (then viewed back)."""
     return (out_shape or (1,)), not out_shape
 
@@ -173,7 +171,7 @@ def _elementwise(
 ) -> None:
     """`Y[i...] = body(operands)` over the broadcast shape of `inputs`."""
     out = node.outputs[0]
-    shape, scalar = _as_layer_shape(g, node, _broadcast_shape(node, [g.shape(v) for v in inputs]))
+    shape, scalar = _as_layer_shape(_broadcast_shape(node, [g.shape(v) for v in inputs]))
     axes = _axes(len(shape))
     kt = KernelText(node.op.lower())
     names = "XABCDEFG"

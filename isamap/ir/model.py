@@ -9,6 +9,7 @@ names of the graph they came from; constants are the model's weights, inputs of 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -201,6 +202,48 @@ class Model:
             for tensor, value in step.outputs().items():
                 values[value] = np.asarray(result[tensor], dtype=np.float64)
         return values
+
+    def to_dict(self) -> dict[str, object]:
+        """The model as JSON-able data: every step (a layer's kernel as its text), the constants'
+        shapes (not their values: weights stay arrays)."""
+        steps: list[dict[str, object]] = []
+        for step in self.steps:
+            if isinstance(step, View):
+                steps.append(
+                    {
+                        "view": step.name,
+                        "op": step.op,
+                        "node": step.node,
+                        "sources": list(step.sources),
+                        "shape": list(step.shape),
+                        "offset": step.offset,
+                    }
+                )
+            else:
+                steps.append(
+                    {
+                        "layer": step.name,
+                        "op": step.op,
+                        "kind": step.kind,
+                        "nodes": list(step.nodes),
+                        "kernel": str(step.kernel),
+                        "bindings": dict(step.bindings),
+                        "macs": kernel_macs(step.kernel),
+                    }
+                )
+        return {
+            "name": self.name,
+            "source": self.source,
+            "inputs": {n: list(s) for n, s in self.inputs.items()},
+            "outputs": list(self.outputs),
+            "constants": {n: list(a.shape) for n, a in self.constants.items()},
+            "macs": self.macs(),
+            "steps": steps,
+            "info": dict(self.info),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
 
     def __str__(self) -> str:
         lines = [f"model {self.name} ({self.source})"]

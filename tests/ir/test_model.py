@@ -67,3 +67,12 @@ def test_check_finds_a_view_past_its_source() -> None:
 def test_bad_inputs_are_one_error(inputs: object, message: str) -> None:
     with pytest.raises(IsamapError, match=message):
         _model().evaluate(inputs)  # type: ignore[arg-type]
+
+
+def test_json_names_every_step_and_no_weights() -> None:
+    import json
+
+    doc = json.loads(_model().to_json())
+    assert [s.get("layer") or s.get("view") for s in doc["steps"]] == ["x2", "mm", "flat"]
+    assert doc["constants"] == {"w": [3, 4]} and doc["macs"] == 24
+    assert "C[i, j] += (A[i, k] * B[k, j])" in doc["steps"][1]["kernel"]
