@@ -449,6 +449,8 @@ def batchnorm(g: GraphBuilder, node: Node) -> None:
     if any(c is None for c in consts):
         raise NodeError("scale, bias, mean and variance must be constants (inference)")
     gamma, beta, mu, sigma2 = (np.asarray(c, dtype=np.float64) for c in consts)
+    if not np.isfinite(eps) or not np.all(sigma2 + eps > 0):
+        raise NodeError(f"variance ({var}) + epsilon must be positive")
     factor = gamma / np.sqrt(sigma2 + eps)
     shift = beta - mu * factor
     out = node.outputs[0]
