@@ -107,6 +107,16 @@ CASES = [
         "node the_batchnormalization (BatchNormalization): unsupported attribute training_mode=1",
     ),
     (
+        "negative variance",
+        single_node(
+            "BatchNormalization",
+            {"X": (1, 2, 3, 3)},
+            constants={k: np.full(2, -1.0 if k == "v" else 1.0, np.float32) for k in "sbmv"},
+            output_shape=(1, 2, 3, 3),
+        ),
+        "node the_batchnormalization (BatchNormalization): variance (v) + epsilon must be positive",
+    ),
+    (
         "Gelu approximation",
         single_node("Gelu", {"X": (2, 3)}, opset=20, approximate="fast"),
         "node the_gelu (Gelu): unsupported attribute approximate='fast'",
