@@ -180,6 +180,12 @@ def _common_options(f: _F) -> _F:
             help="Saturation limit: seconds.",
         ),
         click.option(
+            "--quantize/--no-quantize",
+            default=None,
+            help="A float kernel on an integer target: quantize it (symmetric per-tensor "
+            "scales from random inputs), or refuse it (--no-quantize).",
+        ),
+        click.option(
             "--allow-unchecked-rules",
             is_flag=True,
             help="Use the target's rule file even if check-rules does not pass it.",
@@ -201,6 +207,7 @@ def _compile(
     disabled_rules: Sequence[str] = (),
     method: str = "exact",
     allow_unchecked_rules: bool = False,
+    quantize: bool | None = None,
 ) -> isamap.CompileResult:
     """Check the names, then compile; warn on stderr when saturation or the ILP stopped at a
     limit."""
@@ -220,6 +227,7 @@ def _compile(
             extract=method,
             disabled_rules=disabled_rules,
             allow_unchecked_rules=allow_unchecked_rules,
+            quantize=quantize,
         )
     for w in caught:
         if issubclass(w.category, ExtractionTimeLimit):
@@ -294,6 +302,7 @@ def extract(
     max_enodes: int,
     disable_rule: tuple[str, ...],
     max_seconds: float,
+    quantize: bool | None,
     allow_unchecked_rules: bool,
     variants: int,
     method: str,
@@ -315,6 +324,7 @@ def extract(
         disable_rule,
         method,
         allow_unchecked_rules,
+        quantize,
     )
     best = result.saturation.variants(variants, cost, seconds=max_seconds) if variants else []
     if dot is not None:
@@ -350,6 +360,7 @@ def sim(
     max_enodes: int,
     disable_rule: tuple[str, ...],
     max_seconds: float,
+    quantize: bool | None,
     allow_unchecked_rules: bool,
 ) -> None:
     """Compile KERNEL, schedule it with strategy --schedule and simulate it: print the program
@@ -365,6 +376,7 @@ def sim(
         max_seconds,
         disable_rule,
         allow_unchecked_rules=allow_unchecked_rules,
+        quantize=quantize,
     )
     if as_json:
         doc = {

@@ -24,6 +24,7 @@ from isamap.extract.exact import candidate_mappings
 from isamap.hardware import target_file
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.machine import run_program
+from isamap.hardware.matrix_form import contraction_dtypes, matrix_form, types_fit
 from isamap.hardware.sim import SimResult, simulate_timing
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
@@ -33,6 +34,7 @@ from isamap.ir.mapping import Mapping
 from isamap.ir.model import kernel_macs
 from isamap.ir.program import Program
 from isamap.ir.reference import check_inputs
+from isamap.quantize import Quantization, check_types, needs_quantization, quantize_kernel
 from isamap.saturation import Saturation, check_cost, check_kernel_arg, saturate
 from isamap.schedule.scheduler import best_call, schedule_mapping
 from isamap.schedule.strategies import strategy
@@ -104,6 +106,7 @@ class CompileReport(CycleRatios):
     bytes: dict[str, float] = field(default_factory=dict)
     energy_pj: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    numbers: str = "in the declared types"  # or the quantization's scales and error
 
     @property
     def enodes(self) -> int:
@@ -129,6 +132,7 @@ class CompileReport(CycleRatios):
             "macs": self.macs,
             "egraph": self.egraph.to_dict(),
             "stage_seconds": self.stage_seconds,
+            "numbers": self.numbers,
         }
 
     def __str__(self) -> str:
@@ -146,6 +150,7 @@ class CompileReport(CycleRatios):
                 f"bytes moved: {moved}",
                 f"energy: {self.energy_pj / 1e6:,.3f} uJ; MACs: {self.macs:,}",
                 f"instructions: {counts}",
+                f"numbers: {self.numbers}",
                 f"e-graph: {self.egraph.summary()}",
                 f"stages: {stages}",
             ]
@@ -164,15 +169,28 @@ class CompileResult:
     saturation: Saturation
     sim: SimResult
 
+    quantization: Quantization | None = None  # compiled for the integer kernel it made
+
     def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the scheduled program functionally: every matrix call instruction by instruction
         through a scratchpad and accumulator of the target's size (a missing load or an overrun
-        fails loudly), everything else as mapped. Every tensor the mapping computes, by name."""
+        fails loudly), everything else as mapped. Every tensor the mapping computes, by name;
+        quantized: the float inputs quantized with the compile-time scales, outputs dequantized."""
+        q = self.quantization
+        if q is not None:
+            ints = q.quantize_inputs(inputs)
+            return q.dequantize(
+                run_program(self.program, self.mapping, q.kernel, self.target, ints)
+            )
         arrays = check_inputs(self.kernel, inputs)
         return run_program(self.program, self.mapping, self.kernel, self.target, arrays)
 
     def run_mapping(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the mapping alone (no schedule): each call tile by tile on its instruction."""
+        q = self.quantization
+        if q is not None:
+            ints = q.quantize_inputs(inputs)
+            return q.dequantize(run_mapping(self.mapping, q.kernel, self.target, ints))
         arrays = check_inputs(self.kernel, inputs)
         return run_mapping(self.mapping, self.kernel, self.target, arrays)
 
@@ -225,6 +243,8 @@ def compile(
     extract: str = "exact",
     disabled_rules: Collection[str] = (),
     allow_unchecked_rules: bool = False,
+    quantize: bool | None = None,
+    calibration: MappingABC[str, object] | None = None,
 ) -> CompileResult:
     """Map `kernel` onto `target`: saturate, extract, schedule with strategy `schedule`, simulate.
 
@@ -237,6 +257,11 @@ def compile(
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`). A
     target whose own rule file has a rule `isamap check-rules` does not pass is refused unless
     `allow_unchecked_rules`.
+    `quantize=True` compiles a float kernel for an integer target as an integer kernel
+    (`isamap.quantize`: symmetric per-tensor scales from `calibration`, default random inputs;
+    the report states them and the error against the float reference; `run` dequantizes);
+    `quantize=False` refuses such a kernel in one line. The default, None, still runs it in float64
+    and says so in the report (the old behaviour, until every caller declares its types).
     """
     check_kernel_arg(kernel, "compile")
     if isinstance(target, str | os.PathLike):
@@ -250,6 +275,16 @@ def compile(
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise IsamapError(f"compile: candidates must be an integer >= 1, not {candidates!r}"[:100])
     check_schedule(target, schedule)  # unknown or unfit strategies fail before any work
+    if quantize is not None and not isinstance(quantize, bool):
+        raise IsamapError(f"compile: quantize must be True, False or None, not {quantize!r}"[:100])
+    if calibration is not None and not quantize:
+        raise IsamapError("compile: calibration inputs are for quantize=True")
+    source, quantization = kernel, None
+    if quantize:
+        quantization = quantize_kernel(kernel, target, calibration)
+        kernel = quantization.kernel
+    elif quantize is False:
+        check_types(kernel, target)
     check_schedule(target, target.baseline_schedule, baseline=True)
     limits = limits or Limits()
     started = time.perf_counter()  # limits.seconds bounds saturation and extraction together
@@ -293,4 +328,27 @@ def compile(
         energy_pj=sim.energy_pj,
         stage_seconds=stages,
     )
-    return CompileResult(kernel, target, mapping, program, report, sat, sim)
+    report.numbers = _numbers(source if quantization is None else kernel, program, target,
+                              quantization)  # fmt: skip
+    return CompileResult(kernel, target, mapping, program, report, sat, sim, quantization)
+
+
+def _numbers(kernel: Kernel, program: Program, target: Target, q: Quantization | None) -> str:
+    """The report's line on the numbers the program computes in."""
+    if q is not None:
+        return q.summary()
+    why = needs_quantization(kernel, target)
+    if why is not None:
+        return f"computed in float64, not in the hardware's types: {why}"
+    for name in dict.fromkeys(c.call.instruction for c in program.calls):
+        ins = target.instruction(name)
+        if not types_fit(ins.semantics, kernel):
+            form = matrix_form(ins.semantics)
+            assert form is not None
+            a, b = ins.semantics.dtype(form.lhs), ins.semantics.dtype(form.rhs)
+            ours = ", ".join(sorted({t for pair in contraction_dtypes(kernel) for t in pair}))
+            return (
+                f"computed in float64, not in the hardware's types: {name} takes {a} x {b}, "
+                f"the kernel multiplies {ours}"
+            )
+    return "in the declared types"

@@ -8,6 +8,7 @@ flattens, time-step slices) cost nothing: the data stays where it is.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel
 from isamap.ir.model import Layer, Model, kernel_macs
+from isamap.ir.reference import evaluate
 
 __all__ = ["LayerReport", "ModelReport", "ModelResult", "compile", "compile_model"]
 
@@ -188,6 +190,8 @@ def compile(
     extract: str = ...,
     disabled_rules: Collection[str] = ...,
     allow_unchecked_rules: bool = ...,
+    quantize: bool | None = ...,
+    calibration: MappingABC[str, object] | None = ...,
 ) -> CompileResult: ...
 
 
@@ -202,6 +206,8 @@ def compile(
     extract: str = ...,
     disabled_rules: Collection[str] = ...,
     allow_unchecked_rules: bool = ...,
+    quantize: bool | None = ...,
+    calibration: MappingABC[str, object] | None = ...,
 ) -> ModelResult: ...
 
 
@@ -215,10 +221,22 @@ def compile(
     extract: str = "exact",
     disabled_rules: Collection[str] = (),
     allow_unchecked_rules: bool = False,
+    quantize: bool | None = None,
+    calibration: MappingABC[str, object] | None = None,
 ) -> CompileResult | ModelResult:
     """`isamap.compile`: a Kernel through the per-kernel pipeline (`isamap.compile.compile`), a
     Model layer by layer (`compile_model`); the same arguments either way."""
-    args = (cost, schedule, limits, candidates, extract, disabled_rules, allow_unchecked_rules)
+    args = (
+        cost,
+        schedule,
+        limits,
+        candidates,
+        extract,
+        disabled_rules,
+        allow_unchecked_rules,
+        quantize,
+        calibration,
+    )
     if type(kernel).__name__ == "ModelProto":  # an onnx.ModelProto: the frontend reads it
         raise IsamapError(
             "compile: expected a Kernel or a Model, not an onnx.ModelProto "
@@ -247,16 +265,30 @@ def compile_model(
     extract: str = "exact",
     disabled_rules: Collection[str] = (),
     allow_unchecked_rules: bool = False,
+    quantize: bool | None = None,
+    calibration: MappingABC[str, object] | None = None,
     fusion: bool = True,
 ) -> ModelResult:
     """Compile every layer of `model` for `target` (see `isamap.compile`; the arguments are its
     own, applied to each kernel). With `fusion`, adjacent layers are fused first
-    (`isamap.frontend.fuse`)."""
+    (`isamap.frontend.fuse`). With `quantize=True` each layer is quantized with scales from the
+    values it really sees: the model's reference run on `calibration` (the model's inputs by
+    name; default: random inputs)."""
     if not isinstance(model, Model):
         raise IsamapError(f"compile_model: expected a Model, not {type(model).__name__}")
     if isinstance(target, str | os.PathLike):
         target = load_target(target)
     fused = fuse(model) if fusion else model
+    if calibration is not None and not quantize:
+        raise IsamapError("compile: calibration inputs are for quantize=True")
+    seen: dict[int, dict[str, np.ndarray]] = {}
+    if quantize:  # each layer's calibration: what it reads when the model runs on the inputs
+
+        def record(layer: Layer, args: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
+            seen[id(layer)] = dict(args)
+            return evaluate(layer.kernel, args)
+
+        fused.run_steps(calibration if calibration is not None else fused.random_inputs(), record)
     started = time.perf_counter()
     by_key: dict[str, tuple[str, CompileResult, float]] = {}
     compiled: list[CompileResult] = []
@@ -264,6 +296,9 @@ def compile_model(
     stages: Counter[str] = Counter()
     for layer in fused.layers():
         key = str(layer.kernel)
+        calib = seen.get(id(layer))
+        if calib is not None:  # a quantized layer's scales depend on its values too
+            key += "\n# calibration " + _digest(calib)
         shares = ""
         seconds = 0.0
         if key in by_key:
@@ -281,6 +316,8 @@ def compile_model(
                     extract,
                     disabled_rules,
                     allow_unchecked_rules,
+                    quantize,
+                    calib,
                 )
             except IsamapError as err:
                 raise IsamapError(
@@ -314,6 +351,14 @@ def compile_model(
     report.compile_seconds = time.perf_counter() - started
     report.kernels = len(by_key)
     return ModelResult(fused, target, compiled, report)
+
+
+def _digest(values: MappingABC[str, np.ndarray]) -> str:
+    h = hashlib.sha1()
+    for name in sorted(values):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(values[name], dtype=np.float64).tobytes())
+    return h.hexdigest()[:12]
 
 
 def _totals(model: Model, target: Target, schedule: str, rows: list[LayerReport]) -> ModelReport:

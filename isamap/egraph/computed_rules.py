@@ -305,12 +305,14 @@ def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[V
 
 @dataclass(frozen=True)
 class ComputedRule:
-    """A rule matching every e-node of kind `op`; `apply` returns terms equal to its e-class."""
+    """A rule matching every e-node of kind `op`; `apply` returns terms equal to its e-class;
+    it runs in saturation phase `phase` (`egraph/phases.py`)."""
 
     name: str
     op: str
     doc: str
     apply: Callable[[ENode, Builder, RuleContext], list[Val]]
+    phase: str = "layout"
 
 
 #: The computed rules, in the order they run.
@@ -328,6 +330,7 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "Einsum over channel c, second operand without own index -> reshape(Einsum(window split "
         "c -> (c/g, g), BlockDiag(y, c, g))): g channels per product (g from instruction extents)",
         _pack_channels,
+        "packing",
     ),
     ComputedRule(
         "transpose-of-window",
@@ -360,23 +363,28 @@ class ComputedRunner:
         widths: Sequence[int] = (),
     ) -> None:
         self.rules = tuple(rules)
-        self.by_op: dict[str, list[ComputedRule]] = {}
+        self.by_op: dict[tuple[str, str], list[ComputedRule]] = {}  # (phase, op) -> rules
         for rule in self.rules:
-            self.by_op.setdefault(rule.op, []).append(rule)
+            self.by_op.setdefault((rule.phase, rule.op), []).append(rule)
         self.widths = tuple(widths)
         self.number = first_number
         self.rounds = 0
         self.applied: set[tuple[object, ...]] = set()
 
-    def round(self, dump: EGraphDump) -> tuple[str, Counter[str]]:
-        """The egglog program of this round's new terms and unions, and matches per rule."""
+    def phases(self) -> set[str]:
+        """The phases that have a computed rule."""
+        return {rule.phase for rule in self.rules}
+
+    def round(self, dump: EGraphDump, phase: str) -> tuple[str, Counter[str]]:
+        """The egglog program of this round of `phase`'s rules: new terms and unions, and
+        matches per rule."""
         builder = Builder(dump, self.number, str(self.rounds))
         ctx = RuleContext(dump, self.widths)
         self.rounds += 1
         matches: Counter[str] = Counter()
         for cid, nodes in dump.classes.items():
             for node in nodes:
-                for rule in self.by_op.get(node.op, ()):
+                for rule in self.by_op.get((phase, node.op), ()):
                     key = (rule.name, cid, node.op, node.args)
                     if key in self.applied:
                         continue

@@ -14,7 +14,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from egglog import bindings
@@ -27,6 +27,7 @@ from isamap.egraph.computed_rules import (
 )
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
+from isamap.egraph.phases import PHASES, PhaseStats, phase_of_ruleset
 from isamap.egraph.rule_file import RuleForm, parse_rule_file, read_rule_file
 from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
 from isamap.hardware.matrix_form import matrix_form
@@ -88,7 +89,8 @@ class RunReport:
     eclasses: int = 0
     matches_per_rule: Counter[str] = field(default_factory=Counter)
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    phase_seconds: dict[str, float] = field(default_factory=dict)  # computed rules, egglog
+    phases: dict[str, PhaseStats] = field(default_factory=dict)  # by phase, in run order
+    engine_seconds: dict[str, float] = field(default_factory=dict)  # computed rules, egglog
     undone_iteration: bool = False  # the last iteration went past the e-node limit and was undone
     extract_stop_reason: str = "complete"  # complete | time-limit (set by extraction)
 
@@ -104,9 +106,15 @@ class RunReport:
             note += "; the iteration past it was undone)" if self.undone_iteration else ")"
         if self.extract_stop_reason != "complete":
             note += f"; extraction stopped at its {self.extract_stop_reason} (best mapping so far)"
+        phases = ", ".join(
+            f"{name} {st.iterations} it {st.seconds * 1000:.1f} ms -> {st.enodes}"
+            for name, st in self.phases.items()
+            if st.iterations
+        )
         return (
             f"{self.stop_reason}{note} after {self.iterations} iterations: "
             f"{self.enodes} e-nodes, {self.eclasses} e-classes; {stages}"
+            + (f"; phases (iterations, time -> e-nodes): {phases}" if phases else "")
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -119,7 +127,8 @@ class RunReport:
             "eclasses": self.eclasses,
             "matches_per_rule": dict(sorted(self.matches_per_rule.items())),
             "stage_seconds": self.stage_seconds,
-            "phase_seconds": self.phase_seconds,
+            "phases": {name: stats.to_dict() for name, stats in self.phases.items()},
+            "engine_seconds": self.engine_seconds,
         }
 
 
@@ -211,9 +220,25 @@ def _packing_widths(target: Target) -> tuple[int, ...]:
     return packing_widths(tiles)
 
 
+class _SerializeRate:
+    """Seconds per e-node that serialising an e-graph into an EGraphDump takes, as last measured
+    (30 us on the machine this was written on): saturation keeps that much of its time limit
+    for the final serialisation, which is one uninterruptible call."""
+
+    seconds_per_enode = 30e-6
+
+    @classmethod
+    def estimate(cls, enodes: int) -> float:
+        return enodes * cls.seconds_per_enode
+
+
 def _dump(egraph: bindings.EGraph, kernel: Kernel) -> EGraphDump:
+    t0 = time.perf_counter()
     serialized = egraph.serialize([], max_functions=None, max_calls_per_function=None)
-    return EGraphDump.from_json(serialized.to_json(), kernel)
+    dump = EGraphDump.from_json(serialized.to_json(), kernel)
+    if dump.enodes >= 1000:  # small ones are all overhead
+        _SerializeRate.seconds_per_enode = (time.perf_counter() - t0) / dump.enodes
+    return dump
 
 
 def _enodes(egraph: bindings.EGraph) -> int:
@@ -231,12 +256,14 @@ class RuleSource:
     rulesets: tuple[str, ...]
 
 
-def rule_sources(target: Target) -> list[RuleSource]:
-    """Every rule a saturation for `target` loads: algebra, derived, the target's rule file."""
+def rule_sources(target: Target, kernel: Kernel | None = None) -> list[RuleSource]:
+    """Every rule a saturation for `target` loads: algebra, derived (for `kernel`: from the
+    instructions its types fit), the target's rule file."""
     algebra = RULES_DIR / "algebra.egg"
+    derived = rules_program(target, kernel)
     sources = [
-        RuleSource(algebra.read_text(), str(algebra), ("algebra",)),
-        RuleSource(rules_program(target), f"<rules derived from {target.path}>", ("target",)),
+        RuleSource(algebra.read_text(), str(algebra), ("layout", "fusion")),
+        RuleSource(derived, f"<rules derived from {target.path}>", ("target",)),
     ]
     extra = target_rule_file(target)
     if extra is not None:
@@ -268,7 +295,7 @@ def saturate(
     `disabled_rules` names rules to leave out (any rule of `isamap check-rules` or a computed
     rule): to see which alternatives a rule contributes, or to compare mappings without it.
     """
-    sources = rule_sources(target)
+    sources = rule_sources(target, kernel)
     computed: Sequence[ComputedRule] = COMPUTED_RULES
     if disabled_rules:
         sources, computed = _without(sources, set(disabled_rules))
@@ -312,17 +339,18 @@ def saturate_with(
     report = RunReport()
     stages = report.stage_seconds
     start = time.perf_counter()
-    egraph, schedule, numbered = _load(kernel, sources, terms, stages)
+    egraph, numbered = _load(kernel, sources, terms, stages)
     widths = _packing_widths(target)
 
     def iteration(egraph: bindings.EGraph) -> _Iteration:
         runner = ComputedRunner(numbered, computed_rules, widths)
-        return _Iteration(egraph, kernel, schedule, sources, runner, report.phase_seconds)
+        return _Iteration(egraph, kernel, sources, runner, report)
 
     t0 = time.perf_counter()
     replay = _run_within_limits(egraph, iteration(egraph), limits, report, start + limits.seconds)
     if replay is not None:  # past the e-node limit with no snapshot to undo: rebuild, replay
-        egraph, _, _ = _load(kernel, sources, terms, {})
+        egraph, _ = _load(kernel, sources, terms, {})
+        report.phases = {}
         again = iteration(egraph)
         for _ in range(replay):
             again.run()
@@ -338,17 +366,15 @@ def saturate_with(
 
 def _load(
     kernel: Kernel, sources: list[RuleSource], terms: str | None, stages: dict[str, float]
-) -> tuple[bindings.EGraph, str, int]:
+) -> tuple[bindings.EGraph, int]:
     """A fresh e-graph with the sorts, `sources` and the kernel's encoding (or `terms`), the
-    schedule of one iteration, and how many terms the encoding numbered."""
+    how many terms the encoding numbered."""
     t0 = time.perf_counter()
     egraph = bindings.EGraph()
     sorts = RULES_DIR / "sorts.egg"
     load_rule_text(egraph, sorts.read_text(), str(sorts))
-    schedule = ""
     for source in sources:
         load_rule_text(egraph, source.text, source.filename)
-        schedule += "".join(f" (run {name})" for name in source.rulesets)
     stages["load_rules"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     encoding = encode_kernel(kernel) if terms is None else None
@@ -356,52 +382,103 @@ def _load(
     _load_in_chunks(egraph, commands, f"<encoding of {kernel.name}>")
     stages["encode"] = time.perf_counter() - t0
     # terms given as text number their own operands; rules' numbers start clear above them
-    return egraph, schedule, encoding.terms if encoding is not None else 1_000_000
+    return egraph, encoding.terms if encoding is not None else 1_000_000
 
 
 class _Iteration:
-    """One iteration of saturation: the computed rules' round, then the egglog schedule.
+    """One iteration of saturation: every phase once, in the order of `PHASES` — its computed
+    rules, then its egglog rulesets — so each phase works on what the phases before it made in
+    the same iteration, and any iteration limit still leaves mappings onto instructions.
 
     The computed rules keep state (the e-nodes they have seen, the creation numbers they gave),
-    which a pop of the e-graph does not undo: `save` and `restore` keep it with the snapshot."""
+    and so do the phase statistics, which a pop of the e-graph does not undo: `save` and
+    `restore` keep them with the snapshot."""
 
     def __init__(
         self,
         egraph: bindings.EGraph,
         kernel: Kernel,
-        schedule: str,
         sources: list[RuleSource],
         runner: ComputedRunner,
-        phases: dict[str, float],
+        report: RunReport,
     ) -> None:
         self.egraph, self.kernel, self.sources = egraph, kernel, sources
-        self.step = egraph.parse_program(f"(run-schedule{schedule})")
-        self.runner, self.phases = runner, phases
-        self.saved: tuple[set[tuple[object, ...]], int, int] | None = None
+        rulesets: dict[str, list[str]] = {p: [] for p in PHASES}
+        for source in sources:
+            for name in source.rulesets:
+                rulesets[phase_of_ruleset(name)].append(name)
+        self.steps = {
+            p: egraph.parse_program(f"(run-schedule{''.join(f' (run {r})' for r in names)})")
+            for p, names in rulesets.items()
+            if names
+        }
+        computed = runner.phases()
+        self.active = [p for p in PHASES if p in self.steps or p in computed]
+        self.runner, self.report = runner, report
+        for p in self.active:
+            report.phases.setdefault(p, PhaseStats())
+        self.snapshot: EGraphDump | None = None  # of the e-graph as it is now, if taken
+        self.saved: _Saved | None = None
 
     def run(self) -> tuple[bool, Counter[str]]:
-        """Run it; whether anything changed, and matches per rule."""
+        """Run every phase once; whether any changed the e-graph, and matches per rule."""
+        changed, matches = False, Counter[str]()
+        for phase in self.active:
+            phase_changed, phase_matches = self._run_phase(phase)
+            changed = changed or phase_changed
+            matches.update(phase_matches)
+        return changed, matches
+
+    def _run_phase(self, phase: str) -> tuple[bool, Counter[str]]:
+        stats, engine = self.report.phases[phase], self.report.engine_seconds
         t1 = time.perf_counter()
         program, matches = "", Counter[str]()
-        if self.runner.rules:  # no snapshot to take when there is no computed rule to run
-            program, matches = self.runner.round(_dump(self.egraph, self.kernel))
+        if phase in self.runner.phases():
+            if self.snapshot is None:
+                self.snapshot = _dump(self.egraph, self.kernel)
+            program, matches = self.runner.round(self.snapshot, phase)
         if program:
             load_rule_text(self.egraph, program, "<computed rules>")
         t2 = time.perf_counter()
-        self.phases["computed"] = self.phases.get("computed", 0.0) + t2 - t1
-        out = _run_step(self.egraph, self.step, self.sources)
-        self.phases["egglog"] = self.phases.get("egglog", 0.0) + time.perf_counter() - t2
-        matches.update(out.report.num_matches_per_rule)
-        return bool(out.report.updated or program), matches
+        engine["computed"] = engine.get("computed", 0.0) + t2 - t1
+        updated = False
+        step = self.steps.get(phase)
+        if step is not None:
+            out = _run_step(self.egraph, step, self.sources)
+            matches.update(out.report.num_matches_per_rule)
+            updated = out.report.updated
+        t3 = time.perf_counter()
+        engine["egglog"] = engine.get("egglog", 0.0) + t3 - t2
+        stats.seconds += t3 - t1
+        changed = bool(updated or program)
+        if changed:
+            self.snapshot = None
+            stats.iterations += 1
+            stats.matches += sum(matches.values())
+            stats.enodes = _enodes(self.egraph)
+        return changed, matches
 
     def save(self) -> None:
         r = self.runner
-        self.saved = (set(r.applied), r.number, r.rounds)
+        stats = {p: replace(st) for p, st in self.report.phases.items()}
+        self.saved = _Saved(set(r.applied), r.number, r.rounds, stats)
 
     def restore(self) -> None:
-        assert self.saved is not None
-        r = self.runner
-        r.applied, r.number, r.rounds = set(self.saved[0]), self.saved[1], self.saved[2]
+        saved, r = self.saved, self.runner
+        assert saved is not None
+        r.applied, r.number, r.rounds = set(saved.applied), saved.number, saved.rounds
+        self.report.phases = {p: replace(st) for p, st in saved.stats.items()}
+        self.snapshot = None
+
+
+@dataclass
+class _Saved:
+    """The state of an `_Iteration` that a pop of the e-graph does not undo."""
+
+    applied: set[tuple[object, ...]]
+    number: int
+    rounds: int
+    stats: dict[str, PhaseStats]
 
 
 def _run_within_limits(
@@ -419,7 +496,8 @@ def _run_within_limits(
     it, an iteration that passes the limit anyway cannot be undone: then the number of iterations
     to replay on a fresh e-graph is returned (else None). A Rust call cannot be interrupted, so
     the time limit is checked between iterations, and an iteration is not started when the last
-    one took longer than the time left."""
+    one and the final serialisation of the e-graph (estimated from the last one measured) would
+    not fit in the time left."""
     push, pop = egraph.parse_program("(push)"), egraph.parse_program("(pop)")
     report.stop_reason = "iteration-limit"
     size = _enodes(egraph)
@@ -429,7 +507,7 @@ def _run_within_limits(
     growth, last = 4.0, 0.0
     for _ in range(limits.iterations):
         now = time.perf_counter()
-        if now >= deadline or now + last > deadline:
+        if now + last + _SerializeRate.estimate(size) > deadline:
             report.stop_reason = "time-limit"
             return None
         snapshot = size * growth >= limits.enodes

@@ -15,10 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from isamap.hardware.elementwise_form import elementwise_form
-from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.matrix_form import matrix_form, types_fit
 from isamap.hardware.target import Target
+from isamap.ir.kernel import Kernel
 
-__all__ = ["DerivedRule", "derive_rules", "matrix_instructions", "rules_program"]
+__all__ = [
+    "DerivedRule",
+    "derive_rules",
+    "eligible_instructions",
+    "matrix_instructions",
+    "rules_program",
+]
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,23 @@ def matrix_instructions(target: Target) -> list[str]:
     ]
 
 
-def derive_rules(target: Target) -> list[DerivedRule]:
-    """The `target` ruleset's rules for `target`, in a stable order."""
+def eligible_instructions(target: Target, kernel: Kernel | None = None) -> list[str]:
+    """The matrix instructions that may compute `kernel`'s products: those whose operand types
+    hold the kernel's exactly (`types_fit`: a bf16 instruction for a bf16 kernel, an int8 one
+    for an int8 kernel), when any does; else all of them (the types fit none: `compile` refuses
+    such a kernel on an integer-only target unless it is quantized)."""
+    names = matrix_instructions(target)
+    if kernel is None:
+        return names
+    fitting = [n for n in names if types_fit(target.instructions[n].semantics, kernel)]
+    return fitting or names
+
+
+def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRule]:
+    """The `target` ruleset's rules for `target` (for `kernel`: only its eligible matrix
+    instructions), in a stable order."""
     rules: list[DerivedRule] = []
-    for name in matrix_instructions(target):
+    for name in eligible_instructions(target, kernel):
         ins = target.instructions[name]
         rule = f"bmm-to-{name}"
         form = matrix_form(ins.semantics)
@@ -127,10 +147,10 @@ def _tile_text(target: Target, name: str) -> str:
     return "x".join(f"{r}{form.tile(r)}" for r in "bmnk" if form.tile(r) > 1)
 
 
-def rules_program(target: Target) -> str:
-    """The egglog text declaring ruleset `target` with every derived rule."""
+def rules_program(target: Target, kernel: Kernel | None = None) -> str:
+    """The egglog text declaring ruleset `target` with every derived rule (for `kernel`)."""
     lines = ["(ruleset target)"]
-    for rule in derive_rules(target):
+    for rule in derive_rules(target, kernel):
         lines.append(f"; {rule.name}: {rule.doc}")
         lines.append(rule.text)
     return "\n".join(lines) + "\n"

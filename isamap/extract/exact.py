@@ -81,11 +81,19 @@ class ExactSolution:
         return frozenset(self.choice.items())
 
 
-def _extractable(dump: EGraphDump, costs: _Costs) -> dict[str, list[ENode]]:
+def _extractable(
+    dump: EGraphDump, costs: _Costs, deadline: float = math.inf
+) -> dict[str, list[ENode]]:
     """E-nodes that can be part of a finite mapping: finite cost, no self-loop, every child
-    e-class itself has such an e-node (a fixpoint from the leaves up)."""
+    e-class itself has such an e-node (a fixpoint from the leaves up). Past `deadline` only
+    e-nodes already costed count (the warm start's are): costing every e-node of a huge e-graph
+    can take minutes, which is the time limit's business."""
+
+    def costed(node: ENode) -> bool:
+        return costs.known(node) or time.perf_counter() < deadline
+
     finite = {
-        cid: [n for n in nodes if cid not in n.refs() and math.isfinite(costs(n))]
+        cid: [n for n in nodes if cid not in n.refs() and costed(n) and math.isfinite(costs(n))]
         for cid, nodes in dump.classes.items()
     }
     ok: set[str] = set()
@@ -152,8 +160,10 @@ def _components(classes: list[str], nodes: dict[str, list[ENode]]) -> dict[str, 
 class _Program:
     """The ILP for one e-graph, its roots and costs; solve, cut a solution off, solve again."""
 
-    def __init__(self, dump: EGraphDump, roots: list[str], costs: _Costs) -> None:
-        nodes = _extractable(dump, costs)
+    def __init__(
+        self, dump: EGraphDump, roots: list[str], costs: _Costs, deadline: float = math.inf
+    ) -> None:
+        nodes = _extractable(dump, costs, deadline)
         if any(r not in nodes for r in roots):
             raise IsamapError("no extractable mapping: a result has no finite-cost e-node")
         self.roots, self.costs = roots, costs
@@ -361,7 +371,7 @@ def exact_choices(
     (1 + `close`) times the best. `seconds` bounds all solves together; `start` is the first
     solve's MIP start."""
     t0 = time.perf_counter()
-    program = _Program(dump, roots, costs)
+    program = _Program(dump, roots, costs, t0 + seconds)
     if start is not None:
         program.start(start)
     found: list[ExactSolution] = []

@@ -3,29 +3,42 @@
 An instruction call is run as the hardware would: its operands are cut into tiles of the
 instruction's extents (zero-padded at the edges), each tile is put in the instruction's own operand
 layout, and the instruction's declared semantics (its index notation, as an einsum) computes it,
-accumulating over K tiles. Values are floating point whatever the target's storage type.
+accumulating over K tiles. Numbers are the instruction's (`OperandTypes`): operands in its input
+types (float types round to nearest even; an integer type takes only its integers), the
+accumulator at its declared width, wrapping or saturating as the instruction says; the kernel's
+outputs are stored in their declared types (`reference.store`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from isamap.hardware.elementwise_form import elementwise_form
-from isamap.hardware.matrix_form import MatrixForm, matrix_form
+from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
+from isamap.ir.dtypes import DType, dtype, fits
 from isamap.ir.einsum import einsum_subscripts
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel, TensorDecl
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.ops import BINARY, UNARY
-from isamap.ir.reference import evaluate
+from isamap.ir.reference import check_inputs, evaluate, store
 from isamap.ir.shapes import check_kernel
 from isamap.ir.window import WindowSpec
 
-__all__ = ["run_instruction", "run_mapping", "run_node"]
+__all__ = [
+    "EXACT",
+    "OperandTypes",
+    "operand_types",
+    "run_instruction",
+    "run_mapping",
+    "run_node",
+    "store_outputs",
+]
 
 
 def _dims(text: object) -> tuple[int, ...]:
@@ -59,15 +72,72 @@ def _from_layout(result: np.ndarray, form: MatrixForm, sizes: tuple[int, ...]) -
     return np.transpose(result, [have.index(i) for i in canonical]).reshape(sizes)
 
 
+@dataclass(frozen=True)
+class OperandTypes:
+    """The numbers of a matrix instruction: its operands' element types, and what its
+    accumulator does past its range (`overflow`: "wrap" or "saturate")."""
+
+    name: str
+    lhs: DType
+    rhs: DType
+    acc: DType
+    overflow: str = "wrap"
+
+    def operand(self, role: str, x: np.ndarray) -> np.ndarray:
+        """`x` as the instruction's `role` ("lhs" or "rhs") operand: a float type rounds; an
+        integer type takes only its own values (anything else is a mapping the types do not fit,
+        which compile refuses), IsamapError if not."""
+        t = self.lhs if role == "lhs" else self.rhs
+        if not t.is_integer:
+            return t.hold(x)
+        got = t.convert(x)
+        if not np.array_equal(got, x):
+            at = tuple(int(i) for i in np.argwhere(got != x)[0])
+            raise IsamapError(
+                f"{self.name}: operand {role} holds {x[at]}, not a {t.name} value: the kernel's "
+                "element types do not fit the instruction's (declare integer tensors, or quantize)"
+            )
+        return x
+
+    def accumulate(self, acc: np.ndarray, product: np.ndarray) -> np.ndarray:
+        """`acc + product` held in the accumulator's type: an integer sum wraps or saturates at
+        the declared width, once per instruction call (the call's own dot products are exact, as
+        the array's wide adders keep them)."""
+        return self.acc.hold(acc + product, self.overflow if self.acc.is_integer else None)
+
+
+#: What an instruction without declared types computes: float64 throughout.
+EXACT = OperandTypes("exact", dtype("f64"), dtype("f64"), dtype("f64"))
+
+
+def operand_types(ins: Instruction, kernel: Kernel | None = None) -> OperandTypes:
+    """The numbers matrix instruction `ins` computes `kernel` in: its own types where the
+    kernel's types fit them (`matrix_form.types_fit`); float64 (EXACT) where they do not, the
+    numbers of a mapping `compile` refuses unless asked to quantize."""
+    form = matrix_form(ins.semantics)
+    assert form is not None, ins.name
+    if kernel is not None and not types_fit(ins.semantics, kernel):
+        return EXACT
+    of = ins.semantics.dtype
+    return OperandTypes(ins.name, dtype(of(form.lhs)), dtype(of(form.rhs)), dtype(of(form.out)),
+                        ins.overflow)  # fmt: skip
+
+
 def run_instruction(
-    form: MatrixForm, x: np.ndarray, y: np.ndarray, epilogue: str | None = None
+    form: MatrixForm,
+    x: np.ndarray,
+    y: np.ndarray,
+    epilogue: str | None = None,
+    types: OperandTypes = EXACT,
 ) -> np.ndarray:
-    """`x[b,m,k] . y[b,k,n]` on an instruction of matrix form `form`, one tile at a time."""
+    """`x[b,m,k] . y[b,k,n]` on an instruction of matrix form `form`, one tile at a time, in the
+    instruction's numbers `types`."""
     b, m, k = x.shape
     n = y.shape[2]
     tb, tm, tn, tk = (form.tile(r) for r in "bmnk")
     spec = form.einsum()
     out = np.zeros((b, m, n))
+    x, y = types.operand("lhs", x), types.operand("rhs", y)
     for b0 in range(0, b, tb):
         for m0 in range(0, m, tm):
             for n0 in range(0, n, tn):
@@ -78,7 +148,7 @@ def run_instruction(
                     got = np.einsum(
                         spec, _to_layout(xt, form, "bmk", "lhs"), _to_layout(yt, form, "bkn", "rhs")
                     )
-                    acc += _from_layout(got, form, (tb, tm, tn))
+                    acc = types.accumulate(acc, _from_layout(got, form, (tb, tm, tn)))
                 if epilogue is not None:
                     acc = UNARY[epilogue].numpy(acc)
                 bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)
@@ -86,10 +156,24 @@ def run_instruction(
     return out
 
 
-def _run_elementwise(ins: Instruction, args: list[np.ndarray]) -> np.ndarray:
-    """An elementwise instruction over whole tensors, lanes at a time, by its semantics."""
+def _elementwise_semantics(ins: Instruction, kernel: Kernel) -> Kernel:
+    """`ins`'s semantics in its own types where every type of `kernel` fits its inputs; else the
+    same statements in float64 (f32: carried exactly), like a matrix call whose types do not fit
+    (`operand_types`)."""
+    sem = ins.semantics
+    types = {kernel.dtype(n) for n in kernel.shapes}
+    if all(fits(t, sem.dtype(i)) for t in types for i in sem.inputs()):
+        return sem
+    tensors = {n: replace(d, dtype="f32") for n, d in sem.tensors.items()}
+    return Kernel(sem.name, tensors, sem.statements, sem.extents, sem.shapes, sem.source)
+
+
+def _run_elementwise(ins: Instruction, args: list[np.ndarray], kernel: Kernel) -> np.ndarray:
+    """An elementwise instruction over whole tensors, lanes at a time, by its semantics (in its
+    types where `kernel`'s fit them)."""
     form = elementwise_form(ins.semantics)
     assert form is not None
+    semantics = _elementwise_semantics(ins, kernel)
     flat = [np.asarray(a, dtype=np.float64).reshape(-1) for a in args]
     total = flat[0].size
     out = np.empty(total)
@@ -100,7 +184,7 @@ def _run_elementwise(ins: Instruction, args: list[np.ndarray]) -> np.ndarray:
             lane = np.zeros(form.lanes)
             lane[: stop - start] = values[start:stop]
             chunk[name] = lane.reshape(ins.operand_shape(name))
-        result = evaluate(ins.semantics, chunk)[form.out].reshape(-1)
+        result = evaluate(semantics, chunk)[form.out].reshape(-1)
         out[start:stop] = result[: stop - start]
     return out.reshape(args[0].shape)
 
@@ -114,15 +198,16 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
     for name, value in zip(reads, args, strict=False):
         decl = kernel.tensors.get(name)
         pad = decl.padding if decl is not None else ()
-        decls[name] = TensorDecl(name, tuple(value.shape), "f32", pad)
+        decls[name] = TensorDecl(name, tuple(value.shape), "f32", pad)  # f32: carried as it comes
         inputs[name] = value
     target = s.target if s.target not in decls else f"{s.target}__out"
-    stmt = dataclasses.replace(s, target=target)
+    decls[target] = TensorDecl(target, tuple(kernel.shapes[s.target]), "f32")
+    stmt = dataclasses.replace(s, target=target)  # keeps its reduction (`+=` or `max=`)
     sub = check_kernel(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
     result = evaluate(sub, inputs)[target]
     if len(args) > len(reads):  # accumulating onto an earlier value of the target
         result = args[-1] + result
-    return result
+    return store(kernel, s.target, result)  # the host computes in the kernel's types
 
 
 def _block_diag(t: np.ndarray, axis: int, g: int) -> np.ndarray:
@@ -169,19 +254,22 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
     if op == "host_stmt":
         return _host_statement(kernel, int(str(a["index"])), args)
     if op == "vec":
-        return _run_elementwise(target.instruction(str(a["instruction"])), args)
+        return _run_elementwise(target.instruction(str(a["instruction"])), args, kernel)
     if op == "instr":
-        form = matrix_form(target.instruction(str(a["instruction"])).semantics)
+        ins = target.instruction(str(a["instruction"]))
+        form = matrix_form(ins.semantics)
         assert form is not None
         epilogue = a.get("epilogue")
-        return run_instruction(form, args[0], args[1], str(epilogue) if epilogue else None)
+        fn = str(epilogue) if epilogue else None
+        return run_instruction(form, args[0], args[1], fn, operand_types(ins, kernel))
     raise ValueError(f"cannot run mapping op '{op}'")
 
 
 def run_mapping(
     mapping: Mapping, kernel: Kernel, target: Target, inputs: MappingABC[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Run `mapping` on `inputs`; every kernel tensor the mapping computes, by name."""
+    """Run `mapping` on `inputs`; every kernel tensor the mapping computes, by name, in its
+    declared element type."""
     for name in kernel.inputs():
         if name not in inputs:
             raise IsamapError(f"missing input '{name}' for kernel {kernel.name}")
@@ -191,6 +279,7 @@ def run_mapping(
                 f"input '{name}' has shape {list(got)}, kernel {kernel.name} declares "
                 f"{list(kernel.shapes[name])}"
             )
+    inputs = check_inputs(kernel, inputs)
     values: list[np.ndarray] = []
     for node in mapping.nodes:
         if node.op == "input":
@@ -200,4 +289,42 @@ def run_mapping(
         if tuple(value.shape) != tuple(node.shape):
             raise AssertionError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
         values.append(value)
-    return {name: values[i] for name, i in mapping.outputs.items()}
+    computed = {name: values[i] for name, i in mapping.outputs.items()}
+    return store_outputs(kernel, computed, mapping, target)
+
+
+def store_outputs(
+    kernel: Kernel, outputs: MappingABC[str, np.ndarray], mapping: Mapping, target: Target
+) -> dict[str, np.ndarray]:
+    """The mapping's results as the kernel's tensors hold them: narrowed to each one's declared
+    type, rounded to nearest even — saturating (Gemmini's mvout: ACC_SCALE at scale 1), or
+    wrapping where the store that writes the result narrows to that type and says `wrap`."""
+    out = {}
+    for name, value in outputs.items():
+        t = dtype(kernel.dtype(name))
+        overflow = _narrowing(mapping, target, mapping.outputs[name], t.name)
+        out[name] = t.hold(value, overflow if t.is_integer else "saturate")
+    return out
+
+
+#: Mapping operations that move a value without computing: a result keeps its producer's store.
+_VIEWS = ("reshape", "transpose", "slice", "concat")
+
+
+def _narrowing(mapping: Mapping, target: Target, node: int, to: str) -> str:
+    """How the store of the matrix call behind mapping node `node` narrows to type `to`."""
+    n = mapping.nodes[node]
+    while n.op in _VIEWS and n.args:
+        n = mapping.nodes[n.args[0]]
+    if n.op != "instr":
+        return "saturate"
+    ins = target.instruction(str(n.attrs["instruction"]))
+    out_mem = ins.operands[ins.semantics.statements[0].target]
+    dram = target.dram().name
+    for mover in target.instructions.values():
+        dst = mover.semantics.statements[0].target
+        reads = {m for t, m in mover.operands.items() if t != dst}
+        writes_out = mover.kind == "move" and out_mem in reads and mover.operands[dst] == dram
+        if writes_out and to in mover.narrowing:
+            return mover.overflow
+    return "saturate"

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Overrun, operand_layout
-from isamap.hardware.functional import run_instruction, run_node
+from isamap.hardware.functional import (
+    EXACT,
+    OperandTypes,
+    operand_types,
+    run_instruction,
+    run_node,
+    store_outputs,
+)
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
@@ -28,6 +35,7 @@ from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
 from isamap.ir.ops import UNARY
 from isamap.ir.program import MatmulCall, Program, TileSchedule
+from isamap.ir.reference import check_inputs
 
 __all__ = [
     "Accumulator",
@@ -248,8 +256,9 @@ class Buffer:
         block: np.ndarray = self.data[row + rows, slots]
         return block
 
-    def accumulate(self, row: int, block: np.ndarray) -> None:
-        self.write(row, self.read(row, block.shape) + block)
+    def accumulate(self, row: int, block: np.ndarray, types: OperandTypes) -> None:
+        """Add `block` to the one at `row`, at the accumulator's width (`types.accumulate`)."""
+        self.write(row, types.accumulate(self.read(row, block.shape), block))
 
 
 # -- one call on the machine ---------------------------------------------------------------------
@@ -270,12 +279,15 @@ class CallMachine:
     (`run`) is the only caller.
     """
 
-    def __init__(self, target: Target, call: MatmulCall, s: TileSchedule) -> None:
+    def __init__(
+        self, target: Target, call: MatmulCall, s: TileSchedule, types: OperandTypes = EXACT
+    ) -> None:
         ins = target.instruction(call.instruction)
         form = matrix_form(ins.semantics)
         if form is None or form.tile("b") != 1:
             raise SimulationError(f"{call.instruction}: not a matrix instruction without batch")
         self.form: MatrixForm = form
+        self.types = types
         self.call, self.s = call, s
         model = ArrayModel.for_instruction(target, call.instruction)
         self.names = model.names
@@ -314,7 +326,7 @@ class CallMachine:
 
     def _product(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """One block product by the instruction's declared semantics."""
-        product: np.ndarray = run_instruction(self.form, a[None], b[None])[0]
+        product: np.ndarray = run_instruction(self.form, a[None], b[None], types=self.types)[0]
         return product
 
     # -- the instructions -------------------------------------------------------------------------
@@ -343,7 +355,7 @@ class CallMachine:
         self.fresh = False
         if b is None:
             return self._product(a, self.stationary)
-        self.stationary = self.stationary + self._product(a, b)
+        self.stationary = self.types.accumulate(self.stationary, self._product(a, b))
         return self.stationary
 
     def mvout(self, buffer: Buffer, row: int, epilogue: str | None) -> np.ndarray:
@@ -445,13 +457,17 @@ class CallMachine:
                 for j in range(nb):
                     for k in range(kb):
                         self._issue("compute")
-                        c_buf.accumulate(c_row(i, j), self._product(a_block(i, k), b_block(k, j)))
+                        c_buf.accumulate(
+                            c_row(i, j), self._product(a_block(i, k), b_block(k, j)), self.types
+                        )
         elif self.s.dataflow == "WS":
             for j in range(nb):
                 for k in range(kb):
                     self.preload(b_block(k, j))
                     for i in range(mb):
-                        c_buf.accumulate(c_row(i, j), self.compute(a_block(i, k), None, i == 0))
+                        c_buf.accumulate(
+                            c_row(i, j), self.compute(a_block(i, k), None, i == 0), self.types
+                        )
         else:
             for i in range(mb):
                 for j in range(nb):
@@ -460,7 +476,7 @@ class CallMachine:
                     for k in range(kb):
                         held = self.compute(a_block(i, k), b_block(k, j), k == 0)
                     assert held is not None
-                    c_buf.accumulate(c_row(i, j), held)  # drain the array into the accumulator
+                    c_buf.accumulate(c_row(i, j), held, self.types)  # drain into the accumulator
 
 
 @dataclass
@@ -472,9 +488,15 @@ class CallRun:
 
 
 def run_call(
-    target: Target, call: MatmulCall, s: TileSchedule, a: np.ndarray, b: np.ndarray
+    target: Target,
+    call: MatmulCall,
+    s: TileSchedule,
+    a: np.ndarray,
+    b: np.ndarray,
+    types: OperandTypes = EXACT,
 ) -> CallRun:
-    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s`, through the modelled memories.
+    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s`, through the modelled memories, in
+    the numbers `types` (`functional.operand_types`; default float64).
 
     Raises SimulationError on an overrun, a read of an unwritten row, or mismatched shapes.
     """
@@ -483,7 +505,7 @@ def run_call(
         raise SimulationError(
             f"%{call.node}: operands {a.shape} . {b.shape}, the call is {want_a} . {want_b}"
         )
-    machine = CallMachine(target, call, s)
+    machine = CallMachine(target, call, s, types)
     return CallRun(machine.run(np.asarray(a, float), np.asarray(b, float)), machine.counts)
 
 
@@ -507,6 +529,7 @@ def trace_program(
     for name in kernel.inputs():
         if name not in inputs:
             raise IsamapError(f"missing input '{name}' for kernel {kernel.name}")
+    inputs = check_inputs(kernel, inputs)  # values of their declared types
     run = MachineRun({})
     values: list[np.ndarray] = []
     for node in mapping.nodes:
@@ -515,7 +538,8 @@ def trace_program(
         if node.op == "input":
             value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
         elif scheduled is not None:
-            called = run_call(target, scheduled.call, scheduled.schedule, args[0], args[1])
+            types = operand_types(target.instruction(scheduled.call.instruction), kernel)
+            called = run_call(target, scheduled.call, scheduled.schedule, args[0], args[1], types)
             value = called.output
             run.calls[node.id] = called.counts
             run.counts.update(called.counts)
@@ -524,7 +548,8 @@ def trace_program(
         if tuple(value.shape) != tuple(node.shape):
             raise SimulationError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
         values.append(value)
-    run.outputs = {name: values[i] for name, i in mapping.outputs.items()}
+    computed = {name: values[i] for name, i in mapping.outputs.items()}
+    run.outputs = store_outputs(kernel, computed, mapping, target)
     return run
 
 

@@ -13,9 +13,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from isamap.ir.dtypes import dtype, fits
 from isamap.ir.kernel import Access, Binary, Kernel
 
-__all__ = ["MatrixForm", "contraction_problem", "matrix_form"]
+__all__ = [
+    "MatrixForm",
+    "contraction_dtypes",
+    "contraction_problem",
+    "integer_only",
+    "matrix_form",
+    "types_fit",
+]
 
 
 @dataclass(frozen=True)
@@ -152,4 +160,53 @@ def matrix_form(semantics: Kernel) -> MatrixForm | None:
         out_indices=out,
         roles=roles,
         extents={i: semantics.extents[0][i] for i in roles},
+    )
+
+
+def _plain_product(e: object) -> tuple[Access, Access] | None:
+    """The two accesses of `A[...] * B[...]`, or None."""
+    if not (isinstance(e, Binary) and e.op == "*"):
+        return None
+    a, b = e.lhs, e.rhs
+    return (a, b) if isinstance(a, Access) and isinstance(b, Access) else None
+
+
+def contraction_dtypes(kernel: Kernel) -> list[tuple[str, str]]:
+    """The element types of the factors of every `+=` statement of `kernel`: the two
+    factors of a plain product, and for any other expression every tensor it reads paired with
+    itself (`0.5 * A * B` needs A and B each to fit an operand)."""
+    out = []
+    for s in kernel.statements:
+        if not s.accumulate:
+            continue
+        factors = _plain_product(s.expr)
+        if factors is not None:
+            out.append((kernel.dtype(factors[0].tensor), kernel.dtype(factors[1].tensor)))
+        else:
+            out.extend((kernel.dtype(a.tensor),) * 2 for a in s.accesses())
+    if not out:  # no `+=`: whatever an instruction computes, it computes from these
+        out = [(kernel.dtype(n),) * 2 for n in kernel.shapes]
+    return out
+
+
+def types_fit(semantics: Kernel, kernel: Kernel) -> bool:
+    """True when matrix instruction `semantics` holds every product of `kernel` exactly: each
+    factor's type fits the instruction's operand type it meets (in either order, as the rules
+    may swap the operands), so the instruction computes the kernel's numbers, not rounded ones.
+    An f32 kernel does not fit int8 (or bf16) operands; an i8 kernel fits i8, i16 or bf16 ones."""
+    form = matrix_form(semantics)
+    if form is None:
+        return False
+    a, b = semantics.dtype(form.lhs), semantics.dtype(form.rhs)
+    for x, y in contraction_dtypes(kernel):
+        if not ((fits(x, a) and fits(y, b)) or (fits(y, a) and fits(x, b))):
+            return False
+    return True
+
+
+def integer_only(semantics: Kernel) -> bool:
+    """True when the instruction multiplies integer operands only."""
+    form = matrix_form(semantics)
+    return form is not None and all(
+        dtype(semantics.dtype(t)).is_integer for t in (form.lhs, form.rhs)
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isamap.ir.dtypes import ALIASES, DTYPES
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
 
@@ -23,22 +24,10 @@ __all__ = [
     "list_targets",
 ]
 
-#: Bytes per element of every element type a target may name.
+#: Bytes per element of every element type a target may name (isamap/ir/dtypes.py), aliases too.
 DTYPE_BYTES: Mapping[str, int] = {
-    "i8": 1,
-    "int8": 1,
-    "u8": 1,
-    "uint8": 1,
-    "f16": 2,
-    "bf16": 2,
-    "i16": 2,
-    "int16": 2,
-    "f32": 4,
-    "i32": 4,
-    "int32": 4,
-    "f64": 8,
-    "i64": 8,
-    "int64": 8,
+    **{name: t.bytes for name, t in DTYPES.items()},
+    **{alias: DTYPES[name].bytes for alias, name in ALIASES.items()},
 }
 
 #: The folder holding the shipped `<name>.toml` targets.
@@ -119,6 +108,13 @@ class Instruction:
     reuses_stationary: bool = False
     doc: str = ""
     derived_from: str | None = None  # the instruction this one reads differently (promotion.py)
+    #: An integer result past its type's range: a compute instruction's accumulator, a store's
+    #: narrowing ("wrap" or "saturate").
+    overflow: str = "wrap"
+    #: Types a store can narrow its output to on the way out (after `scale`, to nearest even).
+    narrowing: tuple[str, ...] = ()
+    #: The type of the per-call scale a store multiplies by before narrowing (None: no scale).
+    scale: str | None = None
 
     def operand_shape(self, tensor: str) -> tuple[int, ...]:
         """The tile shape of operand `tensor` in one call."""

@@ -26,10 +26,10 @@ from isamap.hardware.target import (
     dtype_bytes,
     list_targets,
 )
+from isamap.ir.dtypes import ALIASES, DTYPES
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import ELEMENTWISE_FUNCTIONS, Kernel
 from isamap.ir.parser import decode_utf8, parse_kernel
-from isamap.ir.shapes import DTYPES
 
 __all__ = ["MAX_NUMBER", "TargetFile", "load_target", "read_target", "target_path"]
 
@@ -40,11 +40,9 @@ UNIT_KINDS = ("matrix", "vector", "dma", "host")
 INSTRUCTION_KINDS = ("compute", "move", "config")
 DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
 #: Element-type spellings accepted in a target file, mapped to the kernel language's spelling.
-DTYPE_SPELLINGS: Mapping[str, str] = {
-    **{d: d for d in DTYPES},
-    "int8": "i8",
-    "int32": "i32",
-}
+DTYPE_SPELLINGS: Mapping[str, str] = {**{d: d for d in DTYPES}, **ALIASES}
+#: What an integer result past its type's range does (`overflow`).
+OVERFLOW_MODES = ("wrap", "saturate")
 
 # Allowed keys of each table, each mapped to whether it is required.
 TOP_TABLES = {"target": True, "memories": True, "units": True, "instructions": True, "host": False}
@@ -91,6 +89,9 @@ INSTRUCTION_KEYS = {
     "stationary": False,
     "reuses_stationary": False,
     "dtypes": False,
+    "overflow": False,
+    "narrowing": False,
+    "scale": False,
     "doc": False,
 }
 
@@ -509,7 +510,25 @@ def _instruction(
         stationary=stationary,
         reuses_stationary=reuses,
         doc=doc.string((*keys, "doc"), t, default=""),
+        **_number_keys(doc, keys, t, kind),
     )
+
+
+def _number_keys(doc: TargetFile, keys: Keys, t: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The instruction's arithmetic: `overflow` (default: a compute instruction's accumulator
+    wraps, a store's narrowing saturates), the types a store narrows to, its scale's type."""
+    default = "wrap" if kind == "compute" else "saturate"
+    overflow = doc.string((*keys, "overflow"), t, default=default, choices=OVERFLOW_MODES)
+    narrowing = doc.strings((*keys, "narrowing"), t, tuple(DTYPE_SPELLINGS))
+    scale = doc.dtype((*keys, "scale"), t) if "scale" in t else None
+    if (narrowing or scale) and kind != "move":
+        key = "narrowing" if narrowing else "scale"
+        raise doc.error((*keys, key), f"'{key}' is for a store (kind = \"move\"), not {kind}")
+    return {
+        "overflow": overflow,
+        "narrowing": tuple(DTYPE_SPELLINGS[n] for n in narrowing),
+        "scale": scale,
+    }
 
 
 def _semantics_problem(semantics: Kernel) -> str | None:

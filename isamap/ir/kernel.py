@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from isamap.ir.dtypes import DTYPES
 from isamap.ir.errors import SourceLoc
 from isamap.ir.ops import BINARY, UNARY
 
@@ -155,6 +157,19 @@ def walk(expr: Expr) -> Iterator[Expr]:
         yield from walk(expr.rhs)
 
 
+def _integral(e: Expr, kernel: Kernel, inferred: Mapping[str, str]) -> bool:
+    """True when node `e` keeps integer values integer."""
+    if isinstance(e, Access):
+        decl = kernel.tensors.get(e.tensor)
+        name = decl.dtype if decl else inferred.get(e.tensor, "f32")
+        return name in DTYPES and DTYPES[name].is_integer
+    if isinstance(e, Const):
+        return math.isfinite(e.value) and e.value == int(e.value)
+    if isinstance(e, Unary):
+        return e.fn in ("relu", "neg")
+    return isinstance(e, Binary) and e.op in ("+", "-", "*", "max", "min")
+
+
 @dataclass(frozen=True)
 class TensorDecl:
     """A declared tensor: shape, element type and optional zero padding `(lo, hi)` per dimension."""
@@ -247,8 +262,24 @@ class Kernel:
         )
 
     def dtype(self, name: str) -> str:
+        """The element type of tensor `name`: as declared, else inferred (`inferred_dtypes`)."""
         decl = self.tensors.get(name)
-        return decl.dtype if decl else "f32"
+        if decl is not None:
+            return decl.dtype
+        return self.inferred_dtypes.get(name, "f32")
+
+    @cached_property
+    def inferred_dtypes(self) -> dict[str, str]:
+        """The element type of every undeclared written tensor: `i32` when each statement writing
+        it reads only integer tensors and integer constants through `+ - *`, `relu` and `neg`
+        (an integer accumulation, as integer hardware does it); else `f32`."""
+        out: dict[str, str] = {}
+        for s in self.statements:
+            if s.target in self.tensors:
+                continue
+            integral = all(_integral(e, self, out) for e in walk(s.expr))
+            out[s.target] = "i32" if integral and out.get(s.target, "i32") == "i32" else "f32"
+        return out
 
     def __str__(self) -> str:
         lines = []

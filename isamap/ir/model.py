@@ -180,14 +180,14 @@ class Model:
         rng = np.random.default_rng(seed)
         return {n: rng.standard_normal(s) for n, s in self.inputs.items()}
 
-    def evaluate(self, inputs: Mapping[str, NDArray[np.generic]]) -> dict[str, Array]:
+    def evaluate(self, inputs: Mapping[str, object]) -> dict[str, Array]:
         """The model's numpy reference: every layer by `isamap.ir.evaluate`; outputs by name."""
         values = self.run_steps(inputs, lambda layer, args: evaluate(layer.kernel, args))
         return {name: values[name] for name in self.outputs}
 
     def run_steps(
         self,
-        inputs: Mapping[str, NDArray[np.generic]],
+        inputs: Mapping[str, object],
         run_layer: LayerRunner,
     ) -> dict[str, Array]:
         """Every value of the model, each layer computed by `run_layer(layer, kernel inputs)`."""

@@ -413,7 +413,7 @@ def parse_kernel(text: str, filename: str = "<string>", name: str | None = None)
 
     Syntax, one item per line (`#` starts a comment):
 
-        tensor X[1, 8, 12, 12] f32 pad(0, 0, 1:1, 1)   # dtype f32|f16|bf16|i8|i32, default f32
+        tensor X[1, 8, 12, 12] f32 pad(0, 0, 1:1, 1)   # element type (ir/dtypes.py), default f32
         tensor s[] f32                                   # a scalar
         O[n, k, h, w] += X[n, c, 2*h + r - 1, 2*w + s - 1] * W[k, c, r, s]
         Z[b, j] = sigmoid(G[b, j]) * 0.5 + exp(-U[b, j])

@@ -2,6 +2,11 @@
 
 Each statement is evaluated over its whole iteration space with broadcasting (reduced axes last) and
 summed over the reduced axes; large spaces are evaluated in chunks so memory stays bounded.
+Numbers are in the declared element types (isamap/ir/dtypes.py): inputs are values of their types
+(a float input is rounded to its type; an integer input must hold integers in range), a
+statement's right side is computed exactly (float64: integer arithmetic is exact below 2**53) and
+its result stored in the written tensor's type, rounded to nearest even and saturated. f32 is
+carried in float64 (`DType.carried_exactly`).
 """
 
 from __future__ import annotations
@@ -12,16 +17,21 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
+from isamap.ir.dtypes import dtype
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Access, Const, Expr, Kernel, Statement, Unary
 from isamap.ir.ops import BINARY, UNARY
 
-__all__ = ["MAX_ARRAY_BYTES", "check_inputs", "evaluate", "random_inputs"]
+__all__ = ["MAX_ARRAY_BYTES", "check_inputs", "evaluate", "random_inputs", "store"]
 
 Array = NDArray[np.float64]
 
 #: Iteration-space elements evaluated at once; larger statements are chunked.
 _CHUNK_ELEMENTS = 20_000_000
+
+#: Random integer inputs lie in this range (clipped to their type's): products stay small enough
+#: that an 8-bit output is not saturated everywhere.
+RANDOM_INT_RANGE = (-16, 16)
 
 #: The most memory random_inputs and evaluate allocate for the arrays they return: larger kernels
 #: are refused with the size they would need (a raw MemoryError, or the OOM killer, otherwise).
@@ -39,7 +49,21 @@ def random_inputs(kernel: Kernel, seed: int = 0) -> dict[str, Array]:
         raise IsamapError(f"random_inputs: seed must be an integer >= 0, not {seed!r}"[:120])
     _check_size(kernel, kernel.inputs(), "random_inputs: the inputs")
     rng = np.random.default_rng(seed)
-    return {n: 0.5 * rng.standard_normal(kernel.shapes[n]) for n in kernel.inputs()}
+    out: dict[str, Array] = {}
+    for n in kernel.inputs():
+        t = dtype(kernel.dtype(n))
+        if t.is_integer:
+            lo, hi = max(t.lo, RANDOM_INT_RANGE[0]), min(t.hi, RANDOM_INT_RANGE[1])
+            out[n] = rng.integers(int(lo), int(hi) + 1, kernel.shapes[n]).astype(np.float64)
+        else:
+            out[n] = t.hold(0.5 * rng.standard_normal(kernel.shapes[n]))
+    return out
+
+
+def store(kernel: Kernel, name: str, value: Array) -> Array:
+    """`value` as tensor `name` holds it: in the tensor's element type, rounded to nearest even
+    and saturated."""
+    return dtype(kernel.dtype(name)).hold(value, "saturate")
 
 
 def check_inputs(kernel: Kernel, inputs: object) -> dict[str, Array]:
@@ -99,7 +123,24 @@ def _real_array(kernel: Kernel, name: str, value: object) -> Array:
     if not np.isfinite(out).all():
         at = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
         raise IsamapError(f"{where} holds {out[at]} at index {at}: inputs must be finite")
-    return out
+    return _typed(kernel, name, out, where)
+
+
+def _typed(kernel: Kernel, name: str, values: Array, where: str) -> Array:
+    """Input `name` as values of its declared type: a float type rounds (to nearest even; past
+    its range, IsamapError); an integer type takes only integers in its range."""
+    t = dtype(kernel.dtype(name))
+    got = t.hold(values, "ieee" if not t.is_integer else "saturate")
+    if t.is_integer:
+        bad = got != values
+        what = f"not a {t.name} value (integers {int(t.lo)}..{int(t.hi)})"
+    else:
+        bad = ~np.isfinite(got)
+        what = f"out of the range of {t.name} (largest {t.hi:g})"
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise IsamapError(f"{where} holds {values[at]} at index {at}, {what}")
+    return got
 
 
 def _check_kernel_arg(kernel: object, what: str) -> None:
@@ -144,6 +185,7 @@ def evaluate(kernel: Kernel, inputs: Mapping[str, NDArray[np.generic]]) -> dict[
         result = _statement(kernel, stmt, extents, values)
         if stmt.accumulate and stmt.target in written:
             result = written[stmt.target] + result
+        result = store(kernel, stmt.target, result)
         written[stmt.target] = result
         values[stmt.target] = result
     return written

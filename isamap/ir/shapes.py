@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from isamap.ir.dtypes import KERNEL_DTYPES
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import (
     Access,
@@ -27,7 +28,8 @@ from isamap.ir.ops import BINARY, UNARY
 __all__ = ["DTYPES", "MAX_ELEMENTS", "MAX_ITERATIONS", "check_kernel"]
 
 #: Element types a tensor may be declared with.
-DTYPES: tuple[str, ...] = ("f32", "f16", "bf16", "i8", "i32")
+#: The element types a tensor may declare (isamap/ir/dtypes.py defines them).
+DTYPES: tuple[str, ...] = KERNEL_DTYPES
 
 #: The most elements a tensor (padding included) may have, and the most iterations a statement
 #: may run. Sizes, byte counts (8 bytes an element at most) and MAC counts stay below 2**53, so

@@ -107,3 +107,29 @@ def test_transformer_block_full_size_compiles() -> None:
     assert result.report.macs == model.macs() == contractions + sums
     softmax = next(r for r in result.report.layers if r.op == "Softmax")
     assert softmax.mapping == "host"  # exp and the max-reduction run on the host
+
+
+def test_quantize_calibrates_each_layer_on_what_it_reads() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.frontend.onnx_helpers import model_of, out, rand
+
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["h"], name="mm1"),
+        helper.make_node("MatMul", ["h", "W2"], ["Y"], name="mm2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [16, 32])],
+        [out("Y")],
+        [numpy_helper.from_array(rand(32, 24), "W1"), numpy_helper.from_array(rand(24, 8), "W2")],
+    )
+    model = model_from_proto(model_of(graph, 13))
+    feed = model.random_inputs(3)
+    result = isamap.compile(model, "gemmini", quantize=True, calibration=feed)
+    got, want = result.run(feed)["Y"], model.evaluate(feed)["Y"]
+    assert 0 < np.abs(got - want).max() < 0.1 * np.abs(want).max()  # int8, not float64
+    conv = model_from_proto(models.mobilenet_v2(32))
+    with pytest.raises(isamap.IsamapError, match=r"layer Conv \(Conv\+BatchNormalization\+Clip\)"):
+        isamap.compile(conv, "gemmini", quantize=True)  # a bias epilogue is not one product
