@@ -416,6 +416,7 @@ def compile_command(
     disable_rule: tuple[str, ...],
     max_seconds: float,
     allow_unchecked_rules: bool,
+    quantize: bool | None,
     out: Path | None,
     no_fusion: bool,
 ) -> None:
@@ -438,6 +439,7 @@ def compile_command(
         limits,
         disabled_rules=disable_rule,
         allow_unchecked_rules=allow_unchecked_rules,
+        quantize=quantize,
         fusion=not no_fusion,
     )
     if out is not None:
