@@ -6,11 +6,14 @@ an e-graph finds every way to compute a kernel with a target's instructions; a c
 
 from __future__ import annotations
 
-from isamap.compile import CompileReport, CompileResult, compile, load_target
+from isamap.compile import CompileReport, CompileResult, load_target
+from isamap.compile_model import ModelReport, ModelResult, compile
 from isamap.egraph import Limits, RunReport
+from isamap.frontend import load_onnx
 from isamap.hardware.target import Target, list_targets
 from isamap.ir import IsamapError, Kernel, evaluate, load_kernel, parse_kernel, random_inputs
 from isamap.ir.mapping import Mapping
+from isamap.ir.model import Model
 from isamap.saturation import Saturation, saturate
 
 __all__ = [
@@ -20,6 +23,9 @@ __all__ = [
     "Kernel",
     "Limits",
     "Mapping",
+    "Model",
+    "ModelReport",
+    "ModelResult",
     "RunReport",
     "Saturation",
     "Target",
@@ -27,6 +33,7 @@ __all__ = [
     "evaluate",
     "list_targets",
     "load_kernel",
+    "load_onnx",
     "load_target",
     "parse_kernel",
     "random_inputs",

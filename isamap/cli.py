@@ -1,6 +1,6 @@
 """The `isamap` command: a thin click shell over the public API.
 
-Commands: `extract`, `sim`, `targets`, `check-rules`, `bench`.
+Commands: `extract`, `sim`, `compile` (an ONNX model), `targets`, `check-rules`, `bench`.
 
 Errors caused by user input print one line and exit with code 2: an `IsamapError` as
 `isamap: error: file:line:col: ...`, and click's usage errors (a bad option value, a missing
@@ -192,16 +192,22 @@ def _common_options(f: _F) -> _F:
             is_flag=True,
             help="Use the target's rule file even if check-rules does not pass it.",
         ),
-        click.option(
-            "--emit-c",
-            "emit_c",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Write the C isamap emits for the program to FILE (CPU targets).",
-        ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _emit_c_option(f: _F) -> _F:
+    """`--emit-c FILE` of `extract` and `sim`."""
+    option = click.option(
+        "--emit-c",
+        "emit_c",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="Write the C isamap emits for the program to FILE (CPU targets).",
+    )
+    return option(f)
 
 
 def _compile(
@@ -270,6 +276,7 @@ def _print_variants(variants: Sequence[isamap.Mapping], cost: str) -> None:
 @cli.command()
 @click.argument("kernel", type=click.Path(dir_okay=False, path_type=Path))
 @_common_options
+@_emit_c_option
 @click.option(
     "--variants",
     type=click.IntRange(min=0),
@@ -371,6 +378,7 @@ def _write_c(ctx: click.Context, result: isamap.CompileResult, path: Path | None
 @cli.command()
 @click.argument("kernel", type=click.Path(dir_okay=False, path_type=Path))
 @_common_options
+@_emit_c_option
 @click.pass_context
 def sim(
     ctx: click.Context,
@@ -417,6 +425,69 @@ def sim(
     click.echo(result.program.listing())
     click.echo()
     click.echo(str(result.report))
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@_common_options
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write report.md, report.json and layers.png into this directory.",
+)
+@click.option("--no-fusion", is_flag=True, help="Compile every ONNX node as its own layer.")
+@click.pass_context
+def compile_command(
+    ctx: click.Context,
+    model: Path,
+    target: str,
+    cost: str,
+    schedule: str,
+    as_json: bool,
+    max_iterations: int,
+    max_enodes: int,
+    disable_rule: tuple[str, ...],
+    max_seconds: float,
+    allow_unchecked_rules: bool,
+    quantize: bool | None,
+    out: Path | None,
+    no_fusion: bool,
+) -> None:
+    """Compile a whole ONNX MODEL layer by layer (fused where the mapping allows) and print the
+    per-layer and total report (docs/onnx.md)."""
+    from isamap.compile_model import compile_model
+    from isamap.model_report import write_model_report  # matplotlib loads only for --out
+
+    strategy(schedule)
+    m = isamap.load_onnx(model)
+    t = isamap.load_target(target)
+    if out is not None:
+        _writable_dir(ctx, out)
+    limits = isamap.Limits(iterations=max_iterations, enodes=max_enodes, seconds=max_seconds)
+    result = compile_model(
+        m,
+        t,
+        cost,
+        schedule,
+        limits,
+        disabled_rules=disable_rule,
+        allow_unchecked_rules=allow_unchecked_rules,
+        quantize=quantize,
+        fusion=not no_fusion,
+    )
+    if out is not None:
+        command = f"isamap compile {model} --target {target} --out {out}"
+        try:
+            write_model_report(result, out, command)
+        except OSError as err:
+            _fail(ctx, f"{err.filename or out}: cannot write the report: {err.strerror or err}")
+    if as_json:
+        click.echo(json.dumps(result.report.to_dict(), indent=1))
+        return
+    click.echo(str(result.report))
+    if out is not None:
+        click.echo(f"\nreport: {out / 'report.md'}")
 
 
 @cli.command()
@@ -492,8 +563,17 @@ def check_rules_command(ctx: click.Context, target: str, seed: int, as_json: boo
         ctx.exit(1)
 
 
+class _SuiteOrModel(click.Choice):  # type: ignore[type-arg]
+    """A suite name, or a path to an ONNX model file (`isamap bench net.onnx`)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.endswith(".onnx"):
+            return value
+        return super().convert(value, param, ctx)
+
+
 @cli.command()
-@click.argument("suite", type=click.Choice([*SUITES, ALL, *CPU_SUITES]))
+@click.argument("suite", type=_SuiteOrModel([*SUITES, ALL, *CPU_SUITES]))
 @click.option("-t", "--target", default="gemmini", show_default=True, help="Target name or .toml.")
 @click.option(
     "-s",
@@ -528,9 +608,10 @@ def bench(
     limit: int | None,
 ) -> None:
     """Compile a benchmark SUITE (deepbench-gemm, deepbench-gru, mobilenet-v1, mobilenet-v2 or
-    all) on a target and write report.md, report.json and plots (docs/benchmarks.md). The CPU
-    suites (cpu-gemm, cpu-gru, cpu-mobilenet) run native code for a CPU target (default host)
-    against numpy's BLAS and onnxruntime instead (docs/cpu.md)."""
+    all; or a MODEL.onnx file, one row per fused layer) on a target and write report.md,
+    report.json and plots (docs/benchmarks.md). The CPU suites (cpu-gemm, cpu-gru,
+    cpu-mobilenet) run native code for a CPU target (default host) against numpy's BLAS and
+    onnxruntime instead (docs/cpu.md)."""
     from isamap.bench.report import write_report  # matplotlib loads only for this command
 
     if suite in CPU_SUITES:
@@ -540,7 +621,10 @@ def bench(
     check_schedule(loaded, schedule)  # bad names fail before the progress bar
     name = loaded.name
     suites = list(SUITES) if suite == ALL else [suite]
-    out = out if out is not None else Path("bench-results") / f"{suite}-{name}"
+    if suite.endswith(".onnx"):
+        isamap.load_onnx(suite)  # a bad model file fails now, before the progress bar
+    label = Path(suite).stem if suite.endswith(".onnx") else suite
+    out = out if out is not None else Path("bench-results") / f"{label}-{name}"
     _writable_dir(ctx, out)  # an unwritable --out fails now, not after the whole suite
     command = " ".join(["isamap bench", suite, "--target", target, "--schedule", schedule])
     command += f" --jobs {jobs}" + (f" --limit {limit}" if limit else "")

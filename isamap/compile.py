@@ -32,6 +32,7 @@ from isamap.hardware.timing import ArrayModel
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
+from isamap.ir.model import kernel_macs
 from isamap.ir.program import Program
 from isamap.ir.reference import check_inputs
 from isamap.quantize import Quantization, check_types, needs_quantization, quantize_kernel
@@ -57,15 +58,6 @@ __all__ = [
 #: extraction cost is within this fraction of the best one, up to MAX_CANDIDATES in all.
 CLOSE = 0.05
 MAX_CANDIDATES = 8
-
-
-def kernel_macs(kernel: Kernel) -> int:
-    """Multiply-accumulates of the kernel's contractions (`+=` statements), one per iteration."""
-    return sum(
-        math.prod(kernel.extents[i].values())
-        for i, s in enumerate(kernel.statements)
-        if s.accumulate and s.reduced_indices()
-    )
 
 
 def roofline_cycles(kernel: Kernel, target: Target) -> float:

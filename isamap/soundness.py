@@ -270,7 +270,8 @@ def check_eclasses(sat: Saturation, seed: int = 0, where: str = "") -> Counterex
                         list(values[cid].shape)
                     )
                     return Counterexample(where, cid, first_node[cid], described, math.inf, problem)
-                if not np.allclose(value, values[cid], rtol=1e-7, atol=1e-7):
+                # nan where both sides are nan (sqrt below 0, 0 / 0) is agreement, as IEEE says
+                if not np.allclose(value, values[cid], rtol=1e-7, atol=1e-7, equal_nan=True):
                     diff = float(np.max(np.abs(value - values[cid])))
                     return Counterexample(where, cid, first_node[cid], described, diff)
     return None

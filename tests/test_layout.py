@@ -1,4 +1,5 @@
-"""Import direction: ir <- hardware <- schedule <- egraph <- extract <- codegen <- the API.
+"""Import direction: ir <- hardware <- schedule <- egraph <- extract <- codegen <- the API
+(compile, CLI, ...), and ir <- frontend (the ONNX import).
 
 Every import counts — at module level, inside a function, or under `if TYPE_CHECKING:` — because a
 lazy import is still a dependency. Packages import only packages below them, modules import no
@@ -102,3 +103,13 @@ def test_only_egraph_imports_egglog() -> None:
                 names = [node.module]
             if any(n.split(".")[0] == "egglog" for n in names):
                 assert path.parent.name == "egraph", path
+
+
+def test_frontend_sits_on_ir_alone() -> None:
+    # ir <- frontend: the ONNX import builds Kernels and Models and knows nothing of mapping
+    for module, deps in GRAPH.items():
+        if module.startswith("isamap.frontend"):
+            bad = [d for d in deps if not d.startswith(("isamap.ir", "isamap.frontend"))]
+            assert not bad, f"{module} imports {bad}"
+        elif _layer(module) is not None:
+            assert not any(d.startswith("isamap.frontend") for d in deps), module

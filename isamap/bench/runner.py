@@ -10,6 +10,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from functools import cache
 
 import isamap
+from isamap.bench.onnx_suites import workloads as suite_workloads
 from isamap.bench.results import (
     BenchRun,
     KernelResult,
@@ -17,7 +18,7 @@ from isamap.bench.results import (
     WorkloadResult,
     summarise_suite,
 )
-from isamap.bench.suites import KernelSpec, Workload, suite_workloads
+from isamap.bench.suites import KernelSpec, Workload
 from isamap.compile import kernel_macs
 from isamap.schedule.strategies import strategy
 

@@ -34,6 +34,12 @@ static inline V vtanh(V x) {
   V s = vdiv(vset1(2.0f), vadd(vset1(1.0f), vexp(vmul(vset1(-2.0f), x))));
   return vsub(s, vset1(1.0f));
 }
+static inline V verf(V x) {
+  float t[LANES];
+  vstore(t, x);
+  for (int i = 0; i < LANES; ++i) t[i] = erff(t[i]);
+  return vload(t);
+}
 static inline float vhsum(V x) {
   float t[LANES];
   vstore(t, x);

@@ -36,6 +36,7 @@ VECTOR_FNS = {
     "tanh": "vtanh",
     "exp": "vexp",
     "sqrt": "vsqrt",
+    "erf": "verf",
     "neg": "vneg",
 }
 VECTOR_OPS = {"+": "vadd", "-": "vsub", "*": "vmul", "/": "vdiv", "max": "vmax", "min": "vmin"}
@@ -236,6 +237,7 @@ _SCALAR_FNS = {
     "tanh": "tanhf({})",
     "exp": "expf({})",
     "sqrt": "sqrtf({})",
+    "erf": "erff({})",
     "neg": "(-({}))",
 }
 _SCALAR_OPS = {

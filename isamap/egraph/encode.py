@@ -168,6 +168,9 @@ class _Encoder:
         extents = dict(self.kernel.extents[index])
         prev = self.env.get(s.target)
         host = self.host_stmt(index, s, prev)
+        if s.reduce != "+":  # a max-reduction has no literal term: it runs on the host
+            self.env[s.target] = host
+            return
         if s.accumulate:
             value = self.contraction(s, extents)
         else:

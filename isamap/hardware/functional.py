@@ -11,6 +11,7 @@ outputs are stored in their declared types (`reference.store`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, replace
 
@@ -201,7 +202,7 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
         inputs[name] = value
     target = s.target if s.target not in decls else f"{s.target}__out"
     decls[target] = TensorDecl(target, tuple(kernel.shapes[s.target]), "f32")
-    stmt = type(s)(target, s.indices, s.accumulate, s.expr, s.loc)
+    stmt = dataclasses.replace(s, target=target)  # keeps its reduction (`+=` or `max=`)
     sub = check_kernel(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
     result = evaluate(sub, inputs)[target]
     if len(args) > len(reads):  # accumulating onto an earlier value of the target

@@ -121,7 +121,7 @@ def _product(semantics: Kernel) -> tuple[Access, Access] | str:
             "maps as one contraction or one elementwise statement"
         )
     s = semantics.statements[0]
-    if not s.accumulate:
+    if not s.accumulate or s.reduce != "+":
         return "its semantics is not a `+=` contraction"
     if not isinstance(s.expr, Binary) or s.expr.op != "*":
         return "its semantics is not a product of two tensors (`C[...] += A[...] * B[...]`)"

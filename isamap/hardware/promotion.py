@@ -7,7 +7,8 @@ for all lanes) it is `C[j] += A[q] * B[j, q]`, whose lanes are the N of a produc
 Each such reading is added to the target as a derived instruction, `<name>.bcast_<operand>`, with
 the original's unit, costs and memories, so the derived rules, the scheduler and the simulators
 treat it like any other instruction. Its semantics is the original's with that operand's batch
-indices dropped, which is the original applied to the operand broadcast over them.
+indices dropped, which is the original applied to the operand broadcast over them. An
+instruction's `broadcasts` key names the operands its hardware can broadcast (default: any).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def broadcast_promotions(ins: Instruction) -> list[Instruction]:
     assert isinstance(s.expr, Binary)
     out: list[Instruction] = []
     for operand in (form.lhs, form.rhs):
+        if ins.broadcasts is not None and operand not in ins.broadcasts:
+            continue  # the hardware cannot read this one broadcast
         lhs, rhs = s.expr.lhs, s.expr.rhs
         assert isinstance(lhs, Access) and isinstance(rhs, Access)
         if operand == form.lhs:

@@ -112,6 +112,8 @@ class Instruction:
     #: The function a contraction's semantics chains onto every result (`D = relu(C)`): the
     #: instruction always applies it, so it computes only products under that function.
     chain: str | None = None
+    #: The operands it can read broadcast over its lanes (`promotion.py`); None: any of them.
+    broadcasts: tuple[str, ...] | None = None
     stationary: str | None = None
     reuses_stationary: bool = False
     doc: str = ""

@@ -90,6 +90,7 @@ INSTRUCTION_KEYS = {
     "issue_cycles": True,
     "energy_pj": False,
     "epilogues": False,
+    "broadcasts": False,
     "stationary": False,
     "reuses_stationary": False,
     "dtypes": False,
@@ -542,11 +543,21 @@ def _instruction(
         energy_pj=doc.number((*keys, "energy_pj"), t, default=0.0, positive=False),
         epilogues=epilogues,
         chain=chain,
+        broadcasts=_broadcasts(doc, keys, t, kernel),
         stationary=stationary,
         reuses_stationary=reuses,
         doc=doc.string((*keys, "doc"), t, default=""),
         **_number_keys(doc, keys, t, kind),
     )
+
+
+def _broadcasts(
+    doc: TargetFile, keys: Keys, t: dict[str, Any], semantics: Kernel
+) -> tuple[str, ...] | None:
+    """The operands the instruction can read broadcast over its lanes (None: any of them)."""
+    if "broadcasts" not in t:
+        return None
+    return doc.strings((*keys, "broadcasts"), t, tuple(semantics.inputs()))
 
 
 def _number_keys(doc: TargetFile, keys: Keys, t: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -191,13 +191,15 @@ class TensorDecl:
 
 @dataclass(frozen=True)
 class Statement:
-    """`target[indices] += expr` (sums indices only on the right) or `target[indices] = expr`."""
+    """`target[indices] += expr` (sums indices only on the right), `target[indices] max= expr`
+    (their maximum: `accumulate` with `reduce == "max"`) or `target[indices] = expr`."""
 
     target: str
     indices: tuple[str, ...]
     accumulate: bool
     expr: Expr
     loc: SourceLoc | None = field(default=None, compare=False)
+    reduce: str = "+"  # how `accumulate` combines: "+" (sum) or "max"
 
     def accesses(self) -> tuple[Access, ...]:
         return tuple(e for e in walk(self.expr) if isinstance(e, Access))
@@ -212,7 +214,7 @@ class Statement:
         return tuple(seen)
 
     def __str__(self) -> str:
-        op = "+=" if self.accumulate else "="
+        op = ("max=" if self.reduce == "max" else "+=") if self.accumulate else "="
         return f"{self.target}[{', '.join(self.indices)}] {op} {self.expr}"
 
 

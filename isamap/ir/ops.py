@@ -11,6 +11,7 @@ others one cycle). Adding an operator is adding a row
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -68,6 +69,15 @@ def _relu(x: Array) -> Array:
     return np.maximum(x, 0.0)
 
 
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x: Array) -> Array:
+    # the C library's erf, element by element: numpy has none, and an approximation would be a
+    # second definition that disagrees in the last bits
+    return np.asarray(_ERF(np.asarray(x, dtype=np.float64)), dtype=np.float64)
+
+
 OPERATORS: tuple[Operator, ...] = (
     # unary functions, written f(x)
     Operator("relu", 1, "call", _relu, doc="max(x, 0)"),
@@ -75,6 +85,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("tanh", 1, "call", _quiet(np.tanh), True, "hyperbolic tangent"),
     Operator("exp", 1, "call", _quiet(np.exp), True, "e ** x"),
     Operator("sqrt", 1, "call", _quiet(np.sqrt), True, "square root (nan below 0)"),
+    Operator("erf", 1, "call", _erf, True, "the error function (GELU)"),
     Operator("neg", 1, "prefix", _quiet(np.negative), doc="-x"),
     # binary operators
     Operator("+", 2, "infix", _quiet(np.add), doc="x + y"),

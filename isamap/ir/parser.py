@@ -263,11 +263,17 @@ class _Parser:
             indices.append(self.next().text)
         self.next()
         op = self.peek()
-        if op.kind not in ("+=", "="):
-            raise self.error(f"expected '+=' or '=', found {_describe(op)}", op)
+        reduce = "+"
+        if op.kind == "name" and op.text == "max" and self.peek(1).kind == "=":
+            self.next()  # `max=`: a max-reduction over the indices only on the right
+            reduce = "max"
+        elif op.kind not in ("+=", "="):
+            raise self.error(f"expected '+=' or '=' (or 'max='), found {_describe(op)}", op)
         self.next()
         expr = self.expr()
-        return Statement(target.text, tuple(indices), op.kind == "+=", expr, self.loc(target))
+        accumulate = op.kind == "+=" or reduce == "max"
+        loc = self.loc(target)
+        return Statement(target.text, tuple(indices), accumulate, expr, loc, reduce)
 
     # -- expressions ---------------------------------------------------------------------------
     def expr(self) -> Expr:

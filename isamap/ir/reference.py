@@ -194,7 +194,8 @@ def evaluate(kernel: Kernel, inputs: Mapping[str, NDArray[np.generic]]) -> dict[
 def _statement(
     kernel: Kernel, stmt: Statement, extents: Mapping[str, int], values: Mapping[str, Array]
 ) -> Array:
-    """The value of one statement's right side, summed over its reduced indices."""
+    """The value of one statement's right side, summed (`max=`: maximised) over its reduced
+    indices."""
     axes = list(stmt.indices) + [i for i in stmt.reduced_indices() if i not in stmt.indices]
     full = tuple(extents[a] for a in axes)
     n_out = len(stmt.indices)
@@ -204,15 +205,17 @@ def _statement(
     chunk_axis = n_out if len(axes) > n_out else 0
     if total <= _CHUNK_ELEMENTS or not axes:
         ranges = {a: (0, extents[a]) for a in axes}
-        return _evaluate_block(stmt.expr, axes, ranges, padded, n_out)
+        return _evaluate_block(stmt.expr, axes, ranges, padded, n_out, stmt.reduce)
     per_step = total // full[chunk_axis]
     step = max(1, _CHUNK_ELEMENTS // max(per_step, 1))
     parts: list[Array] = []
     for start in range(0, full[chunk_axis], step):
         ranges = {a: (0, extents[a]) for a in axes}
         ranges[axes[chunk_axis]] = (start, min(start + step, full[chunk_axis]))
-        parts.append(_evaluate_block(stmt.expr, axes, ranges, padded, n_out))
+        parts.append(_evaluate_block(stmt.expr, axes, ranges, padded, n_out, stmt.reduce))
     if chunk_axis == n_out:
+        if stmt.reduce == "max":
+            return np.asarray(np.max(parts, axis=0), dtype=np.float64)
         total_sum: Array = np.sum(parts, axis=0)
         return total_sum
     joined: Array = np.concatenate(parts, axis=0)
@@ -234,8 +237,10 @@ def _evaluate_block(
     ranges: Mapping[str, tuple[int, int]],
     padded: Mapping[str, tuple[Array, list[int]]],
     n_out: int,
+    reduce: str = "+",
 ) -> Array:
-    """Evaluate `expr` over the box `ranges` (axes in `axes` order) and sum the reduced axes."""
+    """Evaluate `expr` over the box `ranges` (axes in `axes` order) and sum (or, with `reduce`
+    "max", maximise) over the reduced axes."""
     grids: dict[str, NDArray[np.int64]] = {}
     for pos, a in enumerate(axes):
         shape = [1] * len(axes)
@@ -245,7 +250,10 @@ def _evaluate_block(
     box = tuple(ranges[a][1] - ranges[a][0] for a in axes)
     value = np.broadcast_to(_eval(expr, grids, padded, len(axes)), box)
     if len(axes) > n_out:
-        return np.asarray(value.sum(axis=tuple(range(n_out, len(axes)))), dtype=np.float64)
+        reduced = tuple(range(n_out, len(axes)))
+        if reduce == "max":
+            return np.asarray(value.max(axis=reduced), dtype=np.float64)
+        return np.asarray(value.sum(axis=reduced), dtype=np.float64)
     return np.array(value, dtype=np.float64)
 
 

@@ -152,6 +152,14 @@ def _check_target(
     if len(set(stmt.indices)) != len(stmt.indices):
         dup = next(i for i in stmt.indices if stmt.indices.count(i) > 1)
         raise IsamapError(f"output index '{dup}' appears twice in {stmt.target}[...]", stmt.loc)
+    if stmt.reduce not in ("+", "max") or (stmt.reduce == "max" and not stmt.accumulate):
+        raise IsamapError(f"unknown reduction '{stmt.reduce}='", stmt.loc)
+    if stmt.target in written and stmt.reduce == "max":
+        raise IsamapError(
+            f"{stmt.target} is already written at {_where(written[stmt.target].loc)}; "
+            "max= must be its first write",
+            stmt.loc,
+        )
     if stmt.target in written and not stmt.accumulate:
         raise IsamapError(
             f"{stmt.target} is already written at {_where(written[stmt.target].loc)}; "

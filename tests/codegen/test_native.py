@@ -233,6 +233,6 @@ def test_elementwise_operators(target: str) -> None:
     text = (
         "tensor A[20, 37] f32\ntensor B[20, 37] f32\n"
         "C[i, j] = max(A[i, j], B[i, j]) / (sqrt(relu(A[i, j]) + 1) + exp(min(A[i, j], B[i, j])))\n"
-        "D[i, j] = tanh(A[i, j]) - sigmoid(B[i, j]) * -A[i, j]\n"
+        "D[i, j] = tanh(A[i, j]) - sigmoid(B[i, j]) * -erf(A[i, j])\n"
     )
     _check(isamap.parse_kernel(text, "ops"), target, mapped=False)

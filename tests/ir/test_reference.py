@@ -210,3 +210,17 @@ def test_property_conv2d_equals_loops(
     pads = k.tensors["X"].padding[2:]
     ref = conv_loops(x["X"], x["W"], stride, dilation, pads, out.shape[2:])
     np.testing.assert_allclose(out, ref, atol=1e-12)
+
+
+def test_max_reduction_statement() -> None:
+    from isamap.ir.parser import parse_kernel as parse
+
+    k = parse(
+        "tensor X[3, 4, 5] f32 pad(0, 0, 1:0)\nM[i, j] max= X[i, j, r - 1]\nS[i] += M[i, j]\n"
+    )
+    assert "M[i, j] max= X[i, j, r - 1]" in str(k)
+    x = np.random.default_rng(0).standard_normal((3, 4, 5)) - 5.0  # all negative: padding wins
+    out = evaluate(k, {"X": x})
+    padded = np.concatenate([np.zeros((3, 4, 1)), x], axis=2)[:, :, :5]
+    np.testing.assert_array_equal(out["M"], padded.max(axis=2))
+    np.testing.assert_allclose(out["S"], padded.max(axis=2).sum(axis=1))

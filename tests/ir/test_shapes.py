@@ -151,3 +151,13 @@ def test_kernel_build_checks_ir_built_directly() -> None:
         check_kernel("bad", {"A": a}, [dup])
     const = Statement("Y", (), False, Const(2.0))
     assert check_kernel("c", {}, [const]).shapes["Y"] == ()
+
+
+def test_max_reduction_must_be_the_first_write() -> None:
+    import pytest as _pytest
+
+    from isamap.ir.errors import IsamapError as _Error
+    from isamap.ir.parser import parse_kernel as parse
+
+    with _pytest.raises(_Error, match="max= must be its first write"):
+        parse("tensor X[3, 4] f32\nM[i] += X[i, j]\nM[i] max= X[i, j]\n")

@@ -1,0 +1,135 @@
+"""Whole networks from ONNX graphs (random weights, built with onnx.helper): MobileNetV2, a GRU
+layer and a transformer encoder block import, compile on every shipped target and run; their
+outputs match onnxruntime's within fp32 tolerance.
+
+Running a network functionally on the simulated machine is slow (every instruction moves real
+tiles), so the run checks use small sizes: MobileNetV2 at 32x32 (gemmini) and 16x16 (nnp; on
+vecdsp, whose per-lane simulation of the convolutions takes a minute at 16x16, it is compiled but
+not run), a GRU of hidden 16 over 6 steps, an encoder block of sequence 16 and width 32. The full
+sizes (MobileNetV2 at 224x224, the GRU at hidden 512 over 50 steps, the block at 128 x 256 with 4
+heads) are compiled for gemmini and their reports checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import isamap
+from isamap.frontend import model_from_proto, models
+from isamap.model_report import write_model_report
+from tests.frontend.onnx_helpers import ort_outputs, random_feed
+
+TARGETS = ["gemmini", "nnp", "vecdsp"]
+#: fp32 against float64: onnxruntime computes in float32, isamap's simulation in float64
+TOL = 1e-4
+
+
+def _run_matches_onnxruntime(proto: Any, target: str) -> isamap.ModelResult:
+    model = model_from_proto(proto)
+    result = isamap.compile(model, target)
+    feed = random_feed(model)
+    got = result.run(feed)
+    want = ort_outputs(proto, feed)
+    assert set(got) == set(want) == set(model.outputs)
+    for name, value in want.items():
+        scale = max(1.0, float(np.abs(value).max()))
+        np.testing.assert_allclose(got[name], value, rtol=TOL, atol=TOL * scale, err_msg=name)
+    assert result.report.macs == model.macs()
+    return result
+
+
+def test_mobilenet_v2_224_compiles_for_gemmini_with_the_models_macs(tmp_path: Path) -> None:
+    model = model_from_proto(models.mobilenet_v2(224))
+    result = isamap.compile(model, "gemmini")
+    report = result.report
+    assert report.macs == model.macs() == 300_836_992  # the published table's total (the CSV)
+    assert len(report.layers) == 37 and report.kernels < 37  # repeated blocks compile once
+    for row in report.layers:
+        assert row.cycles >= row.roofline_cycles > 0, row.name
+        assert row.mapping
+    assert "compute_preloaded" in report.instruction_counts
+    assert report.cycles == pytest.approx(sum(r.cycles for r in report.layers))
+    assert set(report.stage_seconds) >= {"saturate", "extract"}
+    written = write_model_report(result, tmp_path, "test")
+    assert all(p.stat().st_size > 0 for p in written)
+    assert "| Conv | Conv+BatchNormalization+Clip |" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("target", "resolution"), [("gemmini", 32), ("nnp", 16)])
+def test_mobilenet_v2_runs_like_onnxruntime(target: str, resolution: int) -> None:
+    result = _run_matches_onnxruntime(models.mobilenet_v2(resolution), target)
+    assert any(r.mapping != "host" for r in result.report.layers)
+
+
+def test_mobilenet_v2_compiles_for_vecdsp() -> None:
+    model = model_from_proto(models.mobilenet_v2(16))
+    result = isamap.compile(model, "vecdsp")
+    assert result.report.macs == model.macs()
+    assert result.report.cycles >= result.report.roofline_cycles
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_gru_runs_like_onnxruntime(target: str, lbr: int) -> None:
+    proto = models.gru_model(
+        steps=6, batch=2, input_size=24, hidden=16, linear_before_reset=lbr, initial_h=lbr == 1
+    )
+    result = _run_matches_onnxruntime(proto, target)
+    assert result.report.kernels == 2  # the projection, and one step kernel for all 6 steps
+
+
+def test_gru_h512_50_steps_fuses_the_gate_gemms() -> None:
+    model = model_from_proto(models.gru_model())
+    result = isamap.compile(model, "gemmini")
+    assert result.report.macs == 2 * 3 * 512 * 512 * 50
+    projection, step = result.compiled[0], result.compiled[1]
+    for compiled in (projection, step):
+        (call,) = compiled.mapping.instruction_calls()  # the three gate GEMMs are one call
+        assert int(str(call.attrs["n"])) * int(str(call.attrs["m"])) % (3 * 512) == 0
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_transformer_block_runs_like_onnxruntime(target: str, activation: str) -> None:
+    _run_matches_onnxruntime(models.transformer_encoder(16, 32, 4, 64, activation), target)
+
+
+def test_transformer_block_full_size_compiles() -> None:
+    model = model_from_proto(models.transformer_encoder())
+    result = isamap.compile(model, "gemmini")
+    seq, width, heads, ffn = 128, 256, 4, 1024
+    contractions = 4 * seq * width * width + 2 * seq * seq * width + 2 * seq * width * ffn
+    sums = 2 * 2 * seq * width + heads * seq * seq  # LayerNorm mean and variance; softmax
+    assert result.report.macs == model.macs() == contractions + sums
+    softmax = next(r for r in result.report.layers if r.op == "Softmax")
+    assert softmax.mapping == "host"  # exp and the max-reduction run on the host
+
+
+def test_quantize_calibrates_each_layer_on_what_it_reads() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.frontend.onnx_helpers import model_of, out, rand
+
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["h"], name="mm1"),
+        helper.make_node("MatMul", ["h", "W2"], ["Y"], name="mm2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [16, 32])],
+        [out("Y")],
+        [numpy_helper.from_array(rand(32, 24), "W1"), numpy_helper.from_array(rand(24, 8), "W2")],
+    )
+    model = model_from_proto(model_of(graph, 13))
+    feed = model.random_inputs(3)
+    result = isamap.compile(model, "gemmini", quantize=True, calibration=feed)
+    got, want = result.run(feed)["Y"], model.evaluate(feed)["Y"]
+    assert 0 < np.abs(got - want).max() < 0.1 * np.abs(want).max()  # int8, not float64
+    conv = model_from_proto(models.mobilenet_v2(32))
+    with pytest.raises(isamap.IsamapError, match=r"layer Conv \(Conv\+BatchNormalization\+Clip\)"):
+        isamap.compile(conv, "gemmini", quantize=True)  # a bias epilogue is not one product
