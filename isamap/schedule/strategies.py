@@ -96,25 +96,39 @@ def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedu
 
 
 def _heuristic_options(model: ArrayModel, call: MatmulCall, db: bool) -> list[TileSchedule]:
-    """The heuristic's candidates with double buffering `db`: per dataflow and loop order, the
-    largest balanced C tile with the deepest K tile that fits, K cut in pieces, and all of K."""
+    """The heuristic's candidates with double buffering `db`: per dataflow and loop order, for
+    each tile height the widest C tile that fits with the deepest K tile; the largest balanced
+    C tile with K cut in pieces; and all of K on chip with a smaller output tile."""
     mb, nb, kb = call.blocks
     options: list[TileSchedule] = []
+
+    def deepest(df: str, ti: int, tj: int, order: str) -> int | None:
+        fitting = [
+            t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order, db))
+        ]
+        return max(fitting) if fitting else None
+
     for df, order in itertools.product(model.dataflows, ("ijk", "jik", "ikj", "jki")):
         best_ij: tuple[int, int] | None = None
-        for ti, tj in itertools.product(candidate_tiles(mb), candidate_tiles(nb)):
-            if not model.fits(TileSchedule(df, ti, tj, 1, order, db)):
-                continue
+        for ti in candidate_tiles(mb):
+            widths = [
+                tj
+                for tj in candidate_tiles(nb)
+                if model.fits(TileSchedule(df, ti, tj, 1, order, db))
+            ]
+            if not widths:
+                break  # taller tiles need more memory still
+            tj = max(widths)
+            tk = deepest(df, ti, tj, order)
+            if tk is not None:
+                options.append(TileSchedule(df, ti, tj, tk, order, db))
             key = (ti * tj, -abs(ti - tj))
             if best_ij is None or key > (best_ij[0] * best_ij[1], -abs(best_ij[0] - best_ij[1])):
                 best_ij = (ti, tj)
         if best_ij is None:
             continue
         ti, tj = best_ij
-        tk = max(
-            t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order, db))
-        )
-        options.append(TileSchedule(df, ti, tj, tk, order, db))
+        tk = deepest(df, ti, tj, order) or 1
         # K in 2, 4, 8 pieces: a call of few tiles overlaps its loads with compute only then
         for pieces in (2, 4, 8):
             if tk >= pieces:
