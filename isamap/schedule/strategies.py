@@ -55,16 +55,28 @@ def _best(
     options: list[TileSchedule],
     measure: int | None = None,
 ) -> TileSchedule:
-    """The fastest of `options` that fit, timed in full; with `measure`, only that many of them
-    (the most promising by lower bound) plus any that are cheap to time."""
+    """The fastest of `options` that fit, timed in full; with `measure`, branch and bound: the
+    options in order of their lower bound, timed until no bound can beat the best so far, at
+    most `measure` of them (a schedule cheap to time does not count against it)."""
     options = [s for s in dict.fromkeys(options) if model.fits(s)]
     if not options:
         raise _none_fit(model, call, target)
-    if measure is not None:
-        ranked = sorted(options, key=lambda s: lower_bound(model, call, s))
-        cheap = [s for s in ranked[measure:] if _iterations(call, s) <= _CHEAP_WALK]
-        options = ranked[:measure] + cheap
-    return min(options, key=lambda s: (_cycles(model, call, s), s.loop_order, s.dataflow))
+    if measure is None:
+        return min(options, key=lambda s: (_cycles(model, call, s), s.loop_order, s.dataflow))
+    ranked = sorted(options, key=lambda s: lower_bound(model, call, s))
+    best: tuple[float, str, str] | None = None
+    chosen = ranked[0]
+    timed = 0
+    for s in ranked:
+        if best is not None and lower_bound(model, call, s) >= best[0]:
+            break
+        if timed >= measure and _iterations(call, s) > _CHEAP_WALK:
+            continue
+        timed += 1
+        key = (_cycles(model, call, s), s.loop_order, s.dataflow)
+        if best is None or key < best:
+            best, chosen = key, s
+    return chosen
 
 
 def exhaustive(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
