@@ -84,10 +84,10 @@ def lower_bound(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     lat = model.dram_latency
     # the array cannot start before the first tile has landed, and the last C tile leaves only
     # after the array is done; the DMA engine's last write lands a latency after it leaves
-    if model.decoupled:  # the first fold waits for its own blocks only
-        ti, tj, tk = bm, bn, bk
     first = min(ti, call.m) * min(tk, call.k) + min(tk, call.k) * min(tj, call.n)
     first_load = first * model.in_bytes / model.dram_bw + lat
+    if model.decoupled:  # the first fold waits for its own blocks only: at least one latency
+        first_load = lat
     ti, tj = s.tile_i * bm, s.tile_j * bn
     last_c = (call.m - (trips["i"] - 1) * ti) * (call.n - (trips["j"] - 1) * tj)  # the edge
     last_store = last_c * model.out_bytes / model.dram_bw + lat
