@@ -163,6 +163,9 @@ def summarise_suite(
         "kernels": len(keys),
         "geomean_speedup": geomean([w.speedup for w in rows]),
         "geomean_percent_of_roofline": geomean([w.percent_of_roofline for w in rows]),
+        "geomean_baseline_percent_of_roofline": geomean(
+            [100.0 * w.roofline_cycles / w.baseline_cycles for w in rows if w.baseline_cycles]
+        ),
         "compile_seconds": sum(k.compile_seconds for k in compiled),
         "slowest": [
             {"key": k.key, "compile_seconds": k.compile_seconds, "enodes": k.enodes}

@@ -7,7 +7,6 @@ adds children (each shared e-class once). `op_cost` is the analytic cost every m
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -16,13 +15,13 @@ from isamap.egraph.vocabulary import LIST_CONSTRUCTORS, constructor
 from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.errors import IsamapError
-from isamap.ir.kernel import Binary, Kernel, Unary, walk
+from isamap.ir.kernel import Kernel
 from isamap.schedule.analytic import (
-    TRANSCENDENTAL,
     OpCost,
     host_contraction,
     host_elementwise,
     host_matmul,
+    host_statement,
     layout_move,
     vector_elementwise,
 )
@@ -63,21 +62,16 @@ def _child_shape(dump: EGraphDump, node: ENode, index: int) -> tuple[int, ...]:
 
 
 def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
-    s = kernel.statements[index]
-    space = math.prod(kernel.extents[index].values())
-    nodes = list(walk(s.expr))
-    ops = sum(isinstance(e, Binary | Unary) for e in nodes) + int(s.accumulate)
-    slow = sum(
-        (isinstance(e, Unary) and e.fn in TRANSCENDENTAL)
-        or (isinstance(e, Binary) and e.op in TRANSCENDENTAL)
-        for e in nodes
+    """A statement on the host (schedule.analytic.host_statement: arithmetic and DRAM traffic),
+    with the penalty that keeps extraction off it where anything else exists."""
+    cost = host_statement(target, kernel, index)
+    return OpCost(
+        cost.cycles * HOST_STMT_PENALTY,
+        cost.counts,
+        cost.dram_bytes,
+        0,
+        cost.energy_pj * HOST_STMT_PENALTY,
     )
-    host = target.host
-    cycles = space * (ops + slow * (host.transcendental_cycles - 1)) / host.elementwise_per_cycle
-    counts: Counter[str] = Counter({"host.stmt": space * max(ops, 1)})
-    energy = cycles * host.elementwise_per_cycle * host.energy_pj_per_mac
-    cycles = cycles * HOST_STMT_PENALTY
-    return OpCost(cycles, counts, 0.0, 0, energy * HOST_STMT_PENALTY)
 
 
 def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:

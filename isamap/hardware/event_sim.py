@@ -1,18 +1,26 @@
-"""Event simulation of one scheduled call, instruction by instruction: the check on `timing.py`.
+"""Event simulation of one scheduled call, block by block: the independent check on `timing.py`.
 
 Every instruction of the call's loop nest (walked by `machine.tile_steps`, the reuse rules of
-`timing.call_timing`) is an event on its engine. The DMA engine moves each block at the DRAM's
-bandwidth with pipelined requests (each block lands a DRAM latency after it leaves); the array
-runs SCALE-Sim's folds piece by piece (WS: preload R cycles, each A block's real rows, R + C - 2 to
-drain; OS: a zero preload taking no time, each K block's real depth, R + C - 2 to drain). A compute
-waits for the mvins of the blocks it reads, an mvin for the readers of its buffer's previous tile,
-an mvout for the fold that finished its C tile; each engine runs its events in program order.
-With `by_tile` the dependencies coarsen to call_timing's (whole tiles), and the two agree exactly.
+`timing.call_timing`) is an event on its engine, and each event waits for exactly what it reads,
+as the unit's mechanisms (targets.md, "Timing mechanisms") allow:
+
+- one DMA engine moves every block at the DRAM's bandwidth, loads and stores in program order;
+  a block lands one DRAM latency after it leaves, and with a queue depth of d a move waits until
+  the one d moves earlier (in its queue) has landed;
+- each array (`count` of them, folds dealt out in turn) runs folds: WS preloads a weight block
+  (`fill` cycles) then streams each A block's real rows; OS streams each K block's real depth
+  into a held C block; a vector unit issues each block. Without double-buffered PEs a fold's
+  drain holds the array; with them the next preload runs under the current stream (once the
+  fold before has streamed) and only the results wait for the drain;
+- decoupled queues: loads go out in the order the folds use them, a fold's stream waits for its
+  own blocks, and a load for the readers of its buffer's previous tile; otherwise a tile's folds
+  wait for all of its loads, and its loads for the iteration `copies` back to finish;
+- a C tile's mvouts wait for the fold that finished it, and free its buffer as they stream out.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from isamap.hardware.machine import CTile, TileStep, tile_steps
@@ -26,7 +34,8 @@ __all__ = ["Event", "EventRun", "event_cycles", "event_run"]
 class Event:
     """One instruction (or a fold's drain) on an engine, with when it ran."""
 
-    engine: str  # "dma" | "array"
+    engine: str  # "dma" | "array" ("array1", ... with several units; "array.preload" for the
+    # shadow registers of double-buffered PEs)
     name: str
     start: float
     end: float
@@ -37,7 +46,7 @@ class EventRun:
     """What the event simulation of a call found."""
 
     cycles: float  # end of the last event, minus one (as SCALE-Sim and call_timing count)
-    array_busy: float = 0.0  # cycles the array spent on preloads, streams and drains
+    array_busy: float = 0.0  # cycles the arrays spent on preloads, streams and drains
     dma_busy: float = 0.0
     counts: Counter[str] = field(default_factory=Counter)  # instruction -> issues
     events: list[Event] = field(default_factory=list)  # every event, when kept
@@ -50,22 +59,35 @@ class _Slot:
     ready: dict[tuple[int, int], float] = field(default_factory=dict)
     read_end: float = 0.0  # last reader of the tile it holds
     stored: float = 0.0  # C buffers: when the previous tile's mvout finished
-    done: float = 0.0  # C buffers: end of the last fold writing it
+    done: float = 0.0  # C buffers: when the last fold writing it has its results
+
+
+@dataclass
+class _Array:
+    """One matrix (or vector) unit's timing state."""
+
+    free: float = 0.0  # end of its last stream (its last drain, when folds do not pipeline)
+    stream_start: float = -1e30  # start of its last fold's stream
+    preload_free: float = 0.0  # end of its last preload
 
 
 class _Engines:
-    """The DMA engine, the array, and the buffers between them, for one call."""
+    """The DMA engine, the arrays, and the buffers between them, for one call."""
 
-    def __init__(self, model: ArrayModel, s: TileSchedule, keep: bool, by_tile: bool) -> None:
-        self.model, self.s, self.keep, self.by_tile = model, s, keep, by_tile
+    def __init__(self, model: ArrayModel, s: TileSchedule, keep: bool) -> None:
+        self.model, self.s, self.keep = model, s, keep
         copies = 2 if s.double_buffer else 1
         self.slots = {op: [_Slot() for _ in range(copies)] for op in "ABC"}
         self.at = {op: -1 for op in "ABC"}  # slot holding each operand's current tile
         self.c_slot: dict[tuple[int, int, int], int] = {}
-        self.dma_free = self.array_free = 0.0
+        self.dma_free = 0.0
+        self.in_flight: dict[str, deque[float]] = {"load": deque(), "store": deque()}
+        self.arrays = [_Array() for _ in range(model.count)]
+        self.next_array = 0
         self.landed = 0.0  # when the last store's data reached DRAM
-        self.loaded = 0.0  # when the current iteration's last load finished
-        self.done: list[float] = []  # end of each iteration's folds
+        self.loaded = 0.0  # when the current iteration's last load landed
+        self.done: list[float] = []  # when each iteration's folds stopped reading
+        self.results = 0.0  # when the last fold's results are in the accumulator
         self.run = EventRun(0.0)
 
     def _event(self, engine: str, role: str, start: float, duration: float) -> float:
@@ -81,16 +103,19 @@ class _Engines:
         return start + duration
 
     def dma(self, role: str, nbytes: float, after: float) -> float:
-        """A block over the DMA engine, in program order: the engine is busy for bytes over
-        bandwidth (requests are pipelined); returns when its data lands, a DRAM latency later."""
+        """A block over the DMA engine, in program order, within its queue's depth; returns when
+        its data lands, a DRAM latency after it leaves."""
+        depth = self.model.load_depth if role == "load" else self.model.store_depth
+        queue = self.in_flight[role]
+        start = max(self.dma_free, after)
+        if depth and len(queue) >= depth:
+            start = max(start, queue.popleft())
         duration = nbytes / self.model.dram_bw
-        self.dma_free = self._event("dma", role, max(self.dma_free, after), duration)
-        return self.dma_free + self.model.dram_latency
-
-    def array(self, role: str, duration: float, after: float) -> tuple[float, float]:
-        start = max(self.array_free, after)
-        self.array_free = self._event("array", role, start, duration)
-        return start, self.array_free
+        self.dma_free = self._event("dma", role, start, duration)
+        land = self.dma_free + self.model.dram_latency
+        if depth:
+            queue.append(land)
+        return land
 
     def take(self, op: str) -> _Slot:
         """The next buffer of `op` (alternating when double-buffered), for a new tile."""
@@ -102,48 +127,95 @@ class _Engines:
     def current(self, op: str) -> _Slot:
         return self.slots[op][self.at[op]]
 
+    def array(self) -> tuple[int, _Array]:
+        """The unit the next fold goes to (in turn)."""
+        index = self.next_array
+        self.next_array = (index + 1) % len(self.arrays)
+        return index, self.arrays[index]
+
 
 def _blocks(extent: int, block: int) -> list[int]:
     """Real sizes of the blocks covering `extent`."""
     return [min(block, extent - start) for start in range(0, extent, block)]
 
 
-def _loads(e: _Engines, step: TileStep) -> None:
-    """The iteration's mvins: A, B, then partial C sums, as one group (one latency)."""
+def _load_order(e: _Engines, step: TileStep) -> list[tuple[str, int, int]]:
+    """(operand, block row, block column) of the iteration's loads, in issue order: A, B, then
+    partial C sums; with decoupled queues, in the order the folds first read them."""
     bm, bn, bk = e.model.block
-    issued = e.run.counts[e.model.names.get("load", "load")]
+    rows, depth, cols = _blocks(step.mt, bm), _blocks(step.kt, bk), _blocks(step.nt, bn)
+    want = {"A": step.load_a, "B": step.load_b, "C": step.reload_c}
+    if not e.model.decoupled:
+        out = [("A", r, c) for r in range(len(rows)) for c in range(len(depth))]
+        out += [("B", r, c) for r in range(len(depth)) for c in range(len(cols))]
+        out += [("C", r, c) for r in range(len(rows)) for c in range(len(cols))]
+        return [x for x in out if want[x[0]]]
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+
+    def need(op: str, r: int, c: int) -> None:
+        if want[op] and (op, r, c) not in seen:
+            seen.add((op, r, c))
+            out.append((op, r, c))
+
+    if e.model.systolic and e.s.dataflow == "WS":
+        for j in range(len(cols)):
+            for k in range(len(depth)):
+                need("B", k, j)
+                for i in range(len(rows)):
+                    need("A", i, k)
+                    need("C", i, j)
+    else:
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                need("C", i, j)
+                for k in range(len(depth)):
+                    need("A", i, k)
+                    need("B", k, j)
+    return out
+
+
+def _loads(e: _Engines, step: TileStep) -> None:
+    """The iteration's mvins, each waiting for its buffer to be free."""
+    bm, bn, bk = e.model.block
     rows, depth, cols = _blocks(step.mt, bm), _blocks(step.kt, bk), _blocks(step.nt, bn)
     tile_free = 0.0
-    if e.by_tile:  # call_timing's rule: the buffers free when iteration t - copies has finished
+    if not e.model.decoupled:  # the buffers free when iteration t - copies has finished
         back = step.index - len(e.slots["A"])
         tile_free = e.done[back] if back >= 0 else 0.0
-    operands = (("A", step.load_a, rows, depth), ("B", step.load_b, depth, cols))
-    for op, due, outer, inner in operands:
-        if not due:
-            continue
-        slot = e.take(op)
-        free = max(slot.read_end, tile_free)  # the readers of the tile it held are done
-        for r, nr in enumerate(outer):
-            for c, nc in enumerate(inner):
-                slot.ready[(r, c)] = e.dma("load", nr * nc * e.model.in_bytes, free)
+    slots: dict[str, _Slot] = {}
+    free: dict[str, float] = {}
+    for op, due in (("A", step.load_a), ("B", step.load_b)):
+        if due:
+            slots[op] = e.take(op)
+            free[op] = max(slots[op].read_end, tile_free)  # the readers of its old tile are done
     if step.new_c:
-        slot = e.take("C")
+        slots["C"] = e.take("C")
         e.c_slot[(step.batch, step.i0, step.j0)] = e.at["C"]
-        for r, nr in enumerate(rows):
-            for c, nc in enumerate(cols):
-                if step.reload_c:
-                    nbytes = nr * nc * e.model.acc_bytes
-                    slot.ready[(r, c)] = e.dma("load", nbytes, max(slot.stored, tile_free))
-                else:  # zeros: ready once the buffer's previous tile is out
-                    slot.ready[(r, c)] = slot.stored
-    loaded_any = e.run.counts[e.model.names.get("load", "load")] > issued
-    # call_timing's rule: the tile is on chip when its last block lands (or, with nothing to
-    # load, when the engine and the buffers are free)
-    e.loaded = e.dma_free + e.model.dram_latency if loaded_any else max(e.dma_free, tile_free)
+        free["C"] = max(slots["C"].stored, tile_free)
+        if not step.reload_c:  # zeros: ready once the buffer's previous tile is out
+            for r in range(len(rows)):
+                for c in range(len(cols)):
+                    slots["C"].ready[(r, c)] = slots["C"].stored
+    sizes = {
+        "A": (rows, depth, e.model.in_bytes),
+        "B": (depth, cols, e.model.in_bytes),
+        "C": (rows, cols, e.model.acc_bytes),
+    }
+    order = _load_order(e, step)
+    for op, r, c in order:
+        outer, inner, elem = sizes[op]
+        slots[op].ready[(r, c)] = e.dma("load", outer[r] * inner[c] * elem, free[op])
+    # without decoupled queues a tile is on chip when its last block lands (or, with nothing
+    # to load, when the engine and the buffers are free)
+    if order:
+        e.loaded = e.dma_free + e.model.dram_latency
+    else:
+        e.loaded = max(e.dma_free, tile_free)
 
 
 def _store(e: _Engines, tile: CTile) -> None:
-    """mvout every block of a C tile once the fold that finished it has drained."""
+    """mvout every block of a C tile once the fold that finished it has its results."""
     bm, bn, _ = e.model.block
     slot = e.slots["C"][e.c_slot[tile.key]]
     for nr in _blocks(tile.mt, bm):
@@ -152,53 +224,93 @@ def _store(e: _Engines, tile: CTile) -> None:
             slot.stored = e.dma_free  # streamed out of the accumulator: the buffer is free
 
 
+def _fold(
+    e: _Engines,
+    weights: float,
+    pieces: list[tuple[float, float]],
+    reads: list[_Slot],
+    c: _Slot,
+) -> None:
+    """One fold on the next array: its stationary block ready at `weights` (WS; None-like 0
+    otherwise), then `pieces` (ready time, stream cycles) streamed in order."""
+    m = e.model
+    index, u = e.array()
+    engine = "array" if index == 0 else f"array{index}"
+    fill = m.fill_of(e.s.dataflow)
+    gap = m.fill if m.systolic else 0.0
+    if m.pipelined:
+        # the preload goes into the shadow registers once the fold before has begun streaming
+        begin = max(weights, u.preload_free, u.stream_start)
+        # the preload shifts into the shadow registers: its own path, beside the stream
+        if m.systolic:
+            begin = e._event(f"{engine}.preload", "preload", begin, fill)
+        u.preload_free = begin
+        at = max(begin, u.free, u.stream_start + gap)
+    else:
+        begin = max(weights, u.free)
+        at = e._event(engine, "preload", begin, fill) if m.systolic else begin
+    first = True
+    for ready, cycles in pieces:
+        start = max(at, ready)
+        if first:
+            u.stream_start = start
+        role = "compute" if first or "accumulate" not in m.names else "accumulate"
+        if not m.systolic:
+            role = "compute"
+        at = e._event(engine, role, start, cycles)
+        first = False
+    for slot in reads:
+        slot.read_end = max(slot.read_end, at)
+    if m.pipelined:
+        u.free = at
+        c.done = max(c.done, at + m.drain)
+    else:
+        u.free = e._event(engine, "drain", at, m.drain) if m.drain else at
+        c.done = max(c.done, u.free)
+    e.results = max(e.results, c.done)
+
+
 def _folds(e: _Engines, step: TileStep) -> None:
-    """The iteration's folds on the array, each waiting for the blocks it reads."""
-    bm, bn, bk = e.model.block
+    """The iteration's folds, each waiting for the blocks it reads."""
+    m = e.model
+    bm, bn, bk = m.block
     a, b, c = e.current("A"), e.current("B"), e.current("C")
     rows, depth, cols = _blocks(step.mt, bm), _blocks(step.kt, bk), _blocks(step.nt, bn)
-    drain = e.model.rows + e.model.cols - 2
+    gate = 0.0 if m.decoupled else e.loaded
+    row_cycles, k_cycles = m.stream_cycles / bm, m.stream_cycles / bk
+    if not m.systolic:  # one issue per block, i, j, then k
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                for k in range(len(depth)):
+                    ready = max(a.ready[(i, k)], b.ready[(k, j)], c.ready[(i, j)], gate)
+                    _fold(e, 0.0, [(ready, m.stream_cycles)], [a, b], c)
+        return
     if e.s.dataflow == "WS":
         for j in range(len(cols)):
             for k in range(len(depth)):
-                after = max(b.ready[(k, j)], e.loaded if e.by_tile else 0.0)
-                _, b.read_end = e.array("preload", e.model.rows, after)
-                for i, nr in enumerate(rows):
-                    role = "compute" if i == 0 else "accumulate"
-                    after = max(a.ready[(i, k)], c.ready[(i, j)])
-                    _, a.read_end = e.array(_role(e, role), nr, after)
-                _, c.done = e.array("drain", drain, 0.0)
+                pieces = [
+                    (max(a.ready[(i, k)], c.ready[(i, j)], gate), nr * row_cycles)
+                    for i, nr in enumerate(rows)
+                ]
+                _fold(e, max(b.ready[(k, j)], gate), pieces, [a, b], c)
     else:
         for i in range(len(rows)):
             for j in range(len(cols)):
-                e.array("preload", 0, 0.0)
-                for k, nk in enumerate(depth):
-                    role = "compute" if k == 0 else "accumulate"
-                    after = max(a.ready[(i, k)], b.ready[(k, j)], c.ready[(i, j)])
-                    after = max(after, e.loaded if e.by_tile else 0.0)
-                    _, a.read_end = e.array(_role(e, role), nk, after)
-                    b.read_end = a.read_end
-                _, c.done = e.array("drain", drain, 0.0)
-
-
-def _role(e: _Engines, role: str) -> str:
-    return role if "accumulate" in e.model.names else "compute"
+                pieces = [
+                    (
+                        max(a.ready[(i, k)], b.ready[(k, j)], c.ready[(i, j)], gate),
+                        nk * k_cycles,
+                    )
+                    for k, nk in enumerate(depth)
+                ]
+                _fold(e, 0.0, pieces, [a, b], c)
 
 
 def event_run(
-    model: ArrayModel,
-    call: MatmulCall,
-    s: TileSchedule,
-    by_tile: bool = False,
-    keep_events: bool = False,
+    model: ArrayModel, call: MatmulCall, s: TileSchedule, keep_events: bool = False
 ) -> EventRun:
-    """Simulate `call` under `s` event by event; `keep_events` keeps every event in the result.
-
-    `by_tile` coarsens the dependencies to call_timing's: an iteration's folds wait for all of its
-    loads, and a load for the iteration that last used its buffer (`t - 1`, or `t - 2` when
-    double-buffered) to finish, drain included.
-    """
-    e = _Engines(model, s, keep_events, by_tile)
+    """Simulate `call` under `s` event by event; `keep_events` keeps every event in the result."""
+    e = _Engines(model, s, keep_events)
     steps, last = tile_steps(call, s)
     for step in steps:
         if step.leave is not None and not s.double_buffer:
@@ -207,10 +319,11 @@ def event_run(
         if step.leave is not None and s.double_buffer:
             _store(e, step.leave)  # double-buffered: prefetch first, then store
         _folds(e, step)
-        e.done.append(e.array_free)
+        e.done.append(max(u.free for u in e.arrays))
     if last is not None:
         _store(e, last)
-    e.run.cycles = max(e.landed, e.array_free) - 1  # SCALE-Sim ends a run one cycle early
+    end = max(e.landed, e.results, max(u.free for u in e.arrays))
+    e.run.cycles = end - 1  # SCALE-Sim ends a run one cycle early
     return e.run
 
 

@@ -72,6 +72,13 @@ class Unit:
 
     `macs_per_cycle` and `elementwise_per_cycle` are peak throughputs; `transcendental_cycles` is
     the cost of one sigmoid/tanh/exp in cycles per element per lane.
+
+    The timing mechanisms a unit's controller has (targets.md, "Timing mechanisms"):
+    `double_buffered` PEs preload the next stationary block under the current one (folds
+    pipeline; fill and drain once per run of back-to-back folds); `decoupled` load/execute/store
+    queues let a compute start once its own blocks have landed (not its whole tile);
+    `load_queue_depth` / `store_queue_depth` bound the moves in flight (0: no bound);
+    `transposer` reads an operand transposed on the way in (no DRAM round trip).
     """
 
     name: str
@@ -85,6 +92,11 @@ class Unit:
     elementwise_per_cycle: float
     transcendental_cycles: float = 1.0
     energy_pj_per_mac: float = 0.0
+    double_buffered: bool = False
+    decoupled: bool = False
+    load_queue_depth: int = 0
+    store_queue_depth: int = 0
+    transposer: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -76,6 +76,12 @@ UNIT_KEYS = {
     "dataflows": False,
     "macs_per_cycle": False,
     "elementwise_per_cycle": False,
+    # timing mechanisms (targets.md, "Timing mechanisms")
+    "double_buffered": False,
+    "decoupled": False,
+    "load_queue_depth": False,
+    "store_queue_depth": False,
+    "transposer": False,
     "transcendental_cycles": False,
     "energy_pj_per_mac": False,
 }
@@ -453,7 +459,21 @@ def _unit(doc: TargetFile, keys: Keys, raw: object, name: str, kind: str | None 
             (*keys, "transcendental_cycles"), t, default=20.0 if host else 1.0
         ),
         energy_pj_per_mac=doc.number((*keys, "energy_pj_per_mac"), t, default=0.0, positive=False),
+        **_mechanisms(doc, keys, t),
     )
+
+
+def _mechanisms(doc: TargetFile, keys: Keys, t: Mapping[str, Any]) -> dict[str, Any]:
+    """A unit's timing mechanisms (targets.md, "Timing mechanisms"): flags and queue depths."""
+    out: dict[str, Any] = {}
+    for flag in ("double_buffered", "decoupled", "transposer"):
+        value = t.get(flag, False)
+        if not isinstance(value, bool):
+            raise doc.error((*keys, flag), f"{flag} must be true or false, not {value!r}"[:120])
+        out[flag] = value
+    for depth in ("load_queue_depth", "store_queue_depth"):
+        out[depth] = doc.integer((*keys, depth), t, default=0, minimum=0)
+    return out
 
 
 def _host(doc: TargetFile, top: Mapping[str, Any], units: Mapping[str, Unit]) -> Unit:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from isamap.hardware.footprint import OperandLayout, operand_layout
@@ -22,7 +22,14 @@ from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Instruction, Target
 from isamap.ir.program import MatmulCall, TileSchedule
 
-__all__ = ["ArrayModel", "CallTiming", "call_timing", "compute_cycles", "fold_cycles"]
+__all__ = [
+    "ArrayModel",
+    "CallTiming",
+    "MoveQueue",
+    "call_timing",
+    "compute_cycles",
+    "fold_cycles",
+]
 
 
 def fold_cycles(rows: int, cols: int, m: int, n: int, k: int, dataflow: str) -> int:
@@ -41,7 +48,19 @@ def compute_cycles(rows: int, cols: int, m: int, n: int, k: int, dataflow: str) 
 
 @dataclass(frozen=True)
 class ArrayModel:
-    """What timing needs of a target for one matrix instruction: array, blocks, memories, energy."""
+    """What timing needs of a target for one matrix instruction: its unit's mechanisms, its
+    block, memories and energy.
+
+    A compute unit runs *folds*: on a systolic unit one stationary block held while the other
+    operand streams (WS: a bk x bn block of B, the tile's rows of A streamed; OS: a bm x bn block
+    of C, the tile's depth streamed), `stream_cycles` per full instruction block streamed (its
+    `issue_cycles`), `fill` cycles to load a weight block (the preload's issue cycles), `drain`
+    cycles from the last streamed row to the result (latency minus issue). Without
+    `double_buffered` PEs every fold pays fill, stream and drain (SCALE-Sim's fold); with them the
+    next fold's stationary block loads under the current one, so back-to-back folds start
+    `max(stream, fill)` apart and a run pays fill and drain once. A vector unit's fold is one
+    issue: `issue_cycles` apart, `latency_cycles` to the last result.
+    """
 
     rows: int
     cols: int
@@ -57,24 +76,51 @@ class ArrayModel:
     pj_acc: float
     pj_mac: float
     names: dict[str, str] = field(default_factory=dict)  # role -> instruction name
-    systolic: bool = True  # a matrix unit (SCALE-Sim folds); else one issue per instruction tile
+    systolic: bool = True  # a matrix unit (folds of a stationary block); else one fold per issue
     count: int = 1  # identical units; a tile's folds (issues) are spread over them
     issue_cycles: float = 1.0
     dataflows: tuple[str, ...] = ("WS", "OS")
+    stream_cycles: float = 16.0  # cycles to stream one full instruction block (issue_cycles)
+    fill: float = 16.0  # cycles to load a stationary weight block (WS)
+    drain: float = 30.0  # cycles from a fold's last streamed row to its last result
+    double_buffered: bool = False  # PEs hold two stationary blocks: folds pipeline
+    decoupled: bool = False  # block-level dependencies between loads, folds and stores
+    load_depth: int = 0  # loads in flight at once (0: unbounded)
+    store_depth: int = 0  # stores in flight at once (0: unbounded)
 
-    def tile_compute(self, m: int, n: int, k: int, dataflow: str) -> int:
-        """Array cycles of one on-chip tile of m x k . k x n, spread over the units."""
-        if self.systolic:
-            if dataflow == "WS":
-                folds = math.ceil(k / self.rows) * math.ceil(n / self.cols)
-                per_fold = m + 2 * self.rows + self.cols - 2
-            else:
-                folds = math.ceil(m / self.rows) * math.ceil(n / self.cols)
-                per_fold = k + self.rows + self.cols - 2
-            return math.ceil(folds / self.count) * per_fold
+    @property
+    def pipelined(self) -> bool:
+        """Back-to-back folds overlap (double-buffered PEs; a vector unit's issues always)."""
+        return self.double_buffered or not self.systolic
+
+    def folds(self, m: int, n: int, k: int, dataflow: str) -> tuple[int, float]:
+        """Folds of one unit for an m x n x k tile, and the stream cycles of one fold."""
         bm, bn, bk = self.block
-        issues = math.ceil(m / bm) * math.ceil(n / bn) * math.ceil(k / bk)
-        return math.ceil(math.ceil(issues / self.count) * self.issue_cycles)
+        if not self.systolic:
+            issues = -(-m // bm) * -(-n // bn) * -(-k // bk)
+            return -(-issues // self.count), self.stream_cycles
+        if dataflow == "WS":
+            return -(-(-(-k // bk) * -(-n // bn)) // self.count), m * self.stream_cycles / bm
+        return -(-(-(-m // bm) * -(-n // bn)) // self.count), k * self.stream_cycles / bk
+
+    def fill_of(self, dataflow: str) -> float:
+        """Cycles before a run's first fold can stream: the weights' preload (WS); OS starts
+        from zeros, and a vector unit from nothing."""
+        return self.fill if self.systolic and dataflow == "WS" else 0.0
+
+    def tile_busy(self, m: int, n: int, k: int, dataflow: str) -> float:
+        """Cycles one tile keeps the array busy inside a run (no run fill, no final drain)."""
+        folds, stream = self.folds(m, n, k, dataflow)
+        if self.pipelined:
+            return stream + (folds - 1) * max(stream, self.fill if self.systolic else 0.0)
+        return folds * (self.fill_of(dataflow) + stream + self.drain)
+
+    def tile_compute(self, m: int, n: int, k: int, dataflow: str) -> float:
+        """Cycles of one on-chip tile of m x k . k x n run on its own (fill and drain included)."""
+        busy = self.tile_busy(m, n, k, dataflow)
+        if self.pipelined:
+            return self.fill_of(dataflow) + busy + self.drain
+        return busy
 
     @staticmethod
     def for_instruction(target: Target, name: str) -> ArrayModel:
@@ -105,10 +151,19 @@ class ArrayModel:
             out_bytes = target.dtype_bytes(store.semantics.dtype(dram_side))
         systolic = unit.kind == "matrix"
         declared = tuple(_DATAFLOW_NAMES[d] for d in unit.dataflows if d in _DATAFLOW_NAMES)
+        preload = target.instructions.get(names.get("preload", ""))
+        fill = preload.issue_cycles if preload is not None else float(max(unit.rows, 1))
         return ArrayModel(
             systolic=systolic,
             count=max(unit.count, 1),
             issue_cycles=ins.issue_cycles,
+            stream_cycles=ins.issue_cycles,
+            fill=fill,
+            drain=max(float(ins.latency_cycles) - ins.issue_cycles, 0.0),
+            double_buffered=unit.double_buffered,
+            decoupled=unit.decoupled,
+            load_depth=unit.load_queue_depth,
+            store_depth=unit.store_queue_depth,
             dataflows=declared or (("WS",) if systolic else ("OS",)),
             rows=max(unit.rows, 1),
             cols=max(unit.cols, 1),
@@ -211,7 +266,7 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
 
 #: Tile loops with more iterations than this are timed from their steady state (below).
 WALK_LIMIT = 20_000
-_KEEP = 6  # full tiles walked along the dimension being extrapolated (past the start-up)
+_KEEP = 12  # full tiles walked along the dimension being extrapolated (past the start-up)
 
 
 def _extrapolated(
@@ -274,7 +329,101 @@ def _extrapolated(
     return None
 
 
+class MoveQueue:
+    """Moves over the DMA engine with at most `depth` in flight (0: no bound): a move waits
+    until the one `depth` moves earlier has landed, a DRAM latency after it left the engine."""
+
+    def __init__(self, depth: int, latency: float) -> None:
+        self.depth, self.latency = depth, latency
+        self.lands: deque[float] = deque(maxlen=max(depth, 1))
+
+    def send(self, at: float, busy: float, blocks: int, first: int = 0) -> tuple[float, float]:
+        """Send `blocks` moves of `busy` engine cycles in all, from `at`: the engine's time after
+        them, and when the first `first` of them have left the engine."""
+        if not blocks:
+            return at, at
+        each = busy / blocks
+        if not self.depth or (
+            self.depth * each >= each + self.latency and (not self.lands or self.lands[0] <= at)
+        ):  # the queue never fills: the engine's own rate
+            for i in range(max(blocks - self.depth, 0), blocks):
+                self.lands.append(at + (i + 1) * each + self.latency)
+            return at + busy, at + min(first, blocks) * each
+        t = at
+        first_end = at
+        for i in range(blocks):
+            if len(self.lands) == self.depth:
+                t = max(t, self.lands[0])
+            t += each
+            self.lands.append(t + self.latency)
+            if i + 1 == first:
+                first_end = t
+        return t, first_end
+
+
+def _tile_move(rows: int, cols: int, br: int, bc: int, elem: int) -> tuple[float, int]:
+    """(bytes, blocks) of moving a rows x cols tile in br x bc blocks."""
+    return rows * cols * elem, -(-rows // br) * -(-cols // bc)
+
+
+@dataclass(frozen=True)
+class _Iteration:
+    """What one tile iteration loads (flags) and its real extents."""
+
+    mt: int
+    nt: int
+    kt: int
+    load_a: bool
+    load_b: bool
+    reload_c: bool
+
+
+def _last_load_tail(model: ArrayModel, it: _Iteration, dataflow: str) -> float:
+    """Array cycles that must follow the landing of an iteration's last loaded block, with
+    loads issued in the order the folds use them (decoupled queues): the rest of the fold that
+    needed it and every fold after that one."""
+    bm, bn, bk = model.block
+    mb, nb, kb = -(-it.mt // bm), -(-it.nt // bn), -(-it.kt // bk)
+    stream = model.folds(it.mt, it.nt, it.kt, dataflow)[1]
+    fill = model.fill if model.systolic else 0.0
+    slot = max(stream, fill) if model.pipelined else model.fill_of(dataflow) + stream + model.drain
+    drain = 0.0 if model.pipelined else model.drain
+    if model.systolic and dataflow == "WS":
+        # fold (k, j), j outer: B(k, j), then A(., k) at j = 0 and C(., j) at k = 0, by rows
+        total = kb * nb
+        if it.load_b:
+            last = total - 1
+            rows_last = (it.load_a and nb == 1) or (it.reload_c and kb == 1)
+        else:
+            last = max((kb - 1) if it.load_a else -1, (nb - 1) * kb if it.reload_c else -1)
+            rows_last = True
+        row_block = min(bm, it.mt - (mb - 1) * bm) * model.stream_cycles / bm
+        partial = row_block if rows_last else model.fill + stream
+    else:  # fold (i, j), i outer: C(i, j) first, then A(i, k) / B(k, j) for each k
+        total = mb * nb
+        if it.reload_c:
+            last = total - 1
+            depth_last = (it.load_a and nb == 1) or (it.load_b and mb == 1)
+        else:
+            last = max((mb - 1) * nb if it.load_a else -1, (nb - 1) if it.load_b else -1)
+            depth_last = True
+        k_block = min(bk, it.kt - (kb - 1) * bk) * model.stream_cycles / bk
+        if not model.systolic:  # a vector unit's fold (i, j) is its kb issues
+            k_block, stream = model.stream_cycles, kb * model.stream_cycles
+            slot = stream
+        partial = k_block if depth_last else stream
+    after = -(-(total - last - 1) // model.count)
+    return partial + drain + after * slot
+
+
+def _first_blocks(it: _Iteration) -> int:
+    """How many blocks the first fold's first stream needs that load now (they go first)."""
+    return int(it.load_a) + int(it.load_b) + int(it.reload_c)
+
+
 def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
+    """Walk the tile loop: one DMA engine (loads and stores in program order), the array(s)
+    running each tile's folds as the unit's mechanisms allow."""
     bm, bn, bk = model.block
     trips = _trips(call, s)
     ti, tj, tk = s.tile_i * bm, s.tile_j * bn, s.tile_k * bk  # tile extents in elements
@@ -283,76 +432,123 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
         "j": [_extent(x, tj, call.n) for x in range(trips["j"])],
         "k": [_extent(x, tk, call.k) for x in range(trips["k"])],
     }
-    bw, lat = model.dram_bw, model.dram_latency
+    lat = model.dram_latency
     in_bytes, acc_bytes = model.in_bytes, model.acc_bytes
+    ld, st = model.load_depth, model.store_depth
     out = CallTiming(0.0, 0.0, 0.0, macs=call.macs)
     dma_free = array_free = 0.0
-    before_last = last = 0.0  # compute end of the iterations t - 2 and t - 1 (buffer reuse)
-    pending: tuple[float, float] | None = None  # a C tile's store: (ready time, duration)
+    last_start = -math.inf  # stream start of the array's last fold (pipelined PEs)
+    results = 0.0  # when the last fold's results are in the accumulator
+    done: list[float] = []  # when each iteration's folds stopped reading their buffers
+    copies = 2 if s.double_buffer else 1
+    pending: tuple[float, tuple[float, int]] | None = None  # a C tile's store: ready, size
     visited: set[tuple[int, int, int]] = set()
     tiles: Counter[tuple[int, int, int]] = Counter()  # (mt, nt, kt) -> iterations
     stores: Counter[tuple[int, int]] = Counter()  # (mt, nt) -> C tiles stored
-    compute_of: dict[tuple[int, int, int], int] = {}
+    moves: dict[tuple[int, int, int, int, int], tuple[float, int]] = {}
+    fill_ws = model.fill_of(s.dataflow)
+    gap = model.fill if model.systolic and model.pipelined else 0.0
+    drain = model.drain if model.pipelined else 0.0
+    drain_held = 0.0 if model.pipelined else model.drain  # the array's last drain, per tile
     load_blocks = 0
     dram_in = acc_back = 0.0
     order = s.loop_order
     where = [order.index(v) for v in "ijk"]
     a_at = b_at = c_at = None
     c_shape = (0, 0)
+
+    def move(rows: int, cols: int, br: int, bc: int, elem: int) -> tuple[float, int]:
+        key = (rows, cols, br, bc, elem)
+        hit = moves.get(key)
+        if hit is None:
+            hit = moves[key] = _tile_move(rows, cols, br, bc, elem)
+        return hit
+
+    def stored(mt: int, nt: int) -> tuple[float, int]:
+        nbytes, blocks = move(mt, nt, bm, bn, model.out_bytes)
+        return nbytes / model.dram_bw, blocks
+
+    load_queue, store_queue = MoveQueue(ld, lat), MoveQueue(st, lat)
+
+    def send_store(at: float, ready: float, store: tuple[float, int]) -> float:
+        """The engine's time after a C tile's store, queued at `at`, its data ready at `ready`."""
+        return store_queue.send(max(at, ready), *store)[0]
+
     for batch in range(call.b):
         for pos in itertools.product(*(range(trips[v]) for v in order)):
             i0, j0, k0 = pos[where[0]], pos[where[1]], pos[where[2]]
             mt, nt, kt = extents["i"][i0], extents["j"][j0], extents["k"][k0]
-            load = 0.0
-            if (batch, i0, k0) != a_at:
+            load_a = (batch, i0, k0) != a_at
+            load_b = (batch, k0, j0) != b_at
+            reload = False
+            loads: list[tuple[float, int]] = []
+            if load_a:
                 a_at = (batch, i0, k0)
-                load += mt * kt * in_bytes
-                load_blocks += -(-mt // bm) * -(-kt // bk)
-            if (batch, k0, j0) != b_at:
+                loads.append(move(mt, kt, bm, bk, in_bytes))
+            if load_b:
                 b_at = (batch, k0, j0)
-                load += kt * nt * in_bytes
-                load_blocks += -(-kt // bk) * -(-nt // bn)
-            store_now: float | None = None
+                loads.append(move(kt, nt, bk, bn, in_bytes))
+            store_now: tuple[float, int] | None = None
             c_tile = (batch, i0, j0)
             if c_tile != c_at:
                 if c_at is not None:
                     stores[c_shape] += 1
-                    store_now = c_shape[0] * c_shape[1] * model.out_bytes / bw
+                    store_now = stored(*c_shape)
                 if c_tile in visited:  # partial sums come back to the accumulator
-                    load += mt * nt * acc_bytes
-                    acc_back += mt * nt * acc_bytes
-                    load_blocks += -(-mt // bm) * -(-nt // bn)
+                    reload = True
+                    loads.append(move(mt, nt, bm, bn, acc_bytes))
+                    acc_back += loads[-1][0]
                 visited.add(c_tile)
                 c_at, c_shape = c_tile, (mt, nt)
-            dram_in += load
-            shape = (mt, nt, kt)
-            tiles[shape] += 1
-            compute = compute_of.get(shape)
-            if compute is None:
-                compute = compute_of[shape] = model.tile_compute(mt, nt, kt, s.dataflow)
+            nbytes = sum(x[0] for x in loads)
+            blocks = sum(x[1] for x in loads)
+            load_blocks += blocks
+            busy = nbytes / model.dram_bw
+            dram_in += nbytes
+            it = _Iteration(mt, nt, kt, load_a, load_b, reload)
+            tiles[(mt, nt, kt)] += 1
             if store_now is not None:  # the previous C tile's store, queued on the DMA engine
-                pending = (array_free, store_now)
-            # -- the two engines ------------------------------------------------------------
-            buffer_free = before_last if s.double_buffer else last
+                pending = (results, store_now)
+            # -- the DMA engine ---------------------------------------------------------------
+            back = len(done) - copies
+            buffer_free = done[back] if back >= 0 else 0.0
             if pending is not None and not s.double_buffer:
                 # single buffers: the store goes before the next load
-                dma_free = max(dma_free, pending[0]) + pending[1]
-                array_free = max(array_free, dma_free)
+                dma_free = send_store(dma_free, *pending)
                 pending = None
-            load_time = load / bw  # the engine's busy time; the data lands lat later
-            dma_free = max(dma_free, buffer_free) + load_time
-            load_end = dma_free + (lat if load else 0.0)
+            load_start = max(dma_free, buffer_free)
+            dma_free, first_sent = load_queue.send(load_start, busy, blocks, _first_blocks(it))
+            loaded = nbytes > 0
+            if not model.decoupled:  # the tile's folds wait for all of its loads
+                ready = dma_free + lat if loaded else dma_free
+                ready_last = ready
+            else:  # the first fold waits for its own blocks only
+                ready = first_sent + lat if _first_blocks(it) else 0.0
+                ready_last = dma_free + lat if loaded else 0.0
             if pending is not None:  # double-buffered: prefetch first, then store
-                dma_free = max(dma_free, pending[0]) + pending[1]
+                dma_free = send_store(dma_free, *pending)
                 pending = None
-            array_free = max(load_end, array_free) + compute
-            before_last, last = last, array_free
-            out.dma_cycles += load_time
+            # -- the array --------------------------------------------------------------------
+            compute = model.tile_busy(mt, nt, kt, s.dataflow)
+            if model.pipelined:  # the first fold's preload, and the previous fold's, come first
+                start = max(array_free, ready + fill_ws, last_start + gap)
+            else:  # every fold pays its own fill (tile_busy)
+                start = max(array_free, ready)
+            end = start + compute
+            if model.decoupled and loaded:
+                end = max(end, ready_last + _last_load_tail(model, it, s.dataflow))
+            last_start = end - model.folds(mt, nt, kt, s.dataflow)[1]
+            results = end + drain
+            array_free = end
+            # the buffers free when the iteration's folds stopped reading them: with decoupled
+            # queues at the end of their streams, otherwise when the whole tile is done
+            done.append(end - drain_held if model.decoupled else end)
+            out.dma_cycles += busy
             out.compute_cycles += compute
-    end = array_free
+    end = results
     if c_at is not None:
         stores[c_shape] += 1
-        dma_free = max(dma_free, array_free) + c_shape[0] * c_shape[1] * model.out_bytes / bw
+        dma_free = send_store(dma_free, results, stored(*c_shape))
         end = max(end, dma_free + lat)  # the last write lands
     # what moved and what issued, from the tile shapes and how often each occurred
     out.counts[model.names.get("load", "load")] += load_blocks

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.target import Target
+from isamap.ir.kernel import Access, Binary, Kernel, Unary, walk
 from isamap.ir.ops import TRANSCENDENTAL  # the operators costing `transcendental_cycles`
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "host_contraction",
     "host_elementwise",
     "host_matmul",
+    "host_statement",
     "layout_move",
     "vector_elementwise",
 ]
@@ -46,6 +48,29 @@ def _host(
     cycles = max(compute, nbytes / dram.bandwidth_bytes_per_cycle)
     energy += nbytes * dram.energy_pj_per_byte
     return OpCost(cycles, counts, nbytes, macs, energy)
+
+
+def host_statement(target: Target, kernel: Kernel, index: int) -> OpCost:
+    """Statement `index` of `kernel` run on the host as written: its arithmetic per point of its
+    iteration space, and the DRAM traffic of every tensor it reads and the one it writes (read
+    back too when it accumulates), each once; compute and traffic overlap."""
+    s = kernel.statements[index]
+    space = math.prod(kernel.extents[index].values())
+    nodes = list(walk(s.expr))
+    ops = sum(isinstance(e, Binary | Unary) for e in nodes) + int(s.accumulate)
+    slow = sum(
+        (isinstance(e, Unary) and e.fn in TRANSCENDENTAL)
+        or (isinstance(e, Binary) and e.op in TRANSCENDENTAL)
+        for e in nodes
+    )
+    host = target.host
+    compute = space * (ops + slow * (host.transcendental_cycles - 1)) / host.elementwise_per_cycle
+    counts: Counter[str] = Counter({"host.stmt": space * max(ops, 1)})
+    energy = compute * host.elementwise_per_cycle * host.energy_pj_per_mac
+    read = {e.tensor for e in nodes if isinstance(e, Access)}
+    moved = sum(math.prod(kernel.shapes[t]) for t in read)
+    moved += math.prod(kernel.shapes[s.target]) * (2 if s.accumulate else 1)
+    return _host(target, compute, moved, counts, 0, energy)
 
 
 def host_matmul(target: Target, b: int, m: int, n: int, k: int) -> OpCost:

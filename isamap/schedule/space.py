@@ -66,12 +66,14 @@ def lower_bound(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     """Cycles no run of `s` can beat: the larger of the array's and the DMA engine's own work."""
     bm, bn, bk = model.block
     ti, tj, tk = s.tile_i * bm, s.tile_j * bn, s.tile_k * bk
-    compute = 0
+    compute = 0.0
     for (mt, cm), (nt, cn), (kt, ck) in itertools.product(
         _dim_classes(call.m, ti), _dim_classes(call.n, tj), _dim_classes(call.k, tk)
     ):
-        compute += cm * cn * ck * model.tile_compute(mt, nt, kt, s.dataflow)
+        compute += cm * cn * ck * model.tile_busy(mt, nt, kt, s.dataflow)
     compute *= call.b
+    if model.pipelined:  # a run's first preload and last drain, once
+        compute += model.fill_of(s.dataflow) + model.drain
     mb, nb, kb = call.blocks
     trips = {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}
     full = trips["i"] * trips["k"], trips["k"] * trips["j"], trips["i"] * trips["j"]
@@ -84,6 +86,9 @@ def lower_bound(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     # after the array is done; the DMA engine's last write lands a latency after it leaves
     first = min(ti, call.m) * min(tk, call.k) + min(tk, call.k) * min(tj, call.n)
     first_load = first * model.in_bytes / model.dram_bw + lat
+    if model.decoupled:  # the first fold waits for its own blocks only: at least one latency
+        first_load = lat
+    ti, tj = s.tile_i * bm, s.tile_j * bn
     last_c = (call.m - (trips["i"] - 1) * ti) * (call.n - (trips["j"] - 1) * tj)  # the edge
     last_store = last_c * model.out_bytes / model.dram_bw + lat
     return max(first_load + compute + last_store, dma + lat) - 1

@@ -55,16 +55,28 @@ def _best(
     options: list[TileSchedule],
     measure: int | None = None,
 ) -> TileSchedule:
-    """The fastest of `options` that fit, timed in full; with `measure`, only that many of them
-    (the most promising by lower bound) plus any that are cheap to time."""
+    """The fastest of `options` that fit, timed in full; with `measure`, branch and bound: the
+    options in order of their lower bound, timed until no bound can beat the best so far, at
+    most `measure` of them (a schedule cheap to time does not count against it)."""
     options = [s for s in dict.fromkeys(options) if model.fits(s)]
     if not options:
         raise _none_fit(model, call, target)
-    if measure is not None:
-        ranked = sorted(options, key=lambda s: lower_bound(model, call, s))
-        cheap = [s for s in ranked[measure:] if _iterations(call, s) <= _CHEAP_WALK]
-        options = ranked[:measure] + cheap
-    return min(options, key=lambda s: (_cycles(model, call, s), s.loop_order, s.dataflow))
+    if measure is None:
+        return min(options, key=lambda s: (_cycles(model, call, s), s.loop_order, s.dataflow))
+    ranked = sorted(options, key=lambda s: lower_bound(model, call, s))
+    best: tuple[float, str, str] | None = None
+    chosen = ranked[0]
+    timed = 0
+    for s in ranked:
+        if best is not None and lower_bound(model, call, s) >= best[0]:
+            break
+        if timed >= measure and _iterations(call, s) > _CHEAP_WALK:
+            continue
+        timed += 1
+        key = (_cycles(model, call, s), s.loop_order, s.dataflow)
+        if best is None or key < best:
+            best, chosen = key, s
+    return chosen
 
 
 def exhaustive(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
@@ -96,25 +108,39 @@ def heuristic(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedu
 
 
 def _heuristic_options(model: ArrayModel, call: MatmulCall, db: bool) -> list[TileSchedule]:
-    """The heuristic's candidates with double buffering `db`: per dataflow and loop order, the
-    largest balanced C tile with the deepest K tile that fits, K cut in pieces, and all of K."""
+    """The heuristic's candidates with double buffering `db`: per dataflow and loop order, for
+    each tile height the widest C tile that fits with the deepest K tile; the largest balanced
+    C tile with K cut in pieces; and all of K on chip with a smaller output tile."""
     mb, nb, kb = call.blocks
     options: list[TileSchedule] = []
+
+    def deepest(df: str, ti: int, tj: int, order: str) -> int | None:
+        fitting = [
+            t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order, db))
+        ]
+        return max(fitting) if fitting else None
+
     for df, order in itertools.product(model.dataflows, ("ijk", "jik", "ikj", "jki")):
         best_ij: tuple[int, int] | None = None
-        for ti, tj in itertools.product(candidate_tiles(mb), candidate_tiles(nb)):
-            if not model.fits(TileSchedule(df, ti, tj, 1, order, db)):
-                continue
+        for ti in candidate_tiles(mb):
+            widths = [
+                tj
+                for tj in candidate_tiles(nb)
+                if model.fits(TileSchedule(df, ti, tj, 1, order, db))
+            ]
+            if not widths:
+                break  # taller tiles need more memory still
+            tj = max(widths)
+            tk = deepest(df, ti, tj, order)
+            if tk is not None:
+                options.append(TileSchedule(df, ti, tj, tk, order, db))
             key = (ti * tj, -abs(ti - tj))
             if best_ij is None or key > (best_ij[0] * best_ij[1], -abs(best_ij[0] - best_ij[1])):
                 best_ij = (ti, tj)
         if best_ij is None:
             continue
         ti, tj = best_ij
-        tk = max(
-            t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order, db))
-        )
-        options.append(TileSchedule(df, ti, tj, tk, order, db))
+        tk = deepest(df, ti, tj, order) or 1
         # K in 2, 4, 8 pieces: a call of few tiles overlaps its loads with compute only then
         for pieces in (2, 4, 8):
             if tk >= pieces:

@@ -79,6 +79,12 @@ def test_text_kernels_compile_and_match_numpy(text: str) -> None:
 
 
 def test_gru_gates_fuse_into_one_call() -> None:
-    for text in (gru_step_text(batch=4, hidden=32), gru_projection_text(rows=8, hidden=32)):
-        mapping = isamap.compile(isamap.parse_kernel(text), "gemmini").mapping
-        assert len(mapping.instruction_calls()) == 1, mapping
+    projection = gru_projection_text(rows=8, hidden=32)
+    mapping = isamap.compile(isamap.parse_kernel(projection), "gemmini").mapping
+    assert len(mapping.instruction_calls()) == 1, mapping
+    # a step's gates fuse too, but on gemmini the host computes the sigmoids and tanh: running
+    # the z gate apart lets the host start on it while the array computes the other two
+    step = isamap.compile(isamap.parse_kernel(gru_step_text(batch=4, hidden=32)), "gemmini")
+    calls = step.mapping.instruction_calls()
+    assert len(calls) <= 2
+    assert max(int(str(c.attrs["n"])) for c in calls) >= 2 * 32

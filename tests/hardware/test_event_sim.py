@@ -1,8 +1,11 @@
-"""The event simulation against the analytic timing: exact at tile granularity, an upper bound at
-instruction granularity, SCALE-Sim's compute cycles on one tile."""
+"""The event simulation against the analytic timing: two independent implementations of the same
+mechanisms. Exact where dependencies are whole tiles and queues unbounded; within a stated
+tolerance, in both directions, with decoupled queues and bounded queue depths; SCALE-Sim's
+compute cycles on one tile without double-buffered PEs."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -16,26 +19,41 @@ from isamap.hardware.timing import ArrayModel, call_timing, compute_cycles
 from isamap.ir.program import DATAFLOWS, LOOP_ORDERS, MatmulCall, TileSchedule
 
 COMPUTE = "compute_preloaded"
+GEMMINI = ArrayModel.for_instruction(isamap.load_target("gemmini"), COMPUTE)
+NNP = ArrayModel.for_instruction(isamap.load_target("nnp"), "matmul")
+VECDSP = ArrayModel.for_instruction(isamap.load_target("vecdsp"), "vmac")
+
+#: The stated agreement of the two implementations on random schedules and mechanisms: each
+#: within WORST of the other, both ways, and on average within MEAN. Measured over 2,100
+#: schedules (300 per mechanism set, gemmini's array): worst -24% / +24% with two loads and one
+#: store in flight, -12% / +10% with unbounded queues; mean 1-3%; exact with tile-level
+#: dependencies and unbounded queues.
+WORST = 0.25
+MEAN = 0.03
 
 
-@pytest.fixture(scope="module")
-def model() -> ArrayModel:
-    return GEMMINI
+def _mechanisms(model: ArrayModel, rnd: random.Random) -> ArrayModel:
+    return dataclasses.replace(
+        model,
+        double_buffered=rnd.random() < 0.5,
+        decoupled=rnd.random() < 0.5,
+        load_depth=rnd.choice((0, 2, 4, 8, 16)),
+        store_depth=rnd.choice((0, 1, 2, 4)),
+    )
 
 
-def _random_case(rnd: random.Random, model: ArrayModel) -> tuple[MatmulCall, TileSchedule]:
-    """A GEMM of up to 100 x 100 x 100 (batch 1-2) and a random schedule that fits."""
+def _random_case(
+    rnd: random.Random, model: ArrayModel, size: int = 100
+) -> tuple[MatmulCall, TileSchedule]:
+    """A GEMM of up to size^3 (batch 1-2) and a random schedule that fits."""
     while True:
-        b, m, n, k = (
-            rnd.randint(1, 2),
-            rnd.randint(1, 100),
-            rnd.randint(1, 100),
-            rnd.randint(1, 100),
-        )
-        call = MatmulCall(0, COMPUTE, b, m, n, k, model.block)
+        b, m, n, k = (rnd.randint(1, 2), *(rnd.randint(1, size) for _ in range(3)))
+        call = MatmulCall(0, model.names["compute"], b, m, n, k, model.block)
         mb, nb, kb = call.blocks
+        if mb * nb * kb > 4000:
+            continue
         s = TileSchedule(
-            rnd.choice(DATAFLOWS),
+            rnd.choice(model.dataflows),
             rnd.randint(1, mb),
             rnd.randint(1, nb),
             rnd.randint(1, kb),
@@ -46,87 +64,88 @@ def _random_case(rnd: random.Random, model: ArrayModel) -> tuple[MatmulCall, Til
             return call, s
 
 
-GEMMINI = ArrayModel.for_instruction(isamap.load_target("gemmini"), COMPUTE)
-CASES = [_random_case(random.Random(seed), GEMMINI) for seed in range(300)]
-
-
-@settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
-def test_tile_granularity_equals_call_timing(model: ArrayModel, seed: int) -> None:
-    # with call_timing's dependencies (whole tiles), instruction by instruction gives its cycles
+@settings(max_examples=120, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), pipelined=st.booleans())
+def test_tile_dependencies_and_unbounded_queues_agree_exactly(seed: int, pipelined: bool) -> None:
+    model = dataclasses.replace(
+        GEMMINI, double_buffered=pipelined, decoupled=False, load_depth=0, store_depth=0
+    )
     call, s = _random_case(random.Random(seed), model)
     analytic = call_timing(model, call, s)
-    events = event_run(model, call, s, by_tile=True)
+    events = event_run(model, call, s)
     assert events.cycles == pytest.approx(analytic.cycles, rel=1e-12)
     assert events.counts == analytic.counts
-    assert events.array_busy == analytic.compute_cycles + 1
     assert events.dma_busy == pytest.approx(analytic.dma_cycles, rel=1e-12)
 
 
-def test_instruction_granularity_against_call_timing(model: ArrayModel) -> None:
-    # Per-block dependencies let the array start on the first blocks of a tile while the rest
-    # load, and free a buffer at its last read rather than at the end of the fold, so the event
-    # simulation is never slower than call_timing and often a little faster. Over 4,000 random
-    # fitting schedules (shapes up to 100, both dataflows, all loop orders, DB on and off) the
-    # largest deviation seen was 19.1% (b=1, 47x90x55, WS tiles 1x6x1, kji, single-buffered:
-    # 14,712 analytic vs 11,902 events), the mean 4.1%; 7% of schedules deviate by more than 10%,
-    # nearly all single-buffered. Here: 300 seeded cases, each within 20%, on average within 10%.
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), unit=st.sampled_from(["gemmini", "nnp", "vecdsp"]))
+def test_analytic_and_events_agree_both_ways(seed: int, unit: str) -> None:
+    # random mechanisms on each shipped kind of unit: a 16x16 array, four 32x32 arrays, a
+    # 16-lane vector unit; neither implementation is more than WORST above the other
+    rnd = random.Random(seed)
+    base = {"gemmini": GEMMINI, "nnp": NNP, "vecdsp": VECDSP}[unit]
+    model = _mechanisms(base, rnd)
+    call, s = _random_case(rnd, model, 160 if unit == "nnp" else 100)
+    analytic = call_timing(model, call, s).cycles
+    events = event_cycles(model, call, s)
+    assert analytic <= (1 + WORST) * events
+    assert events <= (1 + WORST) * analytic
+
+
+def test_on_average_the_two_agree_closely() -> None:
     deviations = []
-    for call, s in CASES:
-        analytic = call_timing(model, call, s)
-        events = event_run(model, call, s)
-        assert events.cycles <= analytic.cycles + 1e-9
-        deviations.append((analytic.cycles - events.cycles) / analytic.cycles)
-        assert events.array_busy == analytic.compute_cycles + 1
-        assert events.counts == analytic.counts
-    assert max(deviations) < 0.20
-    assert sum(deviations) / len(deviations) < 0.10
+    for seed in range(200):
+        rnd = random.Random(seed)
+        model = _mechanisms(GEMMINI, rnd)
+        call, s = _random_case(rnd, model)
+        analytic = call_timing(model, call, s).cycles
+        deviations.append((analytic - event_cycles(model, call, s)) / analytic)
+    assert sum(abs(d) for d in deviations) / len(deviations) < MEAN
+    # both directions occur: neither implementation is a bound on the other
+    assert min(deviations) < 0 < max(deviations)
 
 
-def test_double_buffered_multi_tile_calls_agree_within_ten_percent(model: ArrayModel) -> None:
-    # where the DMA and the array overlap tile by tile anyway, the finer dependencies matter less
-    for m, n, k in [(64, 64, 64), (100, 100, 100), (96, 48, 80)]:
-        for dataflow in DATAFLOWS:
-            for order in LOOP_ORDERS:
-                call = MatmulCall(0, COMPUTE, 1, m, n, k, model.block)
-                s = TileSchedule(dataflow, 2, 2, 2, order, True)
-                analytic = call_timing(model, call, s).cycles
-                assert abs(event_cycles(model, call, s) - analytic) <= 0.10 * analytic
-
-
-def test_a_small_call_by_hand(model: ArrayModel) -> None:
-    # 32 x 32 x 32, one tile, WS, single-buffered. DMA (pipelined): 4 A blocks then 4 B blocks of
-    # 256 bytes, 16 engine cycles each, leave at 16, 32, ..., 128 and land 100 cycles later
-    # (116 ... 228). Array: preload B00 when it lands (180), A00 and A10 stream 16 rows each,
-    # drain 30 -> 258; three more folds of 78 -> 492. Stores: 4 blocks of 1,024 bytes, 64 engine
-    # cycles each from 492 -> 748, landing at 848; minus one: 847. call_timing waits for the whole
-    # tile (228) before the first fold: 48 cycles later, 895.
-    call = MatmulCall(0, COMPUTE, 1, 32, 32, 32, model.block)
+def test_a_small_call_by_hand() -> None:
+    # 32 x 32 x 32, one tile, WS, single-buffered, on gemmini's mechanisms. Loads go in the
+    # order the folds use them (B00 A00 A10, B10 A01 A11, B01, B11), 256 bytes each, 16 engine
+    # cycles, landing 100 later: 116, 132, ..., 228. Preload B00 116-132, stream A00 and A10
+    # 132-164; B10 lands 164, preloads 164-180, A01/A11 stream as they land, 180-212; B01 lands
+    # 212, preloads 212-228, streams 228-260; B11 preloads under it (228-244), streams 260-292;
+    # drain 30 -> 322. Four 1,024-byte mvouts: 322-578, land 678; minus one: 677.
+    call = MatmulCall(0, COMPUTE, 1, 32, 32, 32, GEMMINI.block)
     s = TileSchedule("WS", 2, 2, 2, "ijk", False)
-    run = event_run(model, call, s, keep_events=True)
-    assert run.cycles == 847
-    assert call_timing(model, call, s).cycles == 895
-    assert event_run(model, call, s, by_tile=True).cycles == 895
-    array = [e for e in run.events if e.engine == "array"]
-    assert (array[0].name, array[0].start, array[0].end) == ("preload", 180, 196)
-    assert [e.name for e in array[:4]] == ["preload", COMPUTE, "compute_accumulated", "drain"]
-    assert array[3].end == 258
+    run = event_run(GEMMINI, call, s, keep_events=True)
+    assert run.cycles == 677
+    preloads = [(e.start, e.end) for e in run.events if e.name == "preload"]
+    assert preloads == [(116, 132), (164, 180), (212, 228), (228, 244)]
+    streams = [e for e in run.events if e.engine == "array"]
+    assert [(e.start, e.end) for e in streams[-2:]] == [(260, 276), (276, 292)]
+    # the analytic model: the same mechanisms, within its tolerance
+    assert abs(call_timing(GEMMINI, call, s).cycles - 677) <= WORST * 677
+    # without them (per-fold fill and drain, whole-tile dependencies): the old 895
+    plain = dataclasses.replace(
+        GEMMINI, double_buffered=False, decoupled=False, load_depth=0, store_depth=0
+    )
+    assert event_cycles(plain, call, s) == call_timing(plain, call, s).cycles == 895
 
 
-@pytest.mark.parametrize("case", CASES[:40])
-def test_each_engine_runs_one_event_at_a_time(
-    model: ArrayModel, case: tuple[MatmulCall, TileSchedule]
-) -> None:
+CASES = [_random_case(random.Random(seed), GEMMINI) for seed in range(40)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_engine_runs_one_event_at_a_time(case: tuple[MatmulCall, TileSchedule]) -> None:
     call, s = case
-    run = event_run(model, call, s, keep_events=True)
-    for engine in ("dma", "array"):
+    run = event_run(GEMMINI, call, s, keep_events=True)
+    for engine in ("dma", "array", "array.preload"):
         events = [e for e in run.events if e.engine == engine]
         assert all(e.start <= e.end for e in events)
         assert all(a.end <= b.start for a, b in itertools.pairwise(events))
     last_dma = max(e.end for e in run.events if e.engine == "dma")
     last_array = max(e.end for e in run.events if e.engine == "array")
-    # the run ends when the array is done and the last store has landed in DRAM
-    assert max(last_array, last_dma + model.dram_latency) - 1 == run.cycles
+    # the run ends when the results are drained and the last store has landed in DRAM
+    end = max(last_array + GEMMINI.drain, last_dma + GEMMINI.dram_latency)
+    assert end - 1 == run.cycles
 
 
 @pytest.mark.parametrize("dataflow", DATAFLOWS)
@@ -142,10 +161,12 @@ def test_each_engine_runs_one_event_at_a_time(
     ],
 )
 def test_one_tile_computes_like_scalesim(
-    model: ArrayModel, dataflow: str, m: int, n: int, k: int, scalesim: tuple[int, int]
+    dataflow: str, m: int, n: int, k: int, scalesim: tuple[int, int]
 ) -> None:
-    call = MatmulCall(0, COMPUTE, 1, m, n, k, model.block)
+    # without double-buffered PEs every fold is SCALE-Sim's
+    plain = dataclasses.replace(GEMMINI, double_buffered=False)
+    call = MatmulCall(0, COMPUTE, 1, m, n, k, plain.block)
     mb, nb, kb = call.blocks
-    run = event_run(model, call, TileSchedule(dataflow, mb, nb, kb, "ijk", False))
+    run = event_run(plain, call, TileSchedule(dataflow, mb, nb, kb, "ijk", False))
     want = scalesim[DATAFLOWS.index(dataflow)]
     assert run.array_busy - 1 == compute_cycles(16, 16, m, n, k, dataflow) == want

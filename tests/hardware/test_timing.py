@@ -1,14 +1,21 @@
-"""The timing model: SCALE-Sim's compute cycles, and the tile loop's overlap of DMA and compute."""
+"""The timing model: SCALE-Sim's compute cycles per fold, the unit's mechanisms (pipelined folds,
+decoupled queues, queue depths, issue rates), and the tile loop's overlap of DMA and compute."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import isamap
+from isamap.hardware.event_sim import event_run
+from isamap.hardware.target import TARGET_DIR
 from isamap.hardware.timing import ArrayModel, _extrapolated, _walk, call_timing, compute_cycles
 from isamap.ir.program import MatmulCall, TileSchedule
+from isamap.schedule.scheduler import best_call
 from isamap.schedule.space import schedules
 
 # (rows, cols, M, N, K, dataflow, cycles measured by SCALE-Sim 3.0.0 itself, via
@@ -67,16 +74,82 @@ def model() -> ArrayModel:
     return ArrayModel.for_instruction(isamap.load_target("gemmini"), "compute_preloaded")
 
 
+def _per_fold(model: ArrayModel) -> ArrayModel:
+    """The same array without its mechanisms: every fold pays fill and drain (SCALE-Sim)."""
+    return dataclasses.replace(
+        model, double_buffered=False, decoupled=False, load_depth=0, store_depth=0
+    )
+
+
 @pytest.mark.parametrize("dataflow", ["WS", "OS"])
 def test_one_tile_call_computes_like_scalesim(model: ArrayModel, dataflow: str) -> None:
+    # without double-buffered PEs every fold is SCALE-Sim's fold
+    plain = _per_fold(model)
     call = MatmulCall(0, "compute_preloaded", 1, 100, 36, 72, model.block)
     s = TileSchedule(dataflow, 7, 3, 5, "ijk", False)
-    timing = call_timing(model, call, s)
+    timing = call_timing(plain, call, s)
     assert timing.compute_cycles == compute_cycles(16, 16, 100, 36, 72, dataflow)
     # single-buffered: load everything, compute, store
     load = (100 * 72 + 72 * 36) / 16 + 100
     store = 100 * 36 * 4 / 16 + 100
     assert timing.cycles == pytest.approx(load + timing.compute_cycles + 1 + store - 1)
+
+
+@pytest.mark.parametrize("dataflow", ["WS", "OS"])
+@pytest.mark.parametrize(("m", "n", "k"), [(100, 16, 16), (16, 16, 16), (1, 1, 1), (37, 9, 16)])
+def test_a_single_fold_run_is_scalesims_fold(
+    model: ArrayModel, dataflow: str, m: int, n: int, k: int
+) -> None:
+    # one fold: nothing to pipeline, so the mechanisms change nothing and SCALE-Sim holds
+    call = MatmulCall(0, "compute_preloaded", 1, m, n, k, model.block)
+    if dataflow == "OS" and m > 16:
+        call = MatmulCall(0, "compute_preloaded", 1, 16, n, m, model.block)
+    assert model.tile_compute(call.m, call.n, call.k, dataflow) - 1 == compute_cycles(
+        16, 16, call.m, call.n, call.k, dataflow
+    )
+
+
+def test_back_to_back_weight_blocks_pay_fill_and_drain_once(model: ArrayModel) -> None:
+    # 16 weight blocks (K = N = 64) each streaming 64 rows of A: Gemmini's PEs preload the next
+    # block under the current one, so the tile pays the 16-cycle fill and the 30-cycle drain
+    # once; without the second register set every block pays them (SCALE-Sim per fold)
+    m, n, k = 64, 64, 64
+    assert model.double_buffered
+    assert model.tile_compute(m, n, k, "WS") == 16 + 16 * 64 + 30
+    assert _per_fold(model).tile_compute(m, n, k, "WS") == 16 * (16 + 64 + 30)
+    # a short stream (M = 4) cannot hide the 16-cycle preload: blocks go 16 cycles apart
+    assert model.tile_compute(4, n, k, "WS") == 16 + 4 + 15 * 16 + 30
+    # across tiles too: a 1024^3 GEMM under the library's tiles runs within 0.1% of its MACs
+    call = MatmulCall(0, "compute_preloaded", 1, 1024, 1024, 1024, model.block)
+    s = TileSchedule("WS", 4, 4, 16, "ijk", True)
+    assert call_timing(model, call, s).cycles < 1.001 * 1024**3 / 256
+
+
+def test_a_compute_starts_before_its_tile_has_landed(model: ArrayModel) -> None:
+    # decoupled queues: the first fold waits for its own blocks, not the whole 4x4x8-block tile
+    call = MatmulCall(0, "compute_preloaded", 1, 64, 64, 128, model.block)
+    s = TileSchedule("WS", 4, 4, 8, "ijk", False)
+    coupled = dataclasses.replace(model, decoupled=False)
+    assert call_timing(model, call, s).cycles < call_timing(coupled, call, s).cycles
+    run = event_run(model, call, s, keep_events=True)
+    first_fold = min(e.start for e in run.events if e.engine == "array")
+    last_load = max(e.end for e in run.events if e.name == "mvin")
+    assert first_fold < last_load
+    run = event_run(coupled, call, s, keep_events=True)
+    first_fold = min(e.start for e in run.events if e.engine == "array")
+    assert first_fold >= max(e.end for e in run.events if e.name == "mvin") + model.dram_latency
+
+
+def test_load_queue_depth_bounds_the_dma(model: ArrayModel) -> None:
+    # with two mvins in flight, each 256-byte block waits for a DRAM round trip: 2 per 116 cycles
+    call = MatmulCall(0, "compute_preloaded", 1, 512, 16, 512, model.block)
+    s = TileSchedule("OS", 32, 1, 32, "ijk", True)
+    deep = call_timing(model, call, s)
+    shallow = call_timing(dataclasses.replace(model, load_depth=2), call, s)
+    assert shallow.dma_cycles == deep.dma_cycles  # the engine's busy time is the same
+    blocks = (512 * 512 + 512 * 16) // 256
+    assert shallow.cycles >= (blocks - 2) / 2 * (16 + 100)
+    assert deep.cycles < 0.5 * shallow.cycles
 
 
 def test_double_buffering_overlaps(model: ArrayModel) -> None:
@@ -86,6 +159,44 @@ def test_double_buffering_overlaps(model: ArrayModel) -> None:
     assert double.compute_cycles == single.compute_cycles
     assert double.cycles < single.cycles
     assert double.cycles >= max(double.compute_cycles, double.dma_cycles)
+
+
+DOT = """
+[instructions.dot]
+unit = "systolic"
+kind = "compute"
+semantics = "C[i, j] += A[i, k] * B[k, j]"
+extents = { i = 1, j = 1, k = 16 }
+operands = { A = "scratchpad", B = "scratchpad", C = "accumulator" }
+latency_cycles = 31
+issue_cycles = 1.0
+"""
+
+
+def test_a_poorly_shaped_instruction_costs_what_it_does(tmp_path: Path) -> None:
+    # a 1-wide dot product on the same 16x16 array uses one PE column: each of its folds holds
+    # one output (OS) or one weight column (WS), so the same GEMM takes >= 10x the 16^3 one
+    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = text.replace('baseline_schedule = "gemmini-default"', 'baseline_schedule = "heuristic"')
+    path = tmp_path / "gemmini_dot.toml"
+    path.write_text(text + DOT)
+    target = isamap.load_target(path)
+    full = best_call(target, "compute_preloaded", 1, 256, 256, 256)[1].cycles
+    dot = best_call(target, "dot", 1, 256, 256, 256)[1].cycles
+    assert dot >= 10 * full
+
+
+def test_vector_issues_and_latency_are_honoured() -> None:
+    # a vector unit issues one block per issue_cycles, and its last result comes latency later
+    target = isamap.load_target("vecdsp")
+    model = ArrayModel.for_instruction(target, "vmac")
+    ins = target.instruction("vmac")
+    issues = 8 * 2 * 8  # an 8 x 32 x 8 tile in 1 x 16 x 1 blocks
+    assert model.tile_compute(8, 32, 8, "OS") == issues * ins.issue_cycles + (
+        ins.latency_cycles - ins.issue_cycles
+    )
+    slow = dataclasses.replace(model, stream_cycles=4.0)
+    assert slow.tile_compute(8, 32, 8, "OS") == issues * 4.0 + model.drain
 
 
 def test_loop_order_changes_reuse(model: ArrayModel) -> None:
@@ -140,3 +251,21 @@ def test_extrapolation_equals_the_walk(
     walked = _walk(model, call, s)
     assert extrapolated.cycles == pytest.approx(walked.cycles, rel=1e-9)
     assert dict(extrapolated.counts) == dict(walked.counts)
+
+
+def test_mechanism_keys_are_read_and_checked(tmp_path: Path) -> None:
+    target = isamap.load_target("gemmini")
+    unit = target.units["systolic"]
+    assert (unit.double_buffered, unit.decoupled, unit.transposer) == (True, True, True)
+    assert (unit.load_queue_depth, unit.store_queue_depth) == (8, 4)
+    assert not target.units["dma"].double_buffered  # the defaults: no mechanism
+    text = (TARGET_DIR / "gemmini.toml").read_text()
+    for old, bad, why in [
+        ("double_buffered = true", 'double_buffered = "yes"', "must be true or false"),
+        ("load_queue_depth = 8", "load_queue_depth = -1", "'load_queue_depth' must be >= 0"),
+    ]:
+        path = tmp_path / "bad.toml"
+        path.write_text(text.replace(old, bad))
+        with pytest.raises(isamap.IsamapError, match=why) as err:
+            isamap.load_target(path)
+        assert err.value.loc is not None and err.value.loc.line

