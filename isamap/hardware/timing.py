@@ -264,7 +264,8 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
     return timing
 
 
-#: Tile loops with more iterations than this are timed from their steady state (below).
+#: Tile loops whose walk would touch more blocks than this are timed from their steady state
+#: (below): the walk's cost is its tile iterations times the blocks each one moves and computes.
 WALK_LIMIT = 20_000
 _KEEP = 12  # full tiles walked along the dimension being extrapolated (past the start-up)
 
@@ -279,7 +280,8 @@ def _extrapolated(
     None when the loop is short enough to walk."""
     limit = WALK_LIMIT if limit is None else limit
     trips = _trips(call, s)
-    if call.b * trips["i"] * trips["j"] * trips["k"] <= limit:
+    per_tile = s.tile_i * s.tile_k + s.tile_k * s.tile_j + s.tile_i * s.tile_j
+    if call.b * trips["i"] * trips["j"] * trips["k"] * per_tile <= limit:
         return None
     bm, bn, bk = model.block
     tile = {"i": s.tile_i * bm, "j": s.tile_j * bn, "k": s.tile_k * bk}
