@@ -124,7 +124,10 @@ def results_section(runs: Sequence[BenchRun]) -> str:
         "(benchmarks/reports/depthwise-packing-gemmini/report.md). "
         "Geomeans are over the suite's rows; a GRU row is a whole layer (input projection + "
         "timesteps x recurrent step), a MobileNet row a layer or a depthwise-separable block "
-        "([docs/benchmarks.md](docs/benchmarks.md)). Compile time is the sum over the suite's "
+        "of the network built as an ONNX graph, with its biases and ReLU6 "
+        "([docs/benchmarks.md](docs/benchmarks.md)); on gemmini those run on the host, since "
+        "no rule yet puts a bias into the accumulator (a plain ReLU rides on mvout), which is "
+        "most of MobileNet's cycles there. Compile time is the sum over the suite's "
         "distinct kernels, one process each; the wall time of each run is below."
     )
     lines = [HEADING, "", *_wrap(intro), "", *headline_table(runs)]
