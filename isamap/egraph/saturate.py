@@ -412,8 +412,8 @@ class _Iteration:
             for p, names in rulesets.items()
             if names
         }
-        computed = runner.phases()
-        self.active = [p for p in PHASES if p in self.steps or p in computed]
+        self.computed = runner.phases()  # the phases with a computed rule
+        self.active = [p for p in PHASES if p in self.steps or p in self.computed]
         self.runner, self.report = runner, report
         for p in self.active:
             report.phases.setdefault(p, PhaseStats())
@@ -433,7 +433,7 @@ class _Iteration:
         stats, engine = self.report.phases[phase], self.report.engine_seconds
         t1 = time.perf_counter()
         program, matches = "", Counter[str]()
-        if phase in self.runner.phases():
+        if phase in self.computed:
             if self.snapshot is None:
                 self.snapshot = _dump(self.egraph, self.kernel)
             program, matches = self.runner.round(self.snapshot, phase)

@@ -14,7 +14,14 @@ from functools import cache
 from isamap.egraph.rule_file import SList, parse_sexprs
 from isamap.egraph.saturate import RULES_DIR
 from isamap.egraph.target_rules import matrix_instructions
-from isamap.egraph.vocabulary import IllShapedError, Literal, Shape, shape_literal, shape_of
+from isamap.egraph.vocabulary import (
+    IllShapedError,
+    Literal,
+    Shape,
+    need,
+    shape_literal,
+    shape_of,
+)
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.target import Target
 from isamap.ir.ops import BINARY_NAMES
@@ -51,12 +58,7 @@ def constructor_signatures() -> dict[str, tuple[str, ...]]:
 def _elementwise_instruction(target: Target, name: str, arity: int) -> None:
     ins = target.instructions.get(name)
     form = elementwise_form(ins.semantics) if ins is not None else None
-    _need(form is not None and form.arity == arity, f"'{name}' is no {arity}-operand instruction")
-
-
-def _need(ok: bool, message: str) -> None:
-    if not ok:
-        raise IllShapedError(message)
+    need(form is not None and form.arity == arity, f"'{name}' is no {arity}-operand instruction")
 
 
 def tensor_shape(
@@ -66,7 +68,7 @@ def tensor_shape(
     `shapes` (both in argument order) on `target`: the table's shape rule, and an instruction
     that `target` has; IllShapedError if they do not fit; None for Input and HostStmt."""
     if op in ("Instr", "InstrAct"):
-        _need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
+        need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
     elif op in ("VecEw", "VecFn"):
         _elementwise_instruction(target, str(lits[0]), 2 if op == "VecEw" else 1)
     return shape_of(op, lits, shapes)

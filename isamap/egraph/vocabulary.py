@@ -27,6 +27,7 @@ __all__ = [
     "Literal",
     "Shape",
     "constructor",
+    "need",
     "shape_literal",
     "shape_of",
 ]
@@ -75,20 +76,21 @@ def shape_literal(text: str) -> Shape:
         raise IllShapedError(f"'{text}' is not a list of integers") from None
 
 
-def _need(ok: bool, message: str) -> None:
+def need(ok: bool, message: str) -> None:
+    """IllShapedError(`message`) unless `ok`."""
     if not ok:
         raise IllShapedError(message)
 
 
 def _reshape(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     out = shape_literal(str(lits[0]))
-    _need(math.prod(out) == math.prod(s[0]), f"reshape of {list(s[0])} to {list(out)}")
+    need(math.prod(out) == math.prod(s[0]), f"reshape of {list(s[0])} to {list(out)}")
     return out
 
 
 def _transpose(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     perm = shape_literal(str(lits[0]))
-    _need(sorted(perm) == list(range(len(s[0]))), f"{list(perm)} permutes no {list(s[0])}")
+    need(sorted(perm) == list(range(len(s[0]))), f"{list(perm)} permutes no {list(s[0])}")
     return tuple(s[0][p] for p in perm)
 
 
@@ -97,14 +99,14 @@ def _window(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
         spec = WindowSpec.parse(str(lits[0]))
     except (ValueError, IndexError):
         raise IllShapedError(f"bad window spec '{lits[0]}'") from None
-    _need(len(spec.exprs) == len(s[0]), f"window of rank {len(spec.exprs)} over {list(s[0])}")
+    need(len(spec.exprs) == len(s[0]), f"window of rank {len(spec.exprs)} over {list(s[0])}")
     return spec.shape()
 
 
 def _broadcast(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     out, where = shape_literal(str(lits[0])), shape_literal(str(lits[1]))
     fits = len(set(where)) == len(where) and all(0 <= w < len(out) for w in where)
-    _need(fits and tuple(out[w] for w in where) == s[0], f"broadcast {list(s[0])} to {list(out)}")
+    need(fits and tuple(out[w] for w in where) == s[0], f"broadcast {list(s[0])} to {list(out)}")
     return out
 
 
@@ -114,7 +116,7 @@ def _full(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
 
 def _einsum(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     fitted = einsum_extents(str(lits[0]), s[0], s[1])
-    _need(fitted is not None, f"einsum {lits[0]} of {[list(x) for x in s]}")
+    need(fitted is not None, f"einsum {lits[0]} of {[list(x) for x in s]}")
     assert fitted is not None
     return fitted[1]
 
@@ -122,38 +124,38 @@ def _einsum(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
 def _matmul(skip: int) -> ShapeRule:
     def rule(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
         b, m, n, k = (int(v) for v in lits[skip:])
-        _need(min(b, m, n, k) >= 1, f"extents b={b} m={m} n={n} k={k} must be positive")
-        _need(s[0] == (b, m, k), f"left operand is {list(s[0])}, expected [{b}, {m}, {k}]")
-        _need(s[1] == (b, k, n), f"right operand is {list(s[1])}, expected [{b}, {k}, {n}]")
+        need(min(b, m, n, k) >= 1, f"extents b={b} m={m} n={n} k={k} must be positive")
+        need(s[0] == (b, m, k), f"left operand is {list(s[0])}, expected [{b}, {m}, {k}]")
+        need(s[1] == (b, k, n), f"right operand is {list(s[1])}, expected [{b}, {k}, {n}]")
         return (b, m, n)
 
     return rule
 
 
 def _instr_act(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
-    _need(str(lits[1]) in UNARY_NAMES, f"no function '{lits[1]}'")
+    need(str(lits[1]) in UNARY_NAMES, f"no function '{lits[1]}'")
     return _matmul(2)(lits, s)
 
 
 def _ew(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
-    _need(str(lits[0]) in BINARY_NAMES, f"no operator '{lits[0]}'")
+    need(str(lits[0]) in BINARY_NAMES, f"no operator '{lits[0]}'")
     return _same(lits, s)
 
 
 def _fn(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
-    _need(str(lits[0]) in UNARY_NAMES, f"no function '{lits[0]}'")
+    need(str(lits[0]) in UNARY_NAMES, f"no function '{lits[0]}'")
     return s[0]
 
 
 def _same(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
-    _need(all(x == s[0] for x in s), f"elementwise {' with '.join(str(list(x)) for x in s)}")
+    need(all(x == s[0] for x in s), f"elementwise {' with '.join(str(list(x)) for x in s)}")
     return s[0]
 
 
 def _reduce_sum(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     axes = shape_literal(str(lits[0]))
     fits = len(set(axes)) == len(axes) and all(0 <= a < len(s[0]) for a in axes)
-    _need(fits, f"reduce axes {list(axes)} of {list(s[0])}")
+    need(fits, f"reduce axes {list(axes)} of {list(s[0])}")
     return tuple(d for i, d in enumerate(s[0]) if i not in axes)
 
 
@@ -163,14 +165,14 @@ def _concat(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     same = len(x) == len(y) and all(
         a == b for i, (a, b) in enumerate(zip(x, y, strict=True)) if i != axis
     )
-    _need(0 <= axis < len(x) and same, f"concat of {list(x)} and {list(y)} on axis {axis}")
+    need(0 <= axis < len(x) and same, f"concat of {list(x)} and {list(y)} on axis {axis}")
     return tuple(a + y[i] if i == axis else a for i, a in enumerate(x))
 
 
 def _block_diag(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     axis, g = int(str(lits[0])), int(str(lits[1]))
     ok = 0 <= axis < len(s[0]) and g >= 1 and s[0][axis] % g == 0
-    _need(ok, f"block-diagonal packing of {list(s[0])} axis {axis} by {g}")
+    need(ok, f"block-diagonal packing of {list(s[0])} axis {axis} by {g}")
     return (*s[0][:axis], s[0][axis] // g, g, *s[0][axis + 1 :], g)
 
 
@@ -178,7 +180,7 @@ def _slice(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     axis, start, length = (int(v) for v in lits)
     x = s[0]
     fits = 0 <= axis < len(x) and start >= 0 and length >= 1 and start + length <= x[axis]
-    _need(fits, f"slice [{start}, {start + length}) on axis {axis} of {list(x)}")
+    need(fits, f"slice [{start}, {start + length}) on axis {axis} of {list(x)}")
     return tuple(length if i == axis else d for i, d in enumerate(x))
 
 
