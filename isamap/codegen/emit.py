@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import isamap.codegen.loops as loops
 from isamap.codegen.blocking import Blocking, blocking, host_blocking
 from isamap.codegen.depthwise import DepthwiseShape, depthwise_shape, emit_depthwise
 from isamap.codegen.families import family
+from isamap.codegen.fused import (
+    emit_fused_depthwise,
+    emit_fused_matmul,
+    matrix_plan,
+    rows_per_block,
+)
 from isamap.codegen.gemm import emit_matmul
+from isamap.codegen.region import Region, find_region
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
@@ -71,7 +79,10 @@ def emit_c(
     # an output is computed in place when its root is a computed node no other output claimed
     claimed: dict[int, int] = {}
     copies: list[tuple[int, int]] = []
-    for j, node_id in enumerate(mapping.outputs.values()):
+    # the kernel's outputs; intermediates the mapping also names are not returned, so fused
+    # loops never have to store them
+    wanted = {name: mapping.outputs[name] for name in kernel.outputs() if name in mapping.outputs}
+    for j, node_id in enumerate(wanted.values()):
         r = root[node_id]
         if nodes[r].op != "input" and r not in claimed:
             claimed[r] = j
@@ -90,25 +101,50 @@ def emit_c(
         if split is not None and all(users[c] == 1 and c not in claimed for c in split[1]):
             emitter.b_pieces[n.id] = split[0]
             lazy.update(split[1])
+    required = set(wanted.values())
+    plans = _fusions(emitter, nodes, required | set(claimed), lazy)
+    fused_into: dict[int, int] = {}
+    for producer, plan in plans.items():
+        for v in plan.lazy:
+            fused_into[v] = producer
     body: list[str] = []
     owned: list[str] = []
-    for n in nodes:
+    for n in nodes:  # inputs first: a fused loop may read one declared after its producer
+        if n.op == "input" and n.id not in lazy:
+            body.append(f"  float* t{n.id} = (float*)in[{inputs.index(str(n.attrs['name']))}];")
+
+    def allocate(n: MapNode) -> None:
         var = f"t{n.id}"
-        if n.id in lazy:
-            body.append(f"  /* %{n.id} {n.describe()}: read in place by its consumer */")
-            continue
-        if n.op == "input":
-            body.append(f"  float* {var} = (float*)in[{inputs.index(str(n.attrs['name']))}];")
-            continue
-        if n.op == "reshape":
-            body.append(f"  float* {var} = t{n.args[0]};")
-            continue
         if n.id in claimed:
             body.append(f"  float* {var} = out[{claimed[n.id]}];")
         else:
             owned.append(var)
             body.append(f"  {var} = isa_alloc(sizeof(float) * {math.prod(n.shape)});")
             body.append(f"  if (!{var}) {{ rc = 1; goto done; }}")
+
+    stored: set[int] = set()
+    for n in nodes:
+        var = f"t{n.id}"
+        if n.id in plans:
+            plan = plans[n.id]
+            for e in plan.exits:
+                allocate(nodes[e])
+                stored.add(e)
+            body.append(f"  /* %{n.id} {n.describe()}: {plan.note} */")
+            body.extend(plan.lines)
+            continue
+        if n.id in lazy:
+            body.append(f"  /* %{n.id} {n.describe()}: read in place by its consumer */")
+            continue
+        if n.op == "input" or n.id in stored:
+            continue
+        if n.id in fused_into:
+            body.append(f"  /* %{n.id} {n.describe()}: fused into %{fused_into[n.id]} */")
+            continue
+        if n.op == "reshape":
+            body.append(f"  float* {var} = t{n.args[0]};")
+            continue
+        allocate(n)
         body.append(f"  /* %{n.id} {n.describe()} */")
         body.extend(emitter.node(n, nodes))
     for j, r in copies:
@@ -130,7 +166,7 @@ def emit_c(
             "",
         ]
     )
-    outputs = tuple((name, tuple(nodes[i].shape)) for name, i in mapping.outputs.items())
+    outputs = tuple((name, tuple(nodes[i].shape)) for name, i in wanted.items())
     return CSource(text, fam.name, fam.flags, inputs, outputs, threads, emitter.blockings)
 
 
@@ -265,6 +301,213 @@ class _Emitter:
 
     def _shape(self, node_id: int) -> tuple[int, ...]:
         return self.shapes[node_id]
+
+    def _tile(self, n: MapNode) -> tuple[tuple[int, int], str, str | None]:
+        """A matrix call's register tile, the memory its A lives in, its chained function."""
+        ins = self.target.instruction(str(n.attrs["instruction"]))
+        form = matrix_form(ins.semantics)
+        assert form is not None
+        epilogue = str(n.attrs["epilogue"]) if n.attrs.get("epilogue") else None
+        return (form.tile("m"), form.tile("n")), ins.operands[form.lhs], epilogue
+
+    def fused_matmul(
+        self, n: MapNode, nodes: list[MapNode], required: set[int], unavailable: set[int]
+    ) -> _Plan | None:
+        """A matrix call with an element-wise region after it, computed in its output loop."""
+        b, m, nn, k = (int(str(n.attrs[x])) for x in ("b", "m", "n", "k"))
+        if b != 1:
+            return None
+        region = find_region(
+            nodes, self.kernel, self.target, n.id, m, nn, required, True, unavailable
+        )
+        if region is None or region.is_trivial():
+            return None
+        width = region.width
+        pieces = self.b_pieces.get(n.id)
+        if pieces is not None:  # B = [B0 | B1 | ...]: each piece of the region is one of them
+            at, offset = {}, 0
+            for piece in pieces:
+                at[offset] = (piece, self._shape(piece)[2])
+                offset += self._shape(piece)[2]
+            if any(at.get(st, (0, -1))[1] != width for st in region.starts):
+                return None
+            bptrs = [f"t{at[st][0]}" for st in region.starts]
+            ldbs = [width] * len(bptrs)
+        else:
+            bptrs = [f"t{n.args[1]} + {st}" for st in region.starts]
+            ldbs = [nn] * len(bptrs)
+        tile, _, epilogue = self._tile(n)
+        plan = matrix_plan(self.target, self.lanes, tile, len(bptrs), m, width, k)
+        name = f"fused{n.id}"
+        self.funcs.append(
+            emit_fused_matmul(name, plan, self.lanes, m, width, k, ldbs, region, epilogue)
+        )
+        a_floats = -(-m // plan.mr) * plan.mr * k
+        lines = [
+            "  {",
+            f"    float* ap = isa_alloc(sizeof(float) * (size_t){a_floats});",
+            "    if (!ap) { rc = 1; goto done; }",
+            f"    const float* Bp[{len(bptrs)}] = {{{', '.join(bptrs)}}};",
+            *_pointer_arrays(region, "Ep", "Op"),
+            f"    {name}_pack_a(t{n.args[0]}, ap);",
+            f"    {name}(ap, Bp, Ep, Op, 0, {width});",
+            "    free(ap);",
+            "  }",
+        ]
+        lazy = set(region.members) | ({n.id} - set(region.exits))
+        note = (
+            f"{len(bptrs)} piece(s) of {m}x{width}x{k}, tile {plan.mr}x{plan.nr}, "
+            f"{len(region.steps)} element-wise steps fused into the output loop"
+        )
+        return _Plan(lines, list(region.exits), lazy, note)
+
+    def fused_depthwise(
+        self, n: MapNode, nodes: list[MapNode], required: set[int], unavailable: set[int]
+    ) -> _Plan | None:
+        """A depthwise convolution with its region; when its one result is only the B of a
+        pointwise matrix call, that product is fused too (depthwise rows feed the micro-kernel
+        from a cache-resident buffer)."""
+        found = _depthwise_of(n, nodes)
+        assert found is not None
+        d, (x, f), _ = found
+        pix = d.ho * d.wo
+        region = find_region(
+            nodes, self.kernel, self.target, n.id, d.n * d.c, pix, required, False, unavailable
+        )
+        if region is None:
+            return None
+        feed = self._pointwise_after(region, nodes, required, unavailable, d)
+        name = f"dw{n.id}"
+        if feed is None:
+            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None))
+            lines = [
+                "  {",
+                *_pointer_arrays(region, "Ep", "Op"),
+                f"    if ({name}(t{x}, t{f}, NULL, Ep, Op, NULL, NULL)) {{ rc = 1; goto done; }}",
+                "  }",
+            ]
+            lazy = set(region.members) | ({n.id} - set(region.exits))
+            note = f"direct depthwise, {len(region.steps)} element-wise steps fused"
+            return _Plan(lines, list(region.exits), lazy, note)
+        mm, views, region2 = feed
+        m = int(str(mm.attrs["m"]))
+        tile, a_memory, epilogue = self._tile(mm)
+        rows = rows_per_block(self.target, a_memory, d, m)
+        plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c)
+        pw = f"pw{mm.id}"
+        self.funcs.append(
+            emit_fused_matmul(
+                pw, plan, self.lanes, m, rows * d.wo, d.c, [rows * d.wo], region2, epilogue,
+                b_slack=True,
+            )
+        )
+        a_floats = -(-m // plan.mr) * plan.mr * d.c
+        self.funcs.append(emit_fused_depthwise(name, d, region, rows, (pw, m, a_floats)))
+        lines = [
+            "  {",
+            *_pointer_arrays(region, "Ep", "Op", skip=region.exits),
+            *_pointer_arrays(region2, "Ep2", "Op2"),
+            f"    if ({name}(t{x}, t{f}, t{mm.args[0]}, Ep, Op, Ep2, Op2)) "
+            "{ rc = 1; goto done; }",
+            "  }",
+        ]
+        lazy = (
+            set(region.members)
+            | set(region.exits)
+            | set(views)
+            | set(region2.members)
+            | ({n.id, mm.id} - set(region2.exits))
+        )
+        note = (
+            f"depthwise-separable block fused: blocks of {rows} rows, the pointwise "
+            f"{m}x{rows * d.wo}x{d.c} product on tile {plan.mr}x{plan.nr} reads them in place"
+        )
+        return _Plan(lines, list(region2.exits), lazy, note)
+
+    def _pointwise_after(
+        self,
+        region: Region,
+        nodes: list[MapNode],
+        required: set[int],
+        unavailable: set[int],
+        d: DepthwiseShape,
+    ) -> tuple[MapNode, list[int], Region] | None:
+        """The pointwise matrix call that is the only reader of the depthwise region's one
+        exit (as its B, `[1, C, pixels]`), its views between, and its own region."""
+        if len(region.exits) != 1 or d.n != 1 or region.exits[0] in required:
+            return None
+        users: dict[int, list[int]] = {}
+        for node in nodes:
+            for a in node.args:
+                users.setdefault(a, []).append(node.id)
+        cur, views = region.exits[0], []
+        while True:
+            us = users.get(cur, [])
+            if len(us) != 1 or cur in required and cur != region.exits[0]:
+                return None
+            nxt = nodes[us[0]]
+            if nxt.op != "reshape":
+                break
+            views.append(nxt.id)
+            cur = nxt.id
+            if cur in required:
+                return None
+        mm = nxt
+        if mm.op != "instr" or mm.args[1] != cur or mm.id in self.b_pieces:
+            return None
+        b, m, nn, k = (int(str(mm.attrs[x])) for x in ("b", "m", "n", "k"))
+        if (b, nn, k) != (1, d.ho * d.wo, d.c) or self.program.call_for(mm.id) is None:
+            return None
+        region2 = find_region(
+            nodes, self.kernel, self.target, mm.id, m, nn, required, False, unavailable
+        )
+        return None if region2 is None else (mm, views, region2)
+
+
+@dataclass
+class _Plan:
+    """A fused loop: its C statements, the values it stores, the nodes it makes unnecessary."""
+
+    lines: list[str]
+    exits: list[int]
+    lazy: set[int]
+    note: str
+
+
+def _pointer_arrays(
+    region: Region, operands: str, exits: str, skip: Sequence[int] = ()
+) -> list[str]:
+    """C arrays of a region's operand and exit pointers (never empty arrays)."""
+    ops = [f"t{o}" for o in region.operands] or ["NULL"]
+    outs = [f"t{e}" for e in region.exits if e not in skip] or ["NULL"]
+    return [
+        f"    const float* {operands}[{len(ops)}] = {{{', '.join(ops)}}};",
+        f"    float* {exits}[{len(outs)}] = {{{', '.join(outs)}}};",
+    ]
+
+
+def _fusions(
+    emitter: _Emitter,
+    nodes: list[MapNode],
+    required: set[int],
+    lazy: set[int],
+) -> dict[int, _Plan]:
+    """The fused loops of a mapping, by producer: each matrix call or depthwise convolution
+    with element-wise nodes after it (`region.py`)."""
+    plans: dict[int, _Plan] = {}
+    unavailable = set(lazy)
+    for n in nodes:
+        if n.id in unavailable:
+            continue
+        plan = None
+        if _depthwise_of(n, nodes) is not None:
+            plan = emitter.fused_depthwise(n, nodes, required, unavailable)
+        elif n.op == "instr" and emitter.program.call_for(n.id) is not None:
+            plan = emitter.fused_matmul(n, nodes, required, unavailable)
+        if plan is not None:
+            plans[n.id] = plan
+            unavailable |= plan.lazy
+    return plans
 
 
 def _b_pieces(n: MapNode, nodes: list[MapNode]) -> tuple[list[int], list[int]] | None:

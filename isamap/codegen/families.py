@@ -47,16 +47,6 @@ static inline float vhsum(V x) {
   for (int i = 0; i < LANES; ++i) s += t[i];
   return s;
 }
-static inline V vloadn(const float* p, int n) {
-  float t[LANES] = {0};
-  for (int i = 0; i < n; ++i) t[i] = p[i];
-  return vload(t);
-}
-static inline void vstoren(float* p, V x, int n) {
-  float t[LANES];
-  vstore(t, x);
-  for (int i = 0; i < n; ++i) p[i] = t[i];
-}
 """
 
 # Cephes-style expf: x = t ln2 + r with t = round(x log2 e), e^r by a degree-5 polynomial,
@@ -98,6 +88,13 @@ static inline V vsqrt(V x) { return _mm512_sqrt_ps(x); }
 static inline V vfloor(V x) {
   return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
+/* the first n (0 < n <= LANES) lanes, masked: no access past them */
+static inline V vloadn(const float* p, int n) {
+  return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+}
+static inline void vstoren(float* p, V x, int n) {
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), x);
+}
 static inline V vpow2i(V t) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(t), _mm512_set1_epi32(127));
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
@@ -122,6 +119,12 @@ static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
 static inline V vsqrt(V x) { return _mm256_sqrt_ps(x); }
 static inline V vfloor(V x) { return _mm256_floor_ps(x); }
+/* the first n (0 < n <= LANES) lanes, masked: no access past them */
+static inline __m256i vmaskn(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline V vloadn(const float* p, int n) { return _mm256_maskload_ps(p, vmaskn(n)); }
+static inline void vstoren(float* p, V x, int n) { _mm256_maskstore_ps(p, vmaskn(n), x); }
 static inline V vpow2i(V t) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127));
   return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
@@ -154,6 +157,16 @@ static inline V vmin(V a, V b) {
   return r;
 }
 static inline V vexp(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = expf(x[i]); return r; }
+static inline V vloadn(const float* p, int n) {
+  float t[LANES] = {0};
+  for (int i = 0; i < n; ++i) t[i] = p[i];
+  return vload(t);
+}
+static inline void vstoren(float* p, V x, int n) {
+  float t[LANES];
+  vstore(t, x);
+  for (int i = 0; i < n; ++i) p[i] = t[i];
+}
 static inline V vsqrt(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = sqrtf(x[i]); return r; }
 """
 
