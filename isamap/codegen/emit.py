@@ -19,6 +19,7 @@ from isamap.codegen.blocking import Blocking, blocking, host_blocking
 from isamap.codegen.depthwise import DepthwiseShape, depthwise_shape, emit_depthwise
 from isamap.codegen.families import family
 from isamap.codegen.fused import (
+    block_stride,
     emit_fused_depthwise,
     emit_fused_matmul,
     matrix_plan,
@@ -302,13 +303,23 @@ class _Emitter:
     def _shape(self, node_id: int) -> tuple[int, ...]:
         return self.shapes[node_id]
 
-    def _tile(self, n: MapNode) -> tuple[tuple[int, int], str, str | None]:
-        """A matrix call's register tile, the memory its A lives in, its chained function."""
+    def _tile(self, n: MapNode) -> tuple[list[tuple[int, int, float]], str, str, str | None]:
+        """A matrix call's candidate register tiles (its instruction's first, then the target's
+        other micro-kernels with B in the same memory), the memory its A lives in, its chained
+        function."""
         ins = self.target.instruction(str(n.attrs["instruction"]))
         form = matrix_form(ins.semantics)
         assert form is not None
+        tiles = [(form.tile("m"), form.tile("n"), ins.issue_cycles)]
+        for other in self.target.compute_instructions():
+            f = matrix_form(other.semantics)
+            if f is None or other.name == ins.name or other.chain != ins.chain:
+                continue
+            same_memory = other.operands[f.lhs] == ins.operands[form.lhs]
+            if same_memory and f.tile("n") % self.lanes == 0 and f.tile("k") == 1:
+                tiles.append((f.tile("m"), f.tile("n"), other.issue_cycles))
         epilogue = str(n.attrs["epilogue"]) if n.attrs.get("epilogue") else None
-        return (form.tile("m"), form.tile("n")), ins.operands[form.lhs], epilogue
+        return tiles, ins.operands[form.lhs], ins.operands[form.rhs], epilogue
 
     def fused_matmul(
         self, n: MapNode, nodes: list[MapNode], required: set[int], unavailable: set[int]
@@ -336,22 +347,19 @@ class _Emitter:
         else:
             bptrs = [f"t{n.args[1]} + {st}" for st in region.starts]
             ldbs = [nn] * len(bptrs)
-        tile, _, epilogue = self._tile(n)
-        plan = matrix_plan(self.target, self.lanes, tile, len(bptrs), m, width, k)
+        tile, _, b_memory, epilogue = self._tile(n)
+        plan = matrix_plan(self.target, self.lanes, tile, len(bptrs), m, width, k, b_memory)
         name = f"fused{n.id}"
         self.funcs.append(
-            emit_fused_matmul(name, plan, self.lanes, m, width, k, ldbs, region, epilogue)
+            emit_fused_matmul(
+                name, plan, self.lanes, m, width, k, ldbs, region, epilogue, False, self.threads
+            )
         )
-        a_floats = -(-m // plan.mr) * plan.mr * k
         lines = [
             "  {",
-            f"    float* ap = isa_alloc(sizeof(float) * (size_t){a_floats});",
-            "    if (!ap) { rc = 1; goto done; }",
             f"    const float* Bp[{len(bptrs)}] = {{{', '.join(bptrs)}}};",
             *_pointer_arrays(region, "Ep", "Op"),
-            f"    {name}_pack_a(t{n.args[0]}, ap);",
-            f"    {name}(ap, Bp, Ep, Op, 0, {width});",
-            "    free(ap);",
+            f"    if ({name}(t{n.args[0]}, Bp, Ep, Op, 0, {width})) {{ rc = 1; goto done; }}",
             "  }",
         ]
         lazy = set(region.members) | ({n.id} - set(region.exits))
@@ -391,18 +399,17 @@ class _Emitter:
             return _Plan(lines, list(region.exits), lazy, note)
         mm, views, region2 = feed
         m = int(str(mm.attrs["m"]))
-        tile, a_memory, epilogue = self._tile(mm)
+        tile, a_memory, b_memory, epilogue = self._tile(mm)
         rows = rows_per_block(self.target, a_memory, d, m)
-        plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c)
+        plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c, b_memory)
         pw = f"pw{mm.id}"
+        ldb = block_stride(rows, d.wo)
         self.funcs.append(
             emit_fused_matmul(
-                pw, plan, self.lanes, m, rows * d.wo, d.c, [rows * d.wo], region2, epilogue,
-                b_slack=True,
+                pw, plan, self.lanes, m, rows * d.wo, d.c, [ldb], region2, epilogue, b_slack=True
             )
         )
-        a_floats = -(-m // plan.mr) * plan.mr * d.c
-        self.funcs.append(emit_fused_depthwise(name, d, region, rows, (pw, m, a_floats)))
+        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw))
         lines = [
             "  {",
             *_pointer_arrays(region, "Ep", "Op", skip=region.exits),
@@ -501,7 +508,9 @@ def _fusions(
             continue
         plan = None
         if _depthwise_of(n, nodes) is not None:
-            plan = emitter.fused_depthwise(n, nodes, required, unavailable)
+            # one scratch plane per call: with threads the per-channel parallel loop is used
+            if emitter.threads == 1:
+                plan = emitter.fused_depthwise(n, nodes, required, unavailable)
         elif n.op == "instr" and emitter.program.call_for(n.id) is not None:
             plan = emitter.fused_matmul(n, nodes, required, unavailable)
         if plan is not None:

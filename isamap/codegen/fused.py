@@ -37,6 +37,7 @@ class MatrixPlan:
     mr: int
     nr: int  # columns per piece
     rows_outer: bool  # row panels outside the column panels
+    kc: int  # depth of one K slice: its B panels fill half of B's memory
 
 
 def _level_bandwidth(target: Target, working_set: int) -> float:
@@ -52,22 +53,44 @@ def _level_bandwidth(target: Target, working_set: int) -> float:
     return best.bandwidth_bytes_per_cycle
 
 
-def matrix_plan(
-    target: Target, lanes: int, tile: tuple[int, int], pieces: int, m: int, w: int, k: int
-) -> MatrixPlan:
-    """Split the instruction's register tile (MR x NR accumulators) between `pieces` and choose
-    the loop order of an `m x (pieces * w)` product of depth `k` by re-read cost."""
-    mr0, nr0 = tile
-    budget = max(1, mr0 * nr0 // lanes)  # vector accumulators the instruction holds
+def _split(lanes: int, mr0: int, nr0: int, pieces: int, m: int) -> tuple[int, int]:
+    """An MR x NR register tile split between `pieces`: as many vector accumulators."""
+    budget = max(1, mr0 * nr0 // lanes)
     nv = max(1, nr0 // lanes // pieces)
-    mr = max(1, min(budget // (pieces * nv), m))
-    nr = nv * lanes
-    a_bytes = 4 * (-(-m // mr) * mr) * k
+    return max(1, min(budget // (pieces * nv), m)), nv * lanes
+
+
+def matrix_plan(
+    target: Target,
+    lanes: int,
+    tiles: Sequence[tuple[int, int, float]],
+    pieces: int,
+    m: int,
+    w: int,
+    k: int,
+    b_memory: str = "l1",
+) -> MatrixPlan:
+    """The register tile -- among the target's micro-kernels (MR, NR, issue cycles per rank-1
+    update), each split between `pieces` -- with the fewest cycles once the edge tiles' padding
+    is counted, and the loop order of an `m x (pieces * w)` product of depth `k` by the bytes
+    each order re-reads (A per column panel, or B per row panel). K is cut in slices whose B
+    panels fill half of `b_memory`; partial sums of the slices before the last wait in a
+    scratch block."""
+
+    def cycles(tile: tuple[int, int, float]) -> float:
+        mr, nr = _split(lanes, tile[0], tile[1], pieces, m)
+        used = pieces * mr * (nr // lanes) / max(1, tile[0] * tile[1] // lanes)
+        return -(-m // mr) * -(-w // nr) * tile[2] * used
+
+    best = min(tiles, key=cycles)
+    mr, nr = _split(lanes, best[0], best[1], pieces, m)
+    a_bytes = 4 * m * k
     b_bytes = 4 * pieces * k * w
-    # columns outside: A is re-read per column panel; rows outside: B per row panel
     cols_outer = (-(-w // nr) - 1) * a_bytes / _level_bandwidth(target, a_bytes)
     rows_outer = (-(-m // mr) - 1) * b_bytes / _level_bandwidth(target, b_bytes)
-    return MatrixPlan(mr, nr, rows_outer < cols_outer)
+    kc = max(1, min(k, target.memories[b_memory].capacity_bytes // 2 // (4 * pieces * nr)))
+    kc = -(-k // -(-k // kc))  # evened out: the last slice is not a sliver
+    return MatrixPlan(mr, nr, rows_outer < cols_outer, kc)
 
 
 def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels: int) -> int:
@@ -82,16 +105,12 @@ def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels:
     return 1
 
 
-def _pack_a(name: str, mr: int, m: int, k: int) -> str:
-    return f"""
-/* A[m x k] into {mr}-tall panels, each k x {mr}, zero-padded below */
-static void {name}(const float* restrict A, float* restrict ap) {{
-  for (int ir = 0; ir < {m}; ir += {mr})
-    for (int p = 0; p < {k}; ++p)
-      for (int i = 0; i < {mr}; ++i)
-        ap[(size_t)ir * {k} + p * {mr} + i] = ir + i < {m} ? A[(size_t)(ir + i) * {k} + p] : 0.0f;
-}}
-"""
+def block_stride(rows: int, wo: int) -> int:
+    """Floats between channels of the depthwise buffer: a block's pixels rounded up to an odd
+    number of 64-byte lines, so every channel's row of B starts on a cache line and rows a
+    power of two apart do not fall in the same cache sets."""
+    lines = -(-(rows * wo) // 16)
+    return 16 * (lines + 1 - lines % 2)  # an odd number of lines: rows spread over the sets
 
 
 def _operand_ptr(region: Region) -> dict[int, str]:
@@ -106,30 +125,61 @@ def _microkernel(
     ldbs: Sequence[int],
     region: Region,
     epilogue: str | None,
+    sliced: tuple[int, int] | None,
 ) -> str:
-    """Accumulate an MR x NR tile per piece over all of K, then the region per vector."""
+    """Accumulate an MR x NR tile per piece over one K slice; before the last slice, add to and
+    store the partial sums in the scratch `s` (rows `spad` apart, pieces `sp` apart); after
+    it, evaluate the region per vector."""
     mr, nv, pieces = plan.mr, plan.nr // lanes, len(ldbs)
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     acc = {(p, r, v): f"c{p}_{r}_{v}" for p in range(pieces) for r in range(mr) for v in range(nv)}
     bargs = ", ".join(f"const float* restrict b{p}" for p in range(pieces))
-    lines = [
-        f"static inline void {fn}(const float* restrict a, {bargs}, int row, int col, int mr,",
-        "    int nr, const float* const* E, float* const* O) {",
+    # the K loop is a function of its own, so its accumulators stay in registers whatever
+    # the region after it needs; it hands them over through a small array in L1
+    loop = [
+        f"static __attribute__((noinline)) void {fn}_k(const float* restrict a, {bargs}, "
+        "int kc, V* restrict out) {",
         f"  V {', '.join(f'{x} = vzero()' for x in acc.values())};",
-        f"  for (int q = 0; q < {k}; ++q) {{",
+        "  for (int q = 0; q < kc; ++q) {",
     ]
     for p in range(pieces):
-        lines += [f"    V b{p}_{v} = vload(b{p} + q * {ldbs[p]} + {v * lanes});" for v in range(nv)]
+        loop += [f"    V b{p}_{v} = vload(b{p} + q * {ldbs[p]} + {v * lanes});" for v in range(nv)]
     for r in range(mr):
-        lines.append(f"    {{ V a_ = vset1(a[q * {mr} + {r}]);")
-        lines += [
+        loop.append(f"    {{ V a_ = vset1(a[q * {mr} + {r}]);")
+        loop += [
             f"      {acc[p, r, v]} = vfma(a_, b{p}_{v}, {acc[p, r, v]});"
             for p in range(pieces)
             for v in range(nv)
         ]
-        lines.append("    }")
-    lines.append("  }")
+        loop.append("    }")
+    loop.append("  }")
+    loop += [f"  out[{i}] = {x};" for i, x in enumerate(acc.values())]
+    loop.append("}")
+    bnames = ", ".join(f"b{p}" for p in range(pieces))
+    lines = [
+        *loop,
+        f"static inline void {fn}(const float* restrict a, {bargs}, int row, int col, int mr,",
+        "    int nr, const float* const* E, float* const* O, int kc, int first, int last,",
+        "    float* restrict s) {",
+        f"  V acc_[{len(acc)}];",
+        f"  {fn}_k(a, {bnames}, kc, acc_);",
+        *[f"  V {x} = acc_[{i}];" for i, x in enumerate(acc.values())],
+    ]
+    if sliced:
+        spad, sp = sliced
+
+        def at(p: int, r: int, v: int) -> str:
+            return f"s + {p * sp + r * spad + v * lanes}"
+
+        lines.append("  if (!first) {")
+        lines += [f"    {a} = vadd({a}, vload({at(*key)}));" for key, a in acc.items()]
+        lines.append("  }")
+        lines.append("  if (!last) {")
+        lines += [f"    vstore({at(*key)}, {a});" for key, a in acc.items()]
+        lines += ["    return;", "  }"]
+    else:
+        lines.append("  (void)first; (void)last; (void)s;")
     from isamap.codegen.loops import VECTOR_FNS
 
     wrap = VECTOR_FNS[epilogue] if epilogue else ""
@@ -173,65 +223,79 @@ def emit_fused_matmul(
     region: Region,
     epilogue: str | None = None,
     b_slack: bool = False,
+    threads: int = 1,
 ) -> str:
-    """`static void name(const float* ap, const float* const* B, const float* const* E,
-    float* const* O, int col0, int wcur)`: the fused product of packed A (`name_pack_a`) and the pieces
-    `B[p]` (`k x wcur` blocks, wcur <= w, row strides `ldbs`), columns `col0 ..` of the region's
-    layout.
-    Without `b_slack` (B may not be read past its last column) a partial column panel is
-    copied to a scratch first."""
+    """`static int name(const float* A, const float* const* B, const float* const* E,
+    float* const* O, int col0, int wcur)`: the fused product of row-major A (`m x k`) and the
+    pieces `B[p]` (`k x wcur` blocks, wcur <= w, row strides `ldbs`), columns `col0 ..` of the
+    region's layout. Each K slice of A is packed once into MR-tall panels. A B the caller
+    owns with slack past its last column (`b_slack`: the depthwise buffer, already in cache and
+    on cache-line rows) is read in place; any other B (weights such as the GRU's U, whose rows
+    are a power of two apart and would collide in the cache's sets) is packed, slice by slice,
+    into NR-wide zero-padded panels that every row tile then reads contiguously."""
     mr, nr, pieces = plan.mr, plan.nr, len(ldbs)
-    parts = [
-        _pack_a(f"{name}_pack_a", mr, m, k),
-        _microkernel(f"{name}_mk", plan, lanes, k, ldbs, region, epilogue),
-    ]
-    edge = not b_slack and w % nr != 0  # without slack the width is always w
-    bp = ", ".join(f"bq{p}" for p in range(pieces))
-    panel = [
-        f"    const float* bq{p} = B[{p}] + jr;" for p in range(pieces)
-    ]
-    if edge:
-        panel += [
-            f"    if (nrc != {nr}) {{",
-            *[
-                f"      for (int q = 0; q < {k}; ++q) for (int j = 0; j < {nr}; ++j) "
-                f"scratch[{p * k * nr} + q * {nr} + j] = j < nrc ? B[{p}][(size_t)q * {ldbs[p]} + jr + j] : 0.0f;"
-                for p in range(pieces)
-            ],
-            *[f"      bq{p} = scratch + {p * k * nr};" for p in range(pieces)],
-            "    }",
-        ]
-        # the scratch panel has row stride NR, not ldb: a second micro-kernel reads it
-        parts.append(
-            _microkernel(f"{name}_mke", plan, lanes, k, [nr] * pieces, region, epilogue)
-        )
-    call = (
-        f"{name}_mk(ap + (size_t)ir * {k}, {bp}, ir, col0 + jr, mrc, nrc, E, O);"
-        if not edge
-        else f"if (nrc != {nr}) {name}_mke(ap + (size_t)ir * {k}, {bp}, ir, col0 + jr, mrc, nrc, E, O);"
-        f" else {name}_mk(ap + (size_t)ir * {k}, {bp}, ir, col0 + jr, mrc, nrc, E, O);"
+    spad, mpad = -(-w // nr) * nr, -(-m // mr) * mr
+    sliced = (spad, mpad * spad) if plan.kc < k else None
+    pack_b = not b_slack
+    ldk = [nr] * pieces if pack_b else list(ldbs)
+    parts = [_microkernel(f"{name}_mk", plan, lanes, k, ldk, region, epilogue, sliced)]
+    if pack_b:  # piece p, panel jr: kcur x NR floats at bp + (p * spad + jr) * kc
+        bq = [f"bp + ((size_t){p * spad} + jr) * {plan.kc}" for p in range(pieces)]
+    else:
+        bq = [f"B[{p}] + (size_t)pc * {ldbs[p]} + jr" for p in range(pieces)]
+    sarg = f"acc + (size_t)ir * {spad} + jr" if sliced else "NULL"
+    args = (
+        f"ap + (size_t)ir * kcur, {', '.join(bq)}, ir, col0 + jr, mrc, nrc, E, O, kcur, "
+        f"pc == 0, pc + kcur >= {k}, {sarg}"
     )
     jr_loop = f"for (int jr = 0; jr < wcur; jr += {nr}) {{ int nrc = wcur - jr < {nr} ? wcur - jr : {nr};"
     ir_loop = f"for (int ir = 0; ir < {m}; ir += {mr}) {{ int mrc = {m} - ir < {mr} ? {m} - ir : {mr};"
-    inner = [*panel, f"    {call}"]
-    if plan.rows_outer:
-        loops = [f"  {ir_loop}", f"   {jr_loop}", *inner, "  }}"]
-    else:
-        loops = [f"  {jr_loop}", *panel, f"   {ir_loop}", f"    {call}", "  }}"]
-    scratch = f"  float scratch[{pieces * k * nr if edge else 1}];"
-    parts.append(
-        "\n".join(
-            [
-                f"/* fused product {m} x {pieces}*{w} x {k}: tile {mr}x{nr} per piece, "
-                f"{'rows' if plan.rows_outer else 'columns'} outside */",
-                f"static void {name}(const float* restrict ap, const float* const* B, "
-                "const float* const* E, float* const* O, int col0, int wcur) {",
-                scratch if edge else "",
-                *loops,
-                "}",
-            ]
-        )
-    )
+    outer, inner = (ir_loop, jr_loop) if plan.rows_outer else (jr_loop, ir_loop)
+    loops = [
+        f"  for (int pc = 0; pc < {k}; pc += {plan.kc}) {{",
+        f"    int kcur = {k} - pc < {plan.kc} ? {k} - pc : {plan.kc};",
+        f"    for (int ir = 0; ir < {mpad}; ir += {mr}) for (int q = 0; q < kcur; ++q)",
+        f"      for (int i = 0; i < {mr}; ++i) ap[(size_t)ir * kcur + q * {mr} + i] =",
+        f"        ir + i < {m} ? A[(size_t)(ir + i) * {k} + pc + q] : 0.0f;",
+    ]
+    if pack_b:
+        loops += [
+            f"    for (int p = 0; p < {pieces}; ++p) for (int q = 0; q < kcur; ++q) {{",
+            "      const float* src = B[p] + (size_t)(pc + q) * LDB[p];",
+            f"      float* dst = bp + (size_t)p * {spad} * {plan.kc} + q * {nr};",
+            f"      int jr = 0;",
+            f"      for (; jr + {nr} <= wcur; jr += {nr})",
+            f"        for (int j = 0; j < {nr}; j += LANES) "
+            f"vstore(dst + (size_t)jr * {plan.kc} + j, vload(src + jr + j));",
+            "      if (jr < wcur)",
+            f"        for (int j = 0; j < {nr}; ++j) "
+            f"dst[(size_t)jr * {plan.kc} + j] = jr + j < wcur ? src[jr + j] : 0.0f;",
+            "    }",
+        ]
+    if threads > 1:  # tiles are independent: the outer tile loop over OpenMP threads
+        loops.append(f"    #pragma omp parallel for schedule(static) num_threads({threads})")
+    loops += [f"    {outer}", f"     {inner}", f"      {name}_mk({args});", "    }}", "  }"]
+    acc_floats = pieces * mpad * spad if sliced else 1
+    bp_floats = pieces * spad * plan.kc if pack_b else 1
+    ldb_list = ", ".join(str(x) for x in ldbs)
+    body = [
+        f"/* fused product {m} x {pieces}*{w} x {k}: tile {mr}x{nr} per piece, KC {plan.kc}, "
+        f"{'rows' if plan.rows_outer else 'columns'} outside, B {'packed' if pack_b else 'in place'} */",
+        f"static int {name}(const float* restrict A, const float* const* B, "
+        "const float* const* E, float* const* O, int col0, int wcur) {",
+        f"  static const int LDB[{pieces}] = {{{ldb_list}}};",
+        "  (void)LDB;",
+        f"  float* ap = isa_alloc(sizeof(float) * (size_t){mpad * plan.kc});",
+        f"  float* acc = {f'isa_alloc(sizeof(float) * (size_t){acc_floats})' if sliced else 'NULL'};",
+        f"  float* bp = {f'isa_alloc(sizeof(float) * (size_t){bp_floats})' if pack_b else 'NULL'};",
+        f"  if (!ap{' || !acc' if sliced else ''}{' || !bp' if pack_b else ''}) "
+        "{ free(ap); free(acc); free(bp); return 1; }",
+        *loops,
+        "  free(ap); free(acc); free(bp);",
+        "  return 0;",
+        "}",
+    ]
+    parts.append("\n".join(body))
     return "\n".join(parts) + "\n"
 
 
@@ -240,21 +304,22 @@ def emit_fused_depthwise(
     d: DepthwiseShape,
     region: Region,
     rows: int,
-    pointwise: tuple[str, int, int] | None,
+    pointwise: str | None,
 ) -> str:
     """`static int name(const float* X, const float* F, const float* A, const float* const* E,
     float* const* O, const float* const* E2, float* const* O2)`.
 
     The depthwise convolution in blocks of `rows` output rows, its region applied; with
-    `pointwise` = (fused product function, M, its A-panel floats) each block's result (the
-    region's single exit) goes to a `C x pixels` buffer the product reads as B, and `E2`/`O2`
+    `pointwise` (the fused product's function) each block's result (the region's single exit)
+    goes to a `C x pixels` buffer (rows `block_stride` floats apart) the product reads as B
+    together with the pointwise weights `A`, and `E2`/`O2`
     are the product's region operands and exits; without it the region's exits are stored."""
     hp_blk = (rows - 1) * d.sh + d.r  # padded input rows a block reads
     wq = -(-((d.wo - 1) * d.sw + d.s) // d.sw)  # columns per phase
     wpad = -(-(wq + 16) // 16) * 16
     phase = hp_blk * wpad
     pix = d.ho * d.wo
-    npix = rows * d.wo
+    ldd = block_stride(rows, d.wo)
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     feed = pointwise is not None
@@ -271,7 +336,7 @@ def emit_fused_depthwise(
         if feed:
             (exit_,) = region.exits
             code, vals = region.code(rowx, colx, count, [acc], ops.__getitem__, None)
-            dst = f"dbuf + (size_t)c * {npix} + (size_t)(hl + {hrow}) * {d.wo} + w"
+            dst = f"dbuf + (size_t)c * {ldd} + (size_t)(hl + {hrow}) * {d.wo} + w"
             put = f"vstore({dst}, {vals[exit_]});" if count is None else (
                 f"vstoren({dst}, {vals[exit_]}, {count});"
             )
@@ -306,18 +371,16 @@ def emit_fused_depthwise(
     one = "\n          ".join(rows_code(1))
     filt = " ".join(f"V f{t} = vset1(f[{t}]);" for t in range(d.r * d.s))
     if feed:
-        fn, m, a_floats = pointwise  # type: ignore[misc]
+        fn = pointwise
         pre = [
-            f"  float* dbuf = isa_alloc(sizeof(float) * (size_t){d.c * npix + 128});",
-            f"  float* ap = isa_alloc(sizeof(float) * (size_t){a_floats});",
-            "  if (!dbuf || !ap) { free(plane); free(dbuf); free(ap); return 1; }",
-            f"  {fn}_pack_a(A, ap);",
+            f"  float* dbuf = isa_alloc(sizeof(float) * (size_t){d.c * ldd + 128});",
+            "  if (!dbuf) { free(plane); return 1; }",
         ]
         post_block = [
-            f"      const float* Bp[1] = {{dbuf}};",
-            f"      {fn}(ap, Bp, E2, O2, h0 * {d.wo}, hcur * {d.wo});",
+            "      const float* Bp[1] = {dbuf};",
+            f"      if ({fn}(A, Bp, E2, O2, h0 * {d.wo}, hcur * {d.wo})) {{ failed = 1; break; }}",
         ]
-        free = "  free(dbuf); free(ap);"
+        free = "  free(dbuf);"
     else:
         pre, post_block, free = [], [], ""
     hmax = "hcur"
@@ -327,6 +390,7 @@ def emit_fused_depthwise(
 static int {name}(const float* restrict X, const float* restrict F, const float* restrict A,
     const float* const* E, float* const* O, const float* const* E2, float* const* O2) {{
   (void)A; (void)E2; (void)O2;
+  int failed = 0;
   float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
   if (!plane) return 1;
 {chr(10).join(pre)}
@@ -370,7 +434,7 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
     }}
   free(plane);
 {free}
-  return 0;
+  return failed;
 }}
 """
     return text
