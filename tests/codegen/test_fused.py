@@ -1,0 +1,119 @@
+"""Fused output loops against numpy: element-wise regions after matrix calls (bias, ReLU6, a
+residual, several exits, K in several slices), depthwise-separable blocks whose depthwise rows
+feed the pointwise micro-kernel (one block and several, with a tail block, stride 1 and 2), and
+the GRU step whose gates are evaluated on the recurrent product's accumulators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import isamap
+import isamap.codegen.emit as emit_module
+from isamap.bench.suites import gru_step_text
+from isamap.codegen import emit_c, load_native
+from isamap.hardware.host_cpu import missing_features
+
+RUNNABLE = [
+    n
+    for n in ("host-avx512", "host-avx2", "host-generic")
+    if not missing_features(isamap.load_target(n).cpu_features)
+]
+HOST = RUNNABLE[0]
+
+
+def _check(kernel: isamap.Kernel, target: str = HOST) -> str:
+    """Run natively, compare the kernel's outputs with numpy; the C source."""
+    result = isamap.compile(kernel, target)
+    inputs = isamap.random_inputs(kernel, seed=2)
+    got = result.run(inputs)
+    want = isamap.evaluate(kernel, inputs)
+    assert got.keys() == set(kernel.outputs())
+    for name, value in got.items():
+        scale = max(1.0, float(np.max(np.abs(want[name]))))
+        np.testing.assert_allclose(value, want[name], rtol=2e-5, atol=2e-5 * scale, err_msg=name)
+    return result.c_source()
+
+
+def _block(stride: int) -> isamap.Kernel:
+    """A MobileNetV2 block as the ONNX frontend fuses it: depthwise + bias + ReLU6, pointwise +
+    bias, and (stride 1) the residual add."""
+    out = (10 - 1) // stride + 1
+    residual = stride == 1
+    text = "\n".join(
+        [
+            "tensor X[1, 16, 10, 10] f32 pad(0:0, 0:0, 1:1, 1:1)",
+            "tensor F[16, 3, 3] f32\ntensor B[16] f32\ntensor W[32, 16] f32\ntensor B2[32] f32",
+            f"tensor X2[1, 32, {out}, {out}] f32" if residual else "",
+            f"O[n, c, h, w] += X[n, c, {stride}*h + r - 1, {stride}*w + s - 1] * F[c, r, s]",
+            "Y2[n, c, h, w] = min(relu(O[n, c, h, w] + B[c]), 6)",
+            "O2[n, k, h, w] += Y2[n, c, h, w] * W[k, c]",
+            "Y3[n, k, h, w] = O2[n, k, h, w] + B2[k]",
+            "Y4[n, k, h, w] = X2[n, k, h, w] + Y3[n, k, h, w]" if residual else "",
+        ]
+    )
+    return isamap.parse_kernel(text, f"block_s{stride}")
+
+
+@pytest.fixture(scope="module")
+def blocks() -> list[isamap.CompileResult]:
+    return [isamap.compile(_block(s), HOST) for s in (1, 2)]
+
+
+def test_a_matrix_call_with_bias_and_relu6() -> None:
+    text = (
+        "tensor X[40, 24] f32\ntensor W[24, 48] f32\ntensor B[40] f32\n"
+        "O[i, j] += X[i, k] * W[k, j]\nY[i, j] = min(relu(O[i, j] + B[i]), 6)\n"
+    )
+    assert "element-wise steps fused into the output loop" in _check(
+        isamap.parse_kernel(text, "expand")
+    )
+
+
+@pytest.mark.parametrize("rows", [None, 3])
+def test_depthwise_separable_blocks_with_bias_relu6_and_residual(
+    blocks: list[isamap.CompileResult], rows: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stride 1 (with the residual) and 2, in one block per image and in blocks of 3 rows (a
+    tail block where 3 does not divide the height)."""
+    if rows is not None:
+        monkeypatch.setattr(emit_module, "rows_per_block", lambda *args: rows)
+    for result in blocks:
+        source = emit_c(result.program, result.mapping, result.kernel, result.target)
+        assert "depthwise-separable block fused" in source.text
+        assert rows is None or "blocks of 3 rows" in source.text
+        inputs = isamap.random_inputs(result.kernel, seed=2)
+        got = load_native(source, result.target).run(inputs)
+        want = isamap.evaluate(result.kernel, inputs)
+        (name,) = result.kernel.outputs()
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_gru_step_fuses_its_gates_into_the_recurrent_product(target: str) -> None:
+    text = _check(isamap.parse_kernel(gru_step_text(5, 24), "gru_step"), target)
+    if target == HOST:
+        assert "3 piece(s)" in text and "B packed" in text
+
+
+def test_a_product_in_several_k_slices_with_a_column_bias_and_two_exits() -> None:
+    text = (
+        "tensor A[37, 600] f32\ntensor B[600, 45] f32\ntensor b[45] f32\n"
+        "C[i, j] += A[i, k] * B[k, j]\n"
+        "Y[i, j] = tanh(C[i, j] + b[j])\n"
+        "Z[i, j] = C[i, j] * 0.5\n"
+    )
+    source = _check(isamap.parse_kernel(text, "sliced"))
+    kc = int(source.split(", KC ")[1].split(",")[0])
+    assert kc < 600  # several K slices: partial sums through the scratch block
+    assert "fused into the output loop" in source
+
+
+def test_an_intermediate_read_after_the_region_is_stored() -> None:
+    text = (
+        "tensor A[20, 30] f32\ntensor B[30, 24] f32\n"
+        "C[i, j] += A[i, k] * B[k, j]\n"
+        "Y[i, j] = relu(C[i, j])\n"
+        "S[i] += Y[i, j]\n"
+    )
+    _check(isamap.parse_kernel(text, "stored"))
