@@ -146,7 +146,7 @@ static int {name}(const float* restrict X, const float* restrict F, float* restr
           if (w + LANES <= {d.wo}) vstore(o + w, acc); else vstoren(o + w, acc, {d.wo} - w);
         }}
       }}
-      free(plane);
+      isa_free(plane);
     }}
   return failed;
 }}

@@ -161,7 +161,7 @@ def emit_c(
             *body,
             "  goto done;",
             "done:",
-            *[f"  free({v});" for v in owned],
+            *[f"  isa_free({v});" for v in owned],
             "  return rc;",
             "}",
             "",

@@ -173,8 +173,32 @@ static inline V vsqrt(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = sqrtf(x[i])
 _HEAD = r"""#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-/* 64-byte aligned memory (C11 aligned_alloc wants a size that is a multiple of it) */
-static void* isa_alloc(size_t bytes) { return aligned_alloc(64, (bytes + 127) / 64 * 64); }
+/* 64-byte aligned scratch memory. A freed block is kept (up to ISA_KEEP per thread) and handed
+   to the next allocation of the same size, so a program run again and again reuses its buffers
+   instead of mapping and faulting in fresh pages on every call. The size lives in a 64-byte
+   header before the block. */
+#define ISA_KEEP 16
+static _Thread_local void* isa_kept[ISA_KEEP];
+static void* isa_alloc(size_t bytes) {
+  size_t want = (bytes + 127) / 64 * 64;
+  for (int i = 0; i < ISA_KEEP; ++i)
+    if (isa_kept[i] && *(size_t*)isa_kept[i] == want) {
+      char* base = isa_kept[i];
+      isa_kept[i] = NULL;
+      return base + 64;
+    }
+  char* base = aligned_alloc(64, want + 64);
+  if (!base) return NULL;
+  *(size_t*)base = want;
+  return base + 64;
+}
+static void isa_free(void* p) {
+  if (!p) return;
+  char* base = (char*)p - 64;
+  for (int i = 0; i < ISA_KEEP; ++i)
+    if (!isa_kept[i]) { isa_kept[i] = base; return; }
+  free(base);
+}
 """
 
 FAMILIES: dict[str, Family] = {

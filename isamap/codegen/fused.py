@@ -289,9 +289,9 @@ def emit_fused_matmul(
         f"  float* acc = {f'isa_alloc(sizeof(float) * (size_t){acc_floats})' if sliced else 'NULL'};",
         f"  float* bp = {f'isa_alloc(sizeof(float) * (size_t){bp_floats})' if pack_b else 'NULL'};",
         f"  if (!ap{' || !acc' if sliced else ''}{' || !bp' if pack_b else ''}) "
-        "{ free(ap); free(acc); free(bp); return 1; }",
+        "{ isa_free(ap); isa_free(acc); isa_free(bp); return 1; }",
         *loops,
-        "  free(ap); free(acc); free(bp);",
+        "  isa_free(ap); isa_free(acc); isa_free(bp);",
         "  return 0;",
         "}",
     ]
@@ -374,15 +374,15 @@ def emit_fused_depthwise(
         fn = pointwise
         pre = [
             f"  float* dbuf = isa_alloc(sizeof(float) * (size_t){d.c * ldd + 128});",
-            "  if (!dbuf) { free(plane); return 1; }",
+            "  if (!dbuf) { isa_free(plane); return 1; }",
         ]
         post_block = [
             "      const float* Bp[1] = {dbuf};",
             f"      if ({fn}(A, Bp, E2, O2, h0 * {d.wo}, hcur * {d.wo})) {{ failed = 1; break; }}",
         ]
-        free = "  free(dbuf);"
+        release = "  isa_free(dbuf);"
     else:
-        pre, post_block, free = [], [], ""
+        pre, post_block, release = [], [], ""
     hmax = "hcur"
     text = f"""
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
@@ -432,8 +432,8 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
       }}
 {chr(10).join(post_block)}
     }}
-  free(plane);
-{free}
+  isa_free(plane);
+{release}
   return failed;
 }}
 """

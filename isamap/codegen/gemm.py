@@ -155,7 +155,7 @@ static int {name}(const float* restrict A, const float* restrict B, float* restr
     const float* restrict bias) {{
   float* bp = isa_alloc(sizeof(float) * (size_t){(panels_b if blk.pack_b else 1) * nr * kc});
   float* ap = {f"isa_alloc(sizeof(float) * (size_t){a_buf})" if a_buf else "NULL"};
-  if (!bp || ({"!ap" if a_buf else "0"})) {{ free(bp); free(ap); return 1; }}
+  if (!bp || ({"!ap" if a_buf else "0"})) {{ isa_free(bp); isa_free(ap); return 1; }}
   for (int bi = 0; bi < {b}; ++bi) {{
     const float* Ab = A + (size_t)bi * {m * k};
     const float* Bb = B + (size_t)bi * {k * ldb};
@@ -183,8 +183,8 @@ static int {name}(const float* restrict A, const float* restrict B, float* restr
       }}
     }}
   }}
-  free(bp);
-  free(ap);
+  isa_free(bp);
+  isa_free(ap);
   return 0;
 }}
 """

@@ -33,7 +33,7 @@ def test_the_suites_hold_the_issue_shapes() -> None:
     assert "dw3x3+pw 112x112x32 -> 16" in blocks and "dw3x3+pw 14x14x384 -> 64" in blocks
     (gru,) = cpu_gru()
     assert gru.info == {"hidden": 512, "batch": 32, "timesteps": 50}
-    assert set(CPU_SUITES) == {"cpu-gemm", "cpu-gru", "cpu-mobilenet"}
+    assert set(CPU_SUITES) == {"cpu-gemm", "cpu-gru", "cpu-mobilenet", "cpu-mobilenet-v2"}
 
 
 def test_an_unknown_suite_is_an_error() -> None:
