@@ -6,13 +6,14 @@ compiler, caches the object (`toolchain.py`) and loads it (`native.py`).
 """
 
 from isamap.codegen.emit import CSource, emit_c
-from isamap.codegen.native import NativeProgram, load_native
+from isamap.codegen.native import NativeProgram, PreparedProgram, load_native
 from isamap.codegen.toolchain import BuildError, cache_dir, find_compiler
 
 __all__ = [
     "BuildError",
     "CSource",
     "NativeProgram",
+    "PreparedProgram",
     "cache_dir",
     "emit_c",
     "find_compiler",

@@ -55,6 +55,7 @@ class CSource:
     blockings: dict[int, Blocking] = field(default_factory=dict)
     b_pieces: dict[int, list[int]] = field(default_factory=dict)  # call -> B's concatenated pieces
     shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    constants: tuple[str, ...] = ()  # inputs `isamap_prepare` packs once (PreparedProgram)
 
 
 def _dims(text: object) -> tuple[int, ...]:
@@ -63,13 +64,26 @@ def _dims(text: object) -> tuple[int, ...]:
 
 
 def emit_c(
-    program: Program, mapping: Mapping, kernel: Kernel, target: Target, threads: int = 1
+    program: Program,
+    mapping: Mapping,
+    kernel: Kernel,
+    target: Target,
+    threads: int = 1,
+    constants: Sequence[str] = (),
 ) -> CSource:
-    """C for `program` on CPU target `target` (its codegen family); IsamapError if not one."""
+    """C for `program` on CPU target `target` (its codegen family); IsamapError if not one.
+
+    `constants` names inputs whose values a caller binds once (weights): the operands of fused
+    products read from them are packed by `isamap_prepare` instead of on every call."""
     fam = family(target.codegen)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise IsamapError(f"threads must be an integer >= 1, not {threads!r}"[:80])
     emitter = _Emitter(program, kernel, target, fam.lanes, threads)
+    unknown = [c for c in constants if c not in kernel.inputs()]
+    if unknown:
+        raise IsamapError(f"constants {', '.join(unknown)}: not inputs of kernel {kernel.name}")
+    emitter.constants = set(constants)
+    emitter.input_index = {n.id: kernel.inputs().index(str(n.attrs["name"])) for n in mapping.nodes if n.op == "input"}
     emitter.shapes = {n.id: tuple(n.shape) for n in mapping.nodes}
     inputs = kernel.inputs()
     nodes = mapping.nodes
@@ -155,8 +169,11 @@ def emit_c(
             f"/* {kernel.name} on {target.name}: emitted by isamap (family {fam.name}) */",
             fam.prelude,
             *emitter.funcs,
-            f"int {ENTRY}(const float* const* in, float* const* out) {{",
+            *_prepare_functions(emitter.prepare),
+            f"int {ENTRY}_prepared(const void* state, const float* const* in, float* const* out) {{",
             "  int rc = 0;",
+            "  float* const* S = (float* const*)state;",
+            "  (void)S;",
             *[f"  float* {v} = NULL;" for v in owned],
             *body,
             "  goto done;",
@@ -164,11 +181,18 @@ def emit_c(
             *[f"  isa_free({v});" for v in owned],
             "  return rc;",
             "}",
+            f"int {ENTRY}(const float* const* in, float* const* out) {{",
+            f"  return {ENTRY}_prepared(NULL, in, out);",
+            "}",
             "",
         ]
     )
     outputs = tuple((name, tuple(nodes[i].shape)) for name, i in wanted.items())
-    return CSource(text, fam.name, fam.flags, inputs, outputs, threads, emitter.blockings)
+    prepared = tuple(c for c in inputs if c in emitter.constants)
+    return CSource(
+        text, fam.name, fam.flags, inputs, outputs, threads, emitter.blockings,
+        constants=prepared,
+    )
 
 
 @dataclass
@@ -184,6 +208,25 @@ class _Emitter:
     blockings: dict[int, Blocking] = field(default_factory=dict)
     b_pieces: dict[int, list[int]] = field(default_factory=dict)  # call -> B's concatenated pieces
     shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    constants: set[str] = field(default_factory=set)
+    input_index: dict[int, int] = field(default_factory=dict)  # input node -> its position
+    prepare: list[str] = field(default_factory=list)  # statements of isamap_prepare
+
+    def _constant(self, node_id: int, nodes: list[MapNode]) -> int | None:
+        """The input position of a node that is (a view of) a constant input, else None."""
+        root = node_id
+        while nodes[root].op == "reshape":
+            root = nodes[root].args[0]
+        n = nodes[root]
+        if n.op == "input" and str(n.attrs["name"]) in self.constants:
+            return self.input_index[root]
+        return None
+
+    def _slot(self, call: str) -> str:
+        """A slot of the prepared state filled by `call` (a packing function's result)."""
+        j = len(self.prepare)
+        self.prepare.append(f"  S[{j}] = {call}; if (!S[{j}]) {{ {ENTRY}_release(S); return NULL; }}")
+        return f"(S ? S[{j}] : NULL)"
 
     def node(self, n: MapNode, nodes: list[MapNode]) -> list[str]:
         out, a = f"t{n.id}", n.attrs
@@ -342,14 +385,24 @@ class _Emitter:
                 offset += self._shape(piece)[2]
             if any(at.get(st, (0, -1))[1] != width for st in region.starts):
                 return None
-            bptrs = [f"t{at[st][0]}" for st in region.starts]
-            ldbs = [width] * len(bptrs)
+            bsrc = [(at[st][0], 0) for st in region.starts]
+            ldbs = [width] * len(bsrc)
         else:
-            bptrs = [f"t{n.args[1]} + {st}" for st in region.starts]
-            ldbs = [nn] * len(bptrs)
+            bsrc = [(n.args[1], st) for st in region.starts]
+            ldbs = [nn] * len(bsrc)
+        bptrs = [f"t{node} + {st}" for node, st in bsrc]
         tile, _, b_memory, epilogue = self._tile(n)
         plan = matrix_plan(self.target, self.lanes, tile, len(bptrs), m, width, k, b_memory)
         name = f"fused{n.id}"
+        a_in = self._constant(n.args[0], nodes)
+        pa = "NULL" if a_in is None else self._slot(f"{name}_prepare_a((const float*)in[{a_in}])")
+        b_in = [self._constant(node, nodes) for node, _ in bsrc]
+        pb = "NULL"
+        if all(i is not None for i in b_in):
+            ptrs = ", ".join(
+                f"(const float*)in[{i}] + {st}" for i, (_, st) in zip(b_in, bsrc, strict=True)
+            )
+            pb = self._slot(f"{name}_prepare_b((const float* const[]){{{ptrs}}})")
         self.funcs.append(
             emit_fused_matmul(
                 name, plan, self.lanes, m, width, k, ldbs, region, epilogue, False, self.threads
@@ -359,7 +412,8 @@ class _Emitter:
             "  {",
             f"    const float* Bp[{len(bptrs)}] = {{{', '.join(bptrs)}}};",
             *_pointer_arrays(region, "Ep", "Op"),
-            f"    if ({name}(t{n.args[0]}, Bp, Ep, Op, 0, {width})) {{ rc = 1; goto done; }}",
+            f"    if ({name}(t{n.args[0]}, Bp, Ep, Op, 0, {width}, {pa}, {pb})) "
+            "{ rc = 1; goto done; }",
             "  }",
         ]
         lazy = set(region.members) | ({n.id} - set(region.exits))
@@ -391,7 +445,8 @@ class _Emitter:
             lines = [
                 "  {",
                 *_pointer_arrays(region, "Ep", "Op"),
-                f"    if ({name}(t{x}, t{f}, NULL, Ep, Op, NULL, NULL)) {{ rc = 1; goto done; }}",
+                f"    if ({name}(t{x}, t{f}, NULL, Ep, Op, NULL, NULL, NULL)) "
+                "{ rc = 1; goto done; }",
                 "  }",
             ]
             lazy = set(region.members) | ({n.id} - set(region.exits))
@@ -410,11 +465,13 @@ class _Emitter:
             )
         )
         self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw))
+        a_in = self._constant(mm.args[0], nodes)
+        pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")
         lines = [
             "  {",
             *_pointer_arrays(region, "Ep", "Op", skip=region.exits),
             *_pointer_arrays(region2, "Ep2", "Op2"),
-            f"    if ({name}(t{x}, t{f}, t{mm.args[0]}, Ep, Op, Ep2, Op2)) "
+            f"    if ({name}(t{x}, t{f}, t{mm.args[0]}, Ep, Op, Ep2, Op2, {pa})) "
             "{ rc = 1; goto done; }",
             "  }",
         ]
@@ -469,6 +526,26 @@ class _Emitter:
             nodes, self.kernel, self.target, mm.id, m, nn, required, False, unavailable
         )
         return None if region2 is None else (mm, views, region2)
+
+
+def _prepare_functions(statements: list[str]) -> list[str]:
+    """`isamap_prepare` (the state of packed constants, NULL when out of memory) and
+    `isamap_release`."""
+    return [
+        f"void {ENTRY}_release(void* state) {{",
+        "  float** S = (float**)state;",
+        "  if (!S) return;",
+        f"  for (int j = 0; j < {len(statements)}; ++j) free(S[j]);",
+        "  free(S);",
+        "}",
+        f"void* {ENTRY}_prepare(const float* const* in) {{",
+        f"  float** S = calloc({len(statements) + 1}, sizeof(float*));",
+        "  if (!S) return NULL;",
+        "  (void)in;",
+        *statements,
+        "  return S;",
+        "}",
+    ]
 
 
 @dataclass

@@ -239,56 +239,85 @@ def emit_fused_matmul(
     pack_b = not b_slack
     ldk = [nr] * pieces if pack_b else list(ldbs)
     parts = [_microkernel(f"{name}_mk", plan, lanes, k, ldk, region, epilogue, sliced)]
-    if pack_b:  # piece p, panel jr: kcur x NR floats at bp + (p * spad + jr) * kc
-        bq = [f"bp + ((size_t){p * spad} + jr) * {plan.kc}" for p in range(pieces)]
+    kslices = -(-k // plan.kc)
+    if pack_b:  # piece p, panel jr: kcur x NR floats at bs + (p * spad + jr) * kc
+        bq = [f"bs + ((size_t){p * spad} + jr) * {plan.kc}" for p in range(pieces)]
     else:
         bq = [f"B[{p}] + (size_t)pc * {ldbs[p]} + jr" for p in range(pieces)]
     sarg = f"acc + (size_t)ir * {spad} + jr" if sliced else "NULL"
     args = (
-        f"ap + (size_t)ir * kcur, {', '.join(bq)}, ir, col0 + jr, mrc, nrc, E, O, kcur, "
+        f"as + (size_t)ir * kcur, {', '.join(bq)}, ir, col0 + jr, mrc, nrc, E, O, kcur, "
         f"pc == 0, pc + kcur >= {k}, {sarg}"
     )
     jr_loop = f"for (int jr = 0; jr < wcur; jr += {nr}) {{ int nrc = wcur - jr < {nr} ? wcur - jr : {nr};"
     ir_loop = f"for (int ir = 0; ir < {m}; ir += {mr}) {{ int mrc = {m} - ir < {mr} ? {m} - ir : {mr};"
     outer, inner = (ir_loop, jr_loop) if plan.rows_outer else (jr_loop, ir_loop)
+    # packing one K slice: A into MR-tall panels, B into NR-wide zero-padded panels; the same
+    # functions pack every slice once when an operand is prepared (weights bound at load time)
+    parts.append(
+        f"""static void {name}_pack_a(const float* restrict A, int pc, int kcur, float* restrict dst) {{
+  for (int ir = 0; ir < {mpad}; ir += {mr}) for (int q = 0; q < kcur; ++q)
+    for (int i = 0; i < {mr}; ++i)
+      dst[(size_t)ir * kcur + q * {mr} + i] = ir + i < {m} ? A[(size_t)(ir + i) * {k} + pc + q] : 0.0f;
+}}
+/* every K slice of A packed, slice pc at pc * {mpad}: what a prepared program keeps */
+static float* {name}_prepare_a(const float* restrict A) {{
+  float* dst = malloc(sizeof(float) * (size_t){mpad * k});
+  if (dst) for (int pc = 0; pc < {k}; pc += {plan.kc})
+    {name}_pack_a(A, pc, {k} - pc < {plan.kc} ? {k} - pc : {plan.kc}, dst + (size_t)pc * {mpad});
+  return dst;
+}}"""
+    )
+    if pack_b:
+        parts.append(
+            f"""static void {name}_pack_b(const float* const* B, int pc, int kcur, int wcur,
+    float* restrict dst0) {{
+  static const int LDB[{pieces}] = {{{", ".join(str(x) for x in ldbs)}}};
+  for (int p = 0; p < {pieces}; ++p) for (int q = 0; q < kcur; ++q) {{
+    const float* src = B[p] + (size_t)(pc + q) * LDB[p];
+    float* dst = dst0 + (size_t)p * {spad} * {plan.kc} + q * {nr};
+    int jr = 0;
+    for (; jr + {nr} <= wcur; jr += {nr})
+      for (int j = 0; j < {nr}; j += LANES) vstore(dst + (size_t)jr * {plan.kc} + j, vload(src + jr + j));
+    if (jr < wcur)
+      for (int j = 0; j < {nr}; ++j) dst[(size_t)jr * {plan.kc} + j] = jr + j < wcur ? src[jr + j] : 0.0f;
+  }}
+}}
+/* every K slice of B packed, slice pc at pc * {pieces * spad} */
+static float* {name}_prepare_b(const float* const* B) {{
+  float* dst = malloc(sizeof(float) * (size_t){pieces * spad * kslices * plan.kc});
+  if (dst) for (int pc = 0; pc < {k}; pc += {plan.kc})
+    {name}_pack_b(B, pc, {k} - pc < {plan.kc} ? {k} - pc : {plan.kc}, {w}, dst + (size_t)pc * {pieces * spad});
+  return dst;
+}}"""
+        )
     loops = [
         f"  for (int pc = 0; pc < {k}; pc += {plan.kc}) {{",
         f"    int kcur = {k} - pc < {plan.kc} ? {k} - pc : {plan.kc};",
-        f"    for (int ir = 0; ir < {mpad}; ir += {mr}) for (int q = 0; q < kcur; ++q)",
-        f"      for (int i = 0; i < {mr}; ++i) ap[(size_t)ir * kcur + q * {mr} + i] =",
-        f"        ir + i < {m} ? A[(size_t)(ir + i) * {k} + pc + q] : 0.0f;",
+        f"    const float* as = pa ? pa + (size_t)pc * {mpad} : ap;",
+        f"    if (!pa) {name}_pack_a(A, pc, kcur, ap);",
     ]
     if pack_b:
         loops += [
-            f"    for (int p = 0; p < {pieces}; ++p) for (int q = 0; q < kcur; ++q) {{",
-            "      const float* src = B[p] + (size_t)(pc + q) * LDB[p];",
-            f"      float* dst = bp + (size_t)p * {spad} * {plan.kc} + q * {nr};",
-            f"      int jr = 0;",
-            f"      for (; jr + {nr} <= wcur; jr += {nr})",
-            f"        for (int j = 0; j < {nr}; j += LANES) "
-            f"vstore(dst + (size_t)jr * {plan.kc} + j, vload(src + jr + j));",
-            "      if (jr < wcur)",
-            f"        for (int j = 0; j < {nr}; ++j) "
-            f"dst[(size_t)jr * {plan.kc} + j] = jr + j < wcur ? src[jr + j] : 0.0f;",
-            "    }",
+            f"    const float* bs = pb ? pb + (size_t)pc * {pieces * spad} : bp;",
+            f"    if (!pb) {name}_pack_b(B, pc, kcur, wcur, bp);",
         ]
     if threads > 1:  # tiles are independent: the outer tile loop over OpenMP threads
         loops.append(f"    #pragma omp parallel for schedule(static) num_threads({threads})")
     loops += [f"    {outer}", f"     {inner}", f"      {name}_mk({args});", "    }}", "  }"]
     acc_floats = pieces * mpad * spad if sliced else 1
     bp_floats = pieces * spad * plan.kc if pack_b else 1
-    ldb_list = ", ".join(str(x) for x in ldbs)
     body = [
         f"/* fused product {m} x {pieces}*{w} x {k}: tile {mr}x{nr} per piece, KC {plan.kc}, "
         f"{'rows' if plan.rows_outer else 'columns'} outside, B {'packed' if pack_b else 'in place'} */",
         f"static int {name}(const float* restrict A, const float* const* B, "
-        "const float* const* E, float* const* O, int col0, int wcur) {",
-        f"  static const int LDB[{pieces}] = {{{ldb_list}}};",
-        "  (void)LDB;",
-        f"  float* ap = isa_alloc(sizeof(float) * (size_t){mpad * plan.kc});",
+        "const float* const* E, float* const* O, int col0, int wcur,",
+        "    const float* restrict pa, const float* restrict pb) {",
+        "  (void)pb;",
+        f"  float* ap = pa ? NULL : isa_alloc(sizeof(float) * (size_t){mpad * plan.kc});",
         f"  float* acc = {f'isa_alloc(sizeof(float) * (size_t){acc_floats})' if sliced else 'NULL'};",
-        f"  float* bp = {f'isa_alloc(sizeof(float) * (size_t){bp_floats})' if pack_b else 'NULL'};",
-        f"  if (!ap{' || !acc' if sliced else ''}{' || !bp' if pack_b else ''}) "
+        f"  float* bp = {f'pb ? NULL : isa_alloc(sizeof(float) * (size_t){bp_floats})' if pack_b else 'NULL'};",
+        f"  if ((!pa && !ap){' || !acc' if sliced else ''}{' || (!pb && !bp)' if pack_b else ''}) "
         "{ isa_free(ap); isa_free(acc); isa_free(bp); return 1; }",
         *loops,
         "  isa_free(ap); isa_free(acc); isa_free(bp);",
@@ -378,7 +407,8 @@ def emit_fused_depthwise(
         ]
         post_block = [
             "      const float* Bp[1] = {dbuf};",
-            f"      if ({fn}(A, Bp, E2, O2, h0 * {d.wo}, hcur * {d.wo})) {{ failed = 1; break; }}",
+            f"      if ({fn}(A, Bp, E2, O2, h0 * {d.wo}, hcur * {d.wo}, pa, NULL)) "
+            "{ failed = 1; break; }",
         ]
         release = "  isa_free(dbuf);"
     else:
@@ -388,8 +418,9 @@ def emit_fused_depthwise(
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
    blocks of {rows} rows{', feeding the pointwise product' if feed else ''} */
 static int {name}(const float* restrict X, const float* restrict F, const float* restrict A,
-    const float* const* E, float* const* O, const float* const* E2, float* const* O2) {{
-  (void)A; (void)E2; (void)O2;
+    const float* const* E, float* const* O, const float* const* E2, float* const* O2,
+    const float* restrict pa) {{
+  (void)A; (void)E2; (void)O2; (void)pa;
   int failed = 0;
   float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
   if (!plane) return 1;

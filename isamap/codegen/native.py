@@ -15,7 +15,7 @@ from isamap.hardware.host_cpu import missing_features
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError
 
-__all__ = ["NativeProgram", "load_native"]
+__all__ = ["NativeProgram", "PreparedProgram", "load_native"]
 
 _FloatPtrs = ctypes.POINTER(ctypes.c_void_p)
 
@@ -39,6 +39,11 @@ class NativeProgram:
         self.call(ins, list(outs.values()))
         return outs
 
+    def prepare(self, constants: MappingABC[str, np.ndarray]) -> PreparedProgram:
+        """Bind the inputs the C was emitted with as `constants` (weights): their operands are
+        packed once, here, instead of on every call."""
+        return PreparedProgram(self, constants)
+
     def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
         """The entry point on prepared arrays (C-contiguous float32, in ABI order): no copies,
         for timing loops."""
@@ -46,6 +51,55 @@ class NativeProgram:
         out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[a.ctypes.data for a in outs])
         if self._entry(in_ptrs, out_ptrs) != 0:
             raise IsamapError("native program ran out of memory")
+
+
+class PreparedProgram:
+    """A native program with its constant inputs bound: the operands read from them were
+    packed once (`isamap_prepare`), and every call uses those bound values -- whatever the
+    caller passes in their places -- so the packed copies can never disagree with the run."""
+
+    def __init__(self, program: NativeProgram, constants: MappingABC[str, np.ndarray]) -> None:
+        src = program.source
+        missing = [c for c in src.constants if c not in constants]
+        extra = [c for c in constants if c not in src.constants]
+        if missing or extra:
+            raise IsamapError(
+                f"prepare: the program was emitted with constants {list(src.constants)}, "
+                f"given {list(constants)}"
+            )
+        self.program = program
+        self._bound = {
+            src.inputs.index(n): np.ascontiguousarray(v, dtype=np.float32)
+            for n, v in constants.items()
+        }
+        lib = program.built.library
+        self._prepare = getattr(lib, f"{ENTRY}_prepare")
+        self._prepare.restype = ctypes.c_void_p
+        self._prepare.argtypes = [_FloatPtrs]
+        self._release = getattr(lib, f"{ENTRY}_release")
+        self._release.argtypes = [ctypes.c_void_p]
+        self._run = getattr(lib, f"{ENTRY}_prepared")
+        self._run.restype = ctypes.c_int
+        self._run.argtypes = [ctypes.c_void_p, _FloatPtrs, _FloatPtrs]
+        ins = [self._bound.get(i, np.zeros(1, np.float32)) for i in range(len(src.inputs))]
+        ptrs = (ctypes.c_void_p * max(len(ins), 1))(*[a.ctypes.data for a in ins])
+        self._state = self._prepare(ptrs)
+        if not self._state:
+            raise IsamapError("native program ran out of memory preparing its constants")
+
+    def call(self, ins: list[np.ndarray], outs: list[np.ndarray]) -> None:
+        """Like `NativeProgram.call`; the bound constants replace their slots of `ins`."""
+        args = [self._bound.get(i, a) for i, a in enumerate(ins)]
+        in_ptrs = (ctypes.c_void_p * max(len(args), 1))(*[a.ctypes.data for a in args])
+        out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[a.ctypes.data for a in outs])
+        if self._run(self._state, in_ptrs, out_ptrs) != 0:
+            raise IsamapError("native program ran out of memory")
+
+    def __del__(self) -> None:
+        state = getattr(self, "_state", None)
+        if state:
+            self._release(state)
+            self._state = None
 
 
 def load_native(source: CSource, target: Target) -> NativeProgram:

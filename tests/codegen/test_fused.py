@@ -117,3 +117,29 @@ def test_an_intermediate_read_after_the_region_is_stored() -> None:
         "S[i] += Y[i, j]\n"
     )
     _check(isamap.parse_kernel(text, "stored"))
+
+
+def test_bound_weights_are_packed_once_and_used_on_every_call() -> None:
+    kernel = isamap.parse_kernel(gru_step_text(5, 24), "gru_step")
+    result = isamap.compile(kernel, HOST)
+    source = emit_c(
+        result.program, result.mapping, kernel, result.target, constants=("Uz", "Ur", "Uh")
+    )
+    assert "_prepare_b(" in source.text and source.constants == ("Uz", "Ur", "Uh")
+    program = load_native(source, result.target)
+    inputs = isamap.random_inputs(kernel, seed=4)
+    prepared = program.prepare({n: inputs[n] for n in ("Uz", "Ur", "Uh")})
+    want = isamap.evaluate(kernel, inputs)["Hn"]
+    for step in range(2):  # the bound values win over whatever sits in their slots
+        ins = [
+            np.zeros_like(inputs[n], dtype=np.float32) if n.startswith("U") and step
+            else np.asarray(inputs[n], dtype=np.float32)
+            for n in source.inputs
+        ]
+        out = np.empty(want.shape, np.float32)
+        prepared.call(ins, [out])
+        np.testing.assert_allclose(out, want, rtol=2e-5, atol=2e-5)
+    with pytest.raises(isamap.IsamapError, match="emitted with constants"):
+        program.prepare({"Uz": inputs["Uz"]})
+    with pytest.raises(isamap.IsamapError, match="not inputs of kernel"):
+        emit_c(result.program, result.mapping, kernel, result.target, constants=("Q",))
