@@ -83,7 +83,9 @@ def emit_c(
     if unknown:
         raise IsamapError(f"constants {', '.join(unknown)}: not inputs of kernel {kernel.name}")
     emitter.constants = set(constants)
-    emitter.input_index = {n.id: kernel.inputs().index(str(n.attrs["name"])) for n in mapping.nodes if n.op == "input"}
+    emitter.input_index = {
+        n.id: kernel.inputs().index(str(n.attrs["name"])) for n in mapping.nodes if n.op == "input"
+    }
     emitter.shapes = {n.id: tuple(n.shape) for n in mapping.nodes}
     inputs = kernel.inputs()
     nodes = mapping.nodes
@@ -170,7 +172,8 @@ def emit_c(
             fam.prelude,
             *emitter.funcs,
             *_prepare_functions(emitter.prepare),
-            f"int {ENTRY}_prepared(const void* state, const float* const* in, float* const* out) {{",
+            f"int {ENTRY}_prepared(const void* state, const float* const* in,",
+            "    float* const* out) {",
             "  int rc = 0;",
             "  float* const* S = (float* const*)state;",
             "  (void)S;",
@@ -190,7 +193,13 @@ def emit_c(
     outputs = tuple((name, tuple(nodes[i].shape)) for name, i in wanted.items())
     prepared = tuple(c for c in inputs if c in emitter.constants)
     return CSource(
-        text, fam.name, fam.flags, inputs, outputs, threads, emitter.blockings,
+        text,
+        fam.name,
+        fam.flags,
+        inputs,
+        outputs,
+        threads,
+        emitter.blockings,
         constants=prepared,
     )
 
@@ -225,7 +234,9 @@ class _Emitter:
     def _slot(self, call: str) -> str:
         """A slot of the prepared state filled by `call` (a packing function's result)."""
         j = len(self.prepare)
-        self.prepare.append(f"  S[{j}] = {call}; if (!S[{j}]) {{ {ENTRY}_release(S); return NULL; }}")
+        self.prepare.append(
+            f"  S[{j}] = {call}; if (!S[{j}]) {{ {ENTRY}_release(S); return NULL; }}"
+        )
         return f"(S ? S[{j}] : NULL)"
 
     def node(self, n: MapNode, nodes: list[MapNode]) -> list[str]:
@@ -507,7 +518,7 @@ class _Emitter:
         cur, views = region.exits[0], []
         while True:
             us = users.get(cur, [])
-            if len(us) != 1 or cur in required and cur != region.exits[0]:
+            if len(us) != 1 or (cur in required and cur != region.exits[0]):
                 return None
             nxt = nodes[us[0]]
             if nxt.op != "reshape":

@@ -27,7 +27,13 @@ from isamap.codegen.depthwise import DepthwiseShape
 from isamap.codegen.region import Region
 from isamap.hardware.target import Target
 
-__all__ = ["MatrixPlan", "emit_fused_depthwise", "emit_fused_matmul", "matrix_plan", "rows_per_block"]
+__all__ = [
+    "MatrixPlan",
+    "emit_fused_depthwise",
+    "emit_fused_matmul",
+    "matrix_plan",
+    "rows_per_block",
+]
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,7 @@ class MatrixPlan:
 def _level_bandwidth(target: Target, working_set: int) -> float:
     """Bytes per cycle of the smallest memory that holds `working_set` bytes."""
     fits = [
-        m
-        for m in target.memories.values()
-        if m.capacity_bytes >= working_set and m.name != "vregs"
+        m for m in target.memories.values() if m.capacity_bytes >= working_set and m.name != "vregs"
     ]
     best = min(fits, key=lambda m: m.capacity_bytes, default=None)
     if best is None:
@@ -249,16 +253,22 @@ def emit_fused_matmul(
         f"as + (size_t)ir * kcur, {', '.join(bq)}, ir, col0 + jr, mrc, nrc, E, O, kcur, "
         f"pc == 0, pc + kcur >= {k}, {sarg}"
     )
-    jr_loop = f"for (int jr = 0; jr < wcur; jr += {nr}) {{ int nrc = wcur - jr < {nr} ? wcur - jr : {nr};"
-    ir_loop = f"for (int ir = 0; ir < {m}; ir += {mr}) {{ int mrc = {m} - ir < {mr} ? {m} - ir : {mr};"
+    jr_loop = (
+        f"for (int jr = 0; jr < wcur; jr += {nr}) {{ int nrc = wcur - jr < {nr} ? wcur - jr : {nr};"
+    )
+    ir_loop = (
+        f"for (int ir = 0; ir < {m}; ir += {mr}) {{ int mrc = {m} - ir < {mr} ? {m} - ir : {mr};"
+    )
     outer, inner = (ir_loop, jr_loop) if plan.rows_outer else (jr_loop, ir_loop)
     # packing one K slice: A into MR-tall panels, B into NR-wide zero-padded panels; the same
     # functions pack every slice once when an operand is prepared (weights bound at load time)
     parts.append(
-        f"""static void {name}_pack_a(const float* restrict A, int pc, int kcur, float* restrict dst) {{
+        f"""static void {name}_pack_a(const float* restrict A, int pc, int kcur,
+    float* restrict dst) {{
   for (int ir = 0; ir < {mpad}; ir += {mr}) for (int q = 0; q < kcur; ++q)
     for (int i = 0; i < {mr}; ++i)
-      dst[(size_t)ir * kcur + q * {mr} + i] = ir + i < {m} ? A[(size_t)(ir + i) * {k} + pc + q] : 0.0f;
+      dst[(size_t)ir * kcur + q * {mr} + i] =
+          ir + i < {m} ? A[(size_t)(ir + i) * {k} + pc + q] : 0.0f;
 }}
 /* every K slice of A packed, slice pc at pc * {mpad}: what a prepared program keeps */
 static float* {name}_prepare_a(const float* restrict A) {{
@@ -278,16 +288,19 @@ static float* {name}_prepare_a(const float* restrict A) {{
     float* dst = dst0 + (size_t)p * {spad} * {plan.kc} + q * {nr};
     int jr = 0;
     for (; jr + {nr} <= wcur; jr += {nr})
-      for (int j = 0; j < {nr}; j += LANES) vstore(dst + (size_t)jr * {plan.kc} + j, vload(src + jr + j));
+      for (int j = 0; j < {nr}; j += LANES)
+        vstore(dst + (size_t)jr * {plan.kc} + j, vload(src + jr + j));
     if (jr < wcur)
-      for (int j = 0; j < {nr}; ++j) dst[(size_t)jr * {plan.kc} + j] = jr + j < wcur ? src[jr + j] : 0.0f;
+      for (int j = 0; j < {nr}; ++j)
+        dst[(size_t)jr * {plan.kc} + j] = jr + j < wcur ? src[jr + j] : 0.0f;
   }}
 }}
 /* every K slice of B packed, slice pc at pc * {pieces * spad} */
 static float* {name}_prepare_b(const float* const* B) {{
   float* dst = malloc(sizeof(float) * (size_t){pieces * spad * kslices * plan.kc});
   if (dst) for (int pc = 0; pc < {k}; pc += {plan.kc})
-    {name}_pack_b(B, pc, {k} - pc < {plan.kc} ? {k} - pc : {plan.kc}, {w}, dst + (size_t)pc * {pieces * spad});
+    {name}_pack_b(B, pc, {k} - pc < {plan.kc} ? {k} - pc : {plan.kc}, {w},
+                  dst + (size_t)pc * {pieces * spad});
   return dst;
 }}"""
         )
@@ -307,16 +320,19 @@ static float* {name}_prepare_b(const float* const* B) {{
     loops += [f"    {outer}", f"     {inner}", f"      {name}_mk({args});", "    }}", "  }"]
     acc_floats = pieces * mpad * spad if sliced else 1
     bp_floats = pieces * spad * plan.kc if pack_b else 1
+    acc_alloc = f"isa_alloc(sizeof(float) * (size_t){acc_floats})" if sliced else "NULL"
+    bp_alloc = f"pb ? NULL : isa_alloc(sizeof(float) * (size_t){bp_floats})" if pack_b else "NULL"
     body = [
         f"/* fused product {m} x {pieces}*{w} x {k}: tile {mr}x{nr} per piece, KC {plan.kc}, "
-        f"{'rows' if plan.rows_outer else 'columns'} outside, B {'packed' if pack_b else 'in place'} */",
+        f"{'rows' if plan.rows_outer else 'columns'} outside, "
+        f"B {'packed' if pack_b else 'in place'} */",
         f"static int {name}(const float* restrict A, const float* const* B, "
         "const float* const* E, float* const* O, int col0, int wcur,",
         "    const float* restrict pa, const float* restrict pb) {",
         "  (void)pb;",
         f"  float* ap = pa ? NULL : isa_alloc(sizeof(float) * (size_t){mpad * plan.kc});",
-        f"  float* acc = {f'isa_alloc(sizeof(float) * (size_t){acc_floats})' if sliced else 'NULL'};",
-        f"  float* bp = {f'pb ? NULL : isa_alloc(sizeof(float) * (size_t){bp_floats})' if pack_b else 'NULL'};",
+        f"  float* acc = {acc_alloc};",
+        f"  float* bp = {bp_alloc};",
         f"  if ((!pa && !ap){' || !acc' if sliced else ''}{' || (!pb && !bp)' if pack_b else ''}) "
         "{ isa_free(ap); isa_free(acc); isa_free(bp); return 1; }",
         *loops,
@@ -366,8 +382,10 @@ def emit_fused_depthwise(
             (exit_,) = region.exits
             code, vals = region.code(rowx, colx, count, [acc], ops.__getitem__, None)
             dst = f"dbuf + (size_t)c * {ldd} + (size_t)(hl + {hrow}) * {d.wo} + w"
-            put = f"vstore({dst}, {vals[exit_]});" if count is None else (
-                f"vstoren({dst}, {vals[exit_]}, {count});"
+            put = (
+                f"vstore({dst}, {vals[exit_]});"
+                if count is None
+                else (f"vstoren({dst}, {vals[exit_]}, {count});")
             )
             return [*code, put]
 
@@ -386,8 +404,7 @@ def emit_fused_depthwise(
                     rr = r - j * d.sh
                     if 0 <= rr < d.r:
                         lines.append(
-                            f"acc{j} = vfma(f{rr * d.s + s}, "
-                            f"{tap(r - j * d.sh, s, j)}, acc{j});"
+                            f"acc{j} = vfma(f{rr * d.s + s}, {tap(r - j * d.sh, s, j)}, acc{j});"
                         )
         for j in range(nrows):
             full = out_vec(f"acc{j}", j, None)
@@ -416,7 +433,7 @@ def emit_fused_depthwise(
     hmax = "hcur"
     text = f"""
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
-   blocks of {rows} rows{', feeding the pointwise product' if feed else ''} */
+   blocks of {rows} rows{", feeding the pointwise product" if feed else ""} */
 static int {name}(const float* restrict X, const float* restrict F, const float* restrict A,
     const float* const* E, float* const* O, const float* const* E2, float* const* O2,
     const float* restrict pa) {{

@@ -150,7 +150,9 @@ class _Builder:
             return self.leaf(Leaf("full", _root(node_id, self.nodes)))
         return None
 
-    def expr(self, e: Expr, out_shape: Sequence[int], indices: Sequence[str], args: dict[str, int]) -> str | None:
+    def expr(
+        self, e: Expr, out_shape: Sequence[int], indices: Sequence[str], args: dict[str, int]
+    ) -> str | None:
         if isinstance(e, Const):
             return self.leaf(Leaf("const", value=float(e.value)))
         if isinstance(e, Unary):
@@ -255,13 +257,16 @@ def find_region(
         start, length = offsets[n.args[0]]
         if n.op == "reshape":
             offsets[n.id] = (start, length)
-        elif n.op == "slice" and sliced and int(str(n.attrs["axis"])) == len(nodes[n.args[0]].shape) - 1:
+        elif (
+            n.op == "slice"
+            and sliced
+            and int(str(n.attrs["axis"])) == len(nodes[n.args[0]].shape) - 1
+        ):
             offsets[n.id] = (start + int(str(n.attrs["start"])), int(str(n.attrs["length"])))
     leaf_widths = {
         length
         for v, (_, length) in offsets.items()
-        if any(nodes[u].op not in ("reshape", "slice") for u in users.get(v, []))
-        or v in required
+        if any(nodes[u].op not in ("reshape", "slice") for u in users.get(v, [])) or v in required
     }
     if len(leaf_widths) != 1:
         return None
@@ -291,6 +296,7 @@ def find_region(
             region.members.add(n.id)
             continue
         b.try_node(n)
+
     # exits: the producer and computed region values that are read outside or returned
     # (through reshapes, which stay views of the stored value); a slice read outside would
     # need the whole product

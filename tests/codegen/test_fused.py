@@ -132,7 +132,8 @@ def test_bound_weights_are_packed_once_and_used_on_every_call() -> None:
     want = isamap.evaluate(kernel, inputs)["Hn"]
     for step in range(2):  # the bound values win over whatever sits in their slots
         ins = [
-            np.zeros_like(inputs[n], dtype=np.float32) if n.startswith("U") and step
+            np.zeros_like(inputs[n], dtype=np.float32)
+            if n.startswith("U") and step
             else np.asarray(inputs[n], dtype=np.float32)
             for n in source.inputs
         ]
