@@ -390,39 +390,10 @@ def _network_case(resolution: int) -> Case:
             "cc_cpu_s": 0.0,
             "cached_load_s": 0.0,
         }
-        fused = result.model
-        layers = fused.layers()
-        # each distinct kernel emitted once, its weights (the model's constants) bound per layer
-        constants_of = {
-            id(layer): tuple(t for t, v in layer.inputs().items() if v in fused.constants)
-            for layer in layers
-        }
-        programs: dict[tuple[int, tuple[str, ...]], NativeProgram] = {}
-        saved = os.environ.get("ISAMAP_CACHE_DIR")
-        with tempfile.TemporaryDirectory() as tmp:  # every layer's C built in an empty cache
-            os.environ["ISAMAP_CACHE_DIR"] = tmp
-            try:
-                for layer, c in zip(layers, result.compiled, strict=True):
-                    key = (id(c), constants_of[id(layer)])
-                    if key in programs:
-                        continue
-                    e0 = time.perf_counter()
-                    source = emit_c(c.program, c.mapping, c.kernel, c.target, constants=key[1])
-                    times["emit_s"] += time.perf_counter() - e0
-                    cold = load_native(source, c.target)
-                    times["cc_s"] += cold.built.seconds
-                    times["cc_cpu_s"] += cold.built.cpu_seconds
-                    times["cached_load_s"] += load_native(source, c.target).built.seconds
-                    programs[key] = cold
-            finally:
-                if saved is None:
-                    os.environ.pop("ISAMAP_CACHE_DIR", None)
-                else:
-                    os.environ["ISAMAP_CACHE_DIR"] = saved
+        net = native_network(result, times)
         session = _ort_session(proto)
         feed = {k: v.astype(np.float32) for k, v in model.random_inputs(seed=0).items()}
         (out,) = model.outputs
-        net = _NativeNetwork(fused, layers, result.compiled, programs, constants_of)
 
         def check() -> float:
             return _rel_error(net.run(feed)[out], session.run([out], feed)[0])
@@ -490,6 +461,45 @@ class _NativeNetwork:
                 if bound_to:
                     values[bound_to] = arr
         return {name: values[name].copy() for name in self.model.outputs}
+
+
+def native_network(result: Any, times: dict[str, float] | None = None) -> _NativeNetwork:
+    """A compiled model (`isamap.compile(model, cpu_target)`) ready to run natively: each
+    distinct kernel's C emitted and built once (in an empty cache when `times` is given, which
+    then accumulates the emission, compiler and cached-load times), each layer's weights bound."""
+    times = {} if times is None else times
+    for key in ("emit_s", "cc_s", "cc_cpu_s", "cached_load_s"):
+        times.setdefault(key, 0.0)
+    fused = result.model
+    layers = fused.layers()
+    # each distinct kernel emitted once, its weights (the model's constants) bound per layer
+    constants_of = {
+        id(layer): tuple(t for t, v in layer.inputs().items() if v in fused.constants)
+        for layer in layers
+    }
+    programs: dict[tuple[int, tuple[str, ...]], NativeProgram] = {}
+    saved = os.environ.get("ISAMAP_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as tmp:  # every layer's C built in an empty cache
+        os.environ["ISAMAP_CACHE_DIR"] = tmp
+        try:
+            for layer, c in zip(layers, result.compiled, strict=True):
+                key = (id(c), constants_of[id(layer)])
+                if key in programs:
+                    continue
+                e0 = time.perf_counter()
+                source = emit_c(c.program, c.mapping, c.kernel, c.target, constants=key[1])
+                times["emit_s"] += time.perf_counter() - e0
+                cold = load_native(source, c.target)
+                times["cc_s"] += cold.built.seconds
+                times["cc_cpu_s"] += cold.built.cpu_seconds
+                times["cached_load_s"] += load_native(source, c.target).built.seconds
+                programs[key] = cold
+        finally:
+            if saved is None:
+                os.environ.pop("ISAMAP_CACHE_DIR", None)
+            else:
+                os.environ["ISAMAP_CACHE_DIR"] = saved
+    return _NativeNetwork(fused, layers, result.compiled, programs, constants_of)
 
 
 def cpu_network() -> list[Case]:

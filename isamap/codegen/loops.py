@@ -192,7 +192,9 @@ def slice_axis(
 
 def einsum(out: str, x: str, y: str, spec: str, xs: Sequence[int], ys: Sequence[int]) -> list[str]:
     """A two-operand contraction as loops: output axes outside, summed axes inside. When a
-    summed axis is contiguous in both operands it runs innermost as a vector dot product."""
+    summed axis is contiguous in both operands it runs innermost as a vector dot product; else
+    when the last output axis is contiguous in the second operand (and absent from the first)
+    it runs innermost as vector multiply-adds into the output (a row vector times a matrix)."""
     lhs, rhs, res = parse_einsum(spec)
     ext = dict(zip(lhs, xs, strict=True)) | dict(zip(rhs, ys, strict=True))
     names = {a: f"e_{a}" for a in ext}
@@ -209,6 +211,31 @@ def einsum(out: str, x: str, y: str, spec: str, xs: Sequence[int], ys: Sequence[
         kept = [(a, st) for a, st in zip(axes, strides(shape), strict=True) if a != skip]
         return " + ".join(f"(size_t){names[a]} * {st}" for a, st in kept) or "0"
 
+    last = res[-1] if res else None
+    y_only = (
+        inner is None
+        and last is not None
+        and last not in lhs
+        and y_st.get(last) == 1
+        and ext[last] >= 8
+    )
+    if y_only:  # out[..., j] += x[...] * y[..., j]: vectors along j, contiguous in y and out
+        assert last is not None
+        rest = [a for a in res if a != last]
+        o_st = dict(zip(res, strides(out_shape), strict=True))
+        n = ext[last]
+        o_at = " + ".join(f"(size_t){names[a]} * {o_st[a]}" for a in rest) or "0"
+        body = [
+            f"const float xv = {x}[{at(lhs, xs)}];",
+            f"const float* py = {y} + {at(rhs, ys, last)}; float* po = {out} + {o_at}; int q = 0;",
+            f"for (; q + LANES <= {n}; q += LANES) "
+            "vstore(po + q, vfma(vset1(xv), vload(py + q), vload(po + q)));",
+            f"for (; q < {n}; ++q) po[q] += xv * py[q];",
+        ]
+        loop_axes = rest + reduced
+        return fill(out, math.prod(out_shape), 0.0) + _nest(
+            [ext[a] for a in loop_axes], [names[a] for a in loop_axes], body
+        )
     outer_red = [a for a in reduced if a != inner]
     if inner is None:
         body = [f"s += {x}[{at(lhs, xs)}] * {y}[{at(rhs, ys)}];"]

@@ -76,3 +76,25 @@ def test_reports_and_the_readme_section(tmp_path: Path) -> None:
     assert (tmp_path / "ratios.png").read_bytes()[:4] == b"\x89PNG"
     section = readme_section([doc])
     assert "| **2.00x** | 1.0x |" in section and "cpu-gemm/ratios.png" in section
+
+
+def test_a_network_runs_natively_with_its_weights_bound() -> None:
+    """The whole-network suite's runner on a small ONNX GRU (projection, steps, views):
+    float32 native layers with bound weights match onnxruntime."""
+    import numpy as np
+
+    import isamap
+    from isamap.bench.cpu_suites import _ort_session, native_network
+    from isamap.frontend import model_from_proto, models
+
+    proto = models.gru_model(steps=3, batch=2, input_size=8, hidden=8)
+    model = model_from_proto(proto)
+    result = isamap.compile(model, "host")
+    times: dict[str, float] = {}
+    net = native_network(result, times)
+    assert times["cc_s"] > 0 and times["cached_load_s"] >= 0
+    feed = {k: v.astype(np.float32) for k, v in model.random_inputs(seed=1).items()}
+    want = _ort_session(proto).run(list(model.outputs), feed)
+    got = net.run(feed)
+    for name, value in zip(model.outputs, want, strict=True):
+        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
