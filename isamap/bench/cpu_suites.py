@@ -468,8 +468,8 @@ def native_network(result: Any, times: dict[str, float] | None = None) -> _Nativ
     distinct kernel's C emitted and built once (in an empty cache when `times` is given, which
     then accumulates the emission, compiler and cached-load times), each layer's weights bound."""
     times = {} if times is None else times
-    for key in ("emit_s", "cc_s", "cc_cpu_s", "cached_load_s"):
-        times.setdefault(key, 0.0)
+    for field_name in ("emit_s", "cc_s", "cc_cpu_s", "cached_load_s"):
+        times.setdefault(field_name, 0.0)
     fused = result.model
     layers = fused.layers()
     # each distinct kernel emitted once, its weights (the model's constants) bound per layer
