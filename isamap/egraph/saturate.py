@@ -51,6 +51,10 @@ __all__ = [
 #: The folder of shipped rule files (sorts.egg, algebra.egg, <target>.egg).
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
+#: The shape analysis's rules (`sorts.egg`, ruleset `shapes`): they set `shape`, never rewrite, so
+#: reports leave them out of the matches per rule and rule files may not reuse their names.
+SHAPE_RULES = frozenset(re.findall(r':name "([^"]+)"', (RULES_DIR / "sorts.egg").read_text()))
+
 _EGG_ERROR = re.compile(r"In (\d+):(\d+)(?:-\S*)? of ([^:]+): (.*)", re.S)
 
 
@@ -278,6 +282,7 @@ def check_rule_names(forms: list[RuleForm], target: Target) -> None:
     """A hand-written rule may not take the name of an algebra or derived rule: reports count
     matches by name."""
     shipped = {f.name for f in read_rule_file(RULES_DIR / "algebra.egg", trusted=True)[1]}
+    shipped |= SHAPE_RULES
     shipped |= {r.name for r in derive_rules(target)}
     for form in forms:
         if form.name is not None and form.name in shipped:
@@ -407,8 +412,11 @@ class _Iteration:
         for source in sources:
             for name in source.rulesets:
                 rulesets[phase_of_ruleset(name)].append(name)
+        # each phase's rules, then the shape analysis of what they built (rules/sorts.egg)
         self.steps = {
-            p: egraph.parse_program(f"(run-schedule{''.join(f' (run {r})' for r in names)})")
+            p: egraph.parse_program(
+                f"(run-schedule{''.join(f' (run {r})' for r in names)} (saturate (run shapes)))"
+            )
             for p, names in rulesets.items()
             if names
         }
@@ -445,7 +453,9 @@ class _Iteration:
         step = self.steps.get(phase)
         if step is not None:
             out = _run_step(self.egraph, step, self.sources)
-            matches.update(out.report.num_matches_per_rule)
+            matches.update(
+                {r: n for r, n in out.report.num_matches_per_rule.items() if r not in SHAPE_RULES}
+            )
             updated = out.report.updated
         t3 = time.perf_counter()
         engine["egglog"] = engine.get("egglog", 0.0) + t3 - t2
