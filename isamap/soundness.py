@@ -212,6 +212,16 @@ def corpus(seed: int = 0) -> list[Kernel]:
     )
     kernels.append(builders.dw_separable(1, d(2, 6), d(4, 8), d(4, 8), d(2, 10)))
     kernels.append(builders.gru_cell(d(1, 4), d(2, 12), d(2, 12)))
+    # a batched sum of two products (one output accumulated twice)
+    b, m, n, k, k2 = d(2, 3), d(1, 12), d(1, 12), d(1, 12), d(1, 12)
+    kernels.append(
+        parse_kernel(
+            f"tensor A[{b}, {m}, {k}] f32\ntensor B[{b}, {k}, {n}] f32\n"
+            f"tensor D[{b}, {m}, {k2}] f32\ntensor E[{b}, {k2}, {n}] f32\n"
+            "C[g, i, j] += A[g, i, k] * B[g, k, j]\nC[g, i, j] += D[g, i, l] * E[g, l, j]\n",
+            name="corpus_batched_sum",
+        )
+    )
     return kernels
 
 
