@@ -14,15 +14,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isamap.egraph.computed_rules import ComputedRule, RuleContext
+from isamap.egraph.dump import ENode, Ref
+from isamap.egraph.term_builder import Builder, Val
+from isamap.hardware.conv_form import ConvForm, instruction_conv_form
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
+from isamap.ir.conv import conv_geometry, conv_literal
+from isamap.ir.einsum import parse_einsum
 from isamap.ir.kernel import Kernel
+from isamap.ir.window import WindowSpec
 
 __all__ = [
     "DerivedRule",
+    "conv_instructions",
+    "conv_rules",
     "derive_rules",
     "eligible_instructions",
+    "explain_rules",
     "matrix_instructions",
     "rules_program",
 ]
@@ -176,3 +186,76 @@ def rules_program(target: Target, kernel: Kernel | None = None) -> str:
         lines.append(f"; {rule.name}: {rule.doc}")
         lines.append(rule.text)
     return "\n".join(lines) + "\n"
+
+
+# -- direct convolution: a computed rule per instruction with window accesses -------------------
+
+
+def conv_instructions(target: Target, kernel: Kernel | None = None) -> list[str]:
+    """The eligible matrix instructions (for `kernel`) that are direct convolutions."""
+    return [
+        n
+        for n in eligible_instructions(target, kernel)
+        if instruction_conv_form(target.instructions[n]) is not None
+    ]
+
+
+def _conv_rule_doc(ins: Instruction, form: ConvForm) -> str:
+    taps = "x".join(str(t) for t in form.max_taps)
+    strides = ",".join(str(v) for v in form.strides)
+    dils = ",".join(str(v) for v in form.dilations)
+    return (
+        f"Einsum(Window(x), w) that is a convolution with filters up to {taps}, stride in "
+        f"{{{strides}}}, dilation in {{{dils}}}, padding <= {form.max_padding} -> "
+        f"InstrConv {ins.name} (the input read in place; {ins.semantics_text})"
+    )
+
+
+def _apply_conv(ins: Instruction, form: ConvForm) -> ComputedRule:
+    name, doc = ins.name, _conv_rule_doc(ins, form)
+
+    def apply(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+        lhs, _, _ = parse_einsum(node.str_arg(0))
+        x_ref, w_ref = node.args[1], node.args[2]
+        assert isinstance(x_ref, Ref) and isinstance(w_ref, Ref)
+        w_shape = ctx.dump.shapes.get(w_ref.eclass)
+        out: list[Val] = []
+        for window in ctx.dump.classes.get(x_ref.eclass, []):
+            if window.op != "Window" or w_shape is None:
+                continue
+            src = window.args[0]
+            assert isinstance(src, Ref)
+            src_shape = ctx.dump.shapes.get(src.eclass)
+            text = window.str_arg(1)
+            if src_shape is None or tuple(n for n, _ in WindowSpec.parse(text).axes) != lhs:
+                continue
+            g = conv_geometry(node.str_arg(0), text, src_shape, w_shape)
+            if isinstance(g, str) or form.supports(g) is not None:
+                continue
+            literal = conv_literal(node.str_arg(0), text)
+            out.append(
+                b.make("InstrConv", (name, literal, b.of(src.eclass), b.of(w_ref.eclass)),
+                       g.out_shape())  # fmt: skip
+            )
+        return out
+
+    return ComputedRule(f"einsum-window-to-{name}", "Einsum", doc, apply, "instruction")
+
+
+def conv_rules(target: Target, kernel: Kernel | None = None) -> list[ComputedRule]:
+    """The computed rules mapping a convolution onto each direct-convolution instruction of
+    `target` (for `kernel`: the eligible ones). Egglog patterns cannot read a window's affine
+    expressions, so the match is computed (`ir.conv.conv_geometry`, `ConvForm.supports`)."""
+    rules = []
+    for name in conv_instructions(target, kernel):
+        form = instruction_conv_form(target.instructions[name])
+        assert form is not None
+        rules.append(_apply_conv(target.instructions[name], form))
+    return rules
+
+
+def explain_rules(target: Target) -> list[tuple[str, str]]:
+    """(name, before -> after) of every rule derived from `target`'s instructions, the computed
+    direct-convolution rules included, for `isamap targets FILE --explain-rules`."""
+    out = [(r.name, r.doc) for r in derive_rules(target)]
+    return out + [(r.name, r.doc) for r in conv_rules(target)]
