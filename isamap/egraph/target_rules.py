@@ -233,10 +233,8 @@ def _apply_conv(ins: Instruction, form: ConvForm) -> ComputedRule:
             if isinstance(g, str) or form.supports(g) is not None:
                 continue
             literal = conv_literal(node.str_arg(0), text)
-            out.append(
-                b.make("InstrConv", (name, literal, b.of(src.eclass), b.of(w_ref.eclass)),
-                       g.out_shape())  # fmt: skip
-            )
+            args = (name, literal, b.of(src.eclass), b.of(w_ref.eclass))
+            out.append(b.make("InstrConv", args, g.out_shape()))
         return out
 
     return ComputedRule(f"einsum-window-to-{name}", "Einsum", doc, apply, "instruction")

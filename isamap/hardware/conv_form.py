@@ -74,7 +74,10 @@ class ConvForm:
             )
         for s, limit in zip(reversed(windowed), reversed(mine), strict=False):
             if s.taps > limit.taps:
-                return f"a filter of {s.taps} taps along '{s.out}'; the instruction walks {limit.taps}"
+                return (
+                    f"a filter of {s.taps} taps along '{s.out}'; the instruction walks "
+                    f"{limit.taps}"
+                )
             if s.stride not in self.strides:
                 return f"stride {s.stride} (the instruction supports {_listed(self.strides)})"
             if s.taps > 1 and s.dilation not in self.dilations:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from isamap.hardware.conv_form import has_window_access
 from isamap.hardware.elementwise_form import elementwise_form, elementwise_problem
 from isamap.hardware.host_cpu import HOST_ALIAS, host_target_name
-from isamap.hardware.conv_form import has_window_access
 from isamap.hardware.matrix_form import chain_function, contraction_problem, matrix_form
 from isamap.hardware.promotion import with_promotions
 from isamap.hardware.target import (

@@ -24,7 +24,14 @@ import numpy as np
 from isamap.ir.einsum import einsum_subscripts, parse_einsum
 from isamap.ir.window import WindowSpec
 
-__all__ = ["ConvGeometry", "Spatial", "conv_geometry", "conv_literal", "split_conv_literal"]
+__all__ = [
+    "ConvGeometry",
+    "Spatial",
+    "conv_call_geometry",
+    "conv_geometry",
+    "conv_literal",
+    "split_conv_literal",
+]
 
 
 @dataclass(frozen=True)
@@ -232,3 +239,15 @@ def conv_geometry(
         w_axes=rhs,
         out_axes=out,
     )
+
+
+def conv_call_geometry(
+    literal: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...]
+) -> ConvGeometry:
+    """The geometry of an `InstrConv` call from its literal and operand shapes (ValueError when
+    they do not describe a convolution: the shape rule refuses such a term first)."""
+    spec, window = split_conv_literal(literal)
+    g = conv_geometry(spec, window, tuple(x_shape), tuple(w_shape))
+    if isinstance(g, str):
+        raise ValueError(f"not a direct convolution: {g}")
+    return g
