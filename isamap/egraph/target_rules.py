@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from isamap.egraph.computed_rules import ComputedRule, RuleContext
 from isamap.egraph.dump import ENode, Ref
 from isamap.egraph.term_builder import Builder, Val
-from isamap.hardware.conv_form import ConvForm, instruction_conv_form
+from isamap.hardware.conv_form import ConvForm, has_window_access, instruction_conv_form
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
@@ -92,9 +92,10 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
                 f'(rewrite (Bmm b m n k x y) (Instr "{name}" b m n k x y)'
                 f' :ruleset target :name "{rule}")'
             )
+            reading = ", its 1x1 reading" if has_window_access(ins.semantics) else ""
             doc = (
                 f"Bmm(b,m,n,k,x,y) -> {name} tiled to {_tile_text(target, name)}"
-                f" ({ins.semantics_text})"
+                f" ({ins.semantics_text}{reading})"
             )
         rules.append(DerivedRule(rule, text, doc))
         out_mem = ins.operands[ins.semantics.statements[0].target]
@@ -200,14 +201,20 @@ def conv_instructions(target: Target, kernel: Kernel | None = None) -> list[str]
     ]
 
 
+def _values(values: tuple[int, ...]) -> str:
+    """`1..8` for a run of consecutive values, else `1,2,4`."""
+    if len(values) > 2 and list(values) == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ",".join(str(v) for v in values)
+
+
 def _conv_rule_doc(ins: Instruction, form: ConvForm) -> str:
     taps = "x".join(str(t) for t in form.max_taps)
-    strides = ",".join(str(v) for v in form.strides)
-    dils = ",".join(str(v) for v in form.dilations)
     return (
         f"Einsum(Window(x), w) that is a convolution with filters up to {taps}, stride in "
-        f"{{{strides}}}, dilation in {{{dils}}}, padding <= {form.max_padding} -> "
-        f"InstrConv {ins.name} (the input read in place; {ins.semantics_text})"
+        f"{{{_values(form.strides)}}}, dilation in {{{_values(form.dilations)}}}, padding <= "
+        f"{form.max_padding} -> InstrConv {ins.name} (the input read in place, no im2col; "
+        f"{ins.semantics_text})"
     )
 
 

@@ -319,7 +319,8 @@ def best_conv_schedule(
     target: Target, name: str, g: ConvGeometry
 ) -> tuple[TileSchedule, CallTiming]:
     """The fastest schedule of a small space: for each loop order and buffering, the channel
-    tiles among the largest few, with the most output rows that fit (memoised)."""
+    tiles among the largest few, and output-row tiles from the most that fit down to a
+    sixteenth of the rows (memoised)."""
     return _best(id(target), target, name, g)
 
 
@@ -332,13 +333,12 @@ def _best(
     best: tuple[TileSchedule, CallTiming] | None = None
     for db, order in itertools.product((True, False), LOOP_ORDERS):
         for tk, tj in itertools.product(_candidates(kb), _candidates(nb)):
-            rows = _most_rows(plan, tj, tk, order, db)
-            if rows == 0:
-                continue
-            s = TileSchedule("WS", rows, tj, tk, order, db)
-            timing = conv_timing(plan, s)
-            if best is None or timing.cycles < best[1].cycles:
-                best = (s, timing)
+            most = _most_rows(plan, tj, tk, order, db)
+            for rows in _row_tiles(plan.rows, most):
+                s = TileSchedule("WS", rows, tj, tk, order, db)
+                timing = conv_timing(plan, s)
+                if best is None or timing.cycles < best[1].cycles:
+                    best = (s, timing)
     if best is None:
         raise IsamapError(
             f"direct convolution {name}: not even one output row of one channel block fits "
@@ -346,6 +346,15 @@ def _best(
             SourceLoc(target.path),
         )
     return best
+
+
+def _row_tiles(rows: int, most: int) -> list[int]:
+    """Output rows per tile worth trying: the most that fit, and the sizes giving a few more
+    trips (smaller tiles let loads overlap compute sooner)."""
+    if most == 0:
+        return []
+    sizes = {most} | {-(-rows // t) for t in (2, 3, 4, 6, 8, 16)}
+    return sorted((r for r in sizes if r <= most), reverse=True)
 
 
 def _most_rows(plan: ConvPlan, tj: int, tk: int, order: str, db: bool) -> int:

@@ -21,7 +21,7 @@ from isamap.ir import builders
 from tests.e2e.test_map_kernels import NoHostContractions
 
 ISA = Path(__file__).resolve().parents[2] / "examples" / "isa"
-TARGET_FILES = ("amx", "vnni", "sme", "vta", "tpu_v1", "mma")
+TARGET_FILES = ("amx", "vnni", "sme", "vta", "tpu_v1", "mma", "nvdla")
 
 TEXT_KERNELS = {
     "attention_scores": """
