@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isamap.ir.einsum import einsum_subscripts, parse_einsum
+from isamap.ir.kernel import Affine
 from isamap.ir.window import WindowSpec
 
 __all__ = [
@@ -73,9 +74,11 @@ class ConvGeometry:
     channel: tuple[str, int] | None
     kernel: tuple[str, int] | None
     spatial: tuple[Spatial, ...]
-    x_perm: tuple[int, ...]  # source axes -> canonical order (batch, channel, spatial)
+    x_perm: tuple[int, ...]  # source axes (split) -> canonical order (batch, channel, spatial)
     w_axes: tuple[str, ...]  # the weight operand's axes as the Einsum names them
     out_axes: tuple[str, ...]
+    #: The source's shape with a grouped channel dimension (`8*g + c`) split into (groups, c)
+    x_split: tuple[int, ...] = ()
 
     @property
     def b(self) -> int:
@@ -112,7 +115,7 @@ class ConvGeometry:
 
     def canonical_x(self, x: np.ndarray) -> np.ndarray:
         """The input as [B, C, H...]."""
-        t = np.transpose(x, self.x_perm)
+        t = np.transpose(x.reshape(self.x_split) if self.x_split else x, self.x_perm)
         return t.reshape((self.b, self.c, *(s.size for s in self.spatial)))
 
     def canonical_w(self, w: np.ndarray) -> np.ndarray:
@@ -142,11 +145,11 @@ class ConvGeometry:
 
 def conv_literal(spec: str, window: str) -> str:
     """The one literal an instruction call carries: the Einsum spec and the window spec."""
-    return f"{spec}#{window}"
+    return f"{spec}&{window}"
 
 
 def split_conv_literal(text: str) -> tuple[str, str]:
-    spec, _, window = text.partition("#")
+    spec, _, window = text.partition("&")
     return spec, window
 
 
@@ -172,11 +175,13 @@ def conv_geometry(
     batch: dict[str, int] = {}
     channel: list[tuple[str, int]] = []
     spatial: list[Spatial] = []
-    roles: list[tuple[str, str]] = []  # per source axis: (role, name)
+    roles: list[tuple[str, str]] = []  # per (split) source axis: (role, name)
+    split: list[int] = []  # the source shape, a grouped channel dimension split in two
     for dim, a in enumerate(ws.exprs):
         used.extend(a.indices())
         plain = a.plain_index()
         if plain is not None and plain in rhs:
+            split.append(x_shape[dim])
             if plain in out:
                 batch[plain] = ext[plain]
                 roles.append(("b", plain))
@@ -184,6 +189,15 @@ def conv_geometry(
                 channel.append((plain, ext[plain]))
                 roles.append(("c", plain))
             continue
+        grouped = _grouped_channel(a, rhs, out, ext, x_shape[dim])
+        if grouped is not None:  # channels read in groups, `C*g + c`: a batch and a channel
+            g_name, c_name = grouped
+            batch[g_name] = ext[g_name]
+            channel.append((c_name, ext[c_name]))
+            roles.extend([("b", g_name), ("c", c_name)])
+            split.extend([ext[g_name], ext[c_name]])
+            continue
+        split.append(x_shape[dim])
         outs = [(n, c) for n, c in a.terms if n in out and n not in rhs]
         taps = [(n, c) for n, c in a.terms if n not in out and n in rhs]
         if len(outs) != 1 or len(taps) + 1 != len(a.terms) or len(taps) > 1:
@@ -236,6 +250,7 @@ def conv_geometry(
         kernel=(kernels[0], ext[kernels[0]]) if kernels else None,
         spatial=tuple(spatial),
         x_perm=tuple(perm),
+        x_split=tuple(split) if len(split) != len(x_shape) else (),
         w_axes=rhs,
         out_axes=out,
     )
@@ -251,3 +266,18 @@ def conv_call_geometry(
     if isinstance(g, str):
         raise ValueError(f"not a direct convolution: {g}")
     return g
+
+
+def _grouped_channel(
+    a: Affine, rhs: tuple[str, ...], out: tuple[str, ...], ext: dict[str, int], size: int
+) -> tuple[str, str] | None:
+    """(group, channel) when `a` reads a channel dimension in groups, `C*g + c` with `g` a
+    batch index (weights and result), `c` a channel (weights, summed) of extent C, covering the
+    whole dimension (how the channel-packing rule splits a depthwise convolution's channels)."""
+    if a.const != 0 or len(a.terms) != 2:
+        return None
+    (g, cg), (c, cc) = sorted(a.terms, key=lambda t: -t[1])
+    grouped = g in rhs and g in out and c in rhs and c not in out
+    if grouped and cc == 1 and cg == ext[c] and ext[g] * ext[c] == size:
+        return g, c
+    return None
