@@ -511,8 +511,8 @@ def targets(files: tuple[str, ...], as_json: bool, explain: bool, explain_rules:
         for t in loaded:
             rules = derived_rules(t)
             if as_json:
-                doc = [{"name": n, "rule": d} for n, d in rules]
-                click.echo(json.dumps({"target": t.name, "rules": doc}, indent=1))
+                listed = [{"name": n, "rule": d} for n, d in rules]
+                click.echo(json.dumps({"target": t.name, "rules": listed}, indent=1))
                 continue
             click.echo(f"{t.name}: {len(rules)} derived rules")
             for name, text in rules:

@@ -75,8 +75,7 @@ class ConvForm:
         for s, limit in zip(reversed(windowed), reversed(mine), strict=False):
             if s.taps > limit.taps:
                 return (
-                    f"a filter of {s.taps} taps along '{s.out}'; the instruction walks "
-                    f"{limit.taps}"
+                    f"a filter of {s.taps} taps along '{s.out}'; the instruction walks {limit.taps}"
                 )
             if s.stride not in self.strides:
                 return f"stride {s.stride} (the instruction supports {_listed(self.strides)})"
@@ -179,7 +178,6 @@ def conv_form(
         dilations=dilations or written_dils,
         max_padding=max_padding,
     )
-
 
 
 def instruction_conv_form(ins: Instruction) -> ConvForm | None:

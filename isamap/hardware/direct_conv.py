@@ -325,9 +325,7 @@ def best_conv_schedule(
 
 
 @lru_cache(maxsize=1024)
-def _best(
-    key: int, target: Target, name: str, g: ConvGeometry
-) -> tuple[TileSchedule, CallTiming]:
+def _best(key: int, target: Target, name: str, g: ConvGeometry) -> tuple[TileSchedule, CallTiming]:
     plan = conv_plan(target, name, g)
     _, nb, kb = plan.form.blocks(g)
     best: tuple[TileSchedule, CallTiming] | None = None
@@ -435,7 +433,7 @@ def run_conv_call(
         c0, k0 = step.k0 * s.tile_k * f.atom_c, step.j0 * s.tile_j * f.atom_k
         if step.load_x:  # the input rows these output rows read, halo included
             x_lo, hi = plan.input_rows(first, rows)
-            index = [slice(None)] * xs.ndim
+            index: list[int | slice] = [slice(None)] * xs.ndim
             index[0], index[1], index[2 + dim] = step.batch, slice(c0, c0 + ct), slice(x_lo, hi)
             x_tile = xs[tuple(index)].copy()
             counts[names.get("load", "load")] += 1
@@ -490,8 +488,10 @@ def _tile_product(
             shape[d] = len(outs[d])
             valid &= ok.reshape(shape)
             grids.append(np.clip(local, 0, size - 1).reshape(shape))
-        block = x_tile[(slice(None), *grids)]  # [ct, pixels...]
+        gather: tuple[slice | np.ndarray, ...] = (slice(None), *grids)
+        block = x_tile[gather]  # [ct, pixels...]
         block = np.where(valid, block, 0.0).reshape(ct, -1)
-        weights = w_tile[(slice(None), slice(None), *taps)]  # [kt, ct]
+        pick: tuple[slice | int, ...] = (slice(None), slice(None), *taps)
+        weights = w_tile[pick]  # [kt, ct]
         total += weights @ block
     return total

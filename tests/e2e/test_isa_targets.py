@@ -5,9 +5,10 @@ v1, an NVIDIA `mma.sync` fragment, NVDLA's direct-convolution core) every contra
 must be compiled onto that target's own contraction instructions — every contraction statement in
 an instruction call, none on the host — and compute what numpy computes. On NVDLA every
 convolution must be a direct-convolution call (its input read in place, no im2col window), and
-every GEMM a call of the same instruction read as a 1x1 convolution. The host is ruled out for contractions
-(`NoHostContractions`): under the plain latency model a CPU host or a padded 256x256 array can be
-cheaper for kernels this small, and the point here is that the rules find a complete mapping.
+every GEMM a call of the same instruction read as a 1x1 convolution. The host is ruled out for
+contractions (`NoHostContractions`): under the plain latency model a CPU host or a padded 256x256
+array can be cheaper for kernels this small, and the point here is that the rules find a complete
+mapping.
 """
 
 from __future__ import annotations

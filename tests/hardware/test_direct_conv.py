@@ -59,6 +59,7 @@ def test_geometry_reads_stride_padding_dilation_and_groups() -> None:
     g = _geometry(builders.conv2d(1, 16, 21, 21, 32, 3, 3, stride=2, padding=1))
     h, w = g.spatial[-2:]
     assert (h.stride, h.taps, h.pad, h.out_size, h.size) == (2, 3, 1, 11, 21)
+    assert (w.pad, w.pad_after) == (1, 1)
     assert (g.c, g.k, g.b) == (16, 32, 1)
     d = _geometry(builders.conv2d(1, 4, 12, 12, 6, 3, 3, dilation=2))
     assert d.spatial[-1].dilation == 2 and d.spatial[-1].pad == 0
@@ -156,7 +157,7 @@ def _target_with(tmp_path: Path, semantics: str, extents: str, extra: str = "") 
     start = text.index("[instructions.conv]")
     end = text.index("[instructions.sdp_add]")
     block = (
-        "[instructions.conv]\nunit = \"cmac\"\nkind = \"compute\"\n"
+        '[instructions.conv]\nunit = "cmac"\nkind = "compute"\n'
         f'semantics = "{semantics}"\nextents = {extents}\n'
         'operands = { X = "cbuf", W = "cbuf", O = "cacc" }\n'
         f"{extra}latency_cycles = 24\nissue_cycles = 16.0\n\n"
