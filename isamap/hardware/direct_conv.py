@@ -375,6 +375,7 @@ def conv_listing(plan: ConvPlan, s: TileSchedule, node: int, prefix: str = "  ")
         f"{x.out}: {x.size}->{x.out_size} taps {x.taps} stride {x.stride} dilation "
         f"{x.dilation} pad {x.pad}/{x.pad_after}"
         for x in g.spatial
+        if x.out_size > 1 or x.taps > 1
     )
     load, store, compute = n.get("load", "load"), n.get("store", "store"), n["compute"]
     lines = [
