@@ -28,6 +28,7 @@ from isamap.ir.window import WindowSpec
 
 __all__ = [
     "DerivedRule",
+    "conv_epilogues",
     "conv_instructions",
     "conv_rules",
     "derive_rules",
@@ -218,8 +219,42 @@ def _conv_rule_doc(ins: Instruction, form: ConvForm) -> str:
     )
 
 
-def _apply_conv(ins: Instruction, form: ConvForm) -> ComputedRule:
+def conv_epilogues(target: Target, ins: Instruction) -> tuple[str, ...]:
+    """The functions applied on the way out of a direct-convolution call: the compute
+    instruction's own epilogues and those of a store from its output memory to DRAM (NVDLA's
+    SDP applies ReLU to CACC's results as it writes them)."""
+    out_mem = ins.operands[ins.semantics.statements[0].target]
+    dram = target.dram().name
+    fns = list(ins.epilogues)
+    for store in target.instructions.values():
+        if store.kind != "move" or not store.epilogues:
+            continue
+        dst = store.semantics.statements[0].target
+        reads = {m for t, m in store.operands.items() if t != dst}
+        if out_mem in reads and store.operands[dst] == dram:
+            fns.extend(store.epilogues)
+    return tuple(dict.fromkeys(fns))
+
+
+def _apply_conv(target: Target, ins: Instruction, form: ConvForm) -> ComputedRule:
     name, doc = ins.name, _conv_rule_doc(ins, form)
+    epilogues = conv_epilogues(target, ins)
+    if epilogues:
+        doc += f"; f(Einsum(...)) -> InstrConv {name} with f on the way out, f in {epilogues}"
+    parents: dict[int, dict[str, list[tuple[str, str]]]] = {}
+
+    def users(ctx: RuleContext, eclass: str) -> list[tuple[str, str]]:
+        """(function, e-class) of each `Fn f` node over `eclass` with f an epilogue."""
+        index = parents.get(id(ctx.dump))
+        if index is None:
+            parents.clear()
+            index = parents[id(ctx.dump)] = {}
+            for cid, nodes in ctx.dump.classes.items():
+                for n in nodes:
+                    child = n.args[1] if n.op == "Fn" and len(n.args) == 2 else None
+                    if isinstance(child, Ref) and n.str_arg(0) in epilogues:
+                        index.setdefault(child.eclass, []).append((n.str_arg(0), cid))
+        return index.get(eclass, [])
 
     def apply(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
         lhs, _, _ = parse_einsum(node.str_arg(0))
@@ -240,8 +275,11 @@ def _apply_conv(ins: Instruction, form: ConvForm) -> ComputedRule:
             if isinstance(g, str) or form.supports(g) is not None:
                 continue
             literal = conv_literal(node.str_arg(0), text)
-            args = (name, literal, b.of(src.eclass), b.of(w_ref.eclass))
-            out.append(b.make("InstrConv", args, g.out_shape()))
+            x_val, w_val = b.of(src.eclass), b.of(w_ref.eclass)
+            out.append(b.make("InstrConv", (name, literal, "", x_val, w_val), g.out_shape()))
+            for fn, cid in users(ctx, node.eclass):  # the function fused on the way out
+                fused = b.make("InstrConv", (name, literal, fn, x_val, w_val), g.out_shape())
+                b.union(cid, fused)
         return out
 
     return ComputedRule(f"einsum-window-to-{name}", "Einsum", doc, apply, "instruction")
@@ -255,7 +293,7 @@ def conv_rules(target: Target, kernel: Kernel | None = None) -> list[ComputedRul
     for name in conv_instructions(target, kernel):
         form = instruction_conv_form(target.instructions[name])
         assert form is not None
-        rules.append(_apply_conv(target.instructions[name], form))
+        rules.append(_apply_conv(target, target.instructions[name], form))
     return rules
 
 

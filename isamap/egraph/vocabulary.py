@@ -139,6 +139,7 @@ def _instr_act(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
 
 
 def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    need(str(lits[2]) in ("", *UNARY_NAMES), f"no function '{lits[2]}'")
     spec, window = split_conv_literal(str(lits[1]))
     g = conv_geometry(spec, window, tuple(s[0]), tuple(s[1]))
     need(not isinstance(g, str), f"direct convolution {lits[1]} of {[list(x) for x in s]}: {g}")
@@ -311,8 +312,8 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
     ),
     Constructor(
         "InstrConv",
-        (S, S, T, T),
-        ("instruction", "conv"),
+        (S, S, S, T, T),
+        ("instruction", "conv", "epilogue"),
         "instr_conv",
         "",
         "instruction",

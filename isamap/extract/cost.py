@@ -86,7 +86,7 @@ def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
 
 def _conv_call(node: ENode, dump: EGraphDump, target: Target) -> OpCost:
     """A direct-convolution call, as its own model schedules it (memoised per geometry)."""
-    x, w = _child_shape(dump, node, 2), _child_shape(dump, node, 3)
+    x, w = _child_shape(dump, node, 3), _child_shape(dump, node, 4)
     g = conv_call_geometry(node.str_arg(1), x, w)
     _, timing = best_conv_schedule(target, node.str_arg(0), g)
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)

@@ -134,6 +134,7 @@ def _conv_attrs(sat: Saturation, node: ENode, attrs: dict[str, Attr]) -> None:
     form = instruction_conv_form(sat.target.instructions[str(attrs["instruction"])])
     assert form is not None
     attrs.update(x_shape=",".join(map(str, x)), w_shape=",".join(map(str, w)))
+    attrs["epilogue"] = attrs.get("epilogue") or None  # "" in the e-graph: none
     attrs.update(b=g.b, m=g.pixels, n=g.k, k=g.c * g.taps)
     mb, nb, kb = form.blocks(g)
     attrs["tiles"] = f"{g.b}x{mb}x{nb}x{kb * g.taps}"

@@ -36,6 +36,7 @@ from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming
 from isamap.ir.conv import ConvGeometry
 from isamap.ir.errors import IsamapError, SourceLoc
+from isamap.ir.ops import UNARY
 from isamap.ir.program import LOOP_ORDERS, MatmulCall, TileSchedule
 
 __all__ = [
@@ -172,10 +173,15 @@ def _build_plan(target: Target, name: str, g: ConvGeometry) -> ConvPlan:
     )
 
 
-def conv_call(node: int, name: str, g: ConvGeometry, model: ArrayModel) -> MatmulCall:
+def conv_call(
+    node: int, name: str, g: ConvGeometry, model: ArrayModel, epilogue: str | None = None
+) -> MatmulCall:
     """The call as its GEMM view (`b` batches of pixels x kernels x (channels . taps)), carrying
-    its geometry: what the listing, the reports and the MAC counts read."""
-    return MatmulCall(node, name, g.b, g.pixels, g.k, g.c * g.taps, model.block, conv=g)
+    its geometry (what the listing, the reports and the MAC counts read) and the function its
+    store applies on the way out."""
+    return MatmulCall(
+        node, name, g.b, g.pixels, g.k, g.c * g.taps, model.block, epilogue=epilogue, conv=g
+    )
 
 
 @dataclass(frozen=True)
@@ -367,9 +373,16 @@ def _most_rows(plan: ConvPlan, tj: int, tk: int, order: str, db: bool) -> int:
     return lo
 
 
-def conv_listing(plan: ConvPlan, s: TileSchedule, node: int, prefix: str = "  ") -> list[str]:
+def conv_listing(
+    plan: ConvPlan,
+    s: TileSchedule,
+    node: int,
+    prefix: str = "  ",
+    epilogue: str | None = None,
+    names: dict[str, str] | None = None,
+) -> list[str]:
     """The call's loop nest in the target's names."""
-    g, f, n = plan.g, plan.form, plan.model.names
+    g, f, n = plan.g, plan.form, names or plan.model.names
     trips = plan.trips(s)
     sp = ", ".join(
         f"{x.out}: {x.size}->{x.out_size} taps {x.taps} stride {x.stride} dilation "
@@ -397,7 +410,9 @@ def conv_listing(plan: ConvPlan, s: TileSchedule, node: int, prefix: str = "  ")
     lines.append(f"{depth}{load} W[b, j0 kernels, k0 channels, every tap] -> {plan.w_mem}")
     lines.append(f"{depth}for each tap, stripe of {f.stripe} pixels, kernel and channel block:")
     lines.append(f"{depth}  {compute} X (shifted in place), W[tap] -> {plan.out_mem} O[j0, i0]")
-    lines.append(f"{depth}{store} O[b, j0, i0] when the next iteration leaves it")
+    by = n.get("epilogue_by", store)
+    epi = f" ({epilogue} applied by {by} on the way out)" if epilogue else ""
+    lines.append(f"{depth}{store} O[b, j0, i0]{epi} when the next iteration leaves it")
     return lines
 
 
@@ -407,6 +422,7 @@ def run_conv_call(
     x: np.ndarray,
     w: np.ndarray,
     types: OperandTypes = EXACT,
+    epilogue: str | None = None,
 ) -> tuple[np.ndarray, Counter[str]]:
     """Run the call on the machine: tiles moved into buffers sized against the instruction's
     memories (IsamapError on an overrun), every instruction issue computed from the on-chip input
@@ -459,6 +475,8 @@ def run_conv_call(
         rows, kt, _ = plan.extents(s, i0, j0, 0)
         k0, p0 = j0 * s.tile_j * f.atom_k, i0 * s.tile_i * plan.row_pixels
         out[batch, k0 : k0 + kt, p0 : p0 + rows * plan.row_pixels] = value
+    if epilogue:  # every output tile is stored complete once, through the epilogue
+        out = UNARY[epilogue].numpy(out)
     shaped = out.reshape((g.b, g.k, *(x.out_size for x in g.spatial)))
     return g.from_canonical(shaped), counts
 

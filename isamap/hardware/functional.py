@@ -261,7 +261,9 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         g = conv_call_geometry(str(a["conv"]), args[0].shape, args[1].shape)
         types = operand_types(ins, kernel)
         product = g.reference(types.operand("lhs", args[0]), types.operand("rhs", args[1]))
-        return types.accumulate(np.zeros(product.shape), product)
+        held = types.accumulate(np.zeros(product.shape), product)
+        epilogue = a.get("epilogue")
+        return UNARY[str(epilogue)].numpy(held) if epilogue else held
     if op == "instr":
         ins = target.instruction(str(a["instruction"]))
         form = matrix_form(ins.semantics)

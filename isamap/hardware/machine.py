@@ -541,7 +541,9 @@ def trace_program(
         elif scheduled is not None and scheduled.call.conv is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
             plan = conv_plan(target, scheduled.call.instruction, scheduled.call.conv)
-            value, counts = run_conv_call(plan, scheduled.schedule, args[0], args[1], types)
+            epilogue = scheduled.call.epilogue
+            x, w = args
+            value, counts = run_conv_call(plan, scheduled.schedule, x, w, types, epilogue)
             run.calls[node.id] = counts
             run.counts.update(counts)
         elif scheduled is not None:

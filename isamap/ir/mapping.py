@@ -56,8 +56,9 @@ class MapNode:
         if self.op == "input":
             return f"input {a['name']}"
         if self.op == "instr_conv":
+            epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
             return (
-                f"{a['instruction']} (direct conv) b={a['b']} pixels={a['m']} kernels={a['n']}"
+                f"{a['instruction']}{epi} (direct conv) b={a['b']} pixels={a['m']} kernels={a['n']}"
                 f" channels*taps={a['k']} tiles={a['tiles']}"
             )
         if self.op == "instr":

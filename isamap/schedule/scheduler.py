@@ -110,7 +110,10 @@ def _conv_scheduled(mapping: Mapping, node: MapNode, target: Target) -> Schedule
     g = conv_geometry_of(mapping, node)
     chosen, _ = best_conv_schedule(target, name, g)
     plan = conv_plan(target, name, g)
-    call = conv_call(node.id, name, g, plan.model)
+    epilogue = node.attrs.get("epilogue")
+    call = conv_call(node.id, name, g, plan.model, str(epilogue) if epilogue else None)
     names = dict(plan.model.names, in_memory=plan.x_mem, out_memory=plan.out_mem)
-    lines = tuple(conv_listing(plan, chosen, node.id, prefix=""))
+    if call.epilogue and call.epilogue in target.instruction(name).epilogues:
+        names["epilogue_by"] = name
+    lines = tuple(conv_listing(plan, chosen, node.id, "", call.epilogue, names))
     return ScheduledCall(call, chosen, "direct-conv", names, plan.model.systolic, lines)

@@ -26,16 +26,23 @@ NVDLA = Path(__file__).resolve().parents[2] / "examples" / "isa" / "nvdla.toml"
         builders.conv2d(1, 3, 7, 6, 4, 3, 2, stride=2, padding="same"),
         builders.conv2d(2, 4, 8, 8, 4, 3, 3, dilation=2, groups=2),
         builders.depthwise(1, 4, 6, 6, 3, 3),  # packed by einsum-pack-channels, then matched
+        isamap.parse_kernel(  # relu fused on the way out (the SDP store's epilogue)
+            "tensor X[1, 3, 7, 7] f32\ntensor W[4, 3, 3, 3] f32\n"
+            "O[n, k, h, w] += X[n, c, h + r, w + s] * W[k, c, r, s]\n"
+            "Y[n, k, h, w] = relu(O[n, k, h, w])\n"
+        ),
     ],
-    ids=["strided-same", "dilated-grouped", "depthwise"],
+    ids=["strided-same", "dilated-grouped", "depthwise", "relu"],
 )
 def test_conv_rule_is_sound_and_fires(kernel: isamap.Kernel) -> None:
     target = isamap.load_target(str(NVDLA))
     rules = (*COMPUTED_RULES, *conv_rules(target))
     sat = saturate_with(kernel, target, [], computed_rules=rules)
     assert sat.report.matches_per_rule["einsum-window-to-conv"] > 0
-    ops = {n.op for nodes in sat.dump.classes.values() for n in nodes}
-    assert "InstrConv" in ops
+    convs = [n for nodes in sat.dump.classes.values() for n in nodes if n.op == "InstrConv"]
+    assert convs
+    if "Y" in kernel.shapes:  # the fused reading is there too
+        assert {n.str_arg(2) for n in convs} == {"", "relu"}
     found = check_eclasses(sat, seed=1)
     assert found is None, f"einsum-window-to-conv is unsound:\n{found}"
 

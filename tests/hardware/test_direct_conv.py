@@ -152,6 +152,23 @@ def test_compiled_conv_lists_the_instruction(nvdla: isamap.Target) -> None:
     )
 
 
+def test_relu_after_a_conv_is_applied_by_the_sdp_store(nvdla: isamap.Target) -> None:
+    kernel = isamap.parse_kernel(
+        "tensor X[1, 6, 10, 10] f32\ntensor W[8, 6, 3, 3] f32\n"
+        "O[n, k, h, w] += X[n, c, h + r, w + s] * W[k, c, r, s]\n"
+        "Y[n, k, h, w] = relu(O[n, k, h, w])\n"
+    )
+    result = isamap.compile(kernel, nvdla)
+    (call,) = result.mapping.instruction_calls()
+    assert call.op == "instr_conv" and call.attrs["epilogue"] == "relu"
+    assert not [n for n in result.mapping.nodes if n.op in ("fn", "vec")], result.mapping
+    assert "relu applied by sdp_store on the way out" in result.program.listing()
+    inputs = isamap.random_inputs(kernel, seed=2)
+    np.testing.assert_allclose(
+        result.run(inputs)["Y"], isamap.evaluate(kernel, inputs)["Y"], atol=1e-9
+    )
+
+
 def _target_with(tmp_path: Path, semantics: str, extents: str, extra: str = "") -> Path:
     text = NVDLA.read_text()
     start = text.index("[instructions.conv]")
