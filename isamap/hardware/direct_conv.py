@@ -427,11 +427,9 @@ def run_conv_call(
     """Run the call on the machine: tiles moved into buffers sized against the instruction's
     memories (IsamapError on an overrun), every instruction issue computed from the on-chip input
     tile at its shifted position. The result in the Einsum's own axis order, and the issues."""
-    from isamap.hardware.machine import SimulationError
-
     over = plan.overrun(s)
-    if over is not None:
-        raise SimulationError(f"direct convolution {plan.name}: {over}")
+    if over is not None:  # the machine says SimulationError before it gets here
+        raise IsamapError(f"direct convolution {plan.name}: {over}")
     g, f = plan.g, plan.form
     names = plan.model.names
     xs = types.operand("lhs", g.canonical_x(np.asarray(x, dtype=np.float64)))

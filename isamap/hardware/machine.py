@@ -541,6 +541,9 @@ def trace_program(
         elif scheduled is not None and scheduled.call.conv is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
             plan = conv_plan(target, scheduled.call.instruction, scheduled.call.conv)
+            over = plan.overrun(scheduled.schedule)
+            if over is not None:
+                raise SimulationError(f"%{node.id}: direct convolution: {over}")
             epilogue = scheduled.call.epilogue
             x, w = args
             value, counts = run_conv_call(plan, scheduled.schedule, x, w, types, epilogue)
