@@ -29,7 +29,12 @@ from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
 from isamap.egraph.phases import PHASES, PhaseStats, phase_of_ruleset
 from isamap.egraph.rule_file import RuleForm, parse_rule_file, read_rule_file
-from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
+from isamap.egraph.target_rules import (
+    conv_rules,
+    derive_rules,
+    matrix_instructions,
+    rules_program,
+)
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
@@ -301,17 +306,17 @@ def saturate(
     rule): to see which alternatives a rule contributes, or to compare mappings without it.
     """
     sources = rule_sources(target, kernel)
-    computed: Sequence[ComputedRule] = COMPUTED_RULES
+    computed: Sequence[ComputedRule] = (*COMPUTED_RULES, *conv_rules(target, kernel))
     if disabled_rules:
-        sources, computed = _without(sources, set(disabled_rules))
+        sources, computed = _without(sources, set(disabled_rules), computed)
     return saturate_with(kernel, target, sources, limits, computed_rules=computed)
 
 
 def _without(
-    sources: list[RuleSource], names: set[str]
+    sources: list[RuleSource], names: set[str], computed: Sequence[ComputedRule] = COMPUTED_RULES
 ) -> tuple[list[RuleSource], tuple[ComputedRule, ...]]:
-    """`sources` and the computed rules without the rules called `names` (all must exist)."""
-    known = {r.name for r in COMPUTED_RULES}
+    """`sources` and the `computed` rules without the rules called `names` (all must exist)."""
+    known = {r.name for r in computed}
     kept: list[RuleSource] = []
     for source in sources:
         forms = parse_rule_file(source.text, source.filename, trusted=True)  # read once already
@@ -324,7 +329,7 @@ def _without(
             f"no rule named {', '.join(repr(n) for n in unknown)} "
             f"(rules: {', '.join(sorted(known))})"
         )
-    return kept, tuple(r for r in COMPUTED_RULES if r.name not in names)
+    return kept, tuple(r for r in computed if r.name not in names)
 
 
 def saturate_with(
