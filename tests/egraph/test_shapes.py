@@ -29,7 +29,10 @@ KERNELS = {
 }
 
 
-@pytest.mark.parametrize("target", ["gemmini", "nnp", "vecdsp"])
+NVDLA = str(Path(__file__).resolve().parents[2] / "examples" / "isa" / "nvdla.toml")
+
+
+@pytest.mark.parametrize("target", ["gemmini", "nnp", "vecdsp", NVDLA])
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_every_eclass_has_its_shape_from_the_egraph(target: str, name: str) -> None:
     kernel = KERNELS[name]()
