@@ -22,6 +22,7 @@ from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Ove
 from isamap.hardware.functional import (
     EXACT,
     OperandTypes,
+    bias_rows,
     operand_types,
     run_instruction,
     run_node,
@@ -302,6 +303,9 @@ class CallMachine:
         self.c_slot: dict[tuple[int, int, int], int] = {}
         self.stationary: np.ndarray | None = None  # the block held in the array
         self.fresh = False  # preloaded and not yet computed with
+        self.bias: np.ndarray | None = None  # [b, 1, n]: the bias row each new C tile starts from
+        if call.bias and "bias" not in self.names:
+            raise SimulationError(f"{call.instruction}: a call onto a bias without a bias move")
 
     def _allocate(self, layout: OperandLayout) -> dict[str, list[Buffer]]:
         """Every buffer of the call, at fixed offsets, in the memory the instruction declares for
@@ -418,6 +422,11 @@ class CallMachine:
                 if step.reload_c:
                     r0, c0 = (step.i0 * self.s.tile_i + r) * bm, (step.j0 * self.s.tile_j + c) * bn
                     self.mvin(buffer, row, _block(out[step.batch], r0, c0, self.c_shape))
+                elif self.bias is not None:  # the bias row down every row of the block
+                    c0 = (step.j0 * self.s.tile_j + c) * bn
+                    self._issue("bias")
+                    row_block = _block(self.bias[step.batch], 0, c0, (1, bn))
+                    buffer.write(row, np.broadcast_to(row_block, self.c_shape).copy())
                 else:  # the first compute overwrites instead of accumulating
                     buffer.write(row, np.zeros(self.c_shape))
 
@@ -494,9 +503,11 @@ def run_call(
     a: np.ndarray,
     b: np.ndarray,
     types: OperandTypes = EXACT,
+    bias: np.ndarray | None = None,
 ) -> CallRun:
-    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s`, through the modelled memories, in
-    the numbers `types` (`functional.operand_types`; default float64).
+    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s` (onto `bias`, [n] or [b, n], moved
+    into each C tile by the target's bias move), through the modelled memories, in the numbers
+    `types` (`functional.operand_types`; default float64).
 
     Raises SimulationError on an overrun, a read of an unwritten row, or mismatched shapes.
     """
@@ -506,6 +517,8 @@ def run_call(
             f"%{call.node}: operands {a.shape} . {b.shape}, the call is {want_a} . {want_b}"
         )
     machine = CallMachine(target, call, s, types)
+    if bias is not None:
+        machine.bias = bias_rows(bias, call.b, call.n, types)
     return CallRun(machine.run(np.asarray(a, float), np.asarray(b, float)), machine.counts)
 
 
@@ -539,7 +552,10 @@ def trace_program(
             value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
         elif scheduled is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
-            called = run_call(target, scheduled.call, scheduled.schedule, args[0], args[1], types)
+            bias = args[2] if len(args) == 3 else None
+            called = run_call(
+                target, scheduled.call, scheduled.schedule, args[0], args[1], types, bias
+            )
             value = called.output
             run.calls[node.id] = called.counts
             run.counts.update(called.counts)

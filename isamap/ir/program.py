@@ -38,6 +38,7 @@ class MatmulCall:
     k: int
     block: tuple[int, int, int]  # rows (M), columns (N), depth (K) of one instruction tile
     epilogue: str | None = None
+    bias: bool = False  # accumulates onto a per-column bias row, moved in per C tile
 
     @property
     def blocks(self) -> tuple[int, int, int]:
