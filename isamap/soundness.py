@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -376,8 +377,11 @@ def _check(
     return checks
 
 
-def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
-    """Check every rule of `target`; one RuleCheck per rule.
+def check_rules(
+    target: Target, seed: int = 0, iterations: int = 6, only: Collection[str] | None = None
+) -> list[RuleCheck]:
+    """Check every rule of `target` (or only the egglog rules named in `only`, with the rules
+    loaded before them as trusted background); one RuleCheck per rule.
 
     The computed rules come first (each on the corpus with the ones before it, since they lay
     out the literal products every other rule works on); then the egglog rules in load order
@@ -385,6 +389,11 @@ def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[Rule
     left-hand side, then on `corpus(seed)` with the rules before it that passed as background,
     so a wrong rule is blamed alone and never taints the verdict on the others.
     """
+    if only is not None:
+        rules = rules_of(target)
+        first = min((i for i, r in enumerate(rules) if r.name in only), default=len(rules))
+        picked = [r for r in rules if r.name in only]
+        return _check(picked, rules[:first], target, seed, iterations)
     return check_computed_rules(target, seed, iterations) + _check(
         rules_of(target), [], target, seed, iterations
     )

@@ -303,9 +303,10 @@ class CallMachine:
         self.c_slot: dict[tuple[int, int, int], int] = {}
         self.stationary: np.ndarray | None = None  # the block held in the array
         self.fresh = False  # preloaded and not yet computed with
-        self.bias: np.ndarray | None = None  # [b, 1, n]: the bias row each new C tile starts from
-        if call.bias and "bias" not in self.names:
-            raise SimulationError(f"{call.instruction}: a call onto a bias without a bias move")
+        # [b, 1, n]: the bias row each new C tile starts from (a bias move puts it into the
+        # accumulator), or that the instruction adds on the way out (a bias in its semantics)
+        self.bias: np.ndarray | None = None
+        self.preloads_bias = "bias" in self.names
 
     def _allocate(self, layout: OperandLayout) -> dict[str, list[Buffer]]:
         """Every buffer of the call, at fixed offsets, in the memory the instruction declares for
@@ -422,7 +423,7 @@ class CallMachine:
                 if step.reload_c:
                     r0, c0 = (step.i0 * self.s.tile_i + r) * bm, (step.j0 * self.s.tile_j + c) * bn
                     self.mvin(buffer, row, _block(out[step.batch], r0, c0, self.c_shape))
-                elif self.bias is not None:  # the bias row down every row of the block
+                elif self.bias is not None and self.preloads_bias:  # the row down the block
                     c0 = (step.j0 * self.s.tile_j + c) * bn
                     self._issue("bias")
                     row_block = _block(self.bias[step.batch], 0, c0, (1, bn))
@@ -435,12 +436,16 @@ class CallMachine:
         buffer = self.c[self.c_slot[tile.key]]
         bm, bn = self.c_shape
         epilogue = self.call.epilogue if tile.final else None
+        added = self.bias if tile.final and not self.preloads_bias else None
         for r in range(-(-tile.mt // bm)):
             for c in range(-(-tile.nt // bn)):
-                block = self.mvout(
-                    buffer, self._row(buffer, self.c_shape, r, c, self.s.tile_j), epilogue
-                )
+                row = self._row(buffer, self.c_shape, r, c, self.s.tile_j)
                 r0, c0 = (tile.i0 * self.s.tile_i + r) * bm, (tile.j0 * self.s.tile_j + c) * bn
+                if added is not None:  # the instruction's datapath adds it before its function
+                    self._issue("load")
+                    bias = _block(added[tile.batch], 0, c0, (1, bn))
+                    buffer.write(row, buffer.read(row, self.c_shape) + bias)
+                block = self.mvout(buffer, row, epilogue)
                 dst = out[tile.batch, r0 : r0 + bm, c0 : c0 + bn]
                 dst[...] = block[: dst.shape[0], : dst.shape[1]]
 

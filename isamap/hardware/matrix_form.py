@@ -115,9 +115,11 @@ def _chain_parts(semantics: Kernel) -> tuple[str | None, str | None] | str:
     product = _plain_product(first.expr)
     if not isinstance(bias, Access) or not bias.is_plain() or product is None:
         return why
+    if bias.tensor in (first.target, s.target):
+        return why
     ia, ib = product[0].index_names(), product[1].index_names()
     n_indices = tuple(i for i in first.indices if i in ib and i not in ia)
-    if not n_indices or bias.index_names() != n_indices or bias.tensor in (first.target, s.target):
+    if not n_indices or bias.index_names() != n_indices:
         return (
             f"statement `{s}`: the bias must be read at the product's N indices "
             f"[{', '.join(n_indices)}] (one value per output column)"

@@ -464,7 +464,8 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
     dram_in = acc_back = bias_in = 0.0
     # a call onto a per-column bias: one bias row moved into each new C tile (DRAM bytes: one
     # row; the block's other rows re-read it, `gemmini.toml` mvin_bias)
-    bias_name = model.names.get("bias") if call.bias else None
+    # (no bias move: the instruction adds the row in its datapath, loaded like an operand)
+    bias_name = model.names.get("bias", model.names.get("load")) if call.bias else None
     order = s.loop_order
     where = [order.index(v) for v in "ijk"]
     a_at = b_at = c_at = None
