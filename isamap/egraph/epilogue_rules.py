@@ -6,17 +6,16 @@ kernel's own layout, but its product is a `Bmm` under transposes and reshapes
 this rule does the same for a binary operator whose other operand is a constant (`Full`) or a
 broadcast tensor (`Broadcast`): `Ew(op, view(p), q)` -> `view(Ew(op, p, q'))`, with `q'` the
 operand read in `p`'s layout. It fires only where that operand is again a broadcast of the same
-tensor (a per-channel bias over a product's N axis: `Broadcast(B, [b, m, n], "2")`), found by
-following each element's position through the views, so the target's bias rules
-(`bias-into-...`) can match it. Checked for soundness like the other computed rules.
+tensor (a per-channel bias over a product's N axis: `Broadcast(B, [b, m, n], "2")`), so the
+target's bias rules (`bias-into-...`) can match it. The broadcast's varied axes are followed through the views axis
+by axis (a transpose permutes them, a reshape maps each group of merged or split axes whole), so
+the rule costs nothing per element. Checked for soundness like the other computed rules.
 """
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
@@ -33,7 +32,6 @@ _OPS = ("+", "*", "max", "min")
 _PRODUCTS = ("Bmm", "Instr", "InstrAct", "InstrBias")
 _VIEWS = ("Reshape", "Transpose")
 _DEPTH = 3  # views followed: a product's result layout is at most a reshape and a transpose
-_MAX_ELEMS = 1 << 22  # position arrays larger than this are not followed (memory, time)
 
 _spaces: dict[int, tuple[EGraphDump, set[str]]] = {}
 
@@ -75,7 +73,9 @@ def _constant_operand(dump: EGraphDump, cid: str) -> ENode | None:
 
 
 def _chains(dump: EGraphDump, cid: str, space: set[str]) -> list[list[ENode]]:
-    """Chains of views from e-class `cid` (outermost first) down to a product-space e-class."""
+    """Chains of views from e-class `cid` (outermost first) down to a product-space e-class.
+    From a class already in a product's layout only a transpose is followed (to the product in
+    its other orientation, `bmm-swap-operands`, where a per-row operand is per column)."""
     out: list[list[ENode]] = []
     stack: list[tuple[str, list[ENode]]] = [(cid, [])]
     while stack:
@@ -83,7 +83,7 @@ def _chains(dump: EGraphDump, cid: str, space: set[str]) -> list[list[ENode]]:
         if len(chain) >= _DEPTH:
             continue
         for node in dump.classes.get(cur, ()):
-            if node.op not in _VIEWS:
+            if node.op not in _VIEWS or (cur in space and node.op != "Transpose"):
                 continue
             child = node.refs()[0]
             if child in space:
@@ -93,45 +93,73 @@ def _chains(dump: EGraphDump, cid: str, space: set[str]) -> list[list[ENode]]:
     return out
 
 
-def _positions(shape: tuple[int, ...], chain: list[ENode]) -> np.ndarray:
-    """For each element of the outermost view, its flat position in the innermost tensor."""
-    idx = np.arange(math.prod(shape)).reshape(shape)
-    for node in reversed(chain):
-        if node.op == "Reshape":
-            idx = idx.reshape(parse_dims(node.str_arg(1)))
-        else:
-            idx = idx.transpose(parse_dims(node.str_arg(1)))
-    return idx
+def _blocks(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[list[int], list[int]]] | None:
+    """The axes of shapes `a` and `b` (one a row-major reshape of the other) in the smallest
+    groups of equal element count, unit axes left out; None if they do not pair up."""
+    ia = [i for i, d in enumerate(a) if d != 1]
+    ib = [i for i, d in enumerate(b) if d != 1]
+    out: list[tuple[list[int], list[int]]] = []
+    x = y = 0
+    while x < len(ia) or y < len(ib):
+        ga, gb = [ia[x]], [ib[y]] if y < len(ib) else []
+        if not gb:
+            return None
+        pa, pb = a[ia[x]], b[ib[y]]
+        x, y = x + 1, y + 1
+        while pa != pb:
+            if pa < pb and x < len(ia):
+                ga.append(ia[x])
+                pa *= a[ia[x]]
+                x += 1
+            elif pb < pa and y < len(ib):
+                gb.append(ib[y])
+                pb *= b[ib[y]]
+                y += 1
+            else:
+                return None
+        out.append((ga, gb))
+    return out
 
 
-def _inner_broadcast(
-    node: ENode,
-    shape: tuple[int, ...],
-    inner: tuple[int, ...],
-    pos: np.ndarray,
-    src: tuple[int, ...],
-) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Broadcast `node` (of tensor shape `src` to `shape`) read at inner positions `pos`, as a
-    broadcast of the same tensor's elements in row-major order to `inner`: (the tensor's shape
-    there, the inner axes it covers), or None when the elements do not line up so."""
+def _inner_axes(
+    dump: EGraphDump, node: ENode, shape: tuple[int, ...], chain: list[ENode]
+) -> tuple[int, ...] | None:
+    """The axes of the innermost tensor of `chain` that Broadcast `node` (to `shape`, the outer
+    view's) varies along, when it is there a broadcast of the same tensor laid out row-major over
+    them; else None. Followed axis by axis through the views: a transpose permutes the axes, a
+    reshape maps each group of merged or split axes whole (a group varied in part: None)."""
     where = parse_dims(node.str_arg(2))
-    z = np.arange(math.prod(src)).reshape(src)
-    order = sorted(range(len(where)), key=lambda i: where[i])
-    z = z.transpose(order)  # the tensor's axes in result-axis order
-    expand = [1] * len(shape)
-    for i, w in enumerate(sorted(where)):
-        expand[w] = z.shape[i]
-    outer = np.broadcast_to(z.reshape(expand), shape)
-    flat = np.empty(math.prod(inner), dtype=np.int64)
-    flat[pos.ravel()] = outer.ravel()
-    got = flat.reshape(inner)
-    axes = tuple(a for a in range(len(inner)) if not (got == got.take([0], axis=a)).all())
-    if not axes:  # one element everywhere: a scalar, not a per-channel operand
-        return None
-    kept = got[tuple(slice(None) if a in axes else 0 for a in range(len(inner)))]
-    if not np.array_equal(kept.ravel(), np.arange(math.prod(src))):
-        return None
-    return tuple(inner[a] for a in axes), axes
+    if list(where) != sorted(where):
+        return None  # the tensor's axes in another order: a transpose of it, not it
+    dep = [i in where and shape[i] != 1 for i in range(len(shape))]
+    cur = shape
+    for view in chain:
+        child = dump.shapes.get(view.refs()[0])
+        if child is None:
+            return None
+        if view.op == "Transpose":
+            perm = parse_dims(view.str_arg(1))
+            new = [False] * len(child)
+            for i, p in enumerate(perm):
+                new[p] = dep[i]
+            if [p for i, p in enumerate(perm) if dep[i]] != sorted(
+                p for i, p in enumerate(perm) if dep[i]
+            ):
+                return None  # the varied axes change order: the tensor would be transposed
+        else:
+            groups = _blocks(cur, child)
+            if groups is None:
+                return None
+            new = [False] * len(child)
+            for ga, gb in groups:
+                varied = {dep[i] for i in ga}
+                if len(varied) > 1:
+                    return None
+                for j in gb:
+                    new[j] = dep[ga[0]]
+        dep, cur = new, child
+    axes = tuple(i for i, d in enumerate(dep) if d)
+    return axes or None
 
 
 def ew_through_layout_depends(node: ENode, dump: EGraphDump) -> object:
@@ -144,7 +172,7 @@ def ew_through_layout_depends(node: ENode, dump: EGraphDump) -> object:
     for side in (1, 2):
         ref, other = node.args[side], node.args[3 - side]
         assert isinstance(ref, Ref) and isinstance(other, Ref)
-        if _constant_operand(dump, other.eclass) is None or ref.eclass in space:
+        if _constant_operand(dump, other.eclass) is None:
             continue
         found.extend(
             tuple((v.op, v.args) for v in chain) for chain in _chains(dump, ref.eclass, space)
@@ -161,14 +189,12 @@ def ew_through_layout(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
     dump = ctx.dump
     space = _product_space(dump)
     shape = dump.shapes[node.eclass]
-    if math.prod(shape) > _MAX_ELEMS:
-        return []
     results: list[Val] = []
     for side in (1, 2):
         ref, other = node.args[side], node.args[3 - side]
         assert isinstance(ref, Ref) and isinstance(other, Ref)
         const = _constant_operand(dump, other.eclass)
-        if const is None or ref.eclass in space:
+        if const is None:
             continue
         for chain in _chains(dump, ref.eclass, space):
             base = chain[-1].refs()[0]
@@ -182,12 +208,12 @@ def ew_through_layout(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
             else:
                 z_cid = const.refs()[0]
                 src = dump.shapes.get(z_cid)
-                if src is None:
+                axes = _inner_axes(dump, const, shape, chain)
+                if src is None or axes is None:
                     continue
-                found = _inner_broadcast(const, shape, inner, _positions(inner, chain), src)
-                if found is None:
+                z_shape = tuple(inner[a] for a in axes)
+                if math.prod(z_shape) != math.prod(src):
                     continue
-                z_shape, axes = found
                 z = b.of(z_cid)
                 if z_shape != src:
                     z = b.make("Reshape", (z, shape_str(z_shape)), z_shape)
