@@ -7,9 +7,10 @@ this rule does the same for a binary operator whose other operand is a constant 
 broadcast tensor (`Broadcast`): `Ew(op, view(p), q)` -> `view(Ew(op, p, q'))`, with `q'` the
 operand read in `p`'s layout. It fires only where that operand is again a broadcast of the same
 tensor (a per-channel bias over a product's N axis: `Broadcast(B, [b, m, n], "2")`), so the
-target's bias rules (`bias-into-...`) can match it. The broadcast's varied axes are followed through the views axis
-by axis (a transpose permutes them, a reshape maps each group of merged or split axes whole), so
-the rule costs nothing per element. Checked for soundness like the other computed rules.
+target's bias rules (`bias-into-...`) can match it. The broadcast's varied axes are followed
+through the views axis by axis (a transpose permutes them, a reshape maps each group of merged or
+split axes whole), so the rule costs nothing per element. Checked for soundness like the other
+computed rules.
 """
 
 from __future__ import annotations
