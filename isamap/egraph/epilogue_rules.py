@@ -102,9 +102,9 @@ def _blocks(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[list[int], lis
     out: list[tuple[list[int], list[int]]] = []
     x = y = 0
     while x < len(ia) or y < len(ib):
-        ga, gb = [ia[x]], [ib[y]] if y < len(ib) else []
-        if not gb:
+        if x >= len(ia) or y >= len(ib):
             return None
+        ga, gb = [ia[x]], [ib[y]]
         pa, pb = a[ia[x]], b[ib[y]]
         x, y = x + 1, y + 1
         while pa != pb:

@@ -65,3 +65,12 @@ def test_a_tensor_operand_is_not_carried(gemmini: isamap.Target) -> None:
     )
     sat = saturate(kernel, gemmini)
     assert sat.report.matches_per_rule["ew-through-layout"] == 0
+
+
+def test_reshape_groups_pair_merged_and_split_axes() -> None:
+    from isamap.egraph.epilogue_rules import _blocks
+
+    assert _blocks((1, 12544, 96), (1, 112, 112, 96)) == [([1], [1, 2]), ([2], [3])]
+    assert _blocks((12, 5), (3, 4, 5)) == [([0], [0, 1]), ([1], [2])]
+    assert _blocks((6, 4), (4, 6)) == [([0, 1], [0, 1])]  # no finer grouping: varied whole
+    assert _blocks((6, 4), (5, 5)) is None
