@@ -357,8 +357,8 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
     ComputedRule(
         "ew-through-layout",
         "Ew",
-        "Ew(op, view(p), q) -> view(Ew(op, p, q')) for p in a product's layout and q a constant or "
-        "a broadcast that stays one in p's layout (a per-channel bias, a clip bound)",
+        "Ew(op, view(p), q) -> view(Ew(op, p, q')) for op + or *, p in a product's layout and q a "
+        "broadcast that is one value per column of p (a per-channel bias or scale)",
         ew_through_layout,
         depends=ew_through_layout_depends,
     ),

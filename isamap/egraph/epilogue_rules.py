@@ -1,16 +1,15 @@
-"""The computed rule `ew-through-layout`: an epilogue operand carried through a product's layout.
+"""The computed rule `ew-through-layout`: a per-channel operand carried through a product's layout.
 
-A kernel adds its bias (`Y[n, k, h, w] = O[n, k, h, w] + B[k]`) and clips (`min(.., 6)`) in the
-kernel's own layout, but its product is a `Bmm` under transposes and reshapes
-(`einsum-to-bmm`). Egglog's `fn-through-*` rules bring a one-operand function next to the product;
-this rule does the same for a binary operator whose other operand is a constant (`Full`) or a
-broadcast tensor (`Broadcast`): `Ew(op, view(p), q)` -> `view(Ew(op, p, q'))`, with `q'` the
-operand read in `p`'s layout. It fires only where that operand is again a broadcast of the same
-tensor (a per-channel bias over a product's N axis: `Broadcast(B, [b, m, n], "2")`), so the
-target's bias rules (`bias-into-...`) can match it. The broadcast's varied axes are followed
-through the views axis by axis (a transpose permutes them, a reshape maps each group of merged or
-split axes whole), so the rule costs nothing per element. Checked for soundness like the other
-computed rules.
+A kernel adds its bias in its own layout (`Y[n, k, h, w] = O[n, k, h, w] + B[k]`), but its product
+is a `Bmm` under transposes and reshapes (`einsum-to-bmm`). Egglog's `fn-through-*` rules bring a
+one-operand function next to the product; this rule does the same for `+` or `*` with a broadcast
+operand: `Ew(op, view(p), Broadcast(z))` -> `view(Ew(op, p, Broadcast(z')))`, `p` in a product's
+layout. It fires only where the operand is there one value per column of the product's result
+[b, m, n] (or per batch and column) — a per-channel bias or scale, which the target's bias rules
+(`bias-into-...`) match; elsewhere it would only copy epilogues into layouts no rule uses. The
+broadcast's varied axes are followed through the views axis by axis (a transpose permutes them, a
+reshape maps each group of merged or split axes whole), so the rule costs nothing per element.
+Checked for soundness like the other computed rules.
 """
 
 from __future__ import annotations
@@ -27,8 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ew_through_layout", "ew_through_layout_depends"]
 
-#: Operators whose constant or broadcast operand is carried through (a bias, a scale, a clip).
-_OPS = ("+", "*", "max", "min")
+#: Operators whose broadcast operand is carried through (a bias, a scale).
+_OPS = ("+", "*")
+#: The axes of a product's result [b, m, n] a carried operand may vary along: one value per
+#: column (n), or per batch and column (b, n) — what a bias row or a per-channel scale is.
+_PER_COLUMN = ((2,), (0, 2))
 #: Constructors of a product's result: where a layout chain may end.
 _PRODUCTS = ("Bmm", "Instr", "InstrAct", "InstrBias")
 _VIEWS = ("Reshape", "Transpose")
@@ -39,7 +41,7 @@ _spaces: dict[int, tuple[EGraphDump, set[str]]] = {}
 
 def _product_space(dump: EGraphDump) -> set[str]:
     """E-classes in a product's own layout: a product, or a function of one, or an operator of
-    one with a constant or broadcast operand (memoised per dump)."""
+    one with a broadcast operand (memoised per dump)."""
     hit = _spaces.get(id(dump))
     if hit is not None and hit[0] is dump:
         return hit[1]
@@ -66,17 +68,18 @@ def _product_space(dump: EGraphDump) -> set[str]:
 
 
 def _constant_operand(dump: EGraphDump, cid: str) -> ENode | None:
-    """A `Full` or `Broadcast` e-node of e-class `cid`."""
+    """A `Broadcast` e-node of e-class `cid`."""
     for node in dump.classes.get(cid, ()):
-        if node.op in ("Full", "Broadcast"):
+        if node.op == "Broadcast":
             return node
     return None
 
 
 def _chains(dump: EGraphDump, cid: str, space: set[str]) -> list[list[ENode]]:
-    """Chains of views from e-class `cid` (outermost first) down to a product-space e-class.
-    From a class already in a product's layout only a transpose is followed (to the product in
-    its other orientation, `bmm-swap-operands`, where a per-row operand is per column)."""
+    """Chains of views from e-class `cid` (outermost first) down to the first product-space
+    e-class on the way (not past it: the swapped orientation `bmm-swap-operands` makes below a
+    product would only double the epilogue terms; the kernel's layout reaches both orientations
+    of a product written as an einsum already, `einsum-commute`)."""
     out: list[list[ENode]] = []
     stack: list[tuple[str, list[ENode]]] = [(cid, [])]
     while stack:
@@ -84,7 +87,7 @@ def _chains(dump: EGraphDump, cid: str, space: set[str]) -> list[list[ENode]]:
         if len(chain) >= _DEPTH:
             continue
         for node in dump.classes.get(cur, ()):
-            if node.op not in _VIEWS or (cur in space and node.op != "Transpose"):
+            if node.op not in _VIEWS or cur in space:
                 continue
             child = node.refs()[0]
             if child in space:
@@ -165,7 +168,7 @@ def _inner_axes(
 
 def ew_through_layout_depends(node: ENode, dump: EGraphDump) -> object:
     """What a match of `ew_through_layout` on `node` depends on: the view chains below its
-    operands and their constant operands (the rule runs again when a new chain appears)."""
+    operands and their broadcast operands (the rule runs again when a new chain appears)."""
     if node.str_arg(0) not in _OPS:
         return None
     space = _product_space(dump)
@@ -182,7 +185,7 @@ def ew_through_layout_depends(node: ENode, dump: EGraphDump) -> object:
 
 
 def ew_through_layout(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
-    """`Ew(op, view(p), q)` -> `view(Ew(op, p, q'))` for a constant or broadcast `q` (either
+    """`Ew(op, view(p), q)` -> `view(Ew(op, p, q'))` for a broadcast `q` (either
     operand order) and `p` in a product's layout; see the module docstring."""
     op = node.str_arg(0)
     if op not in _OPS:
@@ -202,23 +205,20 @@ def ew_through_layout(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
             inner = dump.shapes.get(base)
             if inner is None or math.prod(inner) != math.prod(shape):
                 continue
-            if const.op == "Full":
-                value_lit = const.args[0]
-                assert not isinstance(value_lit, Ref)
-                q = b.make("Full", (value_lit, shape_str(inner)), inner)
-            else:
-                z_cid = const.refs()[0]
-                src = dump.shapes.get(z_cid)
-                axes = _inner_axes(dump, const, shape, chain)
-                if src is None or axes is None:
-                    continue
-                z_shape = tuple(inner[a] for a in axes)
-                if math.prod(z_shape) != math.prod(src):
-                    continue
-                z = b.of(z_cid)
-                if z_shape != src:
-                    z = b.make("Reshape", (z, shape_str(z_shape)), z_shape)
-                q = b.make("Broadcast", (z, shape_str(inner), shape_str(axes)), inner)
+            if const.op != "Broadcast" or len(inner) != 3:
+                continue
+            z_cid = const.refs()[0]
+            src = dump.shapes.get(z_cid)
+            axes = _inner_axes(dump, const, shape, chain)
+            if src is None or axes not in _PER_COLUMN:
+                continue
+            z_shape = tuple(inner[a] for a in axes)
+            if math.prod(z_shape) != math.prod(src):
+                continue
+            z = b.of(z_cid)
+            if z_shape != src:
+                z = b.make("Reshape", (z, shape_str(z_shape)), z_shape)
+            q = b.make("Broadcast", (z, shape_str(inner), shape_str(axes)), inner)
             p = b.of(base)
             args = (op, p, q) if side == 1 else (op, q, p)
             value = b.make("Ew", args, inner)

@@ -19,9 +19,9 @@ NHWC = (
     "tensor X[1, 4, 5, 6] f32\ntensor W[6, 10] f32\ntensor B[10] f32\n"
     "O[n, h, w, k] += X[n, h, w, c] * W[c, k]\nZ[n, h, w, k] = relu(O[n, h, w, k] + B[k])\n"
 )
-ROW = (  # a bias per row of the product: per column of its transposed orientation
-    "tensor A[24, 20] f32\ntensor B[20, 9] f32\ntensor r[24] f32\n"
-    "T[i, j] += A[i, k] * B[k, j]\nY[i, j] = relu(T[i, j] + r[i])\n"
+ROW = (  # a bias per row of a transposed product: per column of the product as written
+    "tensor A[20, 24] f32\ntensor B[9, 20] f32\ntensor r[24] f32\n"
+    "T[j, i] += B[j, k] * A[k, i]\nY[j, i] = relu(T[j, i] + r[i])\n"
 )
 
 
@@ -42,7 +42,7 @@ def _bias_over_bmm(sat: object) -> list[str]:
     return maps
 
 
-@pytest.mark.parametrize("text", [NCHW, NHWC, ROW], ids=["nchw", "nhwc", "row-bias"])
+@pytest.mark.parametrize("text", [NCHW, NHWC, ROW], ids=["nchw", "nhwc", "transposed"])
 def test_the_bias_reaches_the_product_and_is_fused(gemmini: isamap.Target, text: str) -> None:
     kernel = isamap.parse_kernel(text)
     sat = saturate(kernel, gemmini)
