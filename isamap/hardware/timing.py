@@ -512,9 +512,11 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
                     reload = True
                     loads.append(move(mt, nt, bm, bn, acc_bytes))
                     acc_back += loads[-1][0]
-                elif bias_name is not None:  # the bias row, one move per block (repeating_bias)
+                elif bias_name is not None:  # the bias row: one row's DMA per tile, issued as
+                    # one move per accumulator block (repeating_bias re-reads the row)
                     nbias = -(-mt // bm) * -(-nt // bn)
-                    loads.append((nt * acc_bytes, nbias))
+                    loads.append((nt * acc_bytes, 1))
+                    load_blocks += nbias - 1
                     acc_back += mt * nt * acc_bytes  # every row of the tile written
                     bias_in += nt * acc_bytes
                     bias_moves += nbias
