@@ -212,7 +212,8 @@ def corpus(seed: int = 0) -> list[Kernel]:
         "Y[i, j] = min(relu(U[i, j]), 6)\n",
         # a batched product with one bias row per batch
         f"tensor A[2, {m}, {k}] f32\ntensor B[2, {k}, {n}] f32\ntensor c[2, {n}] f32\n"
-        "T[b, i, j] += A[b, i, k] * B[b, k, j]\nY[b, i, j] = relu(T[b, i, j] + c[b, j])\n",
+        "T[b, i, j] += A[b, i, k] * B[b, k, j]\nY[b, i, j] = relu(T[b, i, j] + c[b, j])\n"
+        "V[b, i, j] = c[b, j] + T[b, i, j]\n",
     ]
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     kernels.append(

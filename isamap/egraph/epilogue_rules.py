@@ -15,14 +15,20 @@ Checked for soundness like the other computed rules.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
 from isamap.egraph.term_builder import Builder, Val
 
-if TYPE_CHECKING:
-    from isamap.egraph.computed_rules import RuleContext
+
+class _Context(Protocol):
+    """What the rule reads of `computed_rules.RuleContext` (not imported: that module imports
+    this one)."""
+
+    @property
+    def dump(self) -> EGraphDump: ...
+
 
 __all__ = ["ew_through_layout", "ew_through_layout_depends"]
 
@@ -184,7 +190,7 @@ def ew_through_layout_depends(node: ENode, dump: EGraphDump) -> object:
     return tuple(found)
 
 
-def ew_through_layout(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+def ew_through_layout(node: ENode, b: Builder, ctx: _Context) -> list[Val]:
     """`Ew(op, view(p), q)` -> `view(Ew(op, p, q'))` for a broadcast `q` (either
     operand order) and `p` in a product's layout; see the module docstring."""
     op = node.str_arg(0)
