@@ -206,14 +206,14 @@ def corpus(seed: int = 0) -> list[Kernel]:
         f"tensor W3[{k}, {d()}] f32\n"
         "P[i, j] += X[i, k] * W1[k, j]\nQ[i, j] += X[i, k] * W2[k, j]\n"
         "R[i, j] += X[i, k] * W3[k, j]\nS[i, j] = relu(Q[i, j])\nU[i, j] = exp(R[i, j])\n",
-        # per-column biases (either operand order), an activation and a clip on top
+        # per-column biases (either operand order; one row, or one per batch), an activation
+        # and a clip on top
         f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor c[{n}] f32\n"
+        f"tensor A3[2, {m}, {k}] f32\ntensor B3[2, {k}, {n}] f32\ntensor c3[2, {n}] f32\n"
         "T[i, j] += A[i, k] * B[k, j]\nU[i, j] = T[i, j] + c[j]\nV[i, j] = c[j] + T[i, j]\n"
-        "Y[i, j] = min(relu(U[i, j]), 6)\n",
-        # a batched product with one bias row per batch
-        f"tensor A[2, {m}, {k}] f32\ntensor B[2, {k}, {n}] f32\ntensor c[2, {n}] f32\n"
-        "T[b, i, j] += A[b, i, k] * B[b, k, j]\nY[b, i, j] = relu(T[b, i, j] + c[b, j])\n"
-        "V[b, i, j] = c[b, j] + T[b, i, j]\n",
+        "Y[i, j] = min(relu(U[i, j]), 6)\n"
+        "T3[b, i, j] += A3[b, i, k] * B3[b, k, j]\nY3[b, i, j] = relu(T3[b, i, j] + c3[b, j])\n"
+        "V3[b, i, j] = c3[b, j] + T3[b, i, j]\n",
     ]
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     kernels.append(
