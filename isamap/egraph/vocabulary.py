@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal as TypeLiteral
 
+from isamap.ir.conv import conv_geometry, split_conv_literal
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
 from isamap.ir.window import WindowSpec
@@ -144,6 +145,15 @@ def _instr_bias(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     b, _, n = out
     need(s[2] in ((n,), (b, n)), f"bias is {list(s[2])}, expected [{n}] or [{b}, {n}]")
     return out
+
+
+def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    need(str(lits[2]) in ("", *UNARY_NAMES), f"no function '{lits[2]}'")
+    spec, window = split_conv_literal(str(lits[1]))
+    g = conv_geometry(spec, window, tuple(s[0]), tuple(s[1]))
+    need(not isinstance(g, str), f"direct convolution {lits[1]} of {[list(x) for x in s]}: {g}")
+    assert not isinstance(g, str)
+    return g.out_shape()
 
 
 def _ew(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
@@ -318,6 +328,16 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "vector",
         _same,
         "an elementwise instruction of two operands",
+    ),
+    Constructor(
+        "InstrConv",
+        (S, S, S, T, T),
+        ("instruction", "conv", "epilogue"),
+        "instr_conv",
+        "",
+        "instruction",
+        _instr_conv,
+        "a direct-convolution instruction computing Einsum(Window(x), w) in place",
     ),
     Constructor(
         "HostStmt",

@@ -310,7 +310,7 @@ def _extrapolated(
             else:
                 k = value
             return MatmulCall(
-                call.node, call.instruction, b, m, n, k, call.block, call.epilogue, call.bias
+                call.node, call.instruction, b, m, n, k, call.block, call.epilogue, bias=call.bias
             )
 
         # two buffers alternate, so the steady state may repeat every second tile: walk a short

@@ -20,6 +20,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from isamap.ir.conv import ConvGeometry
+
 __all__ = ["DATAFLOWS", "LOOP_ORDERS", "MatmulCall", "Program", "ScheduledCall", "TileSchedule"]
 
 DATAFLOWS = ("WS", "OS")
@@ -38,6 +40,9 @@ class MatmulCall:
     k: int
     block: tuple[int, int, int]  # rows (M), columns (N), depth (K) of one instruction tile
     epilogue: str | None = None
+    #: A direct-convolution call (`hardware.direct_conv`): m pixels, n kernels, k channels x taps
+    #: of this geometry, the input read in place.
+    conv: ConvGeometry | None = None
     bias: bool = False  # accumulates onto a per-column bias row, moved in per C tile
 
     @property
@@ -89,9 +94,13 @@ class ScheduledCall:
     # memories (in_memory, out_memory), and who applies the epilogue (epilogue_by)
     names: Mapping[str, str] = field(default_factory=dict)
     systolic: bool = True
+    #: The listing, when the call's own model writes it (a direct convolution's loop nest)
+    lines: tuple[str, ...] = ()
 
     def listing(self, prefix: str = "  ") -> list[str]:
         """The loop nest as an assembly-like listing, in the target's own names."""
+        if self.lines:
+            return [prefix + line for line in self.lines]
         c, s = self.call, self.schedule
         mb, nb, kb = c.blocks
         trips = {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}
