@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,6 +206,14 @@ def corpus(seed: int = 0) -> list[Kernel]:
         f"tensor W3[{k}, {d()}] f32\n"
         "P[i, j] += X[i, k] * W1[k, j]\nQ[i, j] += X[i, k] * W2[k, j]\n"
         "R[i, j] += X[i, k] * W3[k, j]\nS[i, j] = relu(Q[i, j])\nU[i, j] = exp(R[i, j])\n",
+        # per-column biases (either operand order; one row, or one per batch), an activation
+        # and a clip on top
+        f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor c[{n}] f32\n"
+        f"tensor A3[2, {m}, {k}] f32\ntensor B3[2, {k}, {n}] f32\ntensor c3[2, {n}] f32\n"
+        "T[i, j] += A[i, k] * B[k, j]\nU[i, j] = T[i, j] + c[j]\nV[i, j] = c[j] + T[i, j]\n"
+        "Y[i, j] = min(relu(U[i, j]), 6)\n"
+        "T3[b, i, j] += A3[b, i, k] * B3[b, k, j]\nY3[b, i, j] = relu(T3[b, i, j] + c3[b, j])\n"
+        "V3[b, i, j] = c3[b, j] + T3[b, i, j]\n",
     ]
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     kernels.append(
@@ -379,8 +388,11 @@ def _check(
     return checks
 
 
-def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
-    """Check every rule of `target`; one RuleCheck per rule.
+def check_rules(
+    target: Target, seed: int = 0, iterations: int = 6, only: Collection[str] | None = None
+) -> list[RuleCheck]:
+    """Check every rule of `target` (or only the egglog rules named in `only`, with the rules
+    loaded before them as trusted background); one RuleCheck per rule.
 
     The computed rules come first (each on the corpus with the ones before it, since they lay
     out the literal products every other rule works on); then the egglog rules in load order
@@ -388,6 +400,11 @@ def check_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[Rule
     left-hand side, then on `corpus(seed)` with the rules before it that passed as background,
     so a wrong rule is blamed alone and never taints the verdict on the others.
     """
+    if only is not None:
+        rules = rules_of(target)
+        first = min((i for i, r in enumerate(rules) if r.name in only), default=len(rules))
+        picked = [r for r in rules if r.name in only]
+        return _check(picked, rules[:first], target, seed, iterations)
     return check_computed_rules(target, seed, iterations) + _check(
         rules_of(target), [], target, seed, iterations
     )

@@ -29,6 +29,7 @@ class Family:
 _COMMON = r"""
 static inline V vneg(V x) { return vsub(vzero(), x); }
 static inline V vrelu(V x) { return vmax(x, vzero()); }
+static inline V vrelu6(V x) { return vmin(vmax(x, vzero()), vset1(6.0f)); }
 static inline V vsigmoid(V x) { return vdiv(vset1(1.0f), vadd(vset1(1.0f), vexp(vneg(x)))); }
 static inline V vtanh(V x) {
   V s = vdiv(vset1(2.0f), vadd(vset1(1.0f), vexp(vmul(vset1(-2.0f), x))));

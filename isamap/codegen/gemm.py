@@ -16,7 +16,13 @@ from isamap.ir.errors import IsamapError
 __all__ = ["EPILOGUES", "emit_matmul"]
 
 #: Fused epilogues: the vector function of the prelude each one calls.
-EPILOGUES = {None: "", "relu": "vrelu", "sigmoid": "vsigmoid", "tanh": "vtanh"}
+EPILOGUES = {
+    None: "",
+    "relu": "vrelu",
+    "relu6": "vrelu6",
+    "sigmoid": "vsigmoid",
+    "tanh": "vtanh",
+}
 
 
 def _microkernel(
@@ -94,7 +100,9 @@ def emit_matmul(
     C[b][m][n] and bias[n] (NULL: none). `ldb`, `ldc`: the row strides of B and C when they are
     column blocks of wider matrices (a concatenation read or written in place; default n)."""
     if epilogue not in EPILOGUES:
-        raise IsamapError(f"codegen: no fused epilogue '{epilogue}' (known: relu, sigmoid, tanh)")
+        raise IsamapError(
+            f"codegen: no fused epilogue '{epilogue}' (known: relu, relu6, sigmoid, tanh)"
+        )
     if blk.nr % lanes:
         raise IsamapError(
             f"codegen: register tile width {blk.nr} is not a multiple of {lanes} lanes"

@@ -32,6 +32,7 @@ __all__ = [
 #: Vector functions of the prelude, by the language's function names.
 VECTOR_FNS = {
     "relu": "vrelu",
+    "relu6": "vrelu6",
     "sigmoid": "vsigmoid",
     "tanh": "vtanh",
     "exp": "vexp",
@@ -260,6 +261,7 @@ def einsum(out: str, x: str, y: str, spec: str, xs: Sequence[int], ys: Sequence[
 
 _SCALAR_FNS = {
     "relu": "fmaxf({}, 0.0f)",
+    "relu6": "fminf(fmaxf({}, 0.0f), 6.0f)",
     "sigmoid": "(1.0f / (1.0f + expf(-({}))))",
     "tanh": "tanhf({})",
     "exp": "expf({})",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
+from isamap.egraph.epilogue_rules import ew_through_layout, ew_through_layout_depends
 from isamap.egraph.term_builder import Builder, Val
 from isamap.ir.einsum import einsum_spec, parse_einsum
 from isamap.ir.kernel import Affine
@@ -313,6 +314,9 @@ class ComputedRule:
     doc: str
     apply: Callable[[ENode, Builder, RuleContext], list[Val]]
     phase: str = "layout"
+    #: What, beyond the e-node itself, the rule's match depends on (e.g. the views below an
+    #: operand): the rule runs again on the e-node when this changes. None: the e-node only.
+    depends: Callable[[ENode, EGraphDump], object] | None = None
 
 
 #: The computed rules, in the order they run.
@@ -350,6 +354,14 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "Transpose(Transpose(x, p), q) -> Transpose(x, p.q), or x when p.q is the identity",
         _transpose_of_transpose,
     ),
+    ComputedRule(
+        "ew-through-layout",
+        "Ew",
+        "Ew(op, view(p), q) -> view(Ew(op, p, q')) for op + or *, p in a product's layout and q a "
+        "broadcast that is one value per column of p (a per-channel bias or scale)",
+        ew_through_layout,
+        depends=ew_through_layout_depends,
+    ),
 )
 
 
@@ -385,7 +397,9 @@ class ComputedRunner:
         for cid, nodes in dump.classes.items():
             for node in nodes:
                 for rule in self.by_op.get((phase, node.op), ()):
-                    key = (rule.name, cid, node.op, node.args)
+                    key: tuple[object, ...] = (rule.name, cid, node.op, node.args)
+                    if rule.depends is not None:
+                        key = (*key, rule.depends(node, dump))
                     if key in self.applied:
                         continue
                     if cid not in dump.shapes or any(r not in dump.shapes for r in node.refs()):

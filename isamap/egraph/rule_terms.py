@@ -318,6 +318,20 @@ def _plan_matmul(
     return [*head, bb, m, n, k], [(bb, m, k), (bb, k, n)]
 
 
+def _plan_instr_bias(
+    b: _Builder, lits: list[Literal | None], known: list[Shape | None], want: Shape | None
+) -> Planned:
+    """`InstrBias`: a matrix call's literals and operands, and its bias [n] (or [b, n])."""
+    z = known[2]
+    if z is not None and len(z) not in (1, 2):
+        raise _NoFitError
+    head, shapes = _plan_matmul(b, lits, known[:2], want)
+    bb, _, n, _ = (int(v) for v in head[2:])
+    if z is not None and z[-1] != n:
+        raise _NoFitError
+    return head, [*shapes, (bb, n) if z is not None and len(z) == 2 else (n,)]
+
+
 def _plan_same(
     b: _Builder,
     lits: list[Literal | None],
@@ -522,6 +536,7 @@ _PLANNERS: dict[str, _Planner] = {
     "Bmm": _plan_matmul,
     "Instr": _plan_matmul,
     "InstrAct": _plan_matmul,
+    "InstrBias": _plan_instr_bias,
     "Ew": lambda b, lits, known, want: _plan_same(b, lits, known, want, BINARY_OPS),
     "Fn": lambda b, lits, known, want: _plan_same(b, lits, known, want, sorted(UNARY_NAMES)),
     "VecFn": lambda b, lits, known, want: _plan_same(

@@ -19,9 +19,10 @@ from isamap.egraph.dump import ENode, Ref
 from isamap.egraph.term_builder import Builder, Val
 from isamap.hardware.conv_form import ConvForm, has_window_access, instruction_conv_form
 from isamap.hardware.elementwise_form import elementwise_form
-from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
+from isamap.hardware.matrix_form import MatrixForm, bias_move, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
 from isamap.ir.conv import conv_geometry, conv_literal
+from isamap.ir.dtypes import fits
 from isamap.ir.einsum import parse_einsum
 from isamap.ir.kernel import Kernel
 from isamap.ir.window import WindowSpec
@@ -77,6 +78,9 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
         ins = target.instructions[name]
         form = matrix_form(ins.semantics)
         assert form is not None
+        if ins.chain_bias is not None:  # it always adds a bias (then its function, if any)
+            rules.extend(_chained_bias_rules(target, ins))
+            continue
         if ins.chain is not None:  # it always applies its function: only products under it
             rules.append(_chained_rule(target, ins, form))
             continue
@@ -119,6 +123,7 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
                         f"{fn}({name}(x, y)) -> {name}(x, y) with {fn} applied by {store.name}",
                     )
                 )
+        rules.extend(_bias_rules(target, ins, out_mem, kernel))
         for fn in ins.epilogues:  # the compute instruction applies it itself
             rule = f"fuse-{fn}-into-{name}"
             rules.append(
@@ -151,6 +156,98 @@ def _chained_rule(target: Target, ins: Instruction, form: MatrixForm) -> Derived
         )
     doc = f"{fn}(Bmm(b,m,n,k,x,y)) -> {name} tiled to {_tile_text(target, name)} (chained {fn})"
     return DerivedRule(rule, text, doc)
+
+
+#: How a per-column bias meets a product [b, m, n] in the e-graph: one bias row for every batch
+#: (`Broadcast z [b, m, n] "2"`, z [n]) or one per batch (`"0,2"`, z [b, n]); the rule-name
+#: prefix of each.
+_BIAS_READS = (("2", "bias"), ("0,2", "batch-bias"))
+
+
+def _bias_fits(move: Instruction, ins: Instruction, kernel: Kernel | None) -> bool:
+    """A kernel whose products the instruction computes in its own types (`types_fit`) may put
+    a bias into its accumulator only if every tensor it reads fits the bias move's type (an
+    int8 kernel's int32 bias, not an f32 one); float64 numbers (no fit) take any bias."""
+    if kernel is None or not types_fit(ins.semantics, kernel):
+        return True
+    source = move.semantics.inputs()[0]
+    return all(fits(kernel.dtype(t), move.semantics.dtype(source)) for t in kernel.inputs())
+
+
+def _bias_rules(
+    target: Target, ins: Instruction, out_mem: str, kernel: Kernel | None = None
+) -> list[DerivedRule]:
+    """`Instr + bias -> InstrBias` when a move preloads a bias row into the instruction's output
+    memory (Gemmini's mvin of D with `repeating_bias`), and the functions its stores apply on
+    top (`fuse-relu-into-<name>-bias`)."""
+    name, dram = ins.name, target.dram().name
+    loads = [
+        mv.name
+        for mv in target.instructions.values()
+        if mv.kind == "move"
+        and bias_move(mv.semantics)
+        and mv.operands[mv.semantics.statements[0].target] == out_mem
+        and dram in {m for t, m in mv.operands.items() if t != mv.semantics.statements[0].target}
+        and _bias_fits(mv, ins, kernel)
+    ]
+    if not loads:
+        return []
+    via = loads[0]
+    rules: list[DerivedRule] = []
+    for where, prefix in _BIAS_READS:
+        for first, second, tag in (("instr", "bias", ""), ("bias", "instr", "-swapped")):
+            parts = {"instr": f'(Instr "{name}" b m n k x y)', "bias": f'(Broadcast z s "{where}")'}
+            rule = f"{prefix}{tag}-into-{name}-via-{via}"
+            rules.append(
+                DerivedRule(
+                    rule,
+                    f'(rewrite (Ew "+" {parts[first]} {parts[second]})'
+                    f' (InstrBias "{name}" "" b m n k x y z) :ruleset target :name "{rule}")',
+                    f"{name}(x, y) + per-column bias z -> {name} accumulating onto z, preloaded"
+                    f" by {via}",
+                )
+            )
+    fns = list(ins.epilogues)
+    for store in target.instructions.values():
+        dst = store.semantics.statements[0].target if store.kind == "move" else ""
+        reads = {m for t, m in store.operands.items() if t != dst}
+        if store.kind == "move" and out_mem in reads and store.operands[dst] == dram:
+            fns.extend(f for f in store.epilogues if f not in fns)
+    for fn in fns:
+        rule = f"fuse-{fn}-into-{name}-bias"
+        rules.append(
+            DerivedRule(
+                rule,
+                f'(rewrite (Fn "{fn}" (InstrBias "{name}" "" b m n k x y z))'
+                f' (InstrBias "{name}" "{fn}" b m n k x y z) :ruleset target :name "{rule}")',
+                f"{fn}({name}(x, y) + z) -> {name} onto bias z with {fn} on the way out",
+            )
+        )
+    return rules
+
+
+def _chained_bias_rules(target: Target, ins: Instruction) -> list[DerivedRule]:
+    """`f(Bmm(x, y) + bias) -> name` for an instruction whose semantics adds a per-column bias
+    (then a function) to its product (`D[i, j] = relu(C[i, j] + bias[j])`)."""
+    name, fn = ins.name, ins.chain
+    rules: list[DerivedRule] = []
+    for where, prefix in _BIAS_READS:
+        for first, second, tag in (("bmm", "bias", ""), ("bias", "bmm", "-swapped")):
+            parts = {"bmm": "(Bmm b m n k x y)", "bias": f'(Broadcast z s "{where}")'}
+            lhs = f'(Ew "+" {parts[first]} {parts[second]})'
+            if fn is not None:
+                lhs = f'(Fn "{fn}" {lhs})'
+            rule = f"{fn + '-of-' if fn else ''}{prefix}{tag}-of-bmm-to-{name}"
+            rules.append(
+                DerivedRule(
+                    rule,
+                    f'(rewrite {lhs} (InstrBias "{name}" "{fn or ""}" b m n k x y z)'
+                    f' :ruleset target :name "{rule}")',
+                    f"{fn or 'id'}(Bmm(b,m,n,k,x,y) + bias z) -> {name} tiled to "
+                    f"{_tile_text(target, name)} (chained bias{' and ' + fn if fn else ''})",
+                )
+            )
+    return rules
 
 
 def _elementwise_rules(target: Target) -> list[DerivedRule]:

@@ -138,6 +138,15 @@ def _instr_act(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     return _matmul(2)(lits, s)
 
 
+def _instr_bias(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    fn = str(lits[1])
+    need(fn == "" or fn in UNARY_NAMES, f"no function '{fn}'")
+    out = _matmul(2)(lits, s[:2])
+    b, _, n = out
+    need(s[2] in ((n,), (b, n)), f"bias is {list(s[2])}, expected [{n}] or [{b}, {n}]")
+    return out
+
+
 def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     need(str(lits[2]) in ("", *UNARY_NAMES), f"no function '{lits[2]}'")
     spec, window = split_conv_literal(str(lits[1]))
@@ -289,6 +298,16 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "instruction",
         _instr_act,
         "the same with a function fused on the way out",
+    ),
+    Constructor(
+        "InstrBias",
+        (S, S, N, N, N, N, T, T, T),
+        ("instruction", "epilogue", *_MM),
+        "instr",
+        "",
+        "instruction",
+        _instr_bias,
+        "the same onto a per-column bias, then a function (or none) on the way out",
     ),
     Constructor(
         "VecFn",

@@ -80,7 +80,8 @@ def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
     """A matrix call, as the scheduler's `strategy` would run it (memoised per shape)."""
     first = 1 if node.op == "Instr" else 2
     b, m, n, k = (node.int_arg(first + i) for i in range(4))
-    _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy)
+    bias = node.op == "InstrBias"
+    _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy, bias)
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
 
 

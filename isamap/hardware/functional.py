@@ -130,19 +130,22 @@ def run_instruction(
     y: np.ndarray,
     epilogue: str | None = None,
     types: OperandTypes = EXACT,
+    bias: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`x[b,m,k] . y[b,k,n]` on an instruction of matrix form `form`, one tile at a time, in the
-    instruction's numbers `types`."""
+    """`epilogue(x[b,m,k] . y[b,k,n] + bias)` on an instruction of matrix form `form`, one tile
+    at a time, in the instruction's numbers `types`; a per-column `bias` ([n] or [b, n]) is in
+    the accumulator before the first product, as the instruction's bias move puts it there."""
     b, m, k = x.shape
     n = y.shape[2]
     tb, tm, tn, tk = (form.tile(r) for r in "bmnk")
     spec = form.einsum()
     out = np.zeros((b, m, n))
     x, y = types.operand("lhs", x), types.operand("rhs", y)
+    rows = np.zeros((b, 1, n)) if bias is None else bias_rows(bias, b, n, types)
     for b0 in range(0, b, tb):
         for m0 in range(0, m, tm):
             for n0 in range(0, n, tn):
-                acc = np.zeros((tb, tm, tn))
+                acc = np.zeros((tb, tm, tn)) + _tile(rows, (b0, 0, n0), (tb, 1, tn))
                 for k0 in range(0, k, tk):
                     xt = _tile(x, (b0, m0, k0), (tb, tm, tk))
                     yt = _tile(y, (b0, k0, n0), (tb, tk, tn))
@@ -155,6 +158,18 @@ def run_instruction(
                 bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)
                 out[b0 : b0 + bs, m0 : m0 + ms, n0 : n0 + ns] = acc[:bs, :ms, :ns]
     return out
+
+
+def bias_rows(bias: np.ndarray, b: int, n: int, types: OperandTypes = EXACT) -> np.ndarray:
+    """A call's per-column bias ([n], or [b, n] per batch) as one row per batch [b, 1, n], in
+    the accumulator's type (an integer accumulator takes only its own integers)."""
+    rows = np.broadcast_to(np.reshape(bias, (-1, 1, n)), (b, 1, n)).astype(np.float64)
+    if types.acc.is_integer and not np.array_equal(types.acc.convert(rows), rows):
+        raise IsamapError(
+            f"{types.name}: the bias holds values that are not {types.acc.name} integers: "
+            "declare an integer bias, or quantize"
+        )
+    return rows
 
 
 def _elementwise_semantics(ins: Instruction, kernel: Kernel) -> Kernel:
@@ -270,7 +285,8 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         assert form is not None
         epilogue = a.get("epilogue")
         fn = str(epilogue) if epilogue else None
-        return run_instruction(form, args[0], args[1], fn, operand_types(ins, kernel))
+        bias = args[2] if len(args) == 3 else None
+        return run_instruction(form, args[0], args[1], fn, operand_types(ins, kernel), bias)
     raise ValueError(f"cannot run mapping op '{op}'")
 
 

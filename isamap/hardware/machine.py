@@ -23,6 +23,7 @@ from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Ove
 from isamap.hardware.functional import (
     EXACT,
     OperandTypes,
+    bias_rows,
     operand_types,
     run_instruction,
     run_node,
@@ -303,6 +304,10 @@ class CallMachine:
         self.c_slot: dict[tuple[int, int, int], int] = {}
         self.stationary: np.ndarray | None = None  # the block held in the array
         self.fresh = False  # preloaded and not yet computed with
+        # [b, 1, n]: the bias row each new C tile starts from (a bias move puts it into the
+        # accumulator), or that the instruction adds on the way out (a bias in its semantics)
+        self.bias: np.ndarray | None = None
+        self.preloads_bias = "bias" in self.names
 
     def _allocate(self, layout: OperandLayout) -> dict[str, list[Buffer]]:
         """Every buffer of the call, at fixed offsets, in the memory the instruction declares for
@@ -419,6 +424,11 @@ class CallMachine:
                 if step.reload_c:
                     r0, c0 = (step.i0 * self.s.tile_i + r) * bm, (step.j0 * self.s.tile_j + c) * bn
                     self.mvin(buffer, row, _block(out[step.batch], r0, c0, self.c_shape))
+                elif self.bias is not None and self.preloads_bias:  # the row down the block
+                    c0 = (step.j0 * self.s.tile_j + c) * bn
+                    self._issue("bias")
+                    row_block = _block(self.bias[step.batch], 0, c0, (1, bn))
+                    buffer.write(row, np.broadcast_to(row_block, self.c_shape).copy())
                 else:  # the first compute overwrites instead of accumulating
                     buffer.write(row, np.zeros(self.c_shape))
 
@@ -427,12 +437,16 @@ class CallMachine:
         buffer = self.c[self.c_slot[tile.key]]
         bm, bn = self.c_shape
         epilogue = self.call.epilogue if tile.final else None
+        added = self.bias if tile.final and not self.preloads_bias else None
         for r in range(-(-tile.mt // bm)):
             for c in range(-(-tile.nt // bn)):
-                block = self.mvout(
-                    buffer, self._row(buffer, self.c_shape, r, c, self.s.tile_j), epilogue
-                )
+                row = self._row(buffer, self.c_shape, r, c, self.s.tile_j)
                 r0, c0 = (tile.i0 * self.s.tile_i + r) * bm, (tile.j0 * self.s.tile_j + c) * bn
+                if added is not None:  # the instruction's datapath adds it before its function
+                    self._issue("load")
+                    bias = _block(added[tile.batch], 0, c0, (1, bn))
+                    buffer.write(row, buffer.read(row, self.c_shape) + bias)
+                block = self.mvout(buffer, row, epilogue)
                 dst = out[tile.batch, r0 : r0 + bm, c0 : c0 + bn]
                 dst[...] = block[: dst.shape[0], : dst.shape[1]]
 
@@ -495,9 +509,11 @@ def run_call(
     a: np.ndarray,
     b: np.ndarray,
     types: OperandTypes = EXACT,
+    bias: np.ndarray | None = None,
 ) -> CallRun:
-    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s`, through the modelled memories, in
-    the numbers `types` (`functional.operand_types`; default float64).
+    """`a[b, m, k] . b[b, k, n]` of `call` under schedule `s` (onto `bias`, [n] or [b, n], moved
+    into each C tile by the target's bias move), through the modelled memories, in the numbers
+    `types` (`functional.operand_types`; default float64).
 
     Raises SimulationError on an overrun, a read of an unwritten row, or mismatched shapes.
     """
@@ -507,6 +523,8 @@ def run_call(
             f"%{call.node}: operands {a.shape} . {b.shape}, the call is {want_a} . {want_b}"
         )
     machine = CallMachine(target, call, s, types)
+    if bias is not None:
+        machine.bias = bias_rows(bias, call.b, call.n, types)
     return CallRun(machine.run(np.asarray(a, float), np.asarray(b, float)), machine.counts)
 
 
@@ -551,7 +569,10 @@ def trace_program(
             run.counts.update(counts)
         elif scheduled is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
-            called = run_call(target, scheduled.call, scheduled.schedule, args[0], args[1], types)
+            bias = args[2] if len(args) == 3 else None
+            called = run_call(
+                target, scheduled.call, scheduled.schedule, args[0], args[1], types, bias
+            )
             value = called.output
             run.calls[node.id] = called.counts
             run.counts.update(called.counts)

@@ -19,6 +19,8 @@ from isamap.ir.kernel import Access, Binary, Kernel, Unary
 
 __all__ = [
     "MatrixForm",
+    "bias_move",
+    "chain_bias",
     "chain_function",
     "chain_problem",
     "contraction_dtypes",
@@ -71,42 +73,99 @@ class MatrixForm:
         return {"lhs": self.lhs_indices, "rhs": self.rhs_indices, "out": self.out_indices}[operand]
 
 
-def chain_problem(semantics: Kernel) -> str | None:
-    """Why the statements after a `+=` product are not one function chained onto its result
-    (`C[i, j] += A[i, k] * B[k, j]` then `D[i, j] = relu(C[i, j])`), or None."""
+def _chain_parts(semantics: Kernel) -> tuple[str | None, str | None] | str:
+    """The function and the bias tensor that the statement after a `+=` product chains onto its
+    result (`D[i, j] = relu(C[i, j] + bias[j])`: ("relu", "bias"); `D[i, j] = relu(C[i, j])`:
+    ("relu", None); `D[i, j] = C[i, j] + bias[j]`: (None, "bias")), or why it is not one."""
     first, rest = semantics.statements[0], semantics.statements[1:]
+    at = ", ".join(first.indices)
+    shape = (
+        f"`{{D}}[{at}] = relu({first.target}[{at}])` or `{{D}}[{at}] = relu({first.target}[{at}]"
+        " + bias[<its N indices>])`"
+    )
     if len(rest) > 1:
         return (
-            f"its semantics chains {len(rest)} statements onto the product; one function "
-            "(`D[i, j] = relu(C[i, j])`) is mapped, as the call's epilogue"
+            f"its semantics chains {len(rest)} statements onto the product; one statement "
+            f"({shape.format(D='D')}) is mapped, as the call's epilogue"
         )
-    for s in rest:
-        e = s.expr
-        arg = e.arg if isinstance(e, Unary) else None
-        chained = (
-            not s.accumulate
-            and s.indices == first.indices
-            and isinstance(arg, Access)
-            and arg.tensor == first.target
-            and arg.is_plain()
-            and arg.index_names() == first.indices
+    s = rest[0]
+    why = (
+        f"statement `{s}` is not a function and/or a per-column bias of the product's result at "
+        f"its own indices ({shape.format(D=s.target)}); a chained scale is not mapped yet"
+    )
+    if s.accumulate or s.indices != first.indices:
+        return why
+    e = s.expr
+    fn = None
+    if isinstance(e, Unary):
+        fn, e = e.fn, e.arg
+
+    def is_result(x: object) -> bool:
+        return (
+            isinstance(x, Access)
+            and x.tensor == first.target
+            and x.is_plain()
+            and x.index_names() == first.indices
         )
-        if not chained:
-            return (
-                f"statement `{s}` is not one function of the product's result at its own "
-                f"indices (`{s.target}[{', '.join(first.indices)}] = relu({first.target}"
-                f"[{', '.join(first.indices)}])`); a bias or scale in the chain is not mapped"
-            )
-    return None
+
+    if is_result(e):
+        return (fn, None) if fn is not None else why
+    if not (isinstance(e, Binary) and e.op == "+"):
+        return why
+    bias = e.rhs if is_result(e.lhs) else e.lhs if is_result(e.rhs) else None
+    product = _plain_product(first.expr)
+    if not isinstance(bias, Access) or not bias.is_plain() or product is None:
+        return why
+    if bias.tensor in (first.target, s.target):
+        return why
+    ia, ib = product[0].index_names(), product[1].index_names()
+    n_indices = tuple(i for i in first.indices if i in ib and i not in ia)
+    if not n_indices or bias.index_names() != n_indices:
+        return (
+            f"statement `{s}`: the bias must be read at the product's N indices "
+            f"[{', '.join(n_indices)}] (one value per output column)"
+        )
+    return fn, bias.tensor
+
+
+def chain_problem(semantics: Kernel) -> str | None:
+    """Why the statements after a `+=` product are not one function and/or per-column bias
+    chained onto its result (`C[i, j] += A[i, k] * B[k, j]` then `D[i, j] = relu(C[i, j] +
+    bias[j])`), or None."""
+    found = _chain_parts(semantics)
+    return found if isinstance(found, str) else None
 
 
 def chain_function(semantics: Kernel) -> str | None:
     """The function a contraction instruction's semantics applies to every result (its chained
     second statement), or None."""
-    if len(semantics.statements) != 2 or chain_problem(semantics) is not None:
+    if len(semantics.statements) != 2 or not semantics.statements[0].accumulate:
         return None
-    e = semantics.statements[1].expr
-    return e.fn if isinstance(e, Unary) else None
+    found = _chain_parts(semantics)
+    return None if isinstance(found, str) else found[0]
+
+
+def chain_bias(semantics: Kernel) -> str | None:
+    """The per-column bias tensor a contraction instruction's semantics adds to every result
+    before its function (`D[i, j] = relu(C[i, j] + bias[j])`: "bias"), or None."""
+    if len(semantics.statements) != 2 or not semantics.statements[0].accumulate:
+        return None
+    found = _chain_parts(semantics)
+    return None if isinstance(found, str) else found[1]
+
+
+def bias_move(semantics: Kernel) -> bool:
+    """True when a move's semantics copies one row down every row of its destination
+    (`C[i, j] = D[j]`: Gemmini's mvin of a bias with a zero row stride, `repeating_bias`): the
+    source is read at a proper, non-empty suffix of the destination's indices."""
+    if len(semantics.statements) != 1:
+        return False
+    s = semantics.statements[0]
+    e = s.expr
+    if s.accumulate or not isinstance(e, Access) or not e.is_plain():
+        return False
+    own = e.index_names()
+    return 0 < len(own) < len(s.indices) and s.indices[len(s.indices) - len(own) :] == own
 
 
 def _product(semantics: Kernel) -> tuple[Access, Access] | str:

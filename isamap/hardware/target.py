@@ -124,6 +124,9 @@ class Instruction:
     #: The function a contraction's semantics chains onto every result (`D = relu(C)`): the
     #: instruction always applies it, so it computes only products under that function.
     chain: str | None = None
+    #: The per-column bias tensor the chained statement adds before its function
+    #: (`D[i, j] = relu(C[i, j] + bias[j])`): the instruction computes only products plus a bias.
+    chain_bias: str | None = None
     #: The operands it can read broadcast over its lanes (`promotion.py`); None: any of them.
     broadcasts: tuple[str, ...] | None = None
     stationary: str | None = None

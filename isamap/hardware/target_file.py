@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 from isamap.hardware.conv_form import has_window_access
 from isamap.hardware.elementwise_form import elementwise_form, elementwise_problem
 from isamap.hardware.host_cpu import HOST_ALIAS, host_target_name
-from isamap.hardware.matrix_form import chain_function, contraction_problem, matrix_form
+from isamap.hardware.matrix_form import (
+    chain_bias,
+    chain_function,
+    contraction_problem,
+    matrix_form,
+)
 from isamap.hardware.promotion import with_promotions
 from isamap.hardware.target import (
     CODEGEN_FAMILIES,
@@ -539,12 +544,16 @@ def _instruction(
                 (*keys, "semantics"), f"instruction '{keys[-1]}' can never be used: {problem}"
             )
     chain = chain_function(kernel) if kind == "compute" else None
+    bias = chain_bias(kernel) if kind == "compute" else None
     epilogues = doc.strings((*keys, "epilogues"), t, ELEMENTWISE_FUNCTIONS)
-    if chain is not None and epilogues:
+    if (chain is not None or bias is not None) and epilogues:
+        chained = " and ".join(
+            x for x in (chain, f"bias {bias}" if bias else None) if x is not None
+        )
         raise doc.error(
             (*keys, "epilogues"),
-            f"instruction '{keys[-1]}' chains {chain} in its semantics; it cannot also declare "
-            "epilogues",
+            f"instruction '{keys[-1]}' chains {chained} in its semantics; it cannot also "
+            "declare epilogues",
         )
     stationary = t.get("stationary")
     if stationary is not None:
@@ -567,6 +576,7 @@ def _instruction(
         energy_pj=doc.number((*keys, "energy_pj"), t, default=0.0, positive=False),
         epilogues=epilogues,
         chain=chain,
+        chain_bias=bias,
         broadcasts=_broadcasts(doc, keys, t, kernel),
         stationary=stationary,
         reuses_stationary=reuses,

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from isamap.hardware.footprint import OperandLayout, operand_layout
-from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.matrix_form import bias_move, matrix_form
 from isamap.hardware.target import Instruction, Target
 from isamap.ir.program import MatmulCall, TileSchedule
 
@@ -192,7 +192,9 @@ _DATAFLOW_NAMES = {"weight_stationary": "WS", "output_stationary": "OS"}
 
 # memo tables: models per (target, instruction), timings per (model, call shape, schedule)
 _MODELS: dict[tuple[int, str], tuple[Target, ArrayModel]] = {}
-_TIMINGS: dict[tuple[int, int, int, int, int, TileSchedule], tuple[ArrayModel, CallTiming]] = {}
+_TIMINGS: dict[
+    tuple[int, int, int, int, int, bool, TileSchedule], tuple[ArrayModel, CallTiming]
+] = {}
 
 
 def _companions(target: Target, compute: Instruction) -> dict[str, str]:
@@ -215,6 +217,10 @@ def _companions(target: Target, compute: Instruction) -> dict[str, str]:
             names.setdefault("load", ins.name)
         elif ins.kind == "move" and writes == dram and out_mem in reads:
             names.setdefault("store", ins.name)
+        elif (
+            ins.kind == "move" and writes == out_mem and dram in reads and bias_move(ins.semantics)
+        ):
+            names.setdefault("bias", ins.name)  # a bias row the product accumulates onto
     return names
 
 
@@ -253,7 +259,7 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
 
     Memoised per model, call shape and schedule; the result is shared, so treat it as read-only.
     """
-    key = (id(model), call.b, call.m, call.n, call.k, s)
+    key = (id(model), call.b, call.m, call.n, call.k, call.bias, s)
     hit = _TIMINGS.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
@@ -303,7 +309,9 @@ def _extrapolated(
                 n = value
             else:
                 k = value
-            return MatmulCall(call.node, call.instruction, b, m, n, k, call.block, call.epilogue)
+            return MatmulCall(
+                call.node, call.instruction, b, m, n, k, call.block, call.epilogue, bias=call.bias
+            )
 
         # two buffers alternate, so the steady state may repeat every second tile: walk a short
         # loop with the same parity as the full one and one two tiles longer
@@ -452,8 +460,12 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
     gap = model.fill if model.systolic and model.pipelined else 0.0
     drain = model.drain if model.pipelined else 0.0
     drain_held = 0.0 if model.pipelined else model.drain  # the array's last drain, per tile
-    load_blocks = 0
-    dram_in = acc_back = 0.0
+    load_blocks = bias_moves = 0
+    dram_in = acc_back = bias_in = 0.0
+    # a call onto a per-column bias: one bias row moved into each new C tile (DRAM bytes: one
+    # row; the block's other rows re-read it, `gemmini.toml` mvin_bias)
+    # (no bias move: the instruction adds the row in its datapath, loaded like an operand)
+    bias_name = model.names.get("bias", model.names.get("load")) if call.bias else None
     order = s.loop_order
     where = [order.index(v) for v in "ijk"]
     a_at = b_at = c_at = None
@@ -500,6 +512,14 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
                     reload = True
                     loads.append(move(mt, nt, bm, bn, acc_bytes))
                     acc_back += loads[-1][0]
+                elif bias_name is not None:  # the bias row: one row's DMA per tile, issued as
+                    # one move per accumulator block (repeating_bias re-reads the row)
+                    nbias = -(-mt // bm) * -(-nt // bn)
+                    loads.append((nt * acc_bytes, 1))
+                    load_blocks += nbias - 1
+                    acc_back += mt * nt * acc_bytes  # every row of the tile written
+                    bias_in += nt * acc_bytes
+                    bias_moves += nbias
                 visited.add(c_tile)
                 c_at, c_shape = c_tile, (mt, nt)
             nbytes = sum(x[0] for x in loads)
@@ -553,9 +573,11 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
         dma_free = send_store(dma_free, results, stored(*c_shape))
         end = max(end, dma_free + lat)  # the last write lands
     # what moved and what issued, from the tile shapes and how often each occurred
-    out.counts[model.names.get("load", "load")] += load_blocks
+    out.counts[model.names.get("load", "load")] += load_blocks - bias_moves
+    if bias_name is not None and bias_moves:
+        out.counts[bias_name] += bias_moves
     out.bytes["dram"] += dram_in
-    out.bytes["scratchpad"] += dram_in
+    out.bytes["scratchpad"] += dram_in - bias_in
     out.bytes["accumulator"] += acc_back
     for (mt, nt), n in stores.items():
         _store(model, mt, nt, n, out)

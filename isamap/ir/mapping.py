@@ -62,7 +62,8 @@ class MapNode:
                 f" channels*taps={a['k']} tiles={a['tiles']}"
             )
         if self.op == "instr":
-            epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
+            epi = " + bias" if a.get("bias") else ""
+            epi += f" + {a['epilogue']}" if a.get("epilogue") else ""
             return (
                 f"{a['instruction']}{epi} b={a['b']} m={a['m']} n={a['n']} k={a['k']}"
                 f" tiles={a['tiles']}"
@@ -147,6 +148,8 @@ class Mapping:
             capacity = calls * _product(str(a.get("tile", "1")))
             used = 100.0 * work / capacity if capacity else 0.0
             epi = f" with {a['epilogue']}" if a.get("epilogue") else ""
+            if a.get("bias"):
+                epi = f" onto a per-column bias{epi.replace(' with ', ', then ')}"
             if packed > 1:
                 epi += f" (operand block-diagonal: {packed} channels per product)"
             direct, fed = self.produces(n.id)

@@ -69,6 +69,10 @@ def _relu(x: Array) -> Array:
     return np.maximum(x, 0.0)
 
 
+def _relu6(x: Array) -> Array:
+    return np.minimum(np.maximum(x, 0.0), 6.0)
+
+
 _ERF = np.frompyfunc(math.erf, 1, 1)
 
 
@@ -81,6 +85,7 @@ def _erf(x: Array) -> Array:
 OPERATORS: tuple[Operator, ...] = (
     # unary functions, written f(x)
     Operator("relu", 1, "call", _relu, doc="max(x, 0)"),
+    Operator("relu6", 1, "call", _relu6, doc="min(max(x, 0), 6): ReLU6, ONNX Clip(0, 6)"),
     Operator("sigmoid", 1, "call", _sigmoid, True, "1 / (1 + exp(-x))"),
     Operator("tanh", 1, "call", _quiet(np.tanh), True, "hyperbolic tangent"),
     Operator("exp", 1, "call", _quiet(np.exp), True, "e ** x"),

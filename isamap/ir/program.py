@@ -43,6 +43,7 @@ class MatmulCall:
     #: A direct-convolution call (`hardware.direct_conv`): m pixels, n kernels, k channels x taps
     #: of this geometry, the input read in place.
     conv: ConvGeometry | None = None
+    bias: bool = False  # accumulates onto a per-column bias row, moved in per C tile
 
     @property
     def blocks(self) -> tuple[int, int, int]:

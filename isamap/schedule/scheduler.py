@@ -34,6 +34,7 @@ def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
         k=int(str(a["k"])),
         block=model.block,
         epilogue=str(epilogue) if epilogue else None,
+        bias=bool(a.get("bias")),
     )
 
 
@@ -46,8 +47,8 @@ def _cached(
     strategy: str,
 ) -> tuple[TileSchedule, CallTiming]:
     model = ArrayModel.for_instruction(target, name)
-    b, m, n, k, _ = dims
-    call = MatmulCall(0, name, b, m, n, k, model.block)
+    b, m, n, k, extra = dims
+    call = MatmulCall(0, name, b, m, n, k, model.block, bias=extra == "bias")
     chosen = strategy_named(strategy)(model, call, target)
     over = model.layout.overruns(chosen)
     if over:  # every strategy filters by `fits`; this keeps any other one honest too
@@ -60,10 +61,18 @@ def _cached(
 
 
 def best_call(
-    target: Target, name: str, b: int, m: int, n: int, k: int, strategy: str = "heuristic"
+    target: Target,
+    name: str,
+    b: int,
+    m: int,
+    n: int,
+    k: int,
+    strategy: str = "heuristic",
+    bias: bool = False,
 ) -> tuple[TileSchedule, CallTiming]:
-    """The schedule `strategy` picks for a call of this shape, and its timing (memoised)."""
-    return _cached(id(target), target, name, (b, m, n, k, ""), strategy)
+    """The schedule `strategy` picks for a call of this shape (onto a per-column bias row when
+    `bias`), and its timing (memoised)."""
+    return _cached(id(target), target, name, (b, m, n, k, "bias" if bias else ""), strategy)
 
 
 def _names(target: Target, call: MatmulCall) -> dict[str, str]:
@@ -90,7 +99,9 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
             continue
         model = ArrayModel.for_instruction(target, str(node.attrs["instruction"]))
         call = matmul_call_of(node, model)
-        chosen, _ = best_call(target, call.instruction, call.b, call.m, call.n, call.k, strategy)
+        chosen, _ = best_call(
+            target, call.instruction, call.b, call.m, call.n, call.k, strategy, call.bias
+        )
         program.calls.append(
             ScheduledCall(call, chosen, strategy, _names(target, call), model.systolic)
         )

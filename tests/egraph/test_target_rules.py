@@ -11,7 +11,16 @@ def test_gemmini_rules() -> None:
     target = isamap.load_target("gemmini")
     assert matrix_instructions(target) == ["compute_preloaded"]  # compute_accumulated rides along
     names = [r.name for r in derive_rules(target)]
-    assert names == ["bmm-to-compute_preloaded", "fuse-relu-into-compute_preloaded-via-mvout"]
+    assert names == [
+        "bmm-to-compute_preloaded",
+        "fuse-relu-into-compute_preloaded-via-mvout",
+        # mvin_bias moves a bias row into the accumulator (gemmini.h repeating_bias)
+        "bias-into-compute_preloaded-via-mvin_bias",
+        "bias-swapped-into-compute_preloaded-via-mvin_bias",
+        "batch-bias-into-compute_preloaded-via-mvin_bias",
+        "batch-bias-swapped-into-compute_preloaded-via-mvin_bias",
+        "fuse-relu-into-compute_preloaded-bias",
+    ]
     text = rules_program(target)
     assert text.startswith("(ruleset target)")
     assert '(Instr "compute_preloaded" b m n k x y)' in text

@@ -123,6 +123,7 @@ def test_gemmini_instructions() -> None:
     assert list(t.instructions) == [
         "mvin",
         "mvout",
+        "mvin_bias",
         "preload",
         "compute_preloaded",
         "compute_accumulated",

@@ -54,6 +54,7 @@ def _erf_by_quadrature(x: float) -> float:
 
 REFERENCE = {
     "relu": lambda a, b: np.maximum(a, 0),
+    "relu6": lambda a, b: np.clip(a, 0, 6),
     "sigmoid": lambda a, b: 1 / (1 + np.exp(-a)),
     "tanh": lambda a, b: np.tanh(a),
     "exp": lambda a, b: np.exp(a),
