@@ -26,6 +26,11 @@ KERNELS = {
     "conv_strided": lambda: builders.conv2d(1, 8, 11, 11, 16, 3, 3, stride=2, padding=1),
     "dw_separable": lambda: builders.dw_separable(1, 16, 10, 10, 32),
     "gru_cell": lambda: builders.gru_cell(8, 24, 16),
+    "fc_bias_relu": lambda: isamap.parse_kernel(
+        "tensor X[12, 20] i8\ntensor W[20, 24] i8\ntensor bias[24] i32\n"
+        "T[b, j] += X[b, k] * W[k, j]\nY[b, j] = relu(T[b, j] + bias[j])\n",
+        name="fc_bias_relu",
+    ),
 }
 
 
