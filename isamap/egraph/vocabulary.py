@@ -15,6 +15,7 @@ from typing import Literal as TypeLiteral
 
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
+from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
 
 __all__ = [
@@ -135,6 +136,22 @@ def _matmul(skip: int) -> ShapeRule:
 def _instr_act(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     need(str(lits[1]) in UNARY_NAMES, f"no function '{lits[1]}'")
     return _matmul(2)(lits, s)
+
+
+def _instr_taps(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    """`(InstrTaps name geometry t b m n k x y)`: x [b, t, m, k] . y [b, t, k, n] summed over t."""
+    try:
+        geometry = TapGeometry.parse(str(lits[1]))
+    except ValueError as err:
+        raise IllShapedError(str(err)) from None
+    t, b, m, n, k = (int(v) for v in lits[2:])
+    need(min(t, b, m, n, k) >= 1, f"extents t={t} b={b} m={m} n={n} k={k} must be positive")
+    rows = m if geometry.operand == "A" else n
+    fits = geometry.tap_count == t and geometry.channels == k and geometry.row_count == rows
+    need(fits, f"tap geometry of {geometry.tap_count} taps x {geometry.channels} for t={t} k={k}")
+    need(s[0] == (b, t, m, k), f"left operand is {list(s[0])}, expected [{b}, {t}, {m}, {k}]")
+    need(s[1] == (b, t, k, n), f"right operand is {list(s[1])}, expected [{b}, {t}, {k}, {n}]")
+    return (b, m, n)
 
 
 def _ew(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
@@ -279,6 +296,16 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "instruction",
         _instr_act,
         "the same with a function fused on the way out",
+    ),
+    Constructor(
+        "InstrTaps",
+        (S, S, N, N, N, N, N, T, T),
+        ("instruction", "geometry", "taps", *_MM),
+        "instr",
+        "",
+        "instruction",
+        _instr_taps,
+        "a matrix instruction accumulating one product per filter tap on shifted views",
     ),
     Constructor(
         "VecFn",

@@ -36,6 +36,7 @@ from isamap.ir.mapping import Mapping
 from isamap.ir.ops import UNARY
 from isamap.ir.program import MatmulCall, Program, TileSchedule
 from isamap.ir.reference import check_inputs
+from isamap.ir.taps import stack_taps
 
 __all__ = [
     "Accumulator",
@@ -539,6 +540,9 @@ def trace_program(
             value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
         elif scheduled is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
+            if scheduled.call.taps is not None:  # the taps one after another along K
+                depth = scheduled.call.k // scheduled.call.taps.tap_count
+                args = list(stack_taps(args[0], args[1], depth))
             called = run_call(target, scheduled.call, scheduled.schedule, args[0], args[1], types)
             value = called.output
             run.calls[node.id] = called.counts

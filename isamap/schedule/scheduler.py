@@ -10,10 +10,11 @@ from functools import lru_cache
 
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
-from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
+from isamap.hardware.timing import ArrayModel, CallTiming, call_timing, tap_call
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, Program, ScheduledCall, TileSchedule
+from isamap.ir.taps import TapGeometry
 from isamap.schedule.strategies import strategy as strategy_named
 
 __all__ = ["best_call", "matmul_call_of", "schedule_mapping"]
@@ -23,7 +24,7 @@ def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
     """The MatmulCall an `instr` node of a mapping stands for."""
     a = node.attrs
     epilogue = a.get("epilogue")
-    return MatmulCall(
+    call = MatmulCall(
         node=node.id,
         instruction=str(a["instruction"]),
         b=int(str(a["b"])),
@@ -33,6 +34,9 @@ def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
         block=model.block,
         epilogue=str(epilogue) if epilogue else None,
     )
+    if a.get("geometry") is None:
+        return call
+    return tap_call(call, TapGeometry.parse(str(a["geometry"])), model.block[2])
 
 
 @lru_cache(maxsize=4096)
@@ -44,8 +48,10 @@ def _cached(
     strategy: str,
 ) -> tuple[TileSchedule, CallTiming]:
     model = ArrayModel.for_instruction(target, name)
-    b, m, n, k, _ = dims
+    b, m, n, k, taps = dims
     call = MatmulCall(0, name, b, m, n, k, model.block)
+    if taps:  # k is each tap's depth: the call stacks the taps, each padded to the block
+        call = tap_call(call, TapGeometry.parse(taps), model.block[2])
     chosen = strategy_named(strategy)(model, call, target)
     over = model.layout.overruns(chosen)
     if over:  # every strategy filters by `fits`; this keeps any other one honest too
@@ -58,10 +64,18 @@ def _cached(
 
 
 def best_call(
-    target: Target, name: str, b: int, m: int, n: int, k: int, strategy: str = "heuristic"
+    target: Target,
+    name: str,
+    b: int,
+    m: int,
+    n: int,
+    k: int,
+    strategy: str = "heuristic",
+    taps: str = "",
 ) -> tuple[TileSchedule, CallTiming]:
-    """The schedule `strategy` picks for a call of this shape, and its timing (memoised)."""
-    return _cached(id(target), target, name, (b, m, n, k, ""), strategy)
+    """The schedule `strategy` picks for a call of this shape, and its timing (memoised); with
+    `taps` (a `TapGeometry`'s text) the call is that tap accumulation, `k` each tap's depth."""
+    return _cached(id(target), target, name, (b, m, n, k, taps), strategy)
 
 
 def _names(target: Target, call: MatmulCall) -> dict[str, str]:
@@ -85,7 +99,12 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
     for node in mapping.instruction_calls():
         model = ArrayModel.for_instruction(target, str(node.attrs["instruction"]))
         call = matmul_call_of(node, model)
-        chosen, _ = best_call(target, call.instruction, call.b, call.m, call.n, call.k, strategy)
+        taps = call.taps
+        k = call.k if taps is None else taps.channels
+        geometry = "" if taps is None else taps.to_string()
+        chosen, _ = best_call(
+            target, call.instruction, call.b, call.m, call.n, k, strategy, geometry
+        )
         program.calls.append(
             ScheduledCall(call, chosen, strategy, _names(target, call), model.systolic)
         )
