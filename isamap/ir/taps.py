@@ -89,12 +89,39 @@ class TapGeometry:
         taps [tap_lo, tap_hi) (memoised)."""
         return _pixels(self, start, length, tap_lo, tap_hi)
 
-    def tile_reads(self, start: int, length: int, k0: int, kt: int, depth: int) -> list[
-        tuple[int, int]
-    ]:
-        """(pixels, channels) of each part of a views tile: rows [start, start + length), depth
-        columns [k0, k0 + kt) of the stacked taps (tap `t` at columns [t * depth, t * depth +
-        channels), the rest zero padding); taps holding the same channels are one part."""
+    def pixel_ids(self, start: int, length: int, tap_lo: int, tap_hi: int) -> np.ndarray:
+        """The input pixel (row-major over `bounds`) that each row [start, start + length) of
+        the views reads at each tap [tap_lo, tap_hi), -1 where it reads the zero padding."""
+        rows = np.arange(start, min(start + length, self.row_count))
+        taps = np.arange(tap_lo, min(tap_hi, self.tap_count))
+        env: dict[str, np.ndarray] = {}
+        for names, flat, shape in (
+            (self.rows, rows[:, None], (len(rows), 1)),
+            (self.taps, taps[None, :], (1, len(taps))),
+        ):
+            extents = [e for _, e in names]
+            if not extents or not flat.size:
+                continue
+            parts = np.unravel_index(np.broadcast_to(flat, shape), extents)
+            for (name, _), part in zip(names, parts, strict=True):
+                env[name] = part
+        grid = (len(rows), len(taps))
+        valid = np.ones(grid, dtype=bool)
+        linear = np.zeros(grid, dtype=np.int64)
+        for expr, bound in zip(self.exprs, self.bounds, strict=True):
+            pos = np.full(grid, expr.const, dtype=np.int64)
+            for name, coef in expr.terms:
+                pos = pos + coef * env[name]
+            valid &= (pos >= 0) & (pos < bound)
+            linear = linear * bound + np.clip(pos, 0, bound - 1)
+        return np.where(valid, linear, -1)
+
+    def tile_parts(
+        self, k0: int, kt: int, depth: int
+    ) -> list[tuple[int, int, tuple[int, ...]]]:
+        """The parts of a views tile at depth columns [k0, k0 + kt) of the stacked taps (tap `t`
+        at columns [t * depth, t * depth + channels), the rest zero padding): (first channel,
+        channel stop, taps) for each channel range some of its taps hold whole."""
         parts: dict[tuple[int, int], list[int]] = {}
         first, last = k0 // depth, (k0 + kt - 1) // depth
         for t in range(first, min(last, self.tap_count - 1) + 1):
@@ -102,36 +129,23 @@ class TapGeometry:
             hi = min(k0 + kt, t * depth + self.channels) - t * depth
             if hi > lo:
                 parts.setdefault((lo, hi), []).append(t)
-        out = []
-        for (lo, hi), taps in parts.items():
-            out.append((self.pixels(start, length, taps[0], taps[-1] + 1), hi - lo))
-        return out
+        return [(lo, hi, tuple(taps)) for (lo, hi), taps in parts.items()]
+
+    def tile_reads(
+        self, start: int, length: int, k0: int, kt: int, depth: int
+    ) -> list[tuple[int, int]]:
+        """(distinct pixels, channels) of each part of a views tile (`tile_parts`) whose rows
+        are [start, start + length)."""
+        return [
+            (self.pixels(start, length, taps[0], taps[-1] + 1), hi - lo)
+            for lo, hi, taps in self.tile_parts(k0, kt, depth)
+        ]
 
 
 @lru_cache(maxsize=65_536)
 def _pixels(g: TapGeometry, start: int, length: int, tap_lo: int, tap_hi: int) -> int:
-    rows = np.arange(start, min(start + length, g.row_count))
-    taps = np.arange(tap_lo, min(tap_hi, g.tap_count))
-    if not rows.size or not taps.size:
-        return 0
-    env: dict[str, np.ndarray] = {}
-    for names, flat, shape in (
-        (g.rows, rows[:, None], (len(rows), 1)),
-        (g.taps, taps[None, :], (1, len(taps))),
-    ):
-        extents = [e for _, e in names]
-        parts = np.unravel_index(np.broadcast_to(flat, shape), extents) if extents else ()
-        for (name, _), part in zip(names, parts, strict=True):
-            env[name] = part
-    valid = np.ones((len(rows), len(taps)), dtype=bool)
-    linear = np.zeros((len(rows), len(taps)), dtype=np.int64)
-    for expr, bound in zip(g.exprs, g.bounds, strict=True):
-        pos = np.full((len(rows), len(taps)), expr.const, dtype=np.int64)
-        for name, coef in expr.terms:
-            pos = pos + coef * env[name]
-        valid &= (pos >= 0) & (pos < bound)
-        linear = linear * bound + np.clip(pos, 0, bound - 1)
-    return int(np.unique(linear[valid]).size)
+    ids = g.pixel_ids(start, length, tap_lo, tap_hi)
+    return int(np.unique(ids[ids >= 0]).size)
 
 
 def tap_depth(channels: int, k_extent: int) -> int:
