@@ -308,6 +308,11 @@ def _window_of(ctx: RuleContext, cid: str, axes: tuple[str, ...]) -> ENode | Non
     return None
 
 
+def _shifts(expr: Affine, index: str, rows: Sequence[str]) -> bool:
+    """Whether `index` shifts an output index in `expr` (a tap: `h + r - 1`)."""
+    return index in expr.indices() and bool(set(rows) & set(expr.indices()))
+
+
 def tap_roles(
     spec: WindowSpec, views: tuple[str, ...], other: tuple[str, ...], out: tuple[str, ...]
 ) -> dict[str, list[str]] | str:
@@ -326,8 +331,7 @@ def tap_roles(
         "b": [i for i in out if i in views and i in other],
         "rows": rows,
         "cols": [i for i in out if i in other and i not in views],
-        "taps": [i for i in summed if any(set(rows) & set(e.indices()) and i in e.indices()
-                                          for e in spec.exprs)],  # fmt: skip
+        "taps": [i for i in summed if any(_shifts(e, i, rows) for e in spec.exprs)],
     }
     roles["channels"] = [i for i in summed if i not in roles["taps"]]
     if not roles["taps"] or not rows:

@@ -468,7 +468,7 @@ class CallMachine:
                 dst = out[tile.batch, r0 : r0 + bm, c0 : c0 + bn]
                 dst[...] = block[: dst.shape[0], : dst.shape[1]]
 
-    # -- a tap accumulation's views (ir/taps.py) ----------------------------------------------------
+    # -- a tap accumulation's views (ir/taps.py) --------------------------------------------------
 
     def _views(self, operand: str) -> bool:
         """Whether `operand` of this call is the shifted views of a tap accumulation."""
@@ -496,8 +496,8 @@ class CallMachine:
             sub = ids[:, taps[0] : taps[-1] + 1]
             rows, cols = np.nonzero(sub >= 0)
             uniq, first = np.unique(sub[rows, cols], return_index=True)
-            part = _ViewPart(lo, hi, frozenset(taps), {int(p): n for n, p in enumerate(uniq)},
-                             tile.blocks, -(-(hi - lo) // bk))  # fmt: skip
+            slots = {int(p): n for n, p in enumerate(uniq)}
+            part = _ViewPart(lo, hi, frozenset(taps), slots, tile.blocks, -(-(hi - lo) // bk))
             tile.parts.append(part)
             for pb in range(-(-len(uniq) // pix)):
                 for cb in range(part.channel_blocks):
@@ -508,8 +508,8 @@ class CallMachine:
                         span = slice(tap * depth + c0, tap * depth + c1)
                         got = x[start + row, span] if operand == "A" else x[span, start + row]
                         values[n - pb * pix, : c1 - c0] = got
-                    self.mvin(buffer, tile.blocks * tile.block_rows, values if operand == "A"
-                              else values.T)  # fmt: skip
+                    block = values if operand == "A" else values.T
+                    self.mvin(buffer, tile.blocks * tile.block_rows, block)
                     tile.blocks += 1
         self.view_tiles[operand] = tile
 

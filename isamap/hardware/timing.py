@@ -596,13 +596,11 @@ def tap_move(
     return nbytes, blocks
 
 
-def tap_call(
-    call: MatmulCall, geometry: TapGeometry, k_extent: int
-) -> MatmulCall:
+def tap_call(call: MatmulCall, geometry: TapGeometry, k_extent: int) -> MatmulCall:
     """`call` as the tap accumulation of `geometry`: its depth the taps one after another, each
     padded to the instruction's K extent."""
-    return replace(call, k=geometry.tap_count * tap_depth(geometry.channels, k_extent),
-                   taps=geometry)  # fmt: skip
+    depth = tap_depth(geometry.channels, k_extent)
+    return replace(call, k=geometry.tap_count * depth, taps=geometry)
 
 
 def _store(model: ArrayModel, mt: int, nt: int, n: int, out: CallTiming) -> None:

@@ -116,9 +116,7 @@ class TapGeometry:
             linear = linear * bound + np.clip(pos, 0, bound - 1)
         return np.where(valid, linear, -1)
 
-    def tile_parts(
-        self, k0: int, kt: int, depth: int
-    ) -> list[tuple[int, int, tuple[int, ...]]]:
+    def tile_parts(self, k0: int, kt: int, depth: int) -> list[tuple[int, int, tuple[int, ...]]]:
         """The parts of a views tile at depth columns [k0, k0 + kt) of the stacked taps (tap `t`
         at columns [t * depth, t * depth + channels), the rest zero padding): (first channel,
         channel stop, taps) for each channel range some of its taps hold whole."""
