@@ -34,13 +34,22 @@ from dataclasses import dataclass
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
+from isamap.egraph.target_rules import eligible_instructions
 from isamap.egraph.term_builder import Builder, Val
+from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_spec, parse_einsum
-from isamap.ir.kernel import Affine
+from isamap.ir.kernel import Affine, Kernel
 from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
 
-__all__ = ["COMPUTED_RULES", "ComputedRule", "ComputedRunner", "RuleContext", "packing_widths"]
+__all__ = [
+    "COMPUTED_RULES",
+    "ComputedRule",
+    "ComputedRunner",
+    "RuleContext",
+    "packing_widths",
+    "tap_instructions",
+]
 
 
 @dataclass(frozen=True)
@@ -438,6 +447,18 @@ def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[V
     return [_reshape(b, src, shape)]
 
 
+def tap_instructions(target: Target, kernel: Kernel | None = None) -> tuple[str, ...]:
+    """The instructions `einsum-to-taps` writes a convolution onto: the matrix instructions that
+    may compute `kernel`'s products and compute a plain product (not one with a chained
+    function), on an accelerator (a CPU target's C emitter writes im2col products and direct
+    depthwise loops, not tap sums)."""
+    if target.codegen is not None:
+        return ()
+    return tuple(
+        n for n in eligible_instructions(target, kernel) if target.instructions[n].chain is None
+    )
+
+
 @dataclass(frozen=True)
 class ComputedRule:
     """A rule matching every e-node of kind `op`; `apply` returns terms equal to its e-class;
@@ -448,6 +469,8 @@ class ComputedRule:
     doc: str
     apply: Callable[[ENode, Builder, RuleContext], list[Val]]
     phase: str = "layout"
+    #: whether the rule can fire on a target at all (the soundness check skips it elsewhere)
+    applies: Callable[[Target], bool] = lambda target: True
 
 
 #: The computed rules, in the order they run.
@@ -473,6 +496,7 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "Einsum(Window(x), w) -> layout(InstrTaps(shifted views of x, w per tap)): a convolution "
         "as one product per filter tap accumulated into one result (no im2col copy)",
         _einsum_to_taps,
+        applies=lambda target: bool(tap_instructions(target)),
     ),
     ComputedRule(
         "transpose-of-window",

@@ -24,17 +24,13 @@ from isamap.egraph.computed_rules import (
     ComputedRule,
     ComputedRunner,
     packing_widths,
+    tap_instructions,
 )
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
 from isamap.egraph.phases import PHASES, PhaseStats, phase_of_ruleset
 from isamap.egraph.rule_file import RuleForm, parse_rule_file, read_rule_file
-from isamap.egraph.target_rules import (
-    derive_rules,
-    eligible_instructions,
-    matrix_instructions,
-    rules_program,
-)
+from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
@@ -346,10 +342,7 @@ def saturate_with(
     start = time.perf_counter()
     egraph, numbered = _load(kernel, sources, terms, stages)
     widths = _packing_widths(target)
-    # the instructions a tap accumulation may use: plain products (no chained function)
-    contraction = tuple(
-        n for n in eligible_instructions(target, kernel) if target.instructions[n].chain is None
-    )
+    contraction = tap_instructions(target, kernel)
 
     def iteration(egraph: bindings.EGraph) -> _Iteration:
         runner = ComputedRunner(numbered, computed_rules, widths, contraction)
