@@ -347,14 +347,21 @@ def tap_roles(
         return "the window has no tap (no summed index shifts an output index)"
     if not roles["channels"]:
         return "no channel is contracted at each tap (a depthwise product)"
-    pixel = set(rows) | set(roles["taps"]) | set(roles["b"])
+    pixel, other_dims = set(rows) | set(roles["taps"]), set(roles["channels"]) | set(roles["b"])
     for e in spec.exprs:
         ids = set(e.indices())
-        if ids & set(roles["channels"]) and not ids <= set(roles["channels"]) | set(roles["b"]):
+        if _pixel_dim(e, roles) and not ids <= pixel:
+            return "an input dimension's pixels move with a batch index"
+        if not _pixel_dim(e, roles) and not ids <= other_dims:
             return "an input dimension mixes channels with pixels"
-        if not ids & set(roles["channels"]) and not ids <= pixel:
-            return "an input dimension is read by an index of neither"
     return roles
+
+
+def _pixel_dim(expr: Affine, roles: dict[str, list[str]]) -> bool:
+    """Whether an input dimension holds pixels: it reads no channel and is not a batch
+    dimension (read by batch indices alone, such as a convolution's group)."""
+    ids = set(expr.indices())
+    return not ids & set(roles["channels"]) and not (ids and ids <= set(roles["b"]))
 
 
 def _einsum_to_taps(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
@@ -388,6 +395,8 @@ def _taps_product(
     spec: WindowSpec,
     roles: dict[str, list[str]],
 ) -> list[Val]:
+    """The tap accumulation of `node` in the roles `tap_roles` found, the views on `side`: the
+    views, the weights per tap, one InstrTaps per instruction laid out as the result."""
     lhs, rhs, out = parse_einsum(node.str_arg(0))
     ext = dict(spec.axes)
     src = b.of(_child(window, 0))
@@ -409,17 +418,13 @@ def _taps_product(
     w_order = gb + taps + (chans + cols if side == 0 else cols + chans)
     w_dims = (size["channels"], size["cols"])[:: 1 if side == 0 else -1]
     weights = _reshape(b, _transpose(b, other, w_order).val, (size["b"], size["taps"], *w_dims))
-    channel_dims = [d for d, e in enumerate(spec.exprs) if set(e.indices()) & set(chans)]
-    pixel = [d for d in range(len(spec.exprs)) if d not in channel_dims]
+    pixel = [d for d, e in enumerate(spec.exprs) if _pixel_dim(e, roles)]
     geometry = TapGeometry(
         "A" if side == 0 else "B",
         size["channels"],
         tuple((a, ext[a]) for a in rows),
         tuple((a, ext[a]) for a in taps),
-        tuple(
-            Affine(tuple(t for t in spec.exprs[d].terms if t[0] not in gb), spec.exprs[d].const)
-            for d in pixel
-        ),
+        tuple(spec.exprs[d] for d in pixel),
         tuple(src.shape[d] for d in pixel),
     ).to_string()
     m, n = (size["rows"], size["cols"]) if side == 0 else (size["cols"], size["rows"])
