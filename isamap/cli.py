@@ -494,7 +494,10 @@ def compile_command(
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--explain", is_flag=True, help="Print the target file schema (every key).")
-def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
+@click.option(
+    "--explain-rules", is_flag=True, help="List the rules derived from each target's instructions."
+)
+def targets(files: tuple[str, ...], as_json: bool, explain: bool, explain_rules: bool) -> None:
     """List the shipped targets and their compute instructions, or load and check FILES."""
     if explain:
         schema = resources.files("isamap") / "hardware" / "targets.md"
@@ -502,6 +505,19 @@ def targets(files: tuple[str, ...], as_json: bool, explain: bool) -> None:
         return
     names = list(files) or isamap.list_targets()
     loaded = [isamap.load_target(name) for name in names]
+    if explain_rules:
+        from isamap.egraph.target_rules import explain_rules as derived_rules
+
+        for t in loaded:
+            rules = derived_rules(t)
+            if as_json:
+                listed = [{"name": n, "rule": d} for n, d in rules]
+                click.echo(json.dumps({"target": t.name, "rules": listed}, indent=1))
+                continue
+            click.echo(f"{t.name}: {len(rules)} derived rules")
+            for name, text in rules:
+                click.echo(f"  {name}: {text}")
+        return
     if as_json:
         doc = [
             {

@@ -40,7 +40,7 @@ from isamap.egraph.saturate import (
     saturate_with,
     target_rule_file,
 )
-from isamap.egraph.target_rules import derive_rules, rules_program
+from isamap.egraph.target_rules import conv_rules, derive_rules, rules_program
 from isamap.egraph.tensor_types import IllShapedError, tensor_shape
 from isamap.extract.lower import enode_operation, tensor_args
 from isamap.hardware.functional import run_node
@@ -212,6 +212,16 @@ def corpus(seed: int = 0) -> list[Kernel]:
     )
     kernels.append(builders.dw_separable(1, d(2, 6), d(4, 8), d(4, 8), d(2, 10)))
     kernels.append(builders.gru_cell(d(1, 4), d(2, 12), d(2, 12)))
+    # a batched sum of two products (one output accumulated twice)
+    b, m, n, k, k2 = d(2, 3), d(1, 12), d(1, 12), d(1, 12), d(1, 12)
+    kernels.append(
+        parse_kernel(
+            f"tensor A[{b}, {m}, {k}] f32\ntensor B[{b}, {k}, {n}] f32\n"
+            f"tensor D[{b}, {m}, {k2}] f32\ntensor E[{b}, {k2}, {n}] f32\n"
+            "C[g, i, j] += A[g, i, k] * B[g, k, j]\nC[g, i, j] += D[g, i, l] * E[g, l, j]\n",
+            name="corpus_batched_sum",
+        )
+    )
     return kernels
 
 
@@ -388,11 +398,14 @@ def check_computed_rules(target: Target, seed: int = 0, iterations: int = 6) -> 
     on `corpus(seed)`: every e-node evaluated; a rule that never matches is not verified."""
     checks: list[RuleCheck] = []
     here = SourceLoc(_shown(str(Path(__file__).resolve().parent / "egraph" / "computed_rules.py")))
-    for index, computed in enumerate(COMPUTED_RULES):
+    derived = SourceLoc(f"<derived from {target.path}>")
+    every = (*COMPUTED_RULES, *conv_rules(target))
+    for index, computed in enumerate(every):
         if not computed.applies(target):
             continue  # it cannot fire on this target (a tap sum on a CPU target)
-        check = RuleCheck(Rule(computed.name, computed.doc, here))
-        rules = COMPUTED_RULES[: index + 1]
+        where = here if index < len(COMPUTED_RULES) else derived
+        check = RuleCheck(Rule(computed.name, computed.doc, where))
+        rules = every[: index + 1]
         for n, kernel in enumerate(corpus(seed)):
             limits = Limits(iterations, 20_000, 20.0)
             sat = saturate_with(kernel, target, [], limits, computed_rules=rules)

@@ -1,6 +1,9 @@
 """A saturated e-graph as plain Python data: e-classes, e-nodes, and the shape of every e-class.
 
 Built from egglog's JSON serialisation, so extraction, printing and cost models never touch egglog.
+Shapes are the e-graph's own analysis (the `shape` function of `rules/sorts.egg`); only an e-class
+egglog left without one (a term text loaded from outside, a rule checker's instance) gets it from
+the constructor table here, and `inferred_shapes` counts those.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class EGraphDump:
     results: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # e-class -> tensor it holds re-laid out
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    inferred_shapes: int = 0  # e-classes whose shape the e-graph did not hold (table-inferred)
 
     @property
     def enodes(self) -> int:
@@ -92,10 +96,17 @@ class EGraphDump:
         nodes: dict[str, dict[str, object]] = data["nodes"]
         sort_of = {cid: str(info.get("type")) for cid, info in data["class_data"].items()}
         dump = EGraphDump()
+        shape_nodes: list[tuple[str, str]] = []  # (tensor e-class, e-class of its shape value)
+        values: dict[str, str] = {}  # primitive e-class -> its literal text
         for node in nodes.values():
             op = str(node["op"])
             children = node["children"]
             assert isinstance(children, list)
+            if not children:
+                values[str(node["eclass"])] = op
+            if op == "shape" and len(children) == 1:
+                shape_nodes.append((str(nodes[children[0]]["eclass"]), str(node["eclass"])))
+                continue
             args: list[Literal | Ref] = []
             for child in children:
                 cnode = nodes[child]
@@ -115,7 +126,12 @@ class EGraphDump:
             elif op in TENSOR_OPS:
                 enode = ENode(op, tuple(args), str(node["eclass"]))
                 dump.classes.setdefault(enode.eclass, []).append(enode)
-        dump.shapes = _infer_shapes(dump.classes, kernel)
+        for cid, value in shape_nodes:
+            if cid in dump.classes and value in values:
+                dump.shapes[cid] = parse_dims(json.loads(values[value]))
+        known = len(dump.shapes)
+        dump.shapes = _infer_shapes(dump.classes, kernel, dump.shapes)
+        dump.inferred_shapes = len(dump.shapes) - known
         return dump
 
     def to_json(self) -> str:
@@ -178,8 +194,13 @@ def _node_shape(
         return None
 
 
-def _infer_shapes(classes: Mapping[str, list[ENode]], kernel: Kernel) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
+def _infer_shapes(
+    classes: Mapping[str, list[ENode]], kernel: Kernel, known: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """`known` completed by the constructor table's rules, for the e-classes it lacks."""
+    shapes = dict(known)
+    if len(shapes) >= len(classes):
+        return shapes
     changed = True
     while changed:
         changed = False

@@ -60,8 +60,9 @@ class _Encoder:
         self.memo: dict[str, str] = {}
         self.env: dict[str, str] = {}  # tensor name -> let name of its current value
 
-    def term(self, expr: str) -> str:
-        """Let-bind `expr` once (hash-consing on the text) and record its creation order."""
+    def term(self, expr: str, shape: Sequence[int]) -> str:
+        """Let-bind `expr` once (hash-consing on the text), record its creation order and its
+        shape (the e-graph's shape analysis)."""
         if expr in self.memo:
             return self.memo[expr]
         n = len(self.memo)
@@ -70,6 +71,7 @@ class _Encoder:
         self.enc.commands.append(f"(let {var} {expr})")
         self.enc.commands.append(f"(set (lo {var}) {n})")
         self.enc.commands.append(f"(set (hi {var}) {n})")
+        self.enc.commands.append(f'(set (shape {var}) "{shape_str(shape)}")')
         return var
 
     def arrange(self, v: _Value, order: Sequence[str]) -> _Value:
@@ -77,16 +79,18 @@ class _Encoder:
         perm = [v.axes.index(a) for a in order]
         if perm == list(range(len(perm))):
             return v
-        var = self.term(f'(Transpose {v.var} "{shape_str(perm)}")')
-        return _Value(var, tuple(order), tuple(v.shape[p] for p in perm))
+        shape = tuple(v.shape[p] for p in perm)
+        var = self.term(f'(Transpose {v.var} "{shape_str(perm)}")', shape)
+        return _Value(var, tuple(order), shape)
 
     def reduce(self, v: _Value, axes: Sequence[str]) -> _Value:
         if not axes:
             return v
         pos = [v.axes.index(a) for a in axes]
-        var = self.term(f'(ReduceSum {v.var} "{shape_str(pos)}")')
         keep = [i for i in range(len(v.axes)) if i not in pos]
-        return _Value(var, tuple(v.axes[i] for i in keep), tuple(v.shape[i] for i in keep))
+        shape = tuple(v.shape[i] for i in keep)
+        var = self.term(f'(ReduceSum {v.var} "{shape_str(pos)}")', shape)
+        return _Value(var, tuple(v.axes[i] for i in keep), shape)
 
     def broadcast(self, v: _Value, axes: tuple[str, ...], extents: dict[str, int]) -> _Value:
         """Bring `v` to exactly `axes` (a superset of its axes), broadcasting the missing ones."""
@@ -95,7 +99,7 @@ class _Encoder:
             return v
         shape = tuple(extents[a] for a in axes)
         mapping = [axes.index(a) for a in v.axes]
-        var = self.term(f'(Broadcast {v.var} "{shape_str(shape)}" "{shape_str(mapping)}")')
+        var = self.term(f'(Broadcast {v.var} "{shape_str(shape)}" "{shape_str(mapping)}")', shape)
         return _Value(var, axes, shape)
 
     def access(self, acc: Access, extents: dict[str, int]) -> _Value:
@@ -105,7 +109,7 @@ class _Encoder:
             axes = tuple(a.plain_index() or "" for a in acc.indices)
             return _Value(src, axes, tuple(extents[a] for a in axes))
         spec = WindowSpec(tuple((n, extents[n]) for n in acc.index_names()), acc.indices)
-        var = self.term(f'(Window {src} "{spec.to_string()}")')
+        var = self.term(f'(Window {src} "{spec.to_string()}")', spec.shape())
         return _Value(var, tuple(n for n, _ in spec.axes), spec.shape())
 
     def contraction(self, s: Statement, extents: dict[str, int]) -> _Value:
@@ -126,8 +130,9 @@ class _Encoder:
         ):
             a, b = (self.access(f, extents) for f in factors)
             spec = einsum_spec(a.axes, b.axes, out)
-            var = self.term(f'(Einsum "{spec}" {a.var} {b.var})')
-            result = _Value(var, out, tuple(extents[i] for i in out))
+            shape = tuple(extents[i] for i in out)
+            var = self.term(f'(Einsum "{spec}" {a.var} {b.var})', shape)
+            result = _Value(var, out, shape)
         elif len(factors) == 1 and all(i in factors[0].index_names() for i in out):
             a = self.access(factors[0], extents)
             result = self.arrange(self.reduce(a, [x for x in a.axes if x not in out]), out)
@@ -137,8 +142,10 @@ class _Encoder:
             body = self.elementwise(s.expr, space, extents)
             return self.reduce(body, s.reduced_indices())
         if scale != 1.0:
-            full = self.term(f'(Full {f64_literal(scale)} "{shape_str(result.shape)}")')
-            result = _Value(self.term(f'(Ew "*" {full} {result.var})'), result.axes, result.shape)
+            full_text = f'(Full {f64_literal(scale)} "{shape_str(result.shape)}")'
+            full = self.term(full_text, result.shape)
+            product = self.term(f'(Ew "*" {full} {result.var})', result.shape)
+            result = _Value(product, result.axes, result.shape)
         return result
 
     def elementwise(self, expr: Expr, axes: tuple[str, ...], extents: dict[str, int]) -> _Value:
@@ -147,14 +154,16 @@ class _Encoder:
             return self.broadcast(self.access(expr, extents), axes, extents)
         if isinstance(expr, Const):
             return _Value(
-                self.term(f'(Full {f64_literal(expr.value)} "{shape_str(shape)}")'), axes, shape
+                self.term(f'(Full {f64_literal(expr.value)} "{shape_str(shape)}")', shape),
+                axes,
+                shape,
             )
         if isinstance(expr, Unary):
             arg = self.elementwise(expr.arg, axes, extents)
-            return _Value(self.term(f'(Fn "{expr.fn}" {arg.var})'), axes, shape)
+            return _Value(self.term(f'(Fn "{expr.fn}" {arg.var})', shape), axes, shape)
         lhs = self.elementwise(expr.lhs, axes, extents)
         rhs = self.elementwise(expr.rhs, axes, extents)
-        return _Value(self.term(f'(Ew "{expr.op}" {lhs.var} {rhs.var})'), axes, shape)
+        return _Value(self.term(f'(Ew "{expr.op}" {lhs.var} {rhs.var})', shape), axes, shape)
 
     def host_stmt(self, index: int, s: Statement, prev: str | None) -> str:
         reads = list(dict.fromkeys(a.tensor for a in s.accesses()))
@@ -162,7 +171,7 @@ class _Encoder:
         lst = "(TNil)"
         for var in reversed(args):
             lst = f"(TCons {var} {lst})"
-        return self.term(f"(HostStmt {index} {lst})")
+        return self.term(f"(HostStmt {index} {lst})", self.kernel.shapes[s.target])
 
     def statement(self, index: int, s: Statement) -> None:
         extents = dict(self.kernel.extents[index])
@@ -177,13 +186,13 @@ class _Encoder:
             value = self.elementwise(s.expr, s.indices, extents)
         var = value.var
         if prev is not None:
-            var = self.term(f'(Ew "+" {prev} {var})')
+            var = self.term(f'(Ew "+" {prev} {var})', self.kernel.shapes[s.target])
         self.enc.commands.append(f"(union {var} {host})")
         self.env[s.target] = var
 
     def run(self) -> Encoding:
         for name in self.kernel.inputs():
-            self.env[name] = self.term(f'(Input "{name}")')
+            self.env[name] = self.term(f'(Input "{name}")', self.kernel.shapes[name])
         for i, s in enumerate(self.kernel.statements):
             self.statement(i, s)
         for name in self.kernel.written():

@@ -30,7 +30,12 @@ from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
 from isamap.egraph.phases import PHASES, PhaseStats, phase_of_ruleset
 from isamap.egraph.rule_file import RuleForm, parse_rule_file, read_rule_file
-from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
+from isamap.egraph.target_rules import (
+    conv_rules,
+    derive_rules,
+    matrix_instructions,
+    rules_program,
+)
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError, SourceLoc
@@ -51,6 +56,10 @@ __all__ = [
 
 #: The folder of shipped rule files (sorts.egg, algebra.egg, <target>.egg).
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+#: The shape analysis's rules (`sorts.egg`, ruleset `shapes`): they set `shape`, never rewrite, so
+#: reports leave them out of the matches per rule and rule files may not reuse their names.
+SHAPE_RULES = frozenset(re.findall(r':name "([^"]+)"', (RULES_DIR / "sorts.egg").read_text()))
 
 _EGG_ERROR = re.compile(r"In (\d+):(\d+)(?:-\S*)? of ([^:]+): (.*)", re.S)
 
@@ -279,6 +288,7 @@ def check_rule_names(forms: list[RuleForm], target: Target) -> None:
     """A hand-written rule may not take the name of an algebra or derived rule: reports count
     matches by name."""
     shipped = {f.name for f in read_rule_file(RULES_DIR / "algebra.egg", trusted=True)[1]}
+    shipped |= SHAPE_RULES
     shipped |= {r.name for r in derive_rules(target)}
     for form in forms:
         if form.name is not None and form.name in shipped:
@@ -297,17 +307,17 @@ def saturate(
     rule): to see which alternatives a rule contributes, or to compare mappings without it.
     """
     sources = rule_sources(target, kernel)
-    computed: Sequence[ComputedRule] = COMPUTED_RULES
+    computed: Sequence[ComputedRule] = (*COMPUTED_RULES, *conv_rules(target, kernel))
     if disabled_rules:
-        sources, computed = _without(sources, set(disabled_rules))
+        sources, computed = _without(sources, set(disabled_rules), computed)
     return saturate_with(kernel, target, sources, limits, computed_rules=computed)
 
 
 def _without(
-    sources: list[RuleSource], names: set[str]
+    sources: list[RuleSource], names: set[str], computed: Sequence[ComputedRule] = COMPUTED_RULES
 ) -> tuple[list[RuleSource], tuple[ComputedRule, ...]]:
-    """`sources` and the computed rules without the rules called `names` (all must exist)."""
-    known = {r.name for r in COMPUTED_RULES}
+    """`sources` and the `computed` rules without the rules called `names` (all must exist)."""
+    known = {r.name for r in computed}
     kept: list[RuleSource] = []
     for source in sources:
         forms = parse_rule_file(source.text, source.filename, trusted=True)  # read once already
@@ -320,7 +330,7 @@ def _without(
             f"no rule named {', '.join(repr(n) for n in unknown)} "
             f"(rules: {', '.join(sorted(known))})"
         )
-    return kept, tuple(r for r in COMPUTED_RULES if r.name not in names)
+    return kept, tuple(r for r in computed if r.name not in names)
 
 
 def saturate_with(
@@ -409,8 +419,11 @@ class _Iteration:
         for source in sources:
             for name in source.rulesets:
                 rulesets[phase_of_ruleset(name)].append(name)
+        # each phase's rules, then the shape analysis of what they built (rules/sorts.egg)
         self.steps = {
-            p: egraph.parse_program(f"(run-schedule{''.join(f' (run {r})' for r in names)})")
+            p: egraph.parse_program(
+                f"(run-schedule{''.join(f' (run {r})' for r in names)} (saturate (run shapes)))"
+            )
             for p, names in rulesets.items()
             if names
         }
@@ -447,7 +460,9 @@ class _Iteration:
         step = self.steps.get(phase)
         if step is not None:
             out = _run_step(self.egraph, step, self.sources)
-            matches.update(out.report.num_matches_per_rule)
+            matches.update(
+                {r: n for r, n in out.report.num_matches_per_rule.items() if r not in SHAPE_RULES}
+            )
             updated = out.report.updated
         t3 = time.perf_counter()
         engine["egglog"] = engine.get("egglog", 0.0) + t3 - t2

@@ -14,15 +14,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isamap.egraph.computed_rules import ComputedRule, RuleContext
+from isamap.egraph.dump import ENode, Ref
+from isamap.egraph.term_builder import Builder, Val
+from isamap.hardware.conv_form import ConvForm, has_window_access, instruction_conv_form
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
+from isamap.ir.conv import conv_geometry, conv_literal
+from isamap.ir.einsum import parse_einsum
 from isamap.ir.kernel import Kernel
+from isamap.ir.window import WindowSpec
 
 __all__ = [
     "DerivedRule",
+    "conv_epilogues",
+    "conv_instructions",
+    "conv_rules",
     "derive_rules",
     "eligible_instructions",
+    "explain_rules",
     "matrix_instructions",
     "rules_program",
 ]
@@ -82,9 +93,10 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
                 f'(rewrite (Bmm b m n k x y) (Instr "{name}" b m n k x y)'
                 f' :ruleset target :name "{rule}")'
             )
+            reading = ", its 1x1 reading" if has_window_access(ins.semantics) else ""
             doc = (
                 f"Bmm(b,m,n,k,x,y) -> {name} tiled to {_tile_text(target, name)}"
-                f" ({ins.semantics_text})"
+                f" ({ins.semantics_text}{reading})"
             )
         rules.append(DerivedRule(rule, text, doc))
         out_mem = ins.operands[ins.semantics.statements[0].target]
@@ -176,3 +188,117 @@ def rules_program(target: Target, kernel: Kernel | None = None) -> str:
         lines.append(f"; {rule.name}: {rule.doc}")
         lines.append(rule.text)
     return "\n".join(lines) + "\n"
+
+
+# -- direct convolution: a computed rule per instruction with window accesses -------------------
+
+
+def conv_instructions(target: Target, kernel: Kernel | None = None) -> list[str]:
+    """The eligible matrix instructions (for `kernel`) that are direct convolutions."""
+    return [
+        n
+        for n in eligible_instructions(target, kernel)
+        if instruction_conv_form(target.instructions[n]) is not None
+    ]
+
+
+def _values(values: tuple[int, ...]) -> str:
+    """`1..8` for a run of consecutive values, else `1,2,4`."""
+    if len(values) > 2 and list(values) == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ",".join(str(v) for v in values)
+
+
+def _conv_rule_doc(ins: Instruction, form: ConvForm) -> str:
+    taps = "x".join(str(t) for t in form.max_taps)
+    return (
+        f"Einsum(Window(x), w) that is a convolution with filters up to {taps}, stride in "
+        f"{{{_values(form.strides)}}}, dilation in {{{_values(form.dilations)}}}, padding <= "
+        f"{form.max_padding} -> InstrConv {ins.name} (the input read in place, no im2col; "
+        f"{ins.semantics_text})"
+    )
+
+
+def conv_epilogues(target: Target, ins: Instruction) -> tuple[str, ...]:
+    """The functions applied on the way out of a direct-convolution call: the compute
+    instruction's own epilogues and those of a store from its output memory to DRAM (NVDLA's
+    SDP applies ReLU to CACC's results as it writes them)."""
+    out_mem = ins.operands[ins.semantics.statements[0].target]
+    dram = target.dram().name
+    fns = list(ins.epilogues)
+    for store in target.instructions.values():
+        if store.kind != "move" or not store.epilogues:
+            continue
+        dst = store.semantics.statements[0].target
+        reads = {m for t, m in store.operands.items() if t != dst}
+        if out_mem in reads and store.operands[dst] == dram:
+            fns.extend(store.epilogues)
+    return tuple(dict.fromkeys(fns))
+
+
+def _apply_conv(target: Target, ins: Instruction, form: ConvForm) -> ComputedRule:
+    name, doc = ins.name, _conv_rule_doc(ins, form)
+    epilogues = conv_epilogues(target, ins)
+    if epilogues:
+        doc += f"; f(Einsum(...)) -> InstrConv {name} with f on the way out, f in {epilogues}"
+    parents: dict[int, dict[str, list[tuple[str, str]]]] = {}
+
+    def users(ctx: RuleContext, eclass: str) -> list[tuple[str, str]]:
+        """(function, e-class) of each `Fn f` node over `eclass` with f an epilogue."""
+        index = parents.get(id(ctx.dump))
+        if index is None:
+            parents.clear()
+            index = parents[id(ctx.dump)] = {}
+            for cid, nodes in ctx.dump.classes.items():
+                for n in nodes:
+                    child = n.args[1] if n.op == "Fn" and len(n.args) == 2 else None
+                    if isinstance(child, Ref) and n.str_arg(0) in epilogues:
+                        index.setdefault(child.eclass, []).append((n.str_arg(0), cid))
+        return index.get(eclass, [])
+
+    def apply(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+        lhs, _, _ = parse_einsum(node.str_arg(0))
+        x_ref, w_ref = node.args[1], node.args[2]
+        assert isinstance(x_ref, Ref) and isinstance(w_ref, Ref)
+        w_shape = ctx.dump.shapes.get(w_ref.eclass)
+        out: list[Val] = []
+        for window in ctx.dump.classes.get(x_ref.eclass, []):
+            if window.op != "Window" or w_shape is None:
+                continue
+            src = window.args[0]
+            assert isinstance(src, Ref)
+            src_shape = ctx.dump.shapes.get(src.eclass)
+            text = window.str_arg(1)
+            if src_shape is None or tuple(n for n, _ in WindowSpec.parse(text).axes) != lhs:
+                continue
+            g = conv_geometry(node.str_arg(0), text, src_shape, w_shape)
+            if isinstance(g, str) or form.supports(g) is not None:
+                continue
+            literal = conv_literal(node.str_arg(0), text)
+            x_val, w_val = b.of(src.eclass), b.of(w_ref.eclass)
+            out.append(b.make("InstrConv", (name, literal, "", x_val, w_val), g.out_shape()))
+            for fn, cid in users(ctx, node.eclass):  # the function fused on the way out
+                fused = b.make("InstrConv", (name, literal, fn, x_val, w_val), g.out_shape())
+                b.union(cid, fused)
+        return out
+
+    return ComputedRule(f"einsum-window-to-{name}", "Einsum", doc, apply, "instruction")
+
+
+def conv_rules(target: Target, kernel: Kernel | None = None) -> list[ComputedRule]:
+    """The computed rules mapping a convolution onto each direct-convolution instruction of
+    `target` (for `kernel`: the eligible ones). Egglog patterns cannot read a window's affine
+    expressions, so the match is computed (`ir.conv.conv_geometry`, `ConvForm.supports`)."""
+    rules = []
+    for name in conv_instructions(target, kernel):
+        form = instruction_conv_form(target.instructions[name])
+        assert form is not None
+        rules.append(_apply_conv(target, target.instructions[name], form))
+    return rules
+
+
+def explain_rules(target: Target) -> list[tuple[str, str]]:
+    """(name, before -> after) of every rule derived from `target`'s instructions, the computed
+    direct-convolution rules included, for `isamap targets FILE --explain-rules`."""
+    out = [(r.name, r.doc) for r in derive_rules(target)]
+    return out + [(r.name, r.doc) for r in conv_rules(target)]

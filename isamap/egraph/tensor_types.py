@@ -13,7 +13,7 @@ from functools import cache
 
 from isamap.egraph.rule_file import SList, parse_sexprs
 from isamap.egraph.saturate import RULES_DIR
-from isamap.egraph.target_rules import matrix_instructions
+from isamap.egraph.target_rules import conv_instructions, matrix_instructions
 from isamap.egraph.vocabulary import (
     IllShapedError,
     Literal,
@@ -69,6 +69,8 @@ def tensor_shape(
     that `target` has; IllShapedError if they do not fit; None for Input and HostStmt."""
     if op in ("Instr", "InstrAct", "InstrTaps"):
         need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
+    elif op == "InstrConv":
+        need(str(lits[0]) in conv_instructions(target), f"no direct-convolution {lits[0]}")
     elif op in ("VecEw", "VecFn"):
         _elementwise_instruction(target, str(lits[0]), 2 if op == "VecEw" else 1)
     return shape_of(op, lits, shapes)

@@ -3,8 +3,9 @@
 A computed rule reads e-nodes from an `EGraphDump` and adds terms over existing e-classes. Egglog
 text cannot name an e-class by its id, so each e-class a new term needs gets a let-bound handle
 built from a representative e-node (bottom-up, so handles only ever refer to earlier handles).
-A term that already exists is found in the dump and not rebuilt. A new operand layout gets the
-next creation number (`lo`/`hi`), as the encoder numbers its terms; the fusion rules rely on it.
+A term that already exists is found in the dump and not rebuilt; a new one gets its shape (the
+e-graph's `shape` analysis). A new operand layout gets the next creation number (`lo`/`hi`), as
+the encoder numbers its terms; the fusion rules rely on it.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Builder:
         if text in self.memo:
             return self.memo[text]
         var = self._let(text)
+        self.commands.append(f'(set (shape {var}) "{",".join(str(d) for d in shape)}")')
         val = Val(var, None, shape)
         self.memo[text] = val
         return val

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal as TypeLiteral
 
+from isamap.ir.conv import conv_geometry, split_conv_literal
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
 from isamap.ir.taps import TapGeometry
@@ -152,6 +153,15 @@ def _instr_taps(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     need(s[0] == (b, t, m, k), f"left operand is {list(s[0])}, expected [{b}, {t}, {m}, {k}]")
     need(s[1] == (b, t, k, n), f"right operand is {list(s[1])}, expected [{b}, {t}, {k}, {n}]")
     return (b, m, n)
+
+
+def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    need(str(lits[2]) in ("", *UNARY_NAMES), f"no function '{lits[2]}'")
+    spec, window = split_conv_literal(str(lits[1]))
+    g = conv_geometry(spec, window, tuple(s[0]), tuple(s[1]))
+    need(not isinstance(g, str), f"direct convolution {lits[1]} of {[list(x) for x in s]}: {g}")
+    assert not isinstance(g, str)
+    return g.out_shape()
 
 
 def _ew(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
@@ -326,6 +336,16 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "vector",
         _same,
         "an elementwise instruction of two operands",
+    ),
+    Constructor(
+        "InstrConv",
+        (S, S, S, T, T),
+        ("instruction", "conv", "epilogue"),
+        "instr_conv",
+        "",
+        "instruction",
+        _instr_conv,
+        "a direct-convolution instruction computing Einsum(Window(x), w) in place",
     ),
     Constructor(
         "HostStmt",

@@ -12,7 +12,9 @@ from typing import Protocol, runtime_checkable
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref
 from isamap.egraph.vocabulary import LIST_CONSTRUCTORS, constructor
+from isamap.hardware.direct_conv import best_conv_schedule
 from isamap.hardware.target import Target
+from isamap.ir.conv import conv_call_geometry
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel
@@ -83,6 +85,14 @@ def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
 
 
+def _conv_call(node: ENode, dump: EGraphDump, target: Target) -> OpCost:
+    """A direct-convolution call, as its own model schedules it (memoised per geometry)."""
+    x, w = _child_shape(dump, node, 3), _child_shape(dump, node, 4)
+    g = conv_call_geometry(node.str_arg(1), x, w)
+    _, timing = best_conv_schedule(target, node.str_arg(0), g)
+    return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
+
+
 def _einsum_cost(node: ENode, dump: EGraphDump, target: Target, elems: int) -> OpCost:
     x, y = _child_shape(dump, node, 1), _child_shape(dump, node, 2)
     fitted = einsum_extents(node.str_arg(0), x, y)
@@ -124,6 +134,8 @@ def op_cost(
         return layout_move(target, elems)
     if cost_class == "constant":
         return host_elementwise(target, "fill", elems, operands=0)
+    if cost_class == "instruction" and node.op == "InstrConv":
+        return _conv_call(node, dump, target)
     if cost_class == "instruction":
         return _instruction_call(node, target, strategy)
     if cost_class == "vector":

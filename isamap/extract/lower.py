@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from isamap.egraph.dump import EGraphDump, ENode, Ref
 from isamap.egraph.vocabulary import constructor
 from isamap.extract.cost import CostModel, op_cost
+from isamap.hardware.conv_form import instruction_conv_form
 from isamap.hardware.matrix_form import matrix_form
+from isamap.ir.conv import conv_call_geometry
 from isamap.ir.mapping import Attr, MapNode, Mapping
 
 if TYPE_CHECKING:
@@ -100,6 +102,9 @@ def _emit(
             counts[3] *= int(str(attrs["taps"]))
         attrs["tiles"] = "x".join(str(c) for c in counts)
         attrs["tile"] = "x".join(str(form.tile(r)) for r in "bmnk")
+    if op == "instr_conv":
+        _conv_attrs(sat, node, attrs)
+        unit = sat.target.instructions[str(attrs["instruction"])].unit
     if op == "vec":
         unit = sat.target.instructions[str(attrs["instruction"])].unit
     if op == "host_stmt":
@@ -121,3 +126,18 @@ def _emit(
         )
     )
     return node_id
+
+
+def _conv_attrs(sat: Saturation, node: ENode, attrs: dict[str, Attr]) -> None:
+    """A direct-convolution call's operand shapes (its geometry needs them), its GEMM view
+    (b, m pixels, n kernels, k channels x taps) and its blocks, for listings and reports."""
+    x, w = (sat.dump.shapes[r.eclass] for r in node.args if isinstance(r, Ref))
+    g = conv_call_geometry(str(attrs["conv"]), x, w)
+    form = instruction_conv_form(sat.target.instructions[str(attrs["instruction"])])
+    assert form is not None
+    attrs.update(x_shape=",".join(map(str, x)), w_shape=",".join(map(str, w)))
+    attrs["epilogue"] = attrs.get("epilogue") or None  # "" in the e-graph: none
+    attrs.update(b=g.b, m=g.pixels, n=g.k, k=g.c * g.taps)
+    mb, nb, kb = form.blocks(g)
+    attrs["tiles"] = f"{g.b}x{mb}x{nb}x{kb * g.taps}"
+    attrs["tile"] = f"1x{form.stripe}x{form.atom_k}x{form.atom_c}"

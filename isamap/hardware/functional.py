@@ -20,6 +20,7 @@ import numpy as np
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
+from isamap.ir.conv import conv_call_geometry
 from isamap.ir.dtypes import DType, dtype, fits
 from isamap.ir.einsum import einsum_subscripts
 from isamap.ir.errors import IsamapError
@@ -256,6 +257,14 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         return _host_statement(kernel, int(str(a["index"])), args)
     if op == "vec":
         return _run_elementwise(target.instruction(str(a["instruction"])), args, kernel)
+    if op == "instr_conv":
+        ins = target.instruction(str(a["instruction"]))
+        g = conv_call_geometry(str(a["conv"]), args[0].shape, args[1].shape)
+        types = operand_types(ins, kernel)
+        product = g.reference(types.operand("lhs", args[0]), types.operand("rhs", args[1]))
+        held = types.accumulate(np.zeros(product.shape), product)
+        epilogue = a.get("epilogue")
+        return UNARY[str(epilogue)].numpy(held) if epilogue else held
     if op == "instr":
         ins = target.instruction(str(a["instruction"]))
         form = matrix_form(ins.semantics)
@@ -320,7 +329,7 @@ def _narrowing(mapping: Mapping, target: Target, node: int, to: str) -> str:
     n = mapping.nodes[node]
     while n.op in _VIEWS and n.args:
         n = mapping.nodes[n.args[0]]
-    if n.op != "instr":
+    if n.op not in ("instr", "instr_conv"):
         return "saturate"
     ins = target.instruction(str(n.attrs["instruction"]))
     out_mem = ins.operands[ins.semantics.statements[0].target]

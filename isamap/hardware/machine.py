@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from isamap.hardware.direct_conv import conv_plan, run_conv_call
 from isamap.hardware.footprint import OPERANDS, OperandLayout, OperandSpace, Overrun, operand_layout
 from isamap.hardware.functional import (
     EXACT,
@@ -643,6 +644,17 @@ def trace_program(
         args = [values[i] for i in node.args]
         if node.op == "input":
             value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
+        elif scheduled is not None and scheduled.call.conv is not None:
+            types = operand_types(target.instruction(scheduled.call.instruction), kernel)
+            plan = conv_plan(target, scheduled.call.instruction, scheduled.call.conv)
+            over = plan.overrun(scheduled.schedule)
+            if over is not None:
+                raise SimulationError(f"%{node.id}: direct convolution: {over}")
+            epilogue = scheduled.call.epilogue
+            x, w = args
+            value, counts = run_conv_call(plan, scheduled.schedule, x, w, types, epilogue)
+            run.calls[node.id] = counts
+            run.counts.update(counts)
         elif scheduled is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
             if scheduled.call.taps is not None:  # the taps one after another along K

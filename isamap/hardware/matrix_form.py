@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from isamap.hardware.conv_form import conv_form_problem
 from isamap.ir.dtypes import dtype, fits
 from isamap.ir.kernel import Access, Binary, Kernel, Unary
 
@@ -130,13 +131,37 @@ def _product(semantics: Kernel) -> tuple[Access, Access] | str:
         if not isinstance(factor, Access):
             return f"factor `{factor}` of its product is not a tensor access"
     assert isinstance(a, Access) and isinstance(b, Access)
-    for factor in (a, b):
-        if not factor.is_plain():
-            return (
-                f"access `{factor}` is not bare distinct indices; instructions with affine "
-                "(window) accesses are not mapped yet"
-            )
+    if not (a.is_plain() and b.is_plain()):
+        problem = conv_form_problem(semantics)
+        if problem is not None:
+            return problem
     return a, b
+
+
+def _indices(semantics: Kernel, a: Access, b: Access) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The factors' indices as a matrix instruction reads them. A direct-convolution instruction
+    (window accesses, `X[c, h + r, w + s] * W[k, c, r, s]`) computes a GEMM as its 1x1 reading:
+    filter taps at one, `X[c, h, w] * W[k, c]`."""
+    if a.is_plain() and b.is_plain():
+        return a.index_names(), b.index_names()
+    out = semantics.statements[0].indices
+    taps = {
+        i
+        for acc in (a, b)
+        for e in acc.indices
+        if e.plain_index() is None
+        for i in e.indices()
+        if i not in out
+    }
+
+    def read(acc: Access) -> tuple[str, ...]:
+        names: list[str] = []
+        for e in acc.indices:
+            kept = [i for i in e.indices() if i not in taps]
+            names.extend(kept[:1])
+        return tuple(names)
+
+    return read(a), read(b)
 
 
 def contraction_problem(semantics: Kernel) -> str | None:
@@ -145,7 +170,7 @@ def contraction_problem(semantics: Kernel) -> str | None:
     if isinstance(found, str):
         return found
     a, b = found
-    ia, ib, out = a.index_names(), b.index_names(), semantics.statements[0].indices
+    (ia, ib), out = _indices(semantics, a, b), semantics.statements[0].indices
     for i in out:
         if i not in ia and i not in ib:
             return f"index '{i}' appears only in the result (a broadcast output)"
@@ -183,7 +208,7 @@ def matrix_form(semantics: Kernel) -> MatrixForm | None:
         return None
     a, b = found
     s = semantics.statements[0]
-    ia, ib, out = a.index_names(), b.index_names(), s.indices
+    (ia, ib), out = _indices(semantics, a, b), s.indices
     roles: dict[str, str] = {}
     for i in dict.fromkeys(ia + ib + out):
         in_a, in_b, in_o = i in ia, i in ib, i in out

@@ -13,11 +13,12 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from isamap.hardware.direct_conv import conv_plan, conv_timing
 from isamap.hardware.machine import SimulationError
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
 from isamap.ir.mapping import Mapping
-from isamap.ir.program import Program
+from isamap.ir.program import Program, ScheduledCall
 
 __all__ = ["SimResult", "free_transposes", "host_dram_bytes", "simulate_timing"]
 
@@ -102,11 +103,7 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
                 result.busy[node.unit] += cycles
             result.counts.update(node.counts)
         else:
-            model = ArrayModel.for_instruction(target, scheduled.call.instruction)
-            over = model.layout.overruns(scheduled.schedule)
-            if over:  # no cycles for a schedule the functional machine would reject
-                raise SimulationError(f"%{node.id}: {over[0].message('memory')}")
-            timing = call_timing(model, scheduled.call, scheduled.schedule)
+            timing = _call_timing(node.id, scheduled, target)
             result.calls[node.id] = timing
             cycles = timing.cycles
             result.busy[node.unit] += timing.compute_cycles
@@ -131,3 +128,20 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
     makespan = max(finish.values(), default=0.0)
     result.cycles = max(makespan, result.bytes["dram"] / dram.bandwidth_bytes_per_cycle)
     return result
+
+
+def _call_timing(node: int, scheduled: ScheduledCall, target: Target) -> CallTiming:
+    """A scheduled call's timing: a direct convolution by its own model, a matrix call by the
+    tile-loop walk; SimulationError for a schedule the functional machine would reject."""
+    call = scheduled.call
+    if call.conv is not None:
+        plan = conv_plan(target, call.instruction, call.conv)
+        over = plan.overrun(scheduled.schedule)
+        if over:
+            raise SimulationError(f"%{node}: {over}")
+        return conv_timing(plan, scheduled.schedule)
+    model = ArrayModel.for_instruction(target, call.instruction)
+    overruns = model.layout.overruns(scheduled.schedule)
+    if overruns:  # no cycles for a schedule the functional machine would reject
+        raise SimulationError(f"%{node}: {overruns[0].message('memory')}")
+    return call_timing(model, call, scheduled.schedule)

@@ -137,6 +137,12 @@ class Instruction:
     narrowing: tuple[str, ...] = ()
     #: The type of the per-call scale a store multiplies by before narrowing (None: no scale).
     scale: str | None = None
+    #: A direct-convolution instruction (window accesses, `conv_form.py`): the strides and
+    #: dilations its DMA supports (empty: those its semantics writes) and the zero padding it
+    #: adds at an edge.
+    strides: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+    max_padding: int = 0
 
     def operand_shape(self, tensor: str) -> tuple[int, ...]:
         """The tile shape of operand `tensor` in one call."""

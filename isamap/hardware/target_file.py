@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from isamap.hardware.conv_form import has_window_access
 from isamap.hardware.elementwise_form import elementwise_form, elementwise_problem
 from isamap.hardware.host_cpu import HOST_ALIAS, host_target_name
 from isamap.hardware.matrix_form import chain_function, contraction_problem, matrix_form
@@ -103,6 +104,9 @@ INSTRUCTION_KEYS = {
     "overflow": False,
     "narrowing": False,
     "scale": False,
+    "strides": False,
+    "dilations": False,
+    "max_padding": False,
     "doc": False,
 }
 
@@ -568,7 +572,40 @@ def _instruction(
         reuses_stationary=reuses,
         doc=doc.string((*keys, "doc"), t, default=""),
         **_number_keys(doc, keys, t, kind),
+        **_window_keys(doc, keys, t, kernel, kind),
     )
+
+
+def _window_keys(
+    doc: TargetFile, keys: Keys, t: dict[str, Any], semantics: Kernel, kind: str
+) -> dict[str, Any]:
+    """What a direct-convolution instruction's DMA handles on the way in (`conv_form.py`):
+    `strides` and `dilations` (lists of supported values), `max_padding` (zero rows per edge).
+    Only for a compute instruction whose semantics windows its input."""
+    given = [k for k in ("strides", "dilations", "max_padding") if k in t]
+    if not given:
+        return {}
+    if kind != "compute" or not has_window_access(semantics):
+        raise doc.error(
+            (*keys, given[0]),
+            f"'{given[0]}' is for a direct-convolution instruction (a compute instruction whose "
+            "semantics reads a window, `X[c, h + r, w + s]`)",
+        )
+    out: dict[str, Any] = {}
+    for key in ("strides", "dilations"):
+        if key not in t:
+            continue
+        values = t[key]
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+        ):
+            raise doc.error((*keys, key), f"'{key}' must be a list of integers >= 1, like [1, 2]")
+        out[key] = tuple(sorted(set(values)))
+    if "max_padding" in t:
+        out["max_padding"] = doc.integer((*keys, "max_padding"), t, minimum=0)
+    return out
 
 
 def _broadcasts(

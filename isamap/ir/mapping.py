@@ -55,6 +55,12 @@ class MapNode:
         a = self.attrs
         if self.op == "input":
             return f"input {a['name']}"
+        if self.op == "instr_conv":
+            epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
+            return (
+                f"{a['instruction']}{epi} (direct conv) b={a['b']} pixels={a['m']} kernels={a['n']}"
+                f" channels*taps={a['k']} tiles={a['tiles']}"
+            )
         if self.op == "instr":
             epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
             taps = f" taps={a['taps']}" if a.get("taps") else ""
@@ -83,7 +89,7 @@ class Mapping:
         return self.nodes[node_id]
 
     def instruction_calls(self) -> list[MapNode]:
-        return [n for n in self.nodes if n.op == "instr"]
+        return [n for n in self.nodes if n.op in ("instr", "instr_conv")]
 
     def host_ops(self) -> list[MapNode]:
         return [n for n in self.nodes if n.unit == "host"]

@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from isamap.ir.conv import ConvGeometry
 from isamap.ir.taps import TapGeometry
 
 __all__ = ["DATAFLOWS", "LOOP_ORDERS", "MatmulCall", "Program", "ScheduledCall", "TileSchedule"]
@@ -43,6 +44,9 @@ class MatmulCall:
     # a tap accumulation (ir/taps.py): K is the taps one after another, each padded to the
     # block's depth; one operand is the shifted views of an input, loaded with their halo once
     taps: TapGeometry | None = None
+    #: A direct-convolution call (`hardware.direct_conv`): m pixels, n kernels, k channels x taps
+    #: of this geometry, the input read in place.
+    conv: ConvGeometry | None = None
 
     @property
     def blocks(self) -> tuple[int, int, int]:
@@ -93,9 +97,13 @@ class ScheduledCall:
     # memories (in_memory, out_memory), and who applies the epilogue (epilogue_by)
     names: Mapping[str, str] = field(default_factory=dict)
     systolic: bool = True
+    #: The listing, when the call's own model writes it (a direct convolution's loop nest)
+    lines: tuple[str, ...] = ()
 
     def listing(self, prefix: str = "  ") -> list[str]:
         """The loop nest as an assembly-like listing, in the target's own names."""
+        if self.lines:
+            return [prefix + line for line in self.lines]
         c, s = self.call, self.schedule
         mb, nb, kb = c.blocks
         trips = {"i": -(-mb // s.tile_i), "j": -(-nb // s.tile_j), "k": -(-kb // s.tile_k)}

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from isamap.hardware.direct_conv import best_conv_schedule, conv_call, conv_listing, conv_plan
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming, call_timing, tap_call
+from isamap.ir.conv import ConvGeometry, conv_call_geometry
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, Program, ScheduledCall, TileSchedule
 from isamap.ir.taps import TapGeometry
 from isamap.schedule.strategies import strategy as strategy_named
 
-__all__ = ["best_call", "matmul_call_of", "schedule_mapping"]
+__all__ = ["best_call", "conv_geometry_of", "matmul_call_of", "schedule_mapping"]
 
 
 def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
@@ -97,6 +99,9 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
     strategy_named(strategy)  # an unknown name fails before any work
     program = Program(mapping.kernel, mapping.target, strategy)
     for node in mapping.instruction_calls():
+        if node.op == "instr_conv":
+            program.calls.append(_conv_scheduled(mapping, node, target))
+            continue
         model = ArrayModel.for_instruction(target, str(node.attrs["instruction"]))
         call = matmul_call_of(node, model)
         taps = call.taps
@@ -109,3 +114,25 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
             ScheduledCall(call, chosen, strategy, _names(target, call), model.systolic)
         )
     return program
+
+
+def conv_geometry_of(mapping: Mapping, node: MapNode) -> ConvGeometry:
+    """The geometry of a mapping's direct-convolution call, from its literal and operands."""
+    x, w = (mapping.nodes[a].shape for a in node.args)
+    return conv_call_geometry(str(node.attrs["conv"]), tuple(x), tuple(w))
+
+
+def _conv_scheduled(mapping: Mapping, node: MapNode, target: Target) -> ScheduledCall:
+    """A direct-convolution call with its schedule (`direct_conv.best_conv_schedule`; the
+    strategies tile GEMMs, so one model serves every strategy name) and its listing."""
+    name = str(node.attrs["instruction"])
+    g = conv_geometry_of(mapping, node)
+    chosen, _ = best_conv_schedule(target, name, g)
+    plan = conv_plan(target, name, g)
+    epilogue = node.attrs.get("epilogue")
+    call = conv_call(node.id, name, g, plan.model, str(epilogue) if epilogue else None)
+    names = dict(plan.model.names, in_memory=plan.x_mem, out_memory=plan.out_mem)
+    if call.epilogue and call.epilogue in target.instruction(name).epilogues:
+        names["epilogue_by"] = name
+    lines = tuple(conv_listing(plan, chosen, node.id, "", call.epilogue, names))
+    return ScheduledCall(call, chosen, "direct-conv", names, plan.model.systolic, lines)

@@ -1,11 +1,14 @@
 """The target files of examples/isa/, written from public manuals, map the contraction kernels.
 
 On each target (Intel AMX, AVX-512 VNNI's per-lane `vpdpbusd`, Arm SME, TVM's VTA, Google's TPU
-v1, an NVIDIA `mma.sync` fragment) every contraction kernel below must be compiled onto that
-target's own contraction instructions — every contraction statement in an instruction call, none
-on the host — and compute what numpy computes. The host is ruled out for contractions
-(`NoHostContractions`): under the plain latency model a CPU host or a padded 256x256 array can be
-cheaper for kernels this small, and the point here is that the rules find a complete mapping.
+v1, an NVIDIA `mma.sync` fragment, NVDLA's direct-convolution core) every contraction kernel below
+must be compiled onto that target's own contraction instructions — every contraction statement in
+an instruction call, none on the host — and compute what numpy computes. On NVDLA every
+convolution must be a direct-convolution call (its input read in place, no im2col window), and
+every GEMM a call of the same instruction read as a 1x1 convolution. The host is ruled out for
+contractions (`NoHostContractions`): under the plain latency model a CPU host or a padded 256x256
+array can be cheaper for kernels this small, and the point here is that the rules find a complete
+mapping.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from isamap.ir import builders
 from tests.e2e.test_map_kernels import NoHostContractions
 
 ISA = Path(__file__).resolve().parents[2] / "examples" / "isa"
-TARGET_FILES = ("amx", "vnni", "sme", "vta", "tpu_v1", "mma")
+TARGET_FILES = ("amx", "vnni", "sme", "vta", "tpu_v1", "mma", "nvdla")
+#: Targets with a direct-convolution instruction: every convolution must map onto it.
+DIRECT_CONV = ("nvdla",)
 
 TEXT_KERNELS = {
     "attention_scores": """
@@ -94,6 +99,11 @@ def test_contractions_map_to_the_targets_instructions(target_name: str, name: st
     assert not host, f"{name} on {target_name}: contractions on the host\n{result.mapping}"
     assert len(calls) <= contractions
     assert result.report.cycles >= result.report.roofline_cycles > 0
+    if target_name in DIRECT_CONV:  # every convolution read in place, none as an im2col GEMM
+        convs = sum(1 for s in kernel.statements if any(not a.is_plain() for a in s.accesses()))
+        direct = [c for c in calls if c.op == "instr_conv"]
+        assert len(direct) == convs, f"{name}: im2col products on {target_name}\n{result.mapping}"
+        assert not [n for n in result.mapping.nodes if n.op == "window"], result.mapping
 
     inputs = isamap.random_inputs(kernel, seed=7)
     _check(result.run(inputs), kernel, inputs)  # the scheduled program, through the memories
