@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
-from isamap.egraph.target_rules import eligible_instructions
 from isamap.egraph.term_builder import Builder, Val
 from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_spec, parse_einsum
@@ -457,6 +456,9 @@ def tap_instructions(target: Target, kernel: Kernel | None = None) -> tuple[str,
     may compute `kernel`'s products and compute a plain product (not one with a chained
     function), on an accelerator (a CPU target's C emitter writes im2col products and direct
     depthwise loops, not tap sums)."""
+    # target_rules builds on this module's ComputedRule: imported here, not at the top
+    from isamap.egraph.target_rules import eligible_instructions
+
     if target.codegen is not None:
         return ()
     return tuple(
