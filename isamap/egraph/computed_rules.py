@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
 from isamap.egraph.term_builder import Builder, Val
+from isamap.hardware.conv_form import has_window_access
 from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_spec, parse_einsum
 from isamap.ir.kernel import Affine, Kernel
@@ -454,15 +455,19 @@ def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[V
 def tap_instructions(target: Target, kernel: Kernel | None = None) -> tuple[str, ...]:
     """The instructions `einsum-to-taps` writes a convolution onto: the matrix instructions that
     may compute `kernel`'s products and compute a plain product (not one with a chained
-    function), on an accelerator (a CPU target's C emitter writes im2col products and direct
-    depthwise loops, not tap sums)."""
+    function) and do not window their own input (a direct-convolution instruction accumulates
+    its taps itself: `einsum-window-to-<instruction>`), on an accelerator (a CPU target's C
+    emitter writes im2col products and direct depthwise loops, not tap sums)."""
     # target_rules builds on this module's ComputedRule: imported here, not at the top
     from isamap.egraph.target_rules import eligible_instructions
 
     if target.codegen is not None:
         return ()
     return tuple(
-        n for n in eligible_instructions(target, kernel) if target.instructions[n].chain is None
+        n
+        for n in eligible_instructions(target, kernel)
+        if target.instructions[n].chain is None
+        and not has_window_access(target.instructions[n].semantics)
     )
 
 
