@@ -36,9 +36,10 @@ from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
 from isamap.egraph.term_builder import Builder, Val
 from isamap.hardware.conv_form import has_window_access
+from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_spec, parse_einsum
-from isamap.ir.kernel import Affine, Kernel
+from isamap.ir.kernel import Affine
 from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
 
@@ -48,7 +49,7 @@ __all__ = [
     "ComputedRunner",
     "RuleContext",
     "packing_widths",
-    "tap_instructions",
+    "tap_capable",
 ]
 
 
@@ -452,22 +453,20 @@ def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[V
     return [_reshape(b, src, shape)]
 
 
-def tap_instructions(target: Target, kernel: Kernel | None = None) -> tuple[str, ...]:
-    """The instructions `einsum-to-taps` writes a convolution onto: the matrix instructions that
-    may compute `kernel`'s products and compute a plain product (not one with a chained
-    function) and do not window their own input (a direct-convolution instruction accumulates
-    its taps itself: `einsum-window-to-<instruction>`), on an accelerator (a CPU target's C
-    emitter writes im2col products and direct depthwise loops, not tap sums)."""
-    # target_rules builds on this module's ComputedRule: imported here, not at the top
-    from isamap.egraph.target_rules import eligible_instructions
+def tap_capable(target: Target, name: str) -> bool:
+    """Whether `einsum-to-taps` may write a convolution onto matrix instruction `name`: a plain
+    product (not one with a chained function) that does not window its own input (a
+    direct-convolution instruction accumulates its taps itself), on an accelerator (a CPU
+    target's C emitter writes im2col products and direct depthwise loops, not tap sums)."""
+    ins = target.instructions[name]
+    return target.codegen is None and ins.chain is None and not has_window_access(ins.semantics)
 
-    if target.codegen is not None:
-        return ()
-    return tuple(
-        n
-        for n in eligible_instructions(target, kernel)
-        if target.instructions[n].chain is None
-        and not has_window_access(target.instructions[n].semantics)
+
+def _taps_apply(target: Target) -> bool:
+    return any(
+        tap_capable(target, ins.name)
+        for ins in target.compute_instructions()
+        if matrix_form(ins.semantics) is not None
     )
 
 
@@ -508,7 +507,7 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "Einsum(Window(x), w) -> layout(InstrTaps(shifted views of x, w per tap)): a convolution "
         "as one product per filter tap accumulated into one result (no im2col copy)",
         _einsum_to_taps,
-        applies=lambda target: bool(tap_instructions(target)),
+        applies=_taps_apply,
     ),
     ComputedRule(
         "transpose-of-window",
