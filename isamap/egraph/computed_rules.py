@@ -21,6 +21,8 @@ soundness like the egglog rules (`tests/egraph/test_computed_rules.py`).
   data movement, not two.
 - `einsum-pack-channels`: see `_pack_channels`; the packing widths come from the target's
   instruction extents.
+- `einsum-to-taps`: see `_einsum_to_taps`; a convolution as a sum over its filter taps of products
+  on shifted views of its input, for each of the target's matrix instructions.
 """
 
 from __future__ import annotations
@@ -34,20 +36,33 @@ from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
 from isamap.egraph.epilogue_rules import ew_through_layout, ew_through_layout_depends
 from isamap.egraph.term_builder import Builder, Val
+from isamap.hardware.conv_form import has_window_access
+from isamap.hardware.matrix_form import matrix_form
+from isamap.hardware.target import Target
 from isamap.ir.einsum import einsum_spec, parse_einsum
 from isamap.ir.kernel import Affine
+from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
 
-__all__ = ["COMPUTED_RULES", "ComputedRule", "ComputedRunner", "RuleContext", "packing_widths"]
+__all__ = [
+    "COMPUTED_RULES",
+    "ComputedRule",
+    "ComputedRunner",
+    "RuleContext",
+    "packing_widths",
+    "tap_capable",
+]
 
 
 @dataclass(frozen=True)
 class RuleContext:
     """What a computed rule may read: the e-graph, and the target facts that bound its choices
-    (`widths`: the packing widths the target's instruction extents allow)."""
+    (`widths`: the packing widths the target's instruction extents allow; `instructions`: its
+    matrix instructions that may compute the kernel's products)."""
 
     dump: EGraphDump
     widths: tuple[int, ...] = ()
+    instructions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -294,6 +309,141 @@ def packing_widths(tiles: Sequence[tuple[int, int, int]]) -> tuple[int, ...]:
     return tuple(widths)
 
 
+def _window_of(ctx: RuleContext, cid: str, axes: tuple[str, ...]) -> ENode | None:
+    """A Window e-node of e-class `cid` whose axes are `axes`, in that order."""
+    for node in ctx.dump.classes.get(cid, []):
+        if node.op == "Window":
+            spec = WindowSpec.parse(node.str_arg(1))
+            if tuple(n for n, _ in spec.axes) == axes:
+                return node
+    return None
+
+
+def _shifts(expr: Affine, index: str, rows: Sequence[str]) -> bool:
+    """Whether `index` shifts an output index in `expr` (a tap: `h + r - 1`)."""
+    return index in expr.indices() and bool(set(rows) & set(expr.indices()))
+
+
+def tap_roles(
+    spec: WindowSpec, views: tuple[str, ...], other: tuple[str, ...], out: tuple[str, ...]
+) -> dict[str, list[str]] | str:
+    """The roles of a product of a window `spec` (axes `views`) with a tensor (axes `other`) into
+    `out` as a tap accumulation — b (batch), rows (output pixels: the window's own output
+    indices), cols (the other operand's), taps (summed indices that shift the window: they meet
+    a row index in one of its expressions), channels (the other summed indices) — or why it is
+    not one."""
+    if any(i not in out and i not in other for i in views) or any(
+        i not in out and i not in views for i in other
+    ):
+        return "an index is summed in one operand only"
+    summed = [i for i in views if i in other and i not in out]
+    rows = [i for i in out if i in views and i not in other]
+    roles = {
+        "b": [i for i in out if i in views and i in other],
+        "rows": rows,
+        "cols": [i for i in out if i in other and i not in views],
+        "taps": [i for i in summed if any(_shifts(e, i, rows) for e in spec.exprs)],
+    }
+    roles["channels"] = [i for i in summed if i not in roles["taps"]]
+    if not roles["taps"] or not rows:
+        return "the window has no tap (no summed index shifts an output index)"
+    if not roles["channels"]:
+        return "no channel is contracted at each tap (a depthwise product)"
+    pixel, other_dims = set(rows) | set(roles["taps"]), set(roles["channels"]) | set(roles["b"])
+    for e in spec.exprs:
+        ids = set(e.indices())
+        if _pixel_dim(e, roles) and not ids <= pixel:
+            return "an input dimension's pixels move with a batch index"
+        if not _pixel_dim(e, roles) and not ids <= other_dims:
+            return "an input dimension mixes channels with pixels"
+    return roles
+
+
+def _pixel_dim(expr: Affine, roles: dict[str, list[str]]) -> bool:
+    """Whether an input dimension holds pixels: it reads no channel and is not a batch
+    dimension (read by batch indices alone, such as a convolution's group)."""
+    ids = set(expr.indices())
+    return not ids & set(roles["channels"]) and not (ids and ids <= set(roles["b"]))
+
+
+def _einsum_to_taps(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
+    """Einsum of a window (an affine access: a convolution's input) with a tensor -> the
+    convolution as the sum over its filter taps of one product per tap on shifted views of the
+    input (a strided slice each, no im2col copy), accumulated into one result: an `InstrTaps`
+    per matrix instruction of the target. The views are the first operand (rows: output
+    pixels) when the window is, else the second."""
+    if not ctx.instructions:
+        return []
+    lhs, rhs, out = parse_einsum(node.str_arg(0))
+    results: list[Val] = []
+    for side, (views, other) in enumerate(((lhs, rhs), (rhs, lhs))):
+        window = _window_of(ctx, _child(node, 1 + side), views)
+        if window is None:
+            continue
+        spec = WindowSpec.parse(window.str_arg(1))
+        roles = tap_roles(spec, views, other, out)
+        if isinstance(roles, str):
+            continue
+        results.extend(_taps_product(node, b, ctx, side, window, spec, roles))
+    return results
+
+
+def _taps_product(
+    node: ENode,
+    b: Builder,
+    ctx: RuleContext,
+    side: int,
+    window: ENode,
+    spec: WindowSpec,
+    roles: dict[str, list[str]],
+) -> list[Val]:
+    """The tap accumulation of `node` in the roles `tap_roles` found, the views on `side`: the
+    views, the weights per tap, one InstrTaps per instruction laid out as the result."""
+    lhs, rhs, out = parse_einsum(node.str_arg(0))
+    ext = dict(spec.axes)
+    src = b.of(_child(window, 0))
+    other_cid = _child(node, 2 - side)
+    other = _Axes(b.of(other_cid), rhs if side == 0 else lhs)
+    ext |= dict(zip(other.axes, other.val.shape, strict=True))
+    gb, rows, cols, taps, chans = (roles[r] for r in ("b", "rows", "cols", "taps", "channels"))
+    size = {r: math.prod(ext[i] for i in roles[r]) for r in roles}
+    # the views: [b, t, rows, k] as the left operand, [b, t, k, rows] as the right one
+    order = gb + taps + (rows + chans if side == 0 else chans + rows)
+    moved = WindowSpec(tuple((a, ext[a]) for a in order), spec.exprs)
+    view_dims = (size["rows"], size["channels"])[:: 1 if side == 0 else -1]
+    views = _reshape(
+        b,
+        b.make("Window", (src, moved.to_string()), moved.shape()),
+        (size["b"], size["taps"], *view_dims),
+    )
+    # the other operand: the taps' weights, [b, t, k, cols] on the right or [b, t, cols, k]
+    w_order = gb + taps + (chans + cols if side == 0 else cols + chans)
+    w_dims = (size["channels"], size["cols"])[:: 1 if side == 0 else -1]
+    weights = _reshape(b, _transpose(b, other, w_order).val, (size["b"], size["taps"], *w_dims))
+    pixel = [d for d, e in enumerate(spec.exprs) if _pixel_dim(e, roles)]
+    geometry = TapGeometry(
+        "A" if side == 0 else "B",
+        size["channels"],
+        tuple((a, ext[a]) for a in rows),
+        tuple((a, ext[a]) for a in taps),
+        tuple(spec.exprs[d] for d in pixel),
+        tuple(src.shape[d] for d in pixel),
+    ).to_string()
+    m, n = (size["rows"], size["cols"]) if side == 0 else (size["cols"], size["rows"])
+    x, y = (views, weights) if side == 0 else (weights, views)
+    axes = tuple(gb + (rows + cols if side == 0 else cols + rows))
+    results: list[Val] = []
+    for name in ctx.instructions:
+        product = b.make(
+            "InstrTaps",
+            (name, geometry, size["taps"], size["b"], m, n, size["channels"], x, y),
+            (size["b"], m, n),
+        )
+        grouped = _Axes(_reshape(b, product, tuple(ext[i] for i in axes)), axes)
+        results.append(_transpose(b, grouped, out).val)
+    return results
+
+
 def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
     perm = parse_dims(node.str_arg(1))
     src = b.of(_child(node, 0))
@@ -302,6 +452,23 @@ def _transpose_of_unit_axes(node: ENode, b: Builder, ctx: RuleContext) -> list[V
         return []
     shape = tuple(src.shape[p] for p in perm)
     return [_reshape(b, src, shape)]
+
+
+def tap_capable(target: Target, name: str) -> bool:
+    """Whether `einsum-to-taps` may write a convolution onto matrix instruction `name`: a plain
+    product (not one with a chained function) that does not window its own input (a
+    direct-convolution instruction accumulates its taps itself), on an accelerator (a CPU
+    target's C emitter writes im2col products and direct depthwise loops, not tap sums)."""
+    ins = target.instructions[name]
+    return target.codegen is None and ins.chain is None and not has_window_access(ins.semantics)
+
+
+def _taps_apply(target: Target) -> bool:
+    return any(
+        tap_capable(target, ins.name)
+        for ins in target.compute_instructions()
+        if matrix_form(ins.semantics) is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -317,6 +484,8 @@ class ComputedRule:
     #: What, beyond the e-node itself, the rule's match depends on (e.g. the views below an
     #: operand): the rule runs again on the e-node when this changes. None: the e-node only.
     depends: Callable[[ENode, EGraphDump], object] | None = None
+    #: whether the rule can fire on a target at all (the soundness check skips it elsewhere)
+    applies: Callable[[Target], bool] = lambda target: True
 
 
 #: The computed rules, in the order they run.
@@ -335,6 +504,14 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "c -> (c/g, g), BlockDiag(y, c, g))): g channels per product (g from instruction extents)",
         _pack_channels,
         "packing",
+    ),
+    ComputedRule(
+        "einsum-to-taps",
+        "Einsum",
+        "Einsum(Window(x), w) -> layout(InstrTaps(shifted views of x, w per tap)): a convolution "
+        "as one product per filter tap accumulated into one result (no im2col copy)",
+        _einsum_to_taps,
+        applies=_taps_apply,
     ),
     ComputedRule(
         "transpose-of-window",
@@ -373,12 +550,14 @@ class ComputedRunner:
         first_number: int,
         rules: Sequence[ComputedRule] = COMPUTED_RULES,
         widths: Sequence[int] = (),
+        instructions: Sequence[str] = (),
     ) -> None:
         self.rules = tuple(rules)
         self.by_op: dict[tuple[str, str], list[ComputedRule]] = {}  # (phase, op) -> rules
         for rule in self.rules:
             self.by_op.setdefault((rule.phase, rule.op), []).append(rule)
         self.widths = tuple(widths)
+        self.instructions = tuple(instructions)
         self.number = first_number
         self.rounds = 0
         self.applied: set[tuple[object, ...]] = set()
@@ -391,7 +570,7 @@ class ComputedRunner:
         """The egglog program of this round of `phase`'s rules: new terms and unions, and
         matches per rule."""
         builder = Builder(dump, self.number, str(self.rounds))
-        ctx = RuleContext(dump, self.widths)
+        ctx = RuleContext(dump, self.widths, self.instructions)
         self.rounds += 1
         matches: Counter[str] = Counter()
         for cid, nodes in dump.classes.items():

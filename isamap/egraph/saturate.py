@@ -24,6 +24,7 @@ from isamap.egraph.computed_rules import (
     ComputedRule,
     ComputedRunner,
     packing_widths,
+    tap_capable,
 )
 from isamap.egraph.dump import TENSOR_OPS, EGraphDump
 from isamap.egraph.encode import encode_kernel
@@ -32,6 +33,7 @@ from isamap.egraph.rule_file import RuleForm, parse_rule_file, read_rule_file
 from isamap.egraph.target_rules import (
     conv_rules,
     derive_rules,
+    eligible_instructions,
     matrix_instructions,
     rules_program,
 )
@@ -351,9 +353,10 @@ def saturate_with(
     start = time.perf_counter()
     egraph, numbered = _load(kernel, sources, terms, stages)
     widths = _packing_widths(target)
+    contraction = tuple(n for n in eligible_instructions(target, kernel) if tap_capable(target, n))
 
     def iteration(egraph: bindings.EGraph) -> _Iteration:
-        runner = ComputedRunner(numbered, computed_rules, widths)
+        runner = ComputedRunner(numbered, computed_rules, widths, contraction)
         return _Iteration(egraph, kernel, sources, runner, report)
 
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Literal as TypeLiteral
 from isamap.ir.conv import conv_geometry, split_conv_literal
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
+from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
 
 __all__ = [
@@ -145,6 +146,22 @@ def _instr_bias(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     b, _, n = out
     need(s[2] in ((n,), (b, n)), f"bias is {list(s[2])}, expected [{n}] or [{b}, {n}]")
     return out
+
+
+def _instr_taps(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    """`(InstrTaps name geometry t b m n k x y)`: x [b, t, m, k] . y [b, t, k, n] summed over t."""
+    try:
+        geometry = TapGeometry.parse(str(lits[1]))
+    except ValueError as err:
+        raise IllShapedError(str(err)) from None
+    t, b, m, n, k = (int(v) for v in lits[2:])
+    need(min(t, b, m, n, k) >= 1, f"extents t={t} b={b} m={m} n={n} k={k} must be positive")
+    rows = m if geometry.operand == "A" else n
+    fits = geometry.tap_count == t and geometry.channels == k and geometry.row_count == rows
+    need(fits, f"tap geometry of {geometry.tap_count} taps x {geometry.channels} for t={t} k={k}")
+    need(s[0] == (b, t, m, k), f"left operand is {list(s[0])}, expected [{b}, {t}, {m}, {k}]")
+    need(s[1] == (b, t, k, n), f"right operand is {list(s[1])}, expected [{b}, {t}, {k}, {n}]")
+    return (b, m, n)
 
 
 def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
@@ -308,6 +325,16 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "instruction",
         _instr_bias,
         "the same onto a per-column bias, then a function (or none) on the way out",
+    ),
+    Constructor(
+        "InstrTaps",
+        (S, S, N, N, N, N, N, T, T),
+        ("instruction", "geometry", "taps", *_MM),
+        "instr",
+        "",
+        "instruction",
+        _instr_taps,
+        "a matrix instruction accumulating one product per filter tap on shifted views",
     ),
     Constructor(
         "VecFn",

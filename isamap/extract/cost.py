@@ -78,10 +78,11 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
 
 def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
     """A matrix call, as the scheduler's `strategy` would run it (memoised per shape)."""
-    first = 1 if node.op == "Instr" else 2
+    first = {"Instr": 1, "InstrAct": 2, "InstrBias": 2, "InstrTaps": 3}[node.op]
     b, m, n, k = (node.int_arg(first + i) for i in range(4))
     bias = node.op == "InstrBias"
-    _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy, bias)
+    taps = node.str_arg(1) if node.op == "InstrTaps" else ""  # k: each tap's depth
+    _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy, bias=bias, taps=taps)
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
 
 

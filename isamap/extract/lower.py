@@ -100,6 +100,8 @@ def _emit(
         form = matrix_form(instruction.semantics)
         assert form is not None
         counts = [math.ceil(int(str(attrs[r])) / form.tile(r)) for r in "bmnk"]
+        if "taps" in attrs:  # a tap accumulation: each tap's depth padded on its own
+            counts[3] *= int(str(attrs["taps"]))
         attrs["tiles"] = "x".join(str(c) for c in counts)
         attrs["tile"] = "x".join(str(form.tile(r)) for r in "bmnk")
     if op == "instr_conv":

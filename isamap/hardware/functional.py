@@ -29,6 +29,7 @@ from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.ops import BINARY, UNARY
 from isamap.ir.reference import check_inputs, evaluate, store
 from isamap.ir.shapes import check_kernel
+from isamap.ir.taps import stack_taps, tap_depth
 from isamap.ir.window import WindowSpec
 
 __all__ = [
@@ -285,8 +286,11 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         assert form is not None
         epilogue = a.get("epilogue")
         fn = str(epilogue) if epilogue else None
+        x, y = args[0], args[1]
         bias = args[2] if len(args) == 3 else None
-        return run_instruction(form, args[0], args[1], fn, operand_types(ins, kernel), bias)
+        if a.get("taps"):  # one product per tap, accumulated: the taps stacked along K
+            x, y = stack_taps(x, y, tap_depth(x.shape[3], form.tile("k")))
+        return run_instruction(form, x, y, fn, operand_types(ins, kernel), bias)
     raise ValueError(f"cannot run mapping op '{op}'")
 
 

@@ -38,6 +38,7 @@ from isamap.ir.mapping import Mapping
 from isamap.ir.ops import UNARY
 from isamap.ir.program import MatmulCall, Program, TileSchedule
 from isamap.ir.reference import check_inputs
+from isamap.ir.taps import stack_taps
 
 __all__ = [
     "Accumulator",
@@ -274,6 +275,33 @@ def _block(x: np.ndarray, r0: int, c0: int, shape: tuple[int, int]) -> np.ndarra
     return out
 
 
+@dataclass
+class _ViewPart:
+    """Channels [lo, hi) of some taps of a views tile: its distinct pixels' slots, from block
+    `first` of the buffer, `channel_blocks` blocks per group of pixels."""
+
+    lo: int
+    hi: int
+    taps: frozenset[int]
+    slot: dict[int, int]
+    first: int
+    channel_blocks: int
+
+
+@dataclass
+class _ViewTile:
+    """A tap accumulation's views tile as loaded: the pixel each row reads at each tap (-1:
+    padding), where its depth starts, each tap's depth, the block's pixel extent, its parts."""
+
+    ids: np.ndarray
+    k0: int
+    depth: int
+    pix: int
+    block_rows: int
+    parts: list[_ViewPart] = field(default_factory=list)
+    blocks: int = 0
+
+
 class CallMachine:
     """The scratchpad, accumulator and array one call runs on, and its instructions.
 
@@ -308,6 +336,7 @@ class CallMachine:
         # accumulator), or that the instruction adds on the way out (a bias in its semantics)
         self.bias: np.ndarray | None = None
         self.preloads_bias = "bias" in self.names
+        self.view_tiles: dict[str, _ViewTile] = {}  # a tap accumulation's views, as loaded
 
     def _allocate(self, layout: OperandLayout) -> dict[str, list[Buffer]]:
         """Every buffer of the call, at fixed offsets, in the memory the instruction declares for
@@ -379,9 +408,13 @@ class CallMachine:
         for step in steps:
             if step.leave is not None and not self.s.double_buffer:
                 self._store(step.leave, out)  # one C buffer: empty it before anything comes in
-            if step.load_a:
+            if step.load_a and self._views("A"):
+                self._load_views(step, "A", a[step.batch])
+            elif step.load_a:
                 self._load(step, "A", a[step.batch], step.i0, step.k0, self.s.tile_k)
-            if step.load_b:
+            if step.load_b and self._views("B"):
+                self._load_views(step, "B", b[step.batch])
+            elif step.load_b:
                 self._load(step, "B", b[step.batch], step.k0, step.j0, self.s.tile_j)
             if step.new_c:
                 self._open_c(step, out)
@@ -450,6 +483,75 @@ class CallMachine:
                 dst = out[tile.batch, r0 : r0 + bm, c0 : c0 + bn]
                 dst[...] = block[: dst.shape[0], : dst.shape[1]]
 
+    # -- a tap accumulation's views (ir/taps.py) --------------------------------------------------
+
+    def _views(self, operand: str) -> bool:
+        """Whether `operand` of this call is the shifted views of a tap accumulation."""
+        return self.call.taps is not None and self.call.taps.operand == operand
+
+    def _load_views(self, step: TileStep, operand: str, x: np.ndarray) -> None:
+        """Load a views tile with its halo: each distinct in-range input pixel of the tile's
+        taps once per channel part, in blocks of the block's pixel extent (the counting of
+        `timing.tap_move`); every tap then reads its shifted rows where they lie. `x` is the
+        stacked views ([pixels, depth] for A, [depth, pixels] for B), which hold each input
+        pixel's values wherever a tap reads it."""
+        g = self.call.taps
+        assert g is not None
+        bm, bn, bk = self.call.block
+        depth = self.call.k // g.tap_count
+        if operand == "A":
+            start, length, pix, shape = step.i0 * self.s.tile_i * bm, step.mt, bm, self.a_shape
+        else:
+            start, length, pix, shape = step.j0 * self.s.tile_j * bn, step.nt, bn, self.b_shape
+        k0 = step.k0 * self.s.tile_k * bk
+        buffer = self._take(operand)
+        ids = g.pixel_ids(start, length, 0, g.tap_count)
+        tile = _ViewTile(ids, k0, depth, pix, buffer.block_rows(shape))
+        for lo, hi, taps in g.tile_parts(k0, step.kt, depth):
+            sub = ids[:, taps[0] : taps[-1] + 1]
+            rows, cols = np.nonzero(sub >= 0)
+            uniq, first = np.unique(sub[rows, cols], return_index=True)
+            slots = {int(p): n for n, p in enumerate(uniq)}
+            part = _ViewPart(lo, hi, frozenset(taps), slots, tile.blocks, -(-(hi - lo) // bk))
+            tile.parts.append(part)
+            for pb in range(-(-len(uniq) // pix)):
+                for cb in range(part.channel_blocks):
+                    values = np.zeros((pix, bk))
+                    c0, c1 = lo + cb * bk, min(lo + (cb + 1) * bk, hi)
+                    for n in range(pb * pix, min((pb + 1) * pix, len(uniq))):
+                        row, tap = int(rows[first[n]]), taps[0] + int(cols[first[n]])
+                        span = slice(tap * depth + c0, tap * depth + c1)
+                        got = x[start + row, span] if operand == "A" else x[span, start + row]
+                        values[n - pb * pix, : c1 - c0] = got
+                    block = values if operand == "A" else values.T
+                    self.mvin(buffer, tile.blocks * tile.block_rows, block)
+                    tile.blocks += 1
+        self.view_tiles[operand] = tile
+
+    def _view_block(self, operand: str, buffer: Buffer, rows: int, k: int) -> np.ndarray:
+        """Block (`rows`, depth block `k`) of the views tile in `buffer`: each of its pixel rows
+        read from where its input pixel lies (A: [bm, bk]; B: [bk, bn], `rows` the column)."""
+        tile = self.view_tiles[operand]
+        bk = self.call.block[2]
+        col = tile.k0 + k * bk
+        tap, ch0 = divmod(col, tile.depth)
+        part = next(p for p in tile.parts if tap in p.taps and p.lo <= ch0 < p.hi)
+        cb = (ch0 - part.lo) // bk
+        shape = self.a_shape if operand == "A" else self.b_shape
+        out = np.zeros((tile.pix, bk))
+        held: dict[int, np.ndarray] = {}
+        for r in range(tile.pix):
+            row = rows * tile.pix + r
+            if row >= tile.ids.shape[0] or tile.ids[row, tap] < 0:
+                continue  # past the tile's edge, or the zero padding
+            pb, within = divmod(part.slot[int(tile.ids[row, tap])], tile.pix)
+            index = part.first + pb * part.channel_blocks + cb
+            if index not in held:
+                got = buffer.read(index * tile.block_rows, shape)
+                held[index] = got if operand == "A" else got.T
+            out[r] = held[index][within]
+        return out if operand == "A" else out.T
+
     def _compute(self, step: TileStep) -> None:
         """The folds of one iteration: WS holds each B block, OS each C block."""
         a_buf, b_buf = self.a[self.slot["A"]], self.b[self.slot["B"]]
@@ -459,9 +561,13 @@ class CallMachine:
         tk, tj = self.s.tile_k, self.s.tile_j
 
         def a_block(i: int, k: int) -> np.ndarray:
+            if self._views("A"):
+                return self._view_block("A", a_buf, i, k)
             return a_buf.read(self._row(a_buf, self.a_shape, i, k, tk), self.a_shape)
 
         def b_block(k: int, j: int) -> np.ndarray:
+            if self._views("B"):
+                return self._view_block("B", b_buf, j, k)
             return b_buf.read(self._row(b_buf, self.b_shape, k, j, tj), self.b_shape)
 
         def c_row(i: int, j: int) -> int:
@@ -570,6 +676,9 @@ def trace_program(
         elif scheduled is not None:
             types = operand_types(target.instruction(scheduled.call.instruction), kernel)
             bias = args[2] if len(args) == 3 else None
+            if scheduled.call.taps is not None:  # the taps one after another along K
+                depth = scheduled.call.k // scheduled.call.taps.tap_count
+                args = [*stack_taps(args[0], args[1], depth), *args[2:]]
             called = run_call(
                 target, scheduled.call, scheduled.schedule, args[0], args[1], types, bias
             )

@@ -15,12 +15,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from isamap.hardware.footprint import OperandLayout, operand_layout
 from isamap.hardware.matrix_form import bias_move, matrix_form
 from isamap.hardware.target import Instruction, Target
 from isamap.ir.program import MatmulCall, TileSchedule
+from isamap.ir.taps import TapGeometry, tap_depth
 
 __all__ = [
     "ArrayModel",
@@ -29,6 +30,8 @@ __all__ = [
     "call_timing",
     "compute_cycles",
     "fold_cycles",
+    "tap_call",
+    "tap_move",
 ]
 
 
@@ -192,9 +195,7 @@ _DATAFLOW_NAMES = {"weight_stationary": "WS", "output_stationary": "OS"}
 
 # memo tables: models per (target, instruction), timings per (model, call shape, schedule)
 _MODELS: dict[tuple[int, str], tuple[Target, ArrayModel]] = {}
-_TIMINGS: dict[
-    tuple[int, int, int, int, int, bool, TileSchedule], tuple[ArrayModel, CallTiming]
-] = {}
+_TIMINGS: dict[tuple[object, ...], tuple[ArrayModel, CallTiming]] = {}
 
 
 def _companions(target: Target, compute: Instruction) -> dict[str, str]:
@@ -259,7 +260,7 @@ def call_timing(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTim
 
     Memoised per model, call shape and schedule; the result is shared, so treat it as read-only.
     """
-    key = (id(model), call.b, call.m, call.n, call.k, call.bias, s)
+    key = (id(model), call.b, call.m, call.n, call.k, call.bias, s, call.taps)
     hit = _TIMINGS.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
@@ -309,9 +310,7 @@ def _extrapolated(
                 n = value
             else:
                 k = value
-            return MatmulCall(
-                call.node, call.instruction, b, m, n, k, call.block, call.epilogue, bias=call.bias
-            )
+            return replace(call, b=b, m=m, n=n, k=k)
 
         # two buffers alternate, so the steady state may repeat every second tile: walk a short
         # loop with the same parity as the full one and one two tiles longer
@@ -498,10 +497,16 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
             loads: list[tuple[float, int]] = []
             if load_a:
                 a_at = (batch, i0, k0)
-                loads.append(move(mt, kt, bm, bk, in_bytes))
+                if call.taps is not None and call.taps.operand == "A":
+                    loads.append(tap_move(call, model, i0 * ti, mt, k0 * tk, kt))
+                else:
+                    loads.append(move(mt, kt, bm, bk, in_bytes))
             if load_b:
                 b_at = (batch, k0, j0)
-                loads.append(move(kt, nt, bk, bn, in_bytes))
+                if call.taps is not None and call.taps.operand == "B":
+                    loads.append(tap_move(call, model, j0 * tj, nt, k0 * tk, kt))
+                else:
+                    loads.append(move(kt, nt, bk, bn, in_bytes))
             store_now: tuple[float, int] | None = None
             c_tile = (batch, i0, j0)
             if c_tile != c_at:
@@ -587,6 +592,33 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
     out.compute_cycles -= 1
     out.energy_pj = _energy(model, call, out)
     return out
+
+
+def tap_move(
+    call: MatmulCall, model: ArrayModel, start: int, length: int, k0: int, kt: int
+) -> tuple[float, int]:
+    """(bytes, blocks) of loading a tile of a tap accumulation's views (`ir/taps.py`): pixels
+    [start, start + length) at depth columns [k0, k0 + kt). The tile's taps read overlapping
+    input pixels (the halo): each distinct in-range pixel is loaded once per channel block, in
+    rows of the block's pixel extent, and every tap reads its shifted rows where they lie; the
+    per-tap zero padding of K and the out-of-range (padding) pixels move nothing."""
+    geometry = call.taps
+    assert geometry is not None
+    bm, bn, bk = model.block
+    rows = bm if geometry.operand == "A" else bn
+    depth = tap_depth(geometry.channels, bk)
+    nbytes, blocks = 0.0, 0
+    for pixels, channels in geometry.tile_reads(start, length, k0, kt, depth):
+        nbytes += pixels * channels * model.in_bytes
+        blocks += -(-pixels // rows) * -(-channels // bk)
+    return nbytes, blocks
+
+
+def tap_call(call: MatmulCall, geometry: TapGeometry, k_extent: int) -> MatmulCall:
+    """`call` as the tap accumulation of `geometry`: its depth the taps one after another, each
+    padded to the instruction's K extent."""
+    depth = tap_depth(geometry.channels, k_extent)
+    return replace(call, k=geometry.tap_count * depth, taps=geometry)
 
 
 def _store(model: ArrayModel, mt: int, nt: int, n: int, out: CallTiming) -> None:

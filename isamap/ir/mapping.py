@@ -64,8 +64,9 @@ class MapNode:
         if self.op == "instr":
             epi = " + bias" if a.get("bias") else ""
             epi += f" + {a['epilogue']}" if a.get("epilogue") else ""
+            taps = f" taps={a['taps']}" if a.get("taps") else ""
             return (
-                f"{a['instruction']}{epi} b={a['b']} m={a['m']} n={a['n']} k={a['k']}"
+                f"{a['instruction']}{epi}{taps} b={a['b']} m={a['m']} n={a['n']} k={a['k']}"
                 f" tiles={a['tiles']}"
             )
         if self.op == "host_stmt":
@@ -141,6 +142,8 @@ class Mapping:
         for n in self.instruction_calls():
             a = n.attrs
             work = int(str(a["b"])) * int(str(a["m"])) * int(str(a["n"])) * int(str(a["k"]))
+            taps = int(str(a.get("taps") or 1))
+            work *= taps
             packed = self._block_diagonal(n)
             if packed > 1:  # only the diagonal blocks of a packed operand are real work
                 work //= packed
@@ -158,8 +161,9 @@ class Mapping:
             what = ", ".join(direct) if direct else "an intermediate"
             if fed:
                 what += f" (feeding {', '.join(fed)})"
+            sum_of = f"the sum over {taps} filter taps of " if taps > 1 else ""
             lines.append(
-                f"  call %{n.id}: {a['instruction']}{epi} computes {what} as {a['b']} x "
+                f"  call %{n.id}: {a['instruction']}{epi} computes {what} as {sum_of}{a['b']} x "
                 f"[{a['m']}x{a['k']}].[{a['k']}x{a['n']}] in {calls:,} tiles of "
                 f"{a.get('tile')} (b x m x n x k); {used:.1f}% of their MACs are useful"
             )

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from isamap.ir.conv import ConvGeometry
+from isamap.ir.taps import TapGeometry
 
 __all__ = ["DATAFLOWS", "LOOP_ORDERS", "MatmulCall", "Program", "ScheduledCall", "TileSchedule"]
 
@@ -40,6 +41,9 @@ class MatmulCall:
     k: int
     block: tuple[int, int, int]  # rows (M), columns (N), depth (K) of one instruction tile
     epilogue: str | None = None
+    # a tap accumulation (ir/taps.py): K is the taps one after another, each padded to the
+    # block's depth; one operand is the shifted views of an input, loaded with their halo once
+    taps: TapGeometry | None = None
     #: A direct-convolution call (`hardware.direct_conv`): m pixels, n kernels, k channels x taps
     #: of this geometry, the input read in place.
     conv: ConvGeometry | None = None
@@ -114,6 +118,13 @@ class ScheduledCall:
             f"{prefix}; %{c.node} {c.instruction}: {c.b} x [{c.m}x{c.k}].[{c.k}x{c.n}], "
             f"{s.describe()}, chosen by {self.strategy}"
         ]
+        if c.taps is not None:
+            t, views = c.taps.tap_count, c.taps.operand
+            lines.append(
+                f"{prefix}; the sum over {t} filter taps of [{c.m}x{c.k // t}].[{c.k // t}x{c.n}]"
+                f" products accumulated in {n.get('out_memory', 'the accumulator')}; {views} "
+                f"tiles are shifted views of the input, loaded with their halo once"
+            )
         depth = prefix
         if c.b > 1:
             lines.append(f"{depth}for b in 0..{c.b}:")

@@ -30,8 +30,8 @@ def _consumers(mapping: Mapping, node_id: int) -> list[MapNode]:
 
 def _swapped(mapping: Mapping, node: MapNode) -> MapNode | None:
     """The transpose that turns `node`'s result back, if `node` is an operand-swapped call."""
-    if node.op != "instr" or len(node.args) != 2:
-        return None
+    if node.op != "instr" or len(node.args) != 2 or node.attrs.get("taps"):
+        return None  # (a tap accumulation is issued as it is: its operands are per tap)
     users = _consumers(mapping, node.id)
     if len(users) != 1 or node.id in mapping.outputs.values():
         return None

@@ -11,11 +11,12 @@ from functools import lru_cache
 from isamap.hardware.direct_conv import best_conv_schedule, conv_call, conv_listing, conv_plan
 from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target import Target
-from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
+from isamap.hardware.timing import ArrayModel, CallTiming, call_timing, tap_call
 from isamap.ir.conv import ConvGeometry, conv_call_geometry
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, Program, ScheduledCall, TileSchedule
+from isamap.ir.taps import TapGeometry
 from isamap.schedule.strategies import strategy as strategy_named
 
 __all__ = ["best_call", "conv_geometry_of", "matmul_call_of", "schedule_mapping"]
@@ -25,7 +26,7 @@ def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
     """The MatmulCall an `instr` node of a mapping stands for."""
     a = node.attrs
     epilogue = a.get("epilogue")
-    return MatmulCall(
+    call = MatmulCall(
         node=node.id,
         instruction=str(a["instruction"]),
         b=int(str(a["b"])),
@@ -36,6 +37,9 @@ def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
         epilogue=str(epilogue) if epilogue else None,
         bias=bool(a.get("bias")),
     )
+    if a.get("geometry") is None:
+        return call
+    return tap_call(call, TapGeometry.parse(str(a["geometry"])), model.block[2])
 
 
 @lru_cache(maxsize=4096)
@@ -43,12 +47,14 @@ def _cached(
     target_key: int,
     target: Target,
     name: str,
-    dims: tuple[int, int, int, int, str],
+    dims: tuple[int, int, int, int, str, str],
     strategy: str,
 ) -> tuple[TileSchedule, CallTiming]:
     model = ArrayModel.for_instruction(target, name)
-    b, m, n, k, extra = dims
+    b, m, n, k, extra, taps = dims
     call = MatmulCall(0, name, b, m, n, k, model.block, bias=extra == "bias")
+    if taps:  # k is each tap's depth: the call stacks the taps, each padded to the block
+        call = tap_call(call, TapGeometry.parse(taps), model.block[2])
     chosen = strategy_named(strategy)(model, call, target)
     over = model.layout.overruns(chosen)
     if over:  # every strategy filters by `fits`; this keeps any other one honest too
@@ -69,10 +75,12 @@ def best_call(
     k: int,
     strategy: str = "heuristic",
     bias: bool = False,
+    taps: str = "",
 ) -> tuple[TileSchedule, CallTiming]:
     """The schedule `strategy` picks for a call of this shape (onto a per-column bias row when
-    `bias`), and its timing (memoised)."""
-    return _cached(id(target), target, name, (b, m, n, k, "bias" if bias else ""), strategy)
+    `bias`), and its timing (memoised); with `taps` (a `TapGeometry`'s text) the call is that tap
+    accumulation, `k` each tap's depth."""
+    return _cached(id(target), target, name, (b, m, n, k, "bias" if bias else "", taps), strategy)
 
 
 def _names(target: Target, call: MatmulCall) -> dict[str, str]:
@@ -99,8 +107,11 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
             continue
         model = ArrayModel.for_instruction(target, str(node.attrs["instruction"]))
         call = matmul_call_of(node, model)
+        taps = call.taps
+        k = call.k if taps is None else taps.channels
+        geometry = "" if taps is None else taps.to_string()
         chosen, _ = best_call(
-            target, call.instruction, call.b, call.m, call.n, call.k, strategy, call.bias
+            target, call.instruction, call.b, call.m, call.n, k, strategy, call.bias, geometry
         )
         program.calls.append(
             ScheduledCall(call, chosen, strategy, _names(target, call), model.systolic)

@@ -80,14 +80,21 @@ def lower_bound(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> float:
     a = call.m * call.k * model.in_bytes * _loads(s.loop_order, trips, "ik") / full[0]
     b = call.k * call.n * model.in_bytes * _loads(s.loop_order, trips, "kj") / full[1]
     c = call.m * call.n * model.out_bytes * _loads(s.loop_order, trips, "ij") / full[2]
+    if call.taps is not None:  # the views: every input pixel they read comes in at least once
+        views = call.taps
+        least = views.pixels(0, views.row_count, 0, views.tap_count) * views.channels
+        if views.operand == "A":
+            a = least * model.in_bytes
+        else:
+            b = least * model.in_bytes
     dma = call.b * (a + b + c) / model.dram_bw
     lat = model.dram_latency
     # the array cannot start before the first tile has landed, and the last C tile leaves only
     # after the array is done; the DMA engine's last write lands a latency after it leaves
     first = min(ti, call.m) * min(tk, call.k) + min(tk, call.k) * min(tj, call.n)
     first_load = first * model.in_bytes / model.dram_bw + lat
-    if model.decoupled:  # the first fold waits for its own blocks only: at least one latency
-        first_load = lat
+    if model.decoupled or call.taps is not None:  # the first fold waits for its own blocks
+        first_load = lat  # only (a tap tile may be smaller than its rows x depth): one latency
     ti, tj = s.tile_i * bm, s.tile_j * bn
     last_c = (call.m - (trips["i"] - 1) * ti) * (call.n - (trips["j"] - 1) * tj)  # the edge
     last_store = last_c * model.out_bytes / model.dram_bw + lat
