@@ -35,7 +35,7 @@ from isamap.ir.mapping import Mapping
 from isamap.ir.model import kernel_macs
 from isamap.ir.program import Program
 from isamap.ir.reference import check_inputs
-from isamap.quantize import Quantization, check_types, needs_quantization, quantize_kernel
+from isamap.quantize import Quantization, check_types, quantize_kernel
 from isamap.saturation import Saturation, check_cost, check_kernel_arg, saturate
 from isamap.schedule.baseline import own_mapping
 from isamap.schedule.scheduler import best_call, schedule_mapping
@@ -285,8 +285,8 @@ def compile(
     `quantize=True` compiles a float kernel for an integer target as an integer kernel
     (`isamap.quantize`: symmetric per-tensor scales from `calibration`, default random inputs;
     the report states them and the error against the float reference; `run` dequantizes);
-    `quantize=False` refuses such a kernel in one line. The default, None, still runs it in float64
-    and says so in the report (the old behaviour, until every caller declares its types).
+    `quantize=False` (or the default, None) refuses such a kernel in one line: the hardware would
+    compute other numbers.
     On a CPU target (one with a `codegen` family) `run` executes native code using `threads`
     OpenMP threads (1: single-threaded, the default).
     """
@@ -312,7 +312,7 @@ def compile(
     if quantize:
         quantization = quantize_kernel(kernel, target, calibration)
         kernel = quantization.kernel
-    elif quantize is False:
+    else:
         check_types(kernel, target)
     check_schedule(target, target.baseline_schedule, baseline=True)
     limits = limits or Limits()
@@ -366,9 +366,6 @@ def _numbers(kernel: Kernel, program: Program, target: Target, q: Quantization |
     """The report's line on the numbers the program computes in."""
     if q is not None:
         return q.summary()
-    why = needs_quantization(kernel, target)
-    if why is not None:
-        return f"computed in float64, not in the hardware's types: {why}"
     for name in dict.fromkeys(c.call.instruction for c in program.calls):
         ins = target.instruction(name)
         if not types_fit(ins.semantics, kernel):

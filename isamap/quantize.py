@@ -12,27 +12,41 @@ and reported.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.hardware.matrix_form import contraction_dtypes, integer_only, matrix_form, types_fit
 from isamap.hardware.target import Target
-from isamap.ir.dtypes import dtype
+from isamap.ir.dtypes import DType, dtype
 from isamap.ir.errors import IsamapError
-from isamap.ir.kernel import Access, Binary, Kernel, TensorDecl
+from isamap.ir.kernel import Access, Affine, Binary, Const, Kernel, Statement, TensorDecl
 from isamap.ir.reference import check_inputs, evaluate, random_inputs
 from isamap.ir.shapes import check_kernel
 
-__all__ = ["Quantization", "check_types", "needs_quantization", "quantize_kernel"]
+__all__ = [
+    "Quantization",
+    "check_types",
+    "integer_kernel",
+    "integer_only_target",
+    "integer_types",
+    "needs_quantization",
+    "quantize_kernel",
+]
+
+
+def integer_only_target(target: Target) -> bool:
+    """True when every matrix instruction of `target` (at least one) multiplies integers only."""
+    names = matrix_instructions(target)
+    return bool(names) and all(integer_only(target.instructions[n].semantics) for n in names)
 
 
 def needs_quantization(kernel: Kernel, target: Target) -> str | None:
     """Why `kernel` cannot run on `target` without quantization (None if it can): it has a float
     product and every matrix instruction of the target multiplies integers only."""
     names = matrix_instructions(target)
-    if not names or not all(integer_only(target.instructions[n].semantics) for n in names):
+    if not integer_only_target(target):
         return None
     if all(types_fit(target.instructions[n].semantics, kernel) for n in names[:1]):
         return None
@@ -64,7 +78,7 @@ class Quantization:
 
     source: Kernel
     kernel: Kernel
-    scales: dict[str, float]  # input tensor -> scale (real value = scale * integer)
+    scales: dict[str, float]  # input or requantized tensor -> scale (real = scale * integer)
     output_scales: dict[str, float]  # output tensor -> product of its factors' scales
     max_abs_error: float
     relative_error: float  # ||quantized - reference|| / ||reference|| over all outputs
@@ -99,9 +113,11 @@ class Quantization:
         )
 
 
-def _factors(kernel: Kernel) -> dict[str, tuple[str, str]]:
-    """Each output -> the two input tensors its one statement multiplies; IsamapError if the
-    kernel is not a set of such products (the kernels per-tensor quantization serves exactly)."""
+def _products(kernel: Kernel) -> dict[str, tuple[str, str]]:
+    """Each product statement's target -> its two factors, in statement order; IsamapError if the
+    kernel is not a chain of such products, each factor an input or an earlier product (the
+    kernels per-tensor quantization serves exactly: GEMMs, convolutions, depthwise-separable
+    blocks)."""
     inputs = set(kernel.inputs())
     out: dict[str, tuple[str, str]] = {}
     for s in kernel.statements:
@@ -117,22 +133,25 @@ def _factors(kernel: Kernel) -> dict[str, tuple[str, str]]:
                 s.loc,
             )
         assert isinstance(e, Binary) and isinstance(e.lhs, Access) and isinstance(e.rhs, Access)
-        if not {e.lhs.tensor, e.rhs.tensor} <= inputs:
+        if not {e.lhs.tensor, e.rhs.tensor} <= inputs | set(out):
             raise IsamapError(
-                f"quantize: kernel {kernel.name}: {s.target} multiplies a computed tensor; "
-                "quantize serves products of input tensors only",
+                f"quantize: kernel {kernel.name}: {s.target} multiplies a tensor computed by "
+                "something other than a product; quantize serves chains of products only",
                 s.loc,
             )
         out[s.target] = (e.lhs.tensor, e.rhs.tensor)
     return out
 
 
-def quantize_kernel(
-    kernel: Kernel, target: Target, calibration: Mapping[str, object] | None = None
-) -> Quantization:
-    """The integer kernel for float `kernel` on `target`, with scales from `calibration` (default:
-    `random_inputs(kernel)`) and its error against the float reference on them."""
-    factors = _factors(kernel)
+def _cast_name(kernel: Kernel, tensor: str) -> str:
+    name = f"{tensor}_q"
+    while name in kernel.shapes:
+        name += "q"
+    return name
+
+
+def integer_types(target: Target) -> tuple[DType, str]:
+    """The integer input type and the accumulator type of `target`'s matrix instructions."""
     names = matrix_instructions(target)
     if not names:
         raise IsamapError(f"quantize: target '{target.name}' has no matrix instruction")
@@ -140,33 +159,119 @@ def quantize_kernel(
     form = matrix_form(ins.semantics)
     assert form is not None
     in_type = dtype(ins.semantics.dtype(form.lhs))
-    acc_type = ins.semantics.dtype(form.out)
     if not in_type.is_integer or not in_type.signed:
         raise IsamapError(
             f"quantize: {ins.name} of target '{target.name}' takes {in_type.name}; symmetric "
             "quantization needs a signed integer input type"
         )
-    calib = check_inputs(kernel, calibration if calibration is not None else random_inputs(kernel))
-    qmax = in_type.hi
-    scales = {}
-    for name, values in calib.items():
-        top = float(np.max(np.abs(values))) if values.size else 0.0
-        scales[name] = top / qmax if top > 0 else 1.0
+    return in_type, ins.semantics.dtype(form.out)
+
+
+def _factors_of(s: Statement) -> tuple[Access, Access] | None:
+    """The two factors of a plain product statement `T[...] += A[...] * B[...]`, else None."""
+    e = s.expr
+    product = s.accumulate and isinstance(e, Binary) and e.op == "*"
+    if (
+        product
+        and isinstance(e, Binary)
+        and isinstance(e.lhs, Access)
+        and isinstance(e.rhs, Access)
+    ):
+        return e.lhs, e.rhs
+    return None
+
+
+def integer_kernel(
+    kernel: Kernel, target: Target, scales: Mapping[str, float] | None = None
+) -> tuple[Kernel, dict[str, float], dict[str, float]]:
+    """`kernel` declared in `target`'s integer types, as a user of its integer library writes it:
+    every input a product multiplies in the input type, products at accumulator width (a
+    declared output so, the rest as inferred), and every computed tensor a product multiplies
+    cast into the input type first by a statement `T_q = (s_acc / s_T) * T` (the product then
+    reads `T_q`): a depthwise result feeding a pointwise product, a normalised activation feeding
+    the next convolution. Other statements stay as written (the host runs them in float).
+
+    `scales` gives each input's and each cast tensor's scale by its source name (default 1: the
+    integers as they are, a cast then only rounds and saturates). Returns the kernel, the scales
+    by its tensor names (inputs and casts) and each product's and cast's scale."""
+    in_type, acc_type = integer_types(target)
+    given = dict(scales or {})
+    inputs = kernel.inputs()
+    multiplied = {
+        a.tensor for s in kernel.statements if (f := _factors_of(s)) is not None for a in f
+    }
+    out_scales = {name: given.get(name, 1.0) for name in inputs}
+    products = {s.target for s in kernel.statements if _factors_of(s) is not None}
     decls = {}
     for name, decl in kernel.tensors.items():
-        t = in_type.name if name in scales else acc_type
+        t = decl.dtype
+        if name in inputs and name in multiplied:
+            t = in_type.name
+        elif name in products:
+            t = acc_type
         decls[name] = TensorDecl(name, decl.shape, t, decl.padding, decl.loc)
-    for name in factors:
-        if name not in decls:
-            decls[name] = TensorDecl(name, tuple(kernel.shapes[name]), acc_type)
-    integer = check_kernel(kernel.name, decls, list(kernel.statements), kernel.source)
-    output_scales = {n: scales[a] * scales[b] for n, (a, b) in factors.items()}
-    q = Quantization(kernel, integer, scales, output_scales, 0.0, 0.0)
-    got = q.dequantize(evaluate(integer, q.quantize_inputs(calib)))
+    writer: dict[str, Statement] = {}
+    cast: dict[str, str] = {}  # computed tensor a product multiplies -> its cast
+    input_scales = {n: v for n, v in out_scales.items() if n in multiplied}
+    statements: list[Statement] = []
+    for s in kernel.statements:
+        factors = _factors_of(s)
+        if factors is not None:
+            for a in factors:
+                t = a.tensor
+                declared = decls.get(t)
+                if (
+                    t in writer
+                    and t not in cast
+                    and (declared is None or declared.dtype != in_type.name)
+                ):
+                    q = _cast_name(kernel, t)
+                    cast[t] = q
+                    out_scales[q] = input_scales[q] = given.get(t, 1.0)
+                    ratio = out_scales.get(t, 1.0) / out_scales[q]
+                    w = writer[t]
+                    at = Access(t, tuple(Affine.index(i) for i in w.indices))
+                    statements.append(Statement(q, w.indices, False, Binary("*", Const(ratio), at)))
+                    decls[q] = TensorDecl(q, tuple(kernel.shapes[t]), in_type.name)
+            lhs, rhs = (Access(cast.get(a.tensor, a.tensor), a.indices, a.loc) for a in factors)
+            s = replace(s, expr=Binary("*", lhs, rhs))
+            out_scales[s.target] = out_scales.get(lhs.tensor, 1.0) * out_scales.get(rhs.tensor, 1.0)
+        statements.append(s)
+        writer.setdefault(s.target, s)
+    integer = check_kernel(kernel.name, decls, statements, kernel.source)
+    computed = {n: v for n, v in out_scales.items() if n not in inputs}
+    return integer, input_scales, computed
+
+
+def quantize_kernel(
+    kernel: Kernel, target: Target, calibration: Mapping[str, object] | None = None
+) -> Quantization:
+    """The integer kernel for float `kernel` on `target`, with scales from `calibration` (default:
+    `random_inputs(kernel)`) and its error against the float reference on them.
+
+    Each input's scale is `max|x| / qmax` on the calibration inputs; a product read by a later
+    product (a depthwise-separable block's depthwise result) is requantized on the way with the
+    scale of its own float values (`integer_kernel`). The cast is an ordinary kernel statement,
+    so the functional machine and the numpy reference round and saturate it alike.
+    """
+    products = _products(kernel)
+    in_type, _ = integer_types(target)
+    calib = check_inputs(kernel, calibration if calibration is not None else random_inputs(kernel))
     want = evaluate(kernel, calib)
-    diff = np.concatenate([(got[n] - want[n]).ravel() for n in factors])
-    ref = np.concatenate([want[n].ravel() for n in factors])
+    qmax = in_type.hi
+
+    def scale_of(values: np.ndarray) -> float:
+        top = float(np.max(np.abs(values))) if values.size else 0.0
+        return top / qmax if top > 0 else 1.0
+
+    scales = {name: scale_of(values) for name, values in calib.items()}
+    scales |= {name: scale_of(want[name]) for name in products}
+    integer, input_scales, output_scales = integer_kernel(kernel, target, scales)
+    q = Quantization(kernel, integer, input_scales, output_scales, 0.0, 0.0)
+    got = q.dequantize(evaluate(integer, q.quantize_inputs(calib)))
+    diff = np.concatenate([(got[n] - want[n]).ravel() for n in products])
+    ref = np.concatenate([want[n].ravel() for n in products])
     max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
     norm = float(np.linalg.norm(ref))
     rel = float(np.linalg.norm(diff)) / norm if norm > 0 else 0.0
-    return Quantization(kernel, integer, scales, output_scales, max_abs, rel)
+    return Quantization(kernel, integer, input_scales, output_scales, max_abs, rel)
