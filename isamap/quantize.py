@@ -21,7 +21,16 @@ from isamap.hardware.matrix_form import contraction_dtypes, integer_only, matrix
 from isamap.hardware.target import Target
 from isamap.ir.dtypes import DType, dtype
 from isamap.ir.errors import IsamapError
-from isamap.ir.kernel import Access, Affine, Binary, Const, Kernel, Statement, TensorDecl
+from isamap.ir.kernel import (
+    Access,
+    Affine,
+    Binary,
+    Const,
+    Kernel,
+    Statement,
+    TensorDecl,
+    Unary,
+)
 from isamap.ir.reference import check_inputs, evaluate, random_inputs
 from isamap.ir.shapes import check_kernel
 
@@ -122,6 +131,9 @@ def _products(kernel: Kernel) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for s in kernel.statements:
         e = s.expr
+        if _relu_of(s) in out and s.target not in out:  # relu(s*T) = s*relu(T): T's scale
+            out[s.target] = out[_relu_of(s) or ""]
+            continue
         ok = isinstance(e, Binary) and e.op == "*"
         ok = (
             ok and isinstance(e, Binary) and isinstance(e.lhs, Access) and isinstance(e.rhs, Access)
@@ -141,6 +153,13 @@ def _products(kernel: Kernel) -> dict[str, tuple[str, str]]:
             )
         out[s.target] = (e.lhs.tensor, e.rhs.tensor)
     return out
+
+
+def _relu_of(s: Statement) -> str | None:
+    """T when statement `s` is `Y[...] = relu(T[...])`, else None."""
+    e = s.expr
+    relu = not s.accumulate and isinstance(e, Unary) and e.fn == "relu"
+    return e.arg.tensor if relu and isinstance(e, Unary) and isinstance(e.arg, Access) else None
 
 
 def _cast_name(kernel: Kernel, tensor: str) -> str:
@@ -185,7 +204,7 @@ def integer_kernel(
     kernel: Kernel, target: Target, scales: Mapping[str, float] | None = None
 ) -> tuple[Kernel, dict[str, float], dict[str, float]]:
     """`kernel` declared in `target`'s integer types, as a user of its integer library writes it:
-    every input a product multiplies in the input type, products at accumulator width (a
+    every input a contraction reads in the input type, products at accumulator width (a
     declared output so, the rest as inferred), and every computed tensor a product multiplies
     cast into the input type first by a statement `T_q = (s_acc / s_T) * T` (the product then
     reads `T_q`): a depthwise result feeding a pointwise product, a normalised activation feeding
@@ -197,8 +216,11 @@ def integer_kernel(
     in_type, acc_type = integer_types(target)
     given = dict(scales or {})
     inputs = kernel.inputs()
-    multiplied = {
-        a.tensor for s in kernel.statements if (f := _factors_of(s)) is not None for a in f
+    multiplied = {  # every tensor a contraction reads (`0.5 * A * B` too)
+        a.tensor
+        for s in kernel.statements
+        if s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
+        for a in s.accesses()
     }
     out_scales = {name: given.get(name, 1.0) for name in inputs}
     products = {s.target for s in kernel.statements if _factors_of(s) is not None}
@@ -236,6 +258,8 @@ def integer_kernel(
             lhs, rhs = (Access(cast.get(a.tensor, a.tensor), a.indices, a.loc) for a in factors)
             s = replace(s, expr=Binary("*", lhs, rhs))
             out_scales[s.target] = out_scales.get(lhs.tensor, 1.0) * out_scales.get(rhs.tensor, 1.0)
+        elif (src := _relu_of(s)) is not None and src in out_scales:
+            out_scales[s.target] = out_scales[src]  # relu commutes with a positive scale
         statements.append(s)
         writer.setdefault(s.target, s)
     integer = check_kernel(kernel.name, decls, statements, kernel.source)
