@@ -63,14 +63,11 @@ MAX_CANDIDATES = 8
 
 def roofline_cycles(kernel: Kernel, target: Target) -> float:
     """The larger of compute-bound (MACs / peak MACs per cycle) and bandwidth-bound cycles
-    (every input read and every output written once, over DRAM bandwidth; outputs at the width
-    the matrix unit stores them)."""
+    (every input read and every output written once, over DRAM bandwidth, each at its own
+    element type: an int8 kernel's int32 result at 4 bytes, an f32 tensor at 4)."""
     peak = max(u.macs_per_cycle for u in target.units.values())
-    in_bytes = out_bytes = target.dtype_bytes(target.input_dtype)
-    for name in matrix_instructions(target):  # results leave as the matrix unit stores them
-        out_bytes = max(out_bytes, ArrayModel.for_instruction(target, name).out_bytes)
-    nbytes = in_bytes * sum(math.prod(kernel.shapes[t]) for t in kernel.inputs())
-    nbytes += out_bytes * sum(math.prod(kernel.shapes[t]) for t in kernel.outputs())
+    tensors = [*kernel.inputs(), *kernel.outputs()]  # each at its own element type
+    nbytes = sum(math.prod(kernel.shapes[t]) * target.dtype_bytes(kernel.dtype(t)) for t in tensors)
     return max(kernel_macs(kernel) / peak, nbytes / target.dram().bandwidth_bytes_per_cycle)
 
 
@@ -252,9 +249,11 @@ def check_schedule(target: Target, name: str, baseline: bool = False) -> None:
         raise IsamapError(f"{key}{message}", where) from None
 
 
-def _scheduled(mapping: Mapping, target: Target, schedule: str) -> tuple[Program, SimResult]:
+def _scheduled(
+    mapping: Mapping, target: Target, schedule: str, kernel: Kernel
+) -> tuple[Program, SimResult]:
     program = schedule_mapping(mapping, target, schedule)
-    return program, simulate_timing(program, mapping, target)
+    return program, simulate_timing(program, mapping, target, kernel)
 
 
 def compile(
@@ -330,7 +329,7 @@ def compile(
         mappings = [extract_mapping(sat, cost, extract, seconds)]
     extract_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scored = [(m, *_scheduled(m, target, schedule)) for m in mappings]
+    scored = [(m, *_scheduled(m, target, schedule, kernel)) for m in mappings]
     if cost == "energy":
         mapping, program, sim = min(scored, key=lambda t: t[2].energy_pj)
     else:
@@ -339,7 +338,8 @@ def compile(
     baseline = target.baseline_schedule
     baseline_cycles = sim.cycles
     if baseline != schedule:  # the library's calls as it issues them (schedule/baseline.py)
-        baseline_cycles = _scheduled(own_mapping(mapping, target), target, baseline)[1].cycles
+        own = own_mapping(mapping, target)
+        baseline_cycles = _scheduled(own, target, baseline, kernel)[1].cycles
     stages = dict(sat.report.stage_seconds)
     stages["extract"] = extract_seconds
     stages["schedule_and_simulate"] = schedule_seconds

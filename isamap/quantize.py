@@ -26,6 +26,7 @@ from isamap.ir.kernel import (
     Affine,
     Binary,
     Const,
+    Expr,
     Kernel,
     Statement,
     TensorDecl,
@@ -37,6 +38,8 @@ from isamap.ir.shapes import check_kernel
 __all__ = [
     "Quantization",
     "check_types",
+    "hardware_kernel",
+    "hardware_types",
     "integer_kernel",
     "integer_only_target",
     "integer_types",
@@ -53,12 +56,16 @@ def integer_only_target(target: Target) -> bool:
 
 def needs_quantization(kernel: Kernel, target: Target) -> str | None:
     """Why `kernel` cannot run on `target` without quantization (None if it can): it has a float
-    product and every matrix instruction of the target multiplies integers only."""
+    contraction (a `+=` statement over float tensors) and every matrix instruction of the target
+    multiplies integers only. A kernel without `+=` (a transpose, an activation) runs as
+    declared."""
     names = matrix_instructions(target)
     if not integer_only_target(target):
         return None
     if all(types_fit(target.instructions[n].semantics, kernel) for n in names[:1]):
         return None
+    if not any(s.accumulate for s in kernel.statements):
+        return None  # nothing to multiply-accumulate: layout and elementwise work, any type
     for x, y in contraction_dtypes(kernel):
         for t in (x, y):
             if not dtype(t).is_integer:
@@ -96,13 +103,13 @@ class Quantization:
         """Float inputs of the source kernel as the integer kernel's inputs."""
         values = check_inputs(self.source, inputs)
         return {
-            name: dtype(self.kernel.dtype(name)).convert(values[name] / self.scales[name])
+            name: dtype(self.kernel.dtype(name)).hold(values[name] / self.scales.get(name, 1.0))
             for name in self.source.inputs()
         }
 
     def dequantize(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The integer kernel's outputs as the source kernel's (float) values."""
-        return {n: np.asarray(v) * self.output_scales[n] for n, v in outputs.items()}
+        return {n: np.asarray(v) * self.output_scales.get(n, 1.0) for n, v in outputs.items()}
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -122,37 +129,28 @@ class Quantization:
         )
 
 
-def _products(kernel: Kernel) -> dict[str, tuple[str, str]]:
-    """Each product statement's target -> its two factors, in statement order; IsamapError if the
-    kernel is not a chain of such products, each factor an input or an earlier product (the
-    kernels per-tensor quantization serves exactly: GEMMs, convolutions, depthwise-separable
-    blocks)."""
-    inputs = set(kernel.inputs())
-    out: dict[str, tuple[str, str]] = {}
+def _check_quantizable(kernel: Kernel) -> list[str]:
+    """The products of `kernel` (targets of plain `T += A * B` statements), in order; IsamapError
+    if a contraction is not a plain product or a tensor is the sum of several products (one
+    per-tensor scale cannot serve products whose factors have different scales)."""
+    products: list[str] = []
     for s in kernel.statements:
-        e = s.expr
-        if _relu_of(s) in out and s.target not in out:  # relu(s*T) = s*relu(T): T's scale
-            out[s.target] = out[_relu_of(s) or ""]
-            continue
-        ok = isinstance(e, Binary) and e.op == "*"
-        ok = (
-            ok and isinstance(e, Binary) and isinstance(e.lhs, Access) and isinstance(e.rhs, Access)
-        )
-        if not ok or s.target in out:
+        contraction = s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
+        if contraction and _factors_of(s) is None:
             raise IsamapError(
-                f"quantize: kernel {kernel.name}: {s.target} is not one product of two input "
-                "tensors (quantize serves GEMMs and convolutions: `C[...] += A[...] * B[...]`)",
+                f"quantize: kernel {kernel.name}: {s.target} is not one product of two tensors "
+                "(quantize serves contractions written `C[...] += A[...] * B[...]`)",
                 s.loc,
             )
-        assert isinstance(e, Binary) and isinstance(e.lhs, Access) and isinstance(e.rhs, Access)
-        if not {e.lhs.tensor, e.rhs.tensor} <= inputs | set(out):
-            raise IsamapError(
-                f"quantize: kernel {kernel.name}: {s.target} multiplies a tensor computed by "
-                "something other than a product; quantize serves chains of products only",
-                s.loc,
-            )
-        out[s.target] = (e.lhs.tensor, e.rhs.tensor)
-    return out
+        if _factors_of(s) is not None:
+            if s.target in products:
+                raise IsamapError(
+                    f"quantize: kernel {kernel.name}: {s.target} sums several products; "
+                    "per-tensor scales cannot serve it (declare integer tensors instead)",
+                    s.loc,
+                )
+            products.append(s.target)
+    return products
 
 
 def _relu_of(s: Statement) -> str | None:
@@ -160,6 +158,18 @@ def _relu_of(s: Statement) -> str | None:
     e = s.expr
     relu = not s.accumulate and isinstance(e, Unary) and e.fn == "relu"
     return e.arg.tensor if relu and isinstance(e, Unary) and isinstance(e.arg, Access) else None
+
+
+def _dequantized(e: Expr, scales: Mapping[str, float]) -> Expr:
+    """`e` with every access to a tensor of scale s != 1 read as `s * T`."""
+    if isinstance(e, Access):
+        scale = scales.get(e.tensor, 1.0)
+        return e if scale == 1.0 else Binary("*", Const(scale), e)
+    if isinstance(e, Unary):
+        return Unary(e.fn, _dequantized(e.arg, scales))
+    if isinstance(e, Binary):
+        return Binary(e.op, _dequantized(e.lhs, scales), _dequantized(e.rhs, scales))
+    return e
 
 
 def _cast_name(kernel: Kernel, tensor: str) -> str:
@@ -200,8 +210,36 @@ def _factors_of(s: Statement) -> tuple[Access, Access] | None:
     return None
 
 
+def hardware_types(target: Target) -> tuple[DType, str]:
+    """The operand and accumulator types of `target`'s first matrix instruction."""
+    names = matrix_instructions(target)
+    if not names:
+        raise IsamapError(f"target '{target.name}' has no matrix instruction")
+    sem = target.instructions[names[0]].semantics
+    form = matrix_form(sem)
+    assert form is not None
+    return dtype(sem.dtype(form.lhs)), sem.dtype(form.out)
+
+
+def hardware_kernel(kernel: Kernel, target: Target) -> Kernel:
+    """`kernel` declared in the types `target`'s matrix instruction computes in, as its vendor
+    library's users declare their tensors (int8 on gemmini, bf16 on a bf16 array): its
+    contractions' inputs in the operand type, products at accumulator width, a computed factor
+    cast to the operand type first (`integer_kernel`, with unit scales). A kernel the
+    instruction already serves is returned as it is."""
+    names = matrix_instructions(target)
+    if not names or types_fit(target.instructions[names[0]].semantics, kernel):
+        return kernel
+    if integer_only_target(target):
+        return integer_kernel(kernel, target)[0]
+    return integer_kernel(kernel, target, types=hardware_types(target))[0]
+
+
 def integer_kernel(
-    kernel: Kernel, target: Target, scales: Mapping[str, float] | None = None
+    kernel: Kernel,
+    target: Target,
+    scales: Mapping[str, float] | None = None,
+    types: tuple[DType, str] | None = None,
 ) -> tuple[Kernel, dict[str, float], dict[str, float]]:
     """`kernel` declared in `target`'s integer types, as a user of its integer library writes it:
     every input a contraction reads in the input type, products at accumulator width (a
@@ -212,8 +250,9 @@ def integer_kernel(
 
     `scales` gives each input's and each cast tensor's scale by its source name (default 1: the
     integers as they are, a cast then only rounds and saturates). Returns the kernel, the scales
-    by its tensor names (inputs and casts) and each product's and cast's scale."""
-    in_type, acc_type = integer_types(target)
+    by its tensor names (inputs and casts) and each product's and cast's scale. `types`: the
+    operand and accumulator types to declare instead of the target's integer ones."""
+    in_type, acc_type = types or integer_types(target)
     given = dict(scales or {})
     inputs = kernel.inputs()
     multiplied = {  # every tensor a contraction reads (`0.5 * A * B` too)
@@ -222,7 +261,7 @@ def integer_kernel(
         if s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
         for a in s.accesses()
     }
-    out_scales = {name: given.get(name, 1.0) for name in inputs}
+    out_scales = {n: given.get(n, 1.0) if n in multiplied else 1.0 for n in inputs}
     products = {s.target for s in kernel.statements if _factors_of(s) is not None}
     decls = {}
     for name, decl in kernel.tensors.items():
@@ -260,6 +299,9 @@ def integer_kernel(
             out_scales[s.target] = out_scales.get(lhs.tensor, 1.0) * out_scales.get(rhs.tensor, 1.0)
         elif (src := _relu_of(s)) is not None and src in out_scales:
             out_scales[s.target] = out_scales[src]  # relu commutes with a positive scale
+        else:  # anything else computes in real numbers: it reads `scale * T`
+            s = replace(s, expr=_dequantized(s.expr, out_scales))
+            out_scales[s.target] = 1.0
         statements.append(s)
         writer.setdefault(s.target, s)
     integer = check_kernel(kernel.name, decls, statements, kernel.source)
@@ -273,12 +315,15 @@ def quantize_kernel(
     """The integer kernel for float `kernel` on `target`, with scales from `calibration` (default:
     `random_inputs(kernel)`) and its error against the float reference on them.
 
-    Each input's scale is `max|x| / qmax` on the calibration inputs; a product read by a later
-    product (a depthwise-separable block's depthwise result) is requantized on the way with the
-    scale of its own float values (`integer_kernel`). The cast is an ordinary kernel statement,
-    so the functional machine and the numpy reference round and saturate it alike.
+    Each input a contraction reads is scaled by `max|x| / qmax` on the calibration inputs; each
+    product accumulates at scale `s_A * s_B`; a computed tensor a later product reads (a
+    depthwise result, a normalised activation) is cast back to the integer type with the scale
+    of its own float values; every other statement (bias, gates, blend) computes in float on the
+    dequantized values (`integer_kernel`). The casts are ordinary kernel statements, so the
+    functional machine and the numpy reference round and saturate them alike. The error is
+    measured over every output and every product.
     """
-    products = _products(kernel)
+    products = _check_quantizable(kernel)
     in_type, _ = integer_types(target)
     calib = check_inputs(kernel, calibration if calibration is not None else random_inputs(kernel))
     want = evaluate(kernel, calib)
@@ -289,12 +334,13 @@ def quantize_kernel(
         return top / qmax if top > 0 else 1.0
 
     scales = {name: scale_of(values) for name, values in calib.items()}
-    scales |= {name: scale_of(want[name]) for name in products}
+    scales |= {name: scale_of(values) for name, values in want.items()}
     integer, input_scales, output_scales = integer_kernel(kernel, target, scales)
     q = Quantization(kernel, integer, input_scales, output_scales, 0.0, 0.0)
     got = q.dequantize(evaluate(integer, q.quantize_inputs(calib)))
-    diff = np.concatenate([(got[n] - want[n]).ravel() for n in products])
-    ref = np.concatenate([want[n].ravel() for n in products])
+    measured = list(dict.fromkeys([*products, *kernel.outputs()]))
+    diff = np.concatenate([(got[n] - want[n]).ravel() for n in measured])
+    ref = np.concatenate([want[n].ravel() for n in measured])
     max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
     norm = float(np.linalg.norm(ref))
     rel = float(np.linalg.norm(diff)) / norm if norm > 0 else 0.0

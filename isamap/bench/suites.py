@@ -17,7 +17,7 @@ from isamap.hardware.target import Target
 from isamap.ir import Kernel, parse_kernel
 from isamap.ir.builders import conv2d, dw_separable, matmul, pointwise
 from isamap.ir.dtypes import is_integer
-from isamap.quantize import integer_kernel, integer_only_target, needs_quantization
+from isamap.quantize import hardware_kernel, integer_only_target
 
 __all__ = [
     "SUITES",
@@ -46,10 +46,11 @@ class KernelSpec:
     integer_text: str | None = None  # the kernel as declared for an integer-only target
 
     def build(self, target: Target | None = None) -> Kernel:
-        """The checked kernel, in f32; for a `target` that multiplies integers only, declared in
-        its types as the vendor library runs it (int8 tensors, int32 accumulators, a product
-        feeding another requantized to int8 between them: `quantize.integer_kernel`), or as
-        `integer_text` says where that is not a chain of products (a GRU step: int8 GEMMs, the
+        """The checked kernel, in f32; for a `target`, declared in the types its matrix
+        instruction computes in, as the vendor library's users declare their tensors
+        (`quantize.hardware_kernel`: int8 tensors and int32 accumulators on gemmini, a product
+        feeding another cast to int8 between them; bf16 on nnp), or on an integer-only target
+        as `integer_text` says where it has one (a GRU step: int8 GEMMs, int32 projections, the
         gates in float on the host)."""
         name = re.sub(r"\W", "_", self.key.split()[0])
         integer = target is not None and integer_only_target(target)
@@ -60,9 +61,7 @@ class KernelSpec:
         else:
             assert self.builder is not None, "a KernelSpec needs a builder or text"
             kernel = self.builder(*self.args, **dict(self.kwargs))
-        if target is not None and needs_quantization(kernel, target) is not None:
-            kernel = integer_kernel(kernel, target)[0]
-        return kernel
+        return kernel if target is None else hardware_kernel(kernel, target)
 
 
 @dataclass(frozen=True)
