@@ -56,16 +56,16 @@ def integer_only_target(target: Target) -> bool:
 
 def needs_quantization(kernel: Kernel, target: Target) -> str | None:
     """Why `kernel` cannot run on `target` without quantization (None if it can): it has a float
-    contraction (a `+=` statement over float tensors) and every matrix instruction of the target
-    multiplies integers only. A kernel without `+=` (a transpose, an activation) runs as
-    declared."""
+    contraction (a `+=` product of float tensors) and every matrix instruction of the target
+    multiplies integers only. A kernel without one (a transpose, an activation, a pooling sum)
+    runs as declared."""
     names = matrix_instructions(target)
     if not integer_only_target(target):
         return None
     if all(types_fit(target.instructions[n].semantics, kernel) for n in names[:1]):
         return None
-    if not any(s.accumulate for s in kernel.statements):
-        return None  # nothing to multiply-accumulate: layout and elementwise work, any type
+    if not any(_contraction(s) for s in kernel.statements):
+        return None  # nothing multiplied: layout, elementwise and reduction work, any type
     for x, y in contraction_dtypes(kernel):
         for t in (x, y):
             if not dtype(t).is_integer:
@@ -79,6 +79,12 @@ def needs_quantization(kernel: Kernel, target: Target) -> str | None:
                     "or quantize (--quantize, compile(..., quantize=True))"
                 )
     return None
+
+
+def _contraction(s: Statement) -> bool:
+    """True when statement `s` multiplies tensors and sums the products (`+=` over two or more
+    tensors): what a matrix instruction computes."""
+    return s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
 
 
 def check_types(kernel: Kernel, target: Target) -> None:
@@ -135,8 +141,7 @@ def _check_quantizable(kernel: Kernel) -> list[str]:
     per-tensor scale cannot serve products whose factors have different scales)."""
     products: list[str] = []
     for s in kernel.statements:
-        contraction = s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
-        if contraction and _factors_of(s) is None:
+        if _contraction(s) and _factors_of(s) is None:
             raise IsamapError(
                 f"quantize: kernel {kernel.name}: {s.target} is not one product of two tensors "
                 "(quantize serves contractions written `C[...] += A[...] * B[...]`)",
@@ -256,10 +261,7 @@ def integer_kernel(
     given = dict(scales or {})
     inputs = kernel.inputs()
     multiplied = {  # every tensor a contraction reads (`0.5 * A * B` too)
-        a.tensor
-        for s in kernel.statements
-        if s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
-        for a in s.accesses()
+        a.tensor for s in kernel.statements if _contraction(s) for a in s.accesses()
     }
     out_scales = {n: given.get(n, 1.0) if n in multiplied else 1.0 for n in inputs}
     products = {s.target for s in kernel.statements if _factors_of(s) is not None}

@@ -20,6 +20,12 @@ GRU = str(ROOT / "examples" / "new_hardware" / "gru_cell_i8.kernel")  # gemmini:
 Q = "--quantize"  # the f32 examples on gemmini, which multiplies int8
 
 
+def example(kernel: Path) -> tuple[str, ...]:
+    """The arguments that compile example `kernel` on gemmini: the f32 kernel quantized, or for
+    the GRU cell (whose gate sums per-tensor scales cannot serve) its int8 declaration."""
+    return (GRU,) if kernel.stem == "gru_cell" else (str(kernel), Q)
+
+
 def invoke(*args: str) -> Result:
     """Run the command in-process with stdout and stderr kept apart."""
     try:
@@ -48,9 +54,7 @@ def test_version_and_help() -> None:
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda p: p.stem)
 def test_extract_every_example(kernel: Path) -> None:
-    flags = () if kernel.stem == "gru_cell" else (Q,)  # the GRU's gates: no per-tensor scales
-    path = GRU if kernel.stem == "gru_cell" else str(kernel)
-    result = invoke("extract", path, *flags)
+    result = invoke("extract", *example(kernel))
     assert result.exit_code == 0, result.output
     assert "compute_preloaded" in result.stdout
     assert "cycles:" in result.stdout
