@@ -35,7 +35,7 @@ from isamap.ir.mapping import Mapping
 from isamap.ir.model import kernel_macs
 from isamap.ir.program import Program
 from isamap.ir.reference import check_inputs
-from isamap.quantize import Quantization, check_types, quantize_kernel
+from isamap.quantize import Quantization, check_types, needs_quantization, quantize_kernel
 from isamap.saturation import Saturation, check_cost, check_kernel_arg, saturate
 from isamap.schedule.baseline import own_mapping
 from isamap.schedule.scheduler import best_call, schedule_mapping
@@ -281,9 +281,10 @@ def compile(
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`). A
     target whose own rule file has a rule `isamap check-rules` does not pass is refused unless
     `allow_unchecked_rules`.
-    `quantize=True` compiles a float kernel for an integer target as an integer kernel
+    `quantize=True` compiles a float kernel for an integer-only target as an integer kernel
     (`isamap.quantize`: symmetric per-tensor scales from `calibration`, default random inputs;
-    the report states them and the error against the float reference; `run` dequantizes);
+    the report states them and the error against the float reference; `run` dequantizes; a kernel
+    the target runs as declared is compiled as it is);
     `quantize=False` (or the default, None) refuses such a kernel in one line: the hardware would
     compute other numbers.
     On a CPU target (one with a `codegen` family) `run` executes native code using `threads`
@@ -308,7 +309,7 @@ def compile(
     if calibration is not None and not quantize:
         raise IsamapError("compile: calibration inputs are for quantize=True")
     source, quantization = kernel, None
-    if quantize:
+    if quantize and needs_quantization(kernel, target) is not None:
         quantization = quantize_kernel(kernel, target, calibration)
         kernel = quantization.kernel
     else:

@@ -202,8 +202,11 @@ def integer_types(target: Target) -> tuple[DType, str]:
 
 
 def _factors_of(s: Statement) -> tuple[Access, Access] | None:
-    """The two factors of a plain product statement `T[...] += A[...] * B[...]`, else None."""
+    """The two factors of a plain product statement `T[...] += A[...] * B[...]` of two tensors
+    (a contraction), else None (a sum of squares is not one)."""
     e = s.expr
+    if not _contraction(s):
+        return None
     product = s.accumulate and isinstance(e, Binary) and e.op == "*"
     if (
         product

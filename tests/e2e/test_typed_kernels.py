@@ -131,13 +131,37 @@ def test_a_chain_of_products_is_requantized_between_them() -> None:
 
 
 def test_quantize_refuses_what_per_tensor_scales_cannot_serve() -> None:
-    gru = isamap.parse_kernel(
-        "tensor X[4, 8] f32\ntensor W[8, 8] f32\nT[i, j] += X[i, k] * W[k, j]\n"
-        "Y[i, j] = sigmoid(T[i, j])\n",
+    two = isamap.parse_kernel(
+        "tensor X[4, 8] f32\ntensor H[4, 8] f32\ntensor W[8, 8] f32\ntensor U[8, 8] f32\n"
+        "T[i, j] += X[i, k] * W[k, j]\nT[i, j] += H[i, k] * U[k, j]\n",
         name="cell",
     )
-    with pytest.raises(isamap.IsamapError, match=r"quantize: kernel cell: Y is not one product"):
-        isamap.compile(gru, "gemmini", quantize=True)
+    with pytest.raises(isamap.IsamapError, match=r"quantize: kernel cell: T sums several products"):
+        isamap.compile(two, "gemmini", quantize=True)
+    scaled = isamap.parse_kernel(
+        "tensor A[4, 8] f32\ntensor B[8, 4] f32\nC[i, j] += 0.5 * A[i, k] * B[k, j]\n", name="s"
+    )
+    with pytest.raises(isamap.IsamapError, match=r"quantize: kernel s: C is not one product"):
+        isamap.compile(scaled, "gemmini", quantize=True)
+
+
+def test_a_gate_after_the_product_computes_in_float_on_its_dequantized_value() -> None:
+    cell = isamap.parse_kernel(
+        "tensor X[4, 8] f32\ntensor W[8, 8] f32\ntensor b[8] f32\n"
+        "T[i, j] += X[i, k] * W[k, j]\nY[i, j] = sigmoid(T[i, j] + b[j])\n",
+        name="cell",
+    )
+    calibration = random_inputs(cell, seed=9)
+    result = isamap.compile(cell, "gemmini", quantize=True, calibration=calibration)
+    q = result.quantization
+    assert q is not None
+    assert (q.kernel.dtype("X"), q.kernel.dtype("T"), q.kernel.dtype("b")) == ("i8", "i32", "f32")
+    assert "sigmoid(" in str(q.kernel) and f"{q.output_scales['T']!r} * T[i, j]" in str(q.kernel)
+    assert [c.call.instruction for c in result.program.calls] == ["compute_preloaded"]
+    want = evaluate(cell, calibration)["Y"]
+    got = result.run(calibration)["Y"]  # float: the gate's output needs no dequantizing
+    assert np.abs(got - want).max() <= q.max_abs_error + 1e-12
+    assert 0 < q.relative_error < 0.05
 
 
 def test_quantize_arguments_are_checked() -> None:

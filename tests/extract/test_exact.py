@@ -27,6 +27,7 @@ from isamap.extract.extractor import (
     _reachable,
     _roots,
 )
+from tests.typed import typed_for
 
 compile_module = sys.modules["isamap.compile"]  # `isamap.compile` the name is the function
 
@@ -304,7 +305,7 @@ def test_compile_simulates_every_close_candidate(
 ) -> None:
     """As many candidates as the k-best has within CLOSE of the best (at least 3, at most
     MAX_CANDIDATES) are scheduled and simulated."""
-    kernel = isamap.load_kernel("examples/kernels/dw_separable.kernel")
+    kernel = typed_for(isamap.load_kernel("examples/kernels/dw_separable.kernel"), targets[target])
     best = isamap.saturate(kernel, targets[target]).variants(compile_module.MAX_CANDIDATES + 1)
     close = sum(m.cost <= best[0].cost * (1 + compile_module.CLOSE) + EPS for m in best)
     expected = min(max(3, close), compile_module.MAX_CANDIDATES, len(best))

@@ -54,7 +54,7 @@ def test_the_baseline_runs_swapped_calls_unswapped(tmp_path: Path) -> None:
     np.testing.assert_allclose(got["C"], evaluate(kernel, inputs)["C"])
     # and it is what the report's baseline is timed on
     program = schedule_mapping(own, target, "gemmini-default")
-    baseline = simulate_timing(program, own, target).cycles
+    baseline = simulate_timing(program, own, target, kernel).cycles
     assert result.report.baseline_cycles == baseline
 
 
