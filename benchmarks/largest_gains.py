@@ -27,6 +27,7 @@ from typing import Any
 import isamap
 from isamap.bench.onnx_suites import workloads
 from isamap.bench.suites import KernelSpec
+from isamap.compile import kernel_macs
 from isamap.hardware.sim import SimResult, simulate_timing
 from isamap.ir.program import Program
 from isamap.schedule.baseline import own_mapping
@@ -111,7 +112,7 @@ def main() -> None:
     for suite, row in rows[: args.count]:
         found = specs.setdefault(suite, _specs(suite))
         parts = [found[p["key"]] for p in row["parts"] if p["key"] in found]
-        main_part = max(parts, key=lambda s: isamap.kernel_macs(s.build(target)))
+        main_part = max(parts, key=lambda s: kernel_macs(s.build(target)))
         entry = {
             "suite": suite,
             "row": row["name"],
