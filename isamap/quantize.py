@@ -185,20 +185,16 @@ def _cast_name(kernel: Kernel, tensor: str) -> str:
 
 
 def integer_types(target: Target) -> tuple[DType, str]:
-    """The integer input type and the accumulator type of `target`'s matrix instructions."""
-    names = matrix_instructions(target)
-    if not names:
-        raise IsamapError(f"quantize: target '{target.name}' has no matrix instruction")
-    ins = target.instructions[names[0]]
-    form = matrix_form(ins.semantics)
-    assert form is not None
-    in_type = dtype(ins.semantics.dtype(form.lhs))
+    """The integer input type and the accumulator type of `target`'s matrix instructions;
+    IsamapError unless the input type is a signed integer (symmetric quantization)."""
+    in_type, acc_type = hardware_types(target, "quantize: ")
     if not in_type.is_integer or not in_type.signed:
+        ins = matrix_instructions(target)[0]
         raise IsamapError(
-            f"quantize: {ins.name} of target '{target.name}' takes {in_type.name}; symmetric "
+            f"quantize: {ins} of target '{target.name}' takes {in_type.name}; symmetric "
             "quantization needs a signed integer input type"
         )
-    return in_type, ins.semantics.dtype(form.out)
+    return in_type, acc_type
 
 
 def _factors_of(s: Statement) -> tuple[Access, Access] | None:
@@ -218,11 +214,11 @@ def _factors_of(s: Statement) -> tuple[Access, Access] | None:
     return None
 
 
-def hardware_types(target: Target) -> tuple[DType, str]:
+def hardware_types(target: Target, context: str = "") -> tuple[DType, str]:
     """The operand and accumulator types of `target`'s first matrix instruction."""
     names = matrix_instructions(target)
     if not names:
-        raise IsamapError(f"target '{target.name}' has no matrix instruction")
+        raise IsamapError(f"{context}target '{target.name}' has no matrix instruction")
     sem = target.instructions[names[0]].semantics
     form = matrix_form(sem)
     assert form is not None
@@ -254,7 +250,9 @@ def integer_kernel(
     declared output so, the rest as inferred), and every computed tensor a product multiplies
     cast into the input type first by a statement `T_q = (s_acc / s_T) * T` (the product then
     reads `T_q`): a depthwise result feeding a pointwise product, a normalised activation feeding
-    the next convolution. Other statements stay as written (the host runs them in float).
+    the next convolution. A ReLU of a product keeps its scale; every other statement (a bias, a
+    gate) computes in float on dequantized values, each access to a scaled tensor read as
+    `scale * T`.
 
     `scales` gives each input's and each cast tensor's scale by its source name (default 1: the
     integers as they are, a cast then only rounds and saturates). Returns the kernel, the scales
