@@ -64,10 +64,18 @@ MAX_CANDIDATES = 8
 def roofline_cycles(kernel: Kernel, target: Target) -> float:
     """The larger of compute-bound (MACs / peak MACs per cycle) and bandwidth-bound cycles
     (every input read and every output written once, over DRAM bandwidth, each at its own
-    element type: an int8 kernel's int32 result at 4 bytes, an f32 tensor at 4)."""
+    element type: an int8 kernel's int32 result at 4 bytes, an f32 tensor at 4; an output no
+    wider than the target's matrix stores write, which may narrow an f32 result to f16)."""
     peak = max(u.macs_per_cycle for u in target.units.values())
-    tensors = [*kernel.inputs(), *kernel.outputs()]  # each at its own element type
-    nbytes = sum(math.prod(kernel.shapes[t]) * target.dtype_bytes(kernel.dtype(t)) for t in tensors)
+    stores = [ArrayModel.for_instruction(target, n).out_bytes for n in matrix_instructions(target)]
+    widest = max(stores, default=None)  # a matrix unit's result leaves at most this wide
+
+    def size(t: str, output: bool) -> int:
+        own = target.dtype_bytes(kernel.dtype(t))
+        return min(own, widest) if output and widest is not None else own
+
+    nbytes = sum(math.prod(kernel.shapes[t]) * size(t, False) for t in kernel.inputs())
+    nbytes += sum(math.prod(kernel.shapes[t]) * size(t, True) for t in kernel.outputs())
     return max(kernel_macs(kernel) / peak, nbytes / target.dram().bandwidth_bytes_per_cycle)
 
 
