@@ -90,8 +90,9 @@ def _contraction(s: Statement) -> bool:
 def check_types(kernel: Kernel, target: Target) -> None:
     """IsamapError (one line) when `kernel` needs quantization to run on `target`."""
     why = needs_quantization(kernel, target)
-    if why is not None:
-        raise IsamapError(why)
+    if why is not None:  # located at the first contraction, so the message names the file
+        loc = next((s.loc for s in kernel.statements if _contraction(s) and s.loc), None)
+        raise IsamapError(why, loc)
 
 
 @dataclass(frozen=True)
