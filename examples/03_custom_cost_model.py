@@ -31,7 +31,7 @@ class LayoutTraffic:
 def main() -> None:
     kernel = isamap.load_kernel(HERE / "kernels" / "conv2d.kernel")
     for cost in ("latency", "instructions", LayoutTraffic()):
-        result = isamap.compile(kernel, "gemmini", cost=cost)
+        result = isamap.compile(kernel, "gemmini", cost=cost, quantize=True)  # f32 on int8
         name = cost if isinstance(cost, str) else cost.name
         print(f"{name:>15}: {result.mapping.cost:>10,.0f}   cycles {result.report.cycles:,.0f}")
 

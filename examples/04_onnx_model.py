@@ -22,7 +22,8 @@ with tempfile.TemporaryDirectory() as tmp:
     model = isamap.load_onnx(path)  # kernels in index notation, weights as constants
 
 print(model)
-result = isamap.compile(model, "gemmini")  # fused layers, each distinct kernel compiled once
+# nnp runs the f32 model as declared (on gemmini, which multiplies int8, pass quantize=True)
+result = isamap.compile(model, "nnp")  # fused layers, each distinct kernel compiled once
 print(result.report)
 
 x = np.random.default_rng(0).standard_normal(model.inputs["x"])

@@ -184,8 +184,8 @@ def _common_options(f: _F) -> _F:
         click.option(
             "--quantize/--no-quantize",
             default=None,
-            help="A float kernel on an integer target: quantize it (symmetric per-tensor "
-            "scales from random inputs), or refuse it (--no-quantize).",
+            help="A float kernel on an integer-only target: quantize it (symmetric "
+            "per-tensor scales from random inputs); without --quantize it is refused.",
         ),
         click.option(
             "--allow-unchecked-rules",

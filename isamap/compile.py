@@ -63,14 +63,19 @@ MAX_CANDIDATES = 8
 
 def roofline_cycles(kernel: Kernel, target: Target) -> float:
     """The larger of compute-bound (MACs / peak MACs per cycle) and bandwidth-bound cycles
-    (every input read and every output written once, over DRAM bandwidth; outputs at the width
-    the matrix unit stores them)."""
+    (every input read and every output written once, over DRAM bandwidth, each at its own
+    element type: an int8 kernel's int32 result at 4 bytes, an f32 tensor at 4; an output no
+    wider than the target's matrix stores write, which may narrow an f32 result to f16)."""
     peak = max(u.macs_per_cycle for u in target.units.values())
-    in_bytes = out_bytes = target.dtype_bytes(target.input_dtype)
-    for name in matrix_instructions(target):  # results leave as the matrix unit stores them
-        out_bytes = max(out_bytes, ArrayModel.for_instruction(target, name).out_bytes)
-    nbytes = in_bytes * sum(math.prod(kernel.shapes[t]) for t in kernel.inputs())
-    nbytes += out_bytes * sum(math.prod(kernel.shapes[t]) for t in kernel.outputs())
+    stores = [ArrayModel.for_instruction(target, n).out_bytes for n in matrix_instructions(target)]
+    widest = max(stores, default=None)  # a matrix unit's result leaves at most this wide
+
+    def size(t: str, output: bool) -> int:
+        own = target.dtype_bytes(kernel.dtype(t))
+        return min(own, widest) if output and widest is not None else own
+
+    nbytes = sum(math.prod(kernel.shapes[t]) * size(t, False) for t in kernel.inputs())
+    nbytes += sum(math.prod(kernel.shapes[t]) * size(t, True) for t in kernel.outputs())
     return max(kernel_macs(kernel) / peak, nbytes / target.dram().bandwidth_bytes_per_cycle)
 
 
@@ -252,9 +257,11 @@ def check_schedule(target: Target, name: str, baseline: bool = False) -> None:
         raise IsamapError(f"{key}{message}", where) from None
 
 
-def _scheduled(mapping: Mapping, target: Target, schedule: str) -> tuple[Program, SimResult]:
+def _scheduled(
+    mapping: Mapping, target: Target, schedule: str, kernel: Kernel
+) -> tuple[Program, SimResult]:
     program = schedule_mapping(mapping, target, schedule)
-    return program, simulate_timing(program, mapping, target)
+    return program, simulate_timing(program, mapping, target, kernel)
 
 
 def compile(
@@ -282,11 +289,12 @@ def compile(
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`). A
     target whose own rule file has a rule `isamap check-rules` does not pass is refused unless
     `allow_unchecked_rules`.
-    `quantize=True` compiles a float kernel for an integer target as an integer kernel
+    `quantize=True` compiles a float kernel for an integer-only target as an integer kernel
     (`isamap.quantize`: symmetric per-tensor scales from `calibration`, default random inputs;
-    the report states them and the error against the float reference; `run` dequantizes);
-    `quantize=False` refuses such a kernel in one line. The default, None, still runs it in float64
-    and says so in the report (the old behaviour, until every caller declares its types).
+    the report states them and the error against the float reference; `run` dequantizes; a kernel
+    the target runs as declared is compiled as it is);
+    `quantize=False` (or the default, None) refuses such a kernel in one line: the hardware would
+    compute other numbers.
     On a CPU target (one with a `codegen` family) `run` executes native code using `threads`
     OpenMP threads (1: single-threaded, the default).
     """
@@ -309,10 +317,10 @@ def compile(
     if calibration is not None and not quantize:
         raise IsamapError("compile: calibration inputs are for quantize=True")
     source, quantization = kernel, None
-    if quantize:
+    if quantize and needs_quantization(kernel, target) is not None:
         quantization = quantize_kernel(kernel, target, calibration)
         kernel = quantization.kernel
-    elif quantize is False:
+    else:
         check_types(kernel, target)
     check_schedule(target, target.baseline_schedule, baseline=True)
     limits = limits or Limits()
@@ -330,7 +338,7 @@ def compile(
         mappings = [extract_mapping(sat, cost, extract, seconds)]
     extract_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scored = [(m, *_scheduled(m, target, schedule)) for m in mappings]
+    scored = [(m, *_scheduled(m, target, schedule, kernel)) for m in mappings]
     if cost == "energy":
         mapping, program, sim = min(scored, key=lambda t: t[2].energy_pj)
     else:
@@ -339,7 +347,8 @@ def compile(
     baseline = target.baseline_schedule
     baseline_cycles = sim.cycles
     if baseline != schedule:  # the library's calls as it issues them (schedule/baseline.py)
-        baseline_cycles = _scheduled(own_mapping(mapping, target), target, baseline)[1].cycles
+        own = own_mapping(mapping, target)
+        baseline_cycles = _scheduled(own, target, baseline, kernel)[1].cycles
     stages = dict(sat.report.stage_seconds)
     stages["extract"] = extract_seconds
     stages["schedule_and_simulate"] = schedule_seconds
@@ -366,9 +375,6 @@ def _numbers(kernel: Kernel, program: Program, target: Target, q: Quantization |
     """The report's line on the numbers the program computes in."""
     if q is not None:
         return q.summary()
-    why = needs_quantization(kernel, target)
-    if why is not None:
-        return f"computed in float64, not in the hardware's types: {why}"
     for name in dict.fromkeys(c.call.instruction for c in program.calls):
         ins = target.instruction(name)
         if not types_fit(ins.semantics, kernel):

@@ -12,30 +12,60 @@ and reported.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.hardware.matrix_form import contraction_dtypes, integer_only, matrix_form, types_fit
 from isamap.hardware.target import Target
-from isamap.ir.dtypes import dtype
+from isamap.ir.dtypes import DType, dtype
 from isamap.ir.errors import IsamapError
-from isamap.ir.kernel import Access, Binary, Kernel, TensorDecl
+from isamap.ir.kernel import (
+    Access,
+    Affine,
+    Binary,
+    Const,
+    Expr,
+    Kernel,
+    Statement,
+    TensorDecl,
+    Unary,
+)
 from isamap.ir.reference import check_inputs, evaluate, random_inputs
 from isamap.ir.shapes import check_kernel
 
-__all__ = ["Quantization", "check_types", "needs_quantization", "quantize_kernel"]
+__all__ = [
+    "Quantization",
+    "check_types",
+    "hardware_kernel",
+    "hardware_types",
+    "integer_kernel",
+    "integer_only_target",
+    "integer_types",
+    "needs_quantization",
+    "quantize_kernel",
+]
+
+
+def integer_only_target(target: Target) -> bool:
+    """True when every matrix instruction of `target` (at least one) multiplies integers only."""
+    names = matrix_instructions(target)
+    return bool(names) and all(integer_only(target.instructions[n].semantics) for n in names)
 
 
 def needs_quantization(kernel: Kernel, target: Target) -> str | None:
     """Why `kernel` cannot run on `target` without quantization (None if it can): it has a float
-    product and every matrix instruction of the target multiplies integers only."""
+    contraction (a `+=` product of float tensors) and every matrix instruction of the target
+    multiplies integers only. A kernel without one (a transpose, an activation, a pooling sum)
+    runs as declared."""
     names = matrix_instructions(target)
-    if not names or not all(integer_only(target.instructions[n].semantics) for n in names):
+    if not integer_only_target(target):
         return None
     if all(types_fit(target.instructions[n].semantics, kernel) for n in names[:1]):
         return None
+    if not any(_contraction(s) for s in kernel.statements):
+        return None  # nothing multiplied: layout, elementwise and reduction work, any type
     for x, y in contraction_dtypes(kernel):
         for t in (x, y):
             if not dtype(t).is_integer:
@@ -51,11 +81,18 @@ def needs_quantization(kernel: Kernel, target: Target) -> str | None:
     return None
 
 
+def _contraction(s: Statement) -> bool:
+    """True when statement `s` multiplies tensors and sums the products (`+=` over two or more
+    tensors): what a matrix instruction computes."""
+    return s.accumulate and len({a.tensor for a in s.accesses()}) >= 2
+
+
 def check_types(kernel: Kernel, target: Target) -> None:
     """IsamapError (one line) when `kernel` needs quantization to run on `target`."""
     why = needs_quantization(kernel, target)
-    if why is not None:
-        raise IsamapError(why)
+    if why is not None:  # located at the first contraction, so the message names the file
+        loc = next((s.loc for s in kernel.statements if _contraction(s) and s.loc), None)
+        raise IsamapError(why, loc)
 
 
 @dataclass(frozen=True)
@@ -64,7 +101,7 @@ class Quantization:
 
     source: Kernel
     kernel: Kernel
-    scales: dict[str, float]  # input tensor -> scale (real value = scale * integer)
+    scales: dict[str, float]  # input or requantized tensor -> scale (real = scale * integer)
     output_scales: dict[str, float]  # output tensor -> product of its factors' scales
     max_abs_error: float
     relative_error: float  # ||quantized - reference|| / ||reference|| over all outputs
@@ -73,13 +110,13 @@ class Quantization:
         """Float inputs of the source kernel as the integer kernel's inputs."""
         values = check_inputs(self.source, inputs)
         return {
-            name: dtype(self.kernel.dtype(name)).convert(values[name] / self.scales[name])
+            name: dtype(self.kernel.dtype(name)).hold(values[name] / self.scales.get(name, 1.0))
             for name in self.source.inputs()
         }
 
     def dequantize(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The integer kernel's outputs as the source kernel's (float) values."""
-        return {n: np.asarray(v) * self.output_scales[n] for n, v in outputs.items()}
+        return {n: np.asarray(v) * self.output_scales.get(n, 1.0) for n, v in outputs.items()}
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -99,74 +136,216 @@ class Quantization:
         )
 
 
-def _factors(kernel: Kernel) -> dict[str, tuple[str, str]]:
-    """Each output -> the two input tensors its one statement multiplies; IsamapError if the
-    kernel is not a set of such products (the kernels per-tensor quantization serves exactly)."""
-    inputs = set(kernel.inputs())
-    out: dict[str, tuple[str, str]] = {}
+def _check_quantizable(kernel: Kernel) -> list[str]:
+    """The products of `kernel` (targets of plain `T += A * B` statements), in order; IsamapError
+    if a contraction is not a plain product or a tensor is the sum of several products (one
+    per-tensor scale cannot serve products whose factors have different scales)."""
+    products: list[str] = []
     for s in kernel.statements:
-        e = s.expr
-        ok = isinstance(e, Binary) and e.op == "*"
-        ok = (
-            ok and isinstance(e, Binary) and isinstance(e.lhs, Access) and isinstance(e.rhs, Access)
+        if _contraction(s) and _factors_of(s) is None:
+            raise IsamapError(
+                f"quantize: kernel {kernel.name}: {s.target} is not one product of two tensors "
+                "(quantize serves contractions written `C[...] += A[...] * B[...]`)",
+                s.loc,
+            )
+        if _factors_of(s) is not None:
+            if s.target in products:
+                raise IsamapError(
+                    f"quantize: kernel {kernel.name}: {s.target} sums several products; "
+                    "per-tensor scales cannot serve it (declare integer tensors instead)",
+                    s.loc,
+                )
+            products.append(s.target)
+    return products
+
+
+def _relu_of(s: Statement) -> str | None:
+    """T when statement `s` is `Y[...] = relu(T[...])`, else None."""
+    e = s.expr
+    relu = not s.accumulate and isinstance(e, Unary) and e.fn == "relu"
+    return e.arg.tensor if relu and isinstance(e, Unary) and isinstance(e.arg, Access) else None
+
+
+def _dequantized(e: Expr, scales: Mapping[str, float]) -> Expr:
+    """`e` with every access to a tensor of scale s != 1 read as `s * T`."""
+    if isinstance(e, Access):
+        scale = scales.get(e.tensor, 1.0)
+        return e if scale == 1.0 else Binary("*", Const(scale), e)
+    if isinstance(e, Unary):
+        return Unary(e.fn, _dequantized(e.arg, scales))
+    if isinstance(e, Binary):
+        return Binary(e.op, _dequantized(e.lhs, scales), _dequantized(e.rhs, scales))
+    return e
+
+
+def _cast_name(kernel: Kernel, tensor: str) -> str:
+    name = f"{tensor}_q"
+    while name in kernel.shapes:
+        name += "q"
+    return name
+
+
+def integer_types(target: Target) -> tuple[DType, str]:
+    """The integer input type and the accumulator type of `target`'s matrix instructions;
+    IsamapError unless the input type is a signed integer (symmetric quantization)."""
+    in_type, acc_type = hardware_types(target, "quantize: ")
+    if not in_type.is_integer or not in_type.signed:
+        ins = matrix_instructions(target)[0]
+        raise IsamapError(
+            f"quantize: {ins} of target '{target.name}' takes {in_type.name}; symmetric "
+            "quantization needs a signed integer input type"
         )
-        if not ok or s.target in out:
-            raise IsamapError(
-                f"quantize: kernel {kernel.name}: {s.target} is not one product of two input "
-                "tensors (quantize serves GEMMs and convolutions: `C[...] += A[...] * B[...]`)",
-                s.loc,
-            )
-        assert isinstance(e, Binary) and isinstance(e.lhs, Access) and isinstance(e.rhs, Access)
-        if not {e.lhs.tensor, e.rhs.tensor} <= inputs:
-            raise IsamapError(
-                f"quantize: kernel {kernel.name}: {s.target} multiplies a computed tensor; "
-                "quantize serves products of input tensors only",
-                s.loc,
-            )
-        out[s.target] = (e.lhs.tensor, e.rhs.tensor)
-    return out
+    return in_type, acc_type
+
+
+def _factors_of(s: Statement) -> tuple[Access, Access] | None:
+    """The two factors of a plain product statement `T[...] += A[...] * B[...]` of two tensors
+    (a contraction), else None (a sum of squares is not one)."""
+    e = s.expr
+    if not _contraction(s):
+        return None
+    product = s.accumulate and isinstance(e, Binary) and e.op == "*"
+    if (
+        product
+        and isinstance(e, Binary)
+        and isinstance(e.lhs, Access)
+        and isinstance(e.rhs, Access)
+    ):
+        return e.lhs, e.rhs
+    return None
+
+
+def hardware_types(target: Target, context: str = "") -> tuple[DType, str]:
+    """The operand and accumulator types of `target`'s first matrix instruction."""
+    names = matrix_instructions(target)
+    if not names:
+        raise IsamapError(f"{context}target '{target.name}' has no matrix instruction")
+    sem = target.instructions[names[0]].semantics
+    form = matrix_form(sem)
+    assert form is not None
+    return dtype(sem.dtype(form.lhs)), sem.dtype(form.out)
+
+
+def hardware_kernel(kernel: Kernel, target: Target) -> Kernel:
+    """`kernel` declared in the types `target`'s matrix instruction computes in, as its vendor
+    library's users declare their tensors (int8 on gemmini, bf16 on a bf16 array): its
+    contractions' inputs in the operand type, products at accumulator width, a computed factor
+    cast to the operand type first (`integer_kernel`, with unit scales). A kernel the
+    instruction already serves is returned as it is."""
+    names = matrix_instructions(target)
+    if not names or types_fit(target.instructions[names[0]].semantics, kernel):
+        return kernel
+    if integer_only_target(target):
+        return integer_kernel(kernel, target)[0]
+    return integer_kernel(kernel, target, types=hardware_types(target))[0]
+
+
+def integer_kernel(
+    kernel: Kernel,
+    target: Target,
+    scales: Mapping[str, float] | None = None,
+    types: tuple[DType, str] | None = None,
+) -> tuple[Kernel, dict[str, float], dict[str, float]]:
+    """`kernel` declared in `target`'s integer types, as a user of its integer library writes it:
+    every input a contraction reads in the input type, products at accumulator width (a
+    declared output so, the rest as inferred), and every computed tensor a product multiplies
+    cast into the input type first by a statement `T_q = (s_acc / s_T) * T` (the product then
+    reads `T_q`): a depthwise result feeding a pointwise product, a normalised activation feeding
+    the next convolution. A ReLU of a product keeps its scale; every other statement (a bias, a
+    gate) computes in float on dequantized values, each access to a scaled tensor read as
+    `scale * T`.
+
+    `scales` gives each input's and each cast tensor's scale by its source name (default 1: the
+    integers as they are, a cast then only rounds and saturates). Returns the kernel, the scales
+    by its tensor names (inputs and casts) and each product's and cast's scale. `types`: the
+    operand and accumulator types to declare instead of the target's integer ones."""
+    in_type, acc_type = types or integer_types(target)
+    given = dict(scales or {})
+    inputs = kernel.inputs()
+    multiplied = {  # every tensor a contraction reads (`0.5 * A * B` too)
+        a.tensor for s in kernel.statements if _contraction(s) for a in s.accesses()
+    }
+    out_scales = {n: given.get(n, 1.0) if n in multiplied else 1.0 for n in inputs}
+    products = {s.target for s in kernel.statements if _factors_of(s) is not None}
+    decls = {}
+    for name, decl in kernel.tensors.items():
+        t = decl.dtype
+        if name in inputs and name in multiplied:
+            t = in_type.name
+        elif name in products:
+            t = acc_type
+        decls[name] = TensorDecl(name, decl.shape, t, decl.padding, decl.loc)
+    writer: dict[str, Statement] = {}
+    cast: dict[str, str] = {}  # computed tensor a product multiplies -> its cast
+    input_scales = {n: v for n, v in out_scales.items() if n in multiplied}
+    statements: list[Statement] = []
+    for s in kernel.statements:
+        factors = _factors_of(s)
+        if factors is not None:
+            for a in factors:
+                t = a.tensor
+                declared = decls.get(t)
+                if (
+                    t in writer
+                    and t not in cast
+                    and (declared is None or declared.dtype != in_type.name)
+                ):
+                    q = _cast_name(kernel, t)
+                    cast[t] = q
+                    out_scales[q] = input_scales[q] = given.get(t, 1.0)
+                    ratio = out_scales.get(t, 1.0) / out_scales[q]
+                    w = writer[t]
+                    at = Access(t, tuple(Affine.index(i) for i in w.indices))
+                    statements.append(Statement(q, w.indices, False, Binary("*", Const(ratio), at)))
+                    decls[q] = TensorDecl(q, tuple(kernel.shapes[t]), in_type.name)
+            lhs, rhs = (Access(cast.get(a.tensor, a.tensor), a.indices, a.loc) for a in factors)
+            s = replace(s, expr=Binary("*", lhs, rhs))
+            out_scales[s.target] = out_scales.get(lhs.tensor, 1.0) * out_scales.get(rhs.tensor, 1.0)
+        elif (src := _relu_of(s)) is not None and src in out_scales:
+            out_scales[s.target] = out_scales[src]  # relu commutes with a positive scale
+        else:  # anything else computes in real numbers: it reads `scale * T`
+            s = replace(s, expr=_dequantized(s.expr, out_scales))
+            out_scales[s.target] = 1.0
+        statements.append(s)
+        writer.setdefault(s.target, s)
+    integer = check_kernel(kernel.name, decls, statements, kernel.source)
+    computed = {n: v for n, v in out_scales.items() if n not in inputs}
+    return integer, input_scales, computed
 
 
 def quantize_kernel(
     kernel: Kernel, target: Target, calibration: Mapping[str, object] | None = None
 ) -> Quantization:
     """The integer kernel for float `kernel` on `target`, with scales from `calibration` (default:
-    `random_inputs(kernel)`) and its error against the float reference on them."""
-    factors = _factors(kernel)
-    names = matrix_instructions(target)
-    if not names:
-        raise IsamapError(f"quantize: target '{target.name}' has no matrix instruction")
-    ins = target.instructions[names[0]]
-    form = matrix_form(ins.semantics)
-    assert form is not None
-    in_type = dtype(ins.semantics.dtype(form.lhs))
-    acc_type = ins.semantics.dtype(form.out)
-    if not in_type.is_integer or not in_type.signed:
-        raise IsamapError(
-            f"quantize: {ins.name} of target '{target.name}' takes {in_type.name}; symmetric "
-            "quantization needs a signed integer input type"
-        )
+    `random_inputs(kernel)`) and its error against the float reference on them.
+
+    Each input a contraction reads is scaled by `max|x| / qmax` on the calibration inputs; each
+    product accumulates at scale `s_A * s_B`; a computed tensor a later product reads (a
+    depthwise result, a normalised activation) is cast back to the integer type with the scale
+    of its own float values; every other statement (bias, gates, blend) computes in float on the
+    dequantized values (`integer_kernel`). The casts are ordinary kernel statements, so the
+    functional machine and the numpy reference round and saturate them alike. The error is
+    measured over every output and every product.
+    """
+    products = _check_quantizable(kernel)
+    in_type, _ = integer_types(target)
     calib = check_inputs(kernel, calibration if calibration is not None else random_inputs(kernel))
-    qmax = in_type.hi
-    scales = {}
-    for name, values in calib.items():
-        top = float(np.max(np.abs(values))) if values.size else 0.0
-        scales[name] = top / qmax if top > 0 else 1.0
-    decls = {}
-    for name, decl in kernel.tensors.items():
-        t = in_type.name if name in scales else acc_type
-        decls[name] = TensorDecl(name, decl.shape, t, decl.padding, decl.loc)
-    for name in factors:
-        if name not in decls:
-            decls[name] = TensorDecl(name, tuple(kernel.shapes[name]), acc_type)
-    integer = check_kernel(kernel.name, decls, list(kernel.statements), kernel.source)
-    output_scales = {n: scales[a] * scales[b] for n, (a, b) in factors.items()}
-    q = Quantization(kernel, integer, scales, output_scales, 0.0, 0.0)
-    got = q.dequantize(evaluate(integer, q.quantize_inputs(calib)))
     want = evaluate(kernel, calib)
-    diff = np.concatenate([(got[n] - want[n]).ravel() for n in factors])
-    ref = np.concatenate([want[n].ravel() for n in factors])
+    qmax = in_type.hi
+
+    def scale_of(values: np.ndarray) -> float:
+        top = float(np.max(np.abs(values))) if values.size else 0.0
+        return top / qmax if top > 0 else 1.0
+
+    scales = {name: scale_of(values) for name, values in calib.items()}
+    scales |= {name: scale_of(values) for name, values in want.items()}
+    integer, input_scales, output_scales = integer_kernel(kernel, target, scales)
+    q = Quantization(kernel, integer, input_scales, output_scales, 0.0, 0.0)
+    got = q.dequantize(evaluate(integer, q.quantize_inputs(calib)))
+    measured = list(dict.fromkeys([*products, *kernel.outputs()]))
+    diff = np.concatenate([(got[n] - want[n]).ravel() for n in measured])
+    ref = np.concatenate([want[n].ravel() for n in measured])
     max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
     norm = float(np.linalg.norm(ref))
     rel = float(np.linalg.norm(diff)) / norm if norm > 0 else 0.0
-    return Quantization(kernel, integer, scales, output_scales, max_abs, rel)
+    return Quantization(kernel, integer, input_scales, output_scales, max_abs, rel)

@@ -11,7 +11,7 @@ import pytest
 
 import isamap
 
-GEMM = "tensor A[12, 10] f32\ntensor B[10, 12] f32\nC[i, j] += A[i, k] * B[k, j]\n"
+GEMM = "tensor A[12, 10] i8\ntensor B[10, 12] i8\nC[i, j] += A[i, k] * B[k, j]\n"  # gemmini: int8
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +99,8 @@ def test_lists_and_ints_are_real_arrays(
     kernel: isamap.Kernel, result: isamap.CompileResult
 ) -> None:
     inputs = isamap.random_inputs(kernel)
-    as_lists = {"A": inputs["A"].tolist(), "B": (inputs["B"] * 8).astype(np.int32)}
-    np.testing.assert_allclose(
-        result.run(as_lists)["C"], isamap.evaluate(kernel, as_lists)["C"], rtol=1e-9
-    )
+    as_lists = {"A": inputs["A"].tolist(), "B": (inputs["B"] // 2).astype(np.int32)}
+    assert np.array_equal(result.run(as_lists)["C"], isamap.evaluate(kernel, as_lists)["C"])
 
 
 @pytest.mark.parametrize(
@@ -182,7 +180,7 @@ def test_numbers_the_models_cannot_hold_exactly_are_refused(
 def test_largest_allowed_kernel_is_timed_not_zero() -> None:
     # 2**45 MACs: within the bound, the model's cycles are positive and finite
     k = isamap.parse_kernel(
-        f"tensor A[{2**15}, {2**15}] f32\ntensor B[{2**15}, {2**15}] f32\n"
+        f"tensor A[{2**15}, {2**15}] i8\ntensor B[{2**15}, {2**15}] i8\n"
         "C[i, j] += A[i, k] * B[k, j]"
     )
     report = isamap.compile(k, "gemmini").report

@@ -16,7 +16,14 @@ from isamap.cli import cli
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = sorted((ROOT / "examples" / "kernels").glob("*.kernel"))
 GEMM = str(ROOT / "examples" / "kernels" / "gemm.kernel")
-GRU = str(ROOT / "examples" / "kernels" / "gru_cell.kernel")
+GRU = str(ROOT / "examples" / "new_hardware" / "gru_cell_i8.kernel")  # gemmini: int8 tensors
+Q = "--quantize"  # the f32 examples on gemmini, which multiplies int8
+
+
+def example(kernel: Path) -> tuple[str, ...]:
+    """The arguments that compile example `kernel` on gemmini: the f32 kernel quantized, or for
+    the GRU cell (whose gate sums per-tensor scales cannot serve) its int8 declaration."""
+    return (GRU,) if kernel.stem == "gru_cell" else (str(kernel), Q)
 
 
 def invoke(*args: str) -> Result:
@@ -47,7 +54,7 @@ def test_version_and_help() -> None:
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda p: p.stem)
 def test_extract_every_example(kernel: Path) -> None:
-    result = invoke("extract", str(kernel))
+    result = invoke("extract", *example(kernel))
     assert result.exit_code == 0, result.output
     assert "compute_preloaded" in result.stdout
     assert "cycles:" in result.stdout
@@ -55,7 +62,7 @@ def test_extract_every_example(kernel: Path) -> None:
 
 
 def test_extract_json() -> None:
-    result = invoke("extract", GEMM, "--json", "--cost", "instructions")
+    result = invoke("extract", GEMM, Q, "--json", "--cost", "instructions")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert {"kernel", "target", "mapping", "report", "variants"} <= doc.keys()
@@ -66,11 +73,11 @@ def test_extract_json() -> None:
 
 
 def test_extract_variants() -> None:
-    result = invoke("extract", GEMM, "--variants", "3")
+    result = invoke("extract", GEMM, Q, "--variants", "3")
     assert result.exit_code == 0, result.output
     assert "best distinct mappings" in result.stdout
     assert "variant #1" in result.stdout
-    doc = json.loads(invoke("extract", GEMM, "--variants", "3", "--json").stdout)
+    doc = json.loads(invoke("extract", GEMM, Q, "--variants", "3", "--json").stdout)
     costs = [v["cost"] for v in doc["variants"]]
     assert 1 <= len(costs) <= 3
     assert costs == sorted(costs)
@@ -79,7 +86,7 @@ def test_extract_variants() -> None:
 
 def test_extract_writes_egraph(tmp_path: Path) -> None:
     dot, egraph = tmp_path / "g.dot", tmp_path / "g.json"
-    result = invoke("extract", GEMM, "--dot", str(dot), "--egraph-json", str(egraph))
+    result = invoke("extract", GEMM, Q, "--dot", str(dot), "--egraph-json", str(egraph))
     assert result.exit_code == 0, result.output
     assert dot.read_text().startswith("digraph")
     assert "classes" in json.loads(egraph.read_text())
@@ -87,11 +94,13 @@ def test_extract_writes_egraph(tmp_path: Path) -> None:
 
 def test_extract_unwritable_dump_is_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "dir" / "g.dot"
-    assert_one_error_line(invoke("extract", GEMM, "--dot", str(missing)), str(missing))
+    assert_one_error_line(invoke("extract", GEMM, Q, "--dot", str(missing)), str(missing))
 
 
 def _instruction_nodes(kernel: str) -> list[dict[str, object]]:
-    result = invoke("extract", str(ROOT / "examples" / "kernels" / kernel), "--json")
+    path = GRU if kernel == "gru_cell.kernel" else str(ROOT / "examples" / "kernels" / kernel)
+    flags = () if kernel == "gru_cell.kernel" else (Q,)
+    result = invoke("extract", path, "--json", *flags)
     assert result.exit_code == 0, result.output
     nodes: list[dict[str, object]] = json.loads(result.stdout)["mapping"]["nodes"]
     return [n for n in nodes if n["op"] == "instr"]
@@ -101,7 +110,7 @@ def test_dw_separable_pointwise_on_instructions() -> None:
     # the pointwise 1x1 conv contracts over the 16 channels; the depthwise 3x3 over 9 taps
     ks = sorted(n["attrs"]["k"] for n in _instruction_nodes("dw_separable.kernel"))  # type: ignore[index]
     assert 16 in ks, ks
-    result = invoke("extract", str(ROOT / "examples" / "kernels" / "dw_separable.kernel"))
+    result = invoke("extract", str(ROOT / "examples" / "kernels" / "dw_separable.kernel"), Q)
     assert "k=16" in result.stdout
 
 
@@ -113,7 +122,7 @@ def test_gru_gate_gemms_fused_with_concat() -> None:
 
 
 def test_conv2d_im2col_window() -> None:
-    result = invoke("extract", str(ROOT / "examples" / "kernels" / "conv2d.kernel"))
+    result = invoke("extract", str(ROOT / "examples" / "kernels" / "conv2d.kernel"), Q)
     assert result.exit_code == 0, result.output
     assert "window" in result.stdout
 
@@ -139,38 +148,38 @@ def test_missing_kernel_file(tmp_path: Path) -> None:
 
 
 def test_unknown_target() -> None:
-    assert_one_error_line(invoke("extract", GEMM, "--target", "nope"), "nope")
+    assert_one_error_line(invoke("extract", GEMM, Q, "--target", "nope"), "nope")
 
 
 def test_bad_target_toml(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[target]\nname = "x"\n[[[\n')
-    assert_one_error_line(invoke("extract", GEMM, "--target", str(path)), f"{path}:3")
+    assert_one_error_line(invoke("extract", GEMM, Q, "--target", str(path)), f"{path}:3")
 
 
 def test_unknown_cost_model() -> None:
-    assert_one_error_line(invoke("extract", GEMM, "--cost", "speed"), "speed")
+    assert_one_error_line(invoke("extract", GEMM, Q, "--cost", "speed"), "speed")
 
 
 def test_extract_schedule_random() -> None:
-    result = invoke("extract", GEMM, "--schedule", "random")
+    result = invoke("extract", GEMM, Q, "--schedule", "random")
     assert result.exit_code == 0, result.output
     assert "compute_preloaded" in result.stdout
     assert "(schedule random)" in result.stdout  # the report states the scheduled cycles
-    doc = json.loads(invoke("extract", GEMM, "--schedule", "random", "--json").stdout)
+    doc = json.loads(invoke("extract", GEMM, Q, "--schedule", "random", "--json").stdout)
     assert doc["report"]["schedule"] == "random"
     assert doc["report"]["cycles"] > 0
 
 
 def test_extract_default_schedule_is_heuristic() -> None:
-    result = invoke("extract", GEMM)
+    result = invoke("extract", GEMM, Q)
     assert result.exit_code == 0, result.output
     assert "(schedule heuristic)" in result.stdout
     assert "speedup" in result.stdout
 
 
 def test_extract_unknown_schedule() -> None:
-    assert_one_error_line(invoke("extract", GEMM, "--schedule", "fastest"), "fastest")
+    assert_one_error_line(invoke("extract", GEMM, Q, "--schedule", "fastest"), "fastest")
 
 
 def test_iteration_limit_warns_and_still_maps() -> None:
@@ -194,7 +203,7 @@ def test_targets() -> None:
 def test_python_m_isamap_subprocess(tmp_path: Path) -> None:
     """A real process: exit codes, and exactly one stderr line on bad input."""
     ok = subprocess.run(
-        [sys.executable, "-m", "isamap", "extract", GEMM, "--json"],
+        [sys.executable, "-m", "isamap", "extract", GEMM, Q, "--json"],
         capture_output=True,
         text=True,
         check=False,
@@ -238,7 +247,7 @@ def test_bad_rule_file_is_one_line_with_file_and_line(tmp_path: Path) -> None:
     toml = tmp_path / "chip.toml"
     shutil.copy(TARGET_DIR / "gemmini.toml", toml)
     (tmp_path / "chip.egg").write_text("(ruleset r)\n(rewrite (Fnn f x) x :ruleset r)\n")
-    result = invoke("extract", GEMM, "--target", str(toml))
+    result = invoke("extract", GEMM, Q, "--target", str(toml))
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{tmp_path / 'chip.egg'}:2:" in lines[0], result.stderr

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import GEMM, KERNELS, assert_one_error_line, invoke
+from tests.test_cli import GEMM, KERNELS, Q, assert_one_error_line, example, invoke
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda p: p.stem)
 def test_sim_every_example(kernel: Path) -> None:
-    result = invoke("sim", str(kernel))
+    result = invoke("sim", *example(kernel))
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     out = result.stdout
@@ -29,7 +29,7 @@ def test_sim_every_example(kernel: Path) -> None:
 
 
 def test_sim_json() -> None:
-    result = invoke("sim", GEMM, "--json")
+    result = invoke("sim", GEMM, Q, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert {"program", "report", "mapping"} <= doc.keys()
@@ -52,12 +52,12 @@ def _cycles_and_speedup(out: str) -> tuple[float, float]:
 
 
 def test_sim_schedules_on_gemm() -> None:
-    default = invoke("sim", GEMM, "--schedule", "gemmini-default")
+    default = invoke("sim", GEMM, Q, "--schedule", "gemmini-default")
     assert default.exit_code == 0, default.output
     assert "(schedule gemmini-default)" in default.stdout
     assert "speedup 1.00x" in default.stdout  # the baseline against itself
     base_cycles, _ = _cycles_and_speedup(default.stdout)
-    exhaustive = invoke("sim", GEMM, "--schedule", "exhaustive")
+    exhaustive = invoke("sim", GEMM, Q, "--schedule", "exhaustive")
     assert exhaustive.exit_code == 0, exhaustive.output
     assert "(schedule exhaustive)" in exhaustive.stdout
     assert re.search(r"^\s*for ", exhaustive.stdout, re.MULTILINE)
@@ -68,14 +68,14 @@ def test_sim_schedules_on_gemm() -> None:
 
 def test_sim_options() -> None:
     result = invoke(
-        "sim", GEMM, "--target", "gemmini", "--cost", "energy", "--max-iterations", "2", "--json"
+        "sim", GEMM, Q, "--target", "gemmini", "--cost", "energy", "--max-iterations", "2", "--json"
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["mapping"]["cost_model"] == "energy"
 
 
 def test_sim_unknown_schedule() -> None:
-    result = invoke("sim", GEMM, "--schedule", "fastest")
+    result = invoke("sim", GEMM, Q, "--schedule", "fastest")
     assert_one_error_line(result, "fastest", "heuristic")
     assert result.stdout == ""
 
@@ -89,5 +89,5 @@ def test_sim_unknown_schedule_is_checked_first(tmp_path: Path) -> None:
 def test_sim_bad_input_is_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "missing.kernel"
     assert_one_error_line(invoke("sim", str(missing)), str(missing))
-    assert_one_error_line(invoke("sim", GEMM, "--target", "nope"), "nope")
-    assert_one_error_line(invoke("sim", GEMM, "--cost", "speed"), "speed")
+    assert_one_error_line(invoke("sim", GEMM, Q, "--target", "nope"), "nope")
+    assert_one_error_line(invoke("sim", GEMM, Q, "--cost", "speed"), "speed")

@@ -24,6 +24,7 @@ from isamap.hardware.target import TARGET_DIR
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = [p.read_text() for p in sorted((ROOT / "examples" / "kernels").glob("*.kernel"))]
 GEMM = str(ROOT / "examples" / "kernels" / "gemm.kernel")
+Q = "--quantize"  # the f32 example on gemmini (int8): quantized, so every run gets past types
 TARGETS = [p.read_text() for p in sorted(TARGET_DIR.glob("*.toml"))]
 TINY8 = ROOT / "examples" / "new_hardware" / "tiny8.toml"
 TINY8_RULES = TINY8.with_suffix(".egg").read_text()
@@ -234,7 +235,7 @@ def test_any_target_file(tmp_path: Path, text: str) -> None:
     if loaded.exit_code == 2:
         assert str(path) in loaded.stderr
         return
-    assert_contract(run("extract", GEMM, "--target", str(path), *QUICK))
+    assert_contract(run("extract", GEMM, "--quantize", "--target", str(path), *QUICK))
 
 
 @FUZZ
@@ -247,7 +248,7 @@ def test_any_rule_file(tmp_path: Path, data: st.DataObject) -> None:
     folder.mkdir(exist_ok=True)
     shutil.copy(TINY8, folder / "tiny8.toml")
     (folder / "tiny8.egg").write_text(_edit(TINY8_RULES, data, RULE_TOKENS))
-    result = run("extract", GEMM, "--target", str(folder / "tiny8.toml"), *QUICK)
+    result = run("extract", GEMM, "--quantize", "--target", str(folder / "tiny8.toml"), *QUICK)
     assert_contract(result)
     if result.exit_code == 2:
         assert "tiny8.egg" in result.stderr
@@ -278,7 +279,7 @@ OPTION_VALUES = st.sampled_from(["0", "-1", "1", "x", "", "nan", "1e400", "99999
     value=OPTION_VALUES,
 )
 def test_any_option_value(command: str, option: str, value: str) -> None:
-    head = {"extract": [GEMM], "sim": [GEMM], "bench": ["nope"]}.get(command, [])
+    head = {"extract": [GEMM, Q], "sim": [GEMM, Q], "bench": ["nope"]}.get(command, [])
     # bench's suite is unknown and targets gets no file: each run stops before any real work
     # unless the option is rejected first, which is what is being fuzzed
     args = [command, *head, option, value]

@@ -24,5 +24,6 @@ def test_commands_are_the_ci_commands() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install -e ".[test]"' in text and 'pip install --quiet -e ".[test]"' in ci
-    assert "isamap extract examples/kernels/dw_separable.kernel --target gemmini" in ci
+    command = "isamap extract examples/kernels/dw_separable.kernel --target gemmini --quantize"
+    assert command in text and command in ci
     assert "&& pytest" in text and "\npytest\n" in ci

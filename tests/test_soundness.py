@@ -176,10 +176,10 @@ def test_every_match_is_checked(tmp_path: Path) -> None:
     assert check.verdict == "UNSOUND", check
 
 
-GEMM_PAIR = """tensor A[12, 8] f32
-tensor B[8, 10] f32
-tensor D[12, 8] f32
-tensor E[8, 10] f32
+GEMM_PAIR = """tensor A[12, 8] i8
+tensor B[8, 10] i8
+tensor D[12, 8] i8
+tensor E[8, 10] i8
 T1[i, j] += A[i, k] * B[k, j]
 T2[i, j] += D[i, k] * E[k, j]
 C[i, j] = relu(T1[i, j] + T2[i, j])

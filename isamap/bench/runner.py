@@ -46,7 +46,7 @@ def compile_kernel(spec: KernelSpec, target_name: str, schedule: str) -> KernelR
     """Build, compile, schedule and simulate one kernel; what its report row needs."""
     t0 = time.perf_counter()
     target = _target(target_name)
-    result = isamap.compile(spec.build(), target, cost="latency", schedule=schedule)
+    result = isamap.compile(spec.build(target), target, cost="latency", schedule=schedule)
     seconds = time.perf_counter() - t0
     rep = result.report
     calls = result.mapping.instruction_calls()

@@ -13,8 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 
+from isamap.hardware.target import Target
 from isamap.ir import Kernel, parse_kernel
 from isamap.ir.builders import conv2d, dw_separable, matmul, pointwise
+from isamap.ir.dtypes import is_integer
+from isamap.quantize import hardware_kernel, integer_only_target
 
 __all__ = [
     "SUITES",
@@ -40,14 +43,25 @@ class KernelSpec:
     args: tuple[int | str, ...] = ()
     kwargs: tuple[tuple[str, int | bool], ...] = ()
     text: str | None = None
+    integer_text: str | None = None  # the kernel as declared for an integer-only target
 
-    def build(self) -> Kernel:
-        """The checked kernel."""
+    def build(self, target: Target | None = None) -> Kernel:
+        """The checked kernel, in f32; for a `target`, declared in the types its matrix
+        instruction computes in, as the vendor library's users declare their tensors
+        (`quantize.hardware_kernel`: int8 tensors and int32 accumulators on gemmini, a product
+        feeding another cast to int8 between them; bf16 on nnp), or on an integer-only target
+        as `integer_text` says where it has one (a GRU step: int8 GEMMs, int32 projections, the
+        gates in float on the host)."""
+        name = re.sub(r"\W", "_", self.key.split()[0])
+        integer = target is not None and integer_only_target(target)
+        if integer and self.integer_text is not None:
+            return parse_kernel(self.integer_text, filename=f"<{self.key}>", name=name)
         if self.text is not None:
-            name = re.sub(r"\W", "_", self.key.split()[0])
-            return parse_kernel(self.text, filename=f"<{self.key}>", name=name)
-        assert self.builder is not None, "a KernelSpec needs a builder or text"
-        return self.builder(*self.args, **dict(self.kwargs))
+            kernel = parse_kernel(self.text, filename=f"<{self.key}>", name=name)
+        else:
+            assert self.builder is not None, "a KernelSpec needs a builder or text"
+            kernel = self.builder(*self.args, **dict(self.kwargs))
+        return kernel if target is None else hardware_kernel(kernel, target)
 
 
 @dataclass(frozen=True)
@@ -106,33 +120,37 @@ def deepbench_gemm() -> list[Workload]:
 # --- DeepBench GRU -------------------------------------------------------------------------------
 
 
-def gru_projection_text(rows: int, hidden: int) -> str:
+def gru_projection_text(rows: int, hidden: int, dtype: str = "f32") -> str:
     """The input projections of every timestep at once: X[T*batch, hidden] times Wz, Wr, Wh.
 
     Three GEMMs sharing X, so the fusion rule makes them one [T*batch x hidden].[hidden x 3*hidden]
-    product (DeepBench's GRUs have input size = hidden).
+    product (DeepBench's GRUs have input size = hidden). `dtype`: the element type of X and the
+    weights (an integer type: the projections are inferred at int32).
     """
     return "\n".join(
         [
-            f"tensor X[{rows}, {hidden}] f32",
-            *(f"tensor W{g}[{hidden}, {hidden}] f32" for g in "zrh"),
+            f"tensor X[{rows}, {hidden}] {dtype}",
+            *(f"tensor W{g}[{hidden}, {hidden}] {dtype}" for g in "zrh"),
             *(f"P{g}[t, j] += X[t, k] * W{g}[k, j]" for g in "zrh"),
         ]
     )
 
 
-def gru_step_text(batch: int, hidden: int) -> str:
+def gru_step_text(batch: int, hidden: int, dtype: str = "f32") -> str:
     """One recurrent GRU step (cuDNN form, linear before reset) on precomputed projections.
 
     The three recurrent GEMMs share H (fusable into one H.[Uz|Ur|Uh]); Pz, Pr, Ph are this
-    timestep's input projections; the epilogues are the gates and the blend.
+    timestep's input projections; the epilogues are the gates and the blend. `dtype`: the
+    element type of H and the weights; an integer type makes the projections int32 (as the
+    projection kernel leaves them) and the gates and Hn float.
     """
     bh = f"[{batch}, {hidden}]"
+    proj = "i32" if is_integer(dtype) else dtype
     return "\n".join(
         [
-            f"tensor H{bh} f32",
-            *(f"tensor U{g}[{hidden}, {hidden}] f32" for g in "zrh"),
-            *(f"tensor P{g}{bh} f32" for g in "zrh"),
+            f"tensor H{bh} {dtype}",
+            *(f"tensor U{g}[{hidden}, {hidden}] {dtype}" for g in "zrh"),
+            *(f"tensor P{g}{bh} {proj}" for g in "zrh"),
             *(f"G{g}[b, j] += H[b, k] * U{g}[k, j]" for g in "zrh"),
             "Z[b, j] = sigmoid(Pz[b, j] + Gz[b, j])",
             "R[b, j] = sigmoid(Pr[b, j] + Gr[b, j])",
@@ -150,8 +168,16 @@ def deepbench_gru() -> list[Workload]:
             continue
         hidden, batch, steps = int(r["hidden"]), int(r["batch"]), int(r["timesteps"])
         rows = steps * batch
-        proj = KernelSpec(f"gru-projection {rows}x{hidden}", text=gru_projection_text(rows, hidden))
-        step = KernelSpec(f"gru-step b{batch} h{hidden}", text=gru_step_text(batch, hidden))
+        proj = KernelSpec(
+            f"gru-projection {rows}x{hidden}",
+            text=gru_projection_text(rows, hidden),
+            integer_text=gru_projection_text(rows, hidden, "i8"),
+        )
+        step = KernelSpec(
+            f"gru-step b{batch} h{hidden}",
+            text=gru_step_text(batch, hidden),
+            integer_text=gru_step_text(batch, hidden, "i8"),
+        )
         out.append(
             Workload(
                 "deepbench-gru",
@@ -180,18 +206,27 @@ def avgpool_text(channels: int, h: int, w: int) -> str:
     )
 
 
-def dw_separable_residual_text(c: int, h: int, w: int, k: int, stride: int, pad: int) -> str:
-    """A 3x3 depthwise-separable block whose linear projection adds the block's input (v2)."""
+def dw_separable_residual_text(
+    c: int, h: int, w: int, k: int, stride: int, pad: int, dtype: str = "f32"
+) -> str:
+    """A 3x3 depthwise-separable block whose linear projection adds the block's input (v2).
+
+    `dtype` an integer type: the depthwise result is cast back to it (`D_q`, as the library's
+    mvout narrows it) before the pointwise product, as `quantize.integer_kernel` does."""
     oh, ow = (h + 2 * pad - 3) // stride + 1, (w + 2 * pad - 3) // stride + 1
     s = f"{stride}*" if stride > 1 else ""
+    cast = is_integer(dtype)
+    d = "D_q" if cast else "D"
     return "\n".join(
         [
-            f"tensor X[1, {c}, {h}, {w}] f32 pad(0, 0, {pad}, {pad})",
-            f"tensor F[{c}, 3, 3] f32",
-            f"tensor P[{k}, {c}] f32",
-            f"tensor Res[1, {k}, {oh}, {ow}] f32",
+            f"tensor X[1, {c}, {h}, {w}] {dtype} pad(0, 0, {pad}, {pad})",
+            f"tensor F[{c}, 3, 3] {dtype}",
+            f"tensor P[{k}, {c}] {dtype}",
+            f"tensor Res[1, {k}, {oh}, {ow}] {dtype}",
+            *([f"tensor D_q[1, {c}, {oh}, {ow}] {dtype}"] if cast else []),
             f"D[n, c, h, w] += X[n, c, {s}h + r - {pad}, {s}w + s - {pad}] * F[c, r, s]",
-            "Y[n, k, h, w] += D[n, c, h, w] * P[k, c]",
+            *(["D_q[n, c, h, w] = 1.0 * D[n, c, h, w]"] if cast else []),
+            f"Y[n, k, h, w] += {d}[n, c, h, w] * P[k, c]",
             "O[n, k, h, w] = Y[n, k, h, w] + Res[n, k, h, w]",
         ]
     )
@@ -202,7 +237,9 @@ def _block_spec(dw: dict[str, str], pw: dict[str, str]) -> KernelSpec:
     k, stride, pad = int(pw["out_C"]), int(dw["stride"]), int(dw["pad"])
     if pw.get("residual_add") == "1":
         key = f"dw_separable+residual c{c} {h}x{w} k{k} s{stride}"
-        return KernelSpec(key, text=dw_separable_residual_text(c, h, w, k, stride, pad))
+        text = dw_separable_residual_text(c, h, w, k, stride, pad)
+        integer = dw_separable_residual_text(c, h, w, k, stride, pad, "i8")
+        return KernelSpec(key, text=text, integer_text=integer)
     key = f"dw_separable c{c} {h}x{w} k{k} s{stride}"
     kw = int(dw["kernel_h"]), int(dw["kernel_w"])
     opts = (("stride", stride), ("padding", pad))

@@ -310,6 +310,7 @@ def run_mapping(
             )
     inputs = check_inputs(kernel, inputs)
     values: list[np.ndarray] = []
+    held = tensor_nodes(mapping)
     for node in mapping.nodes:
         if node.op == "input":
             value = np.asarray(inputs[str(node.attrs["name"])], dtype=np.float64)
@@ -317,9 +318,17 @@ def run_mapping(
             value = run_node(node, [values[i] for i in node.args], kernel, target)
         if tuple(value.shape) != tuple(node.shape):
             raise AssertionError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
+        if node.id in held:  # a kernel tensor holds its declared type for every later reader
+            value = store_outputs(kernel, {held[node.id]: value}, mapping, target)[held[node.id]]
         values.append(value)
     computed = {name: values[i] for name, i in mapping.outputs.items()}
     return store_outputs(kernel, computed, mapping, target)
+
+
+def tensor_nodes(mapping: Mapping) -> dict[int, str]:
+    """Mapping node -> the kernel tensor whose value it is (an int8 cast read by a later product
+    must be int8 there too, not only where the program ends)."""
+    return {i: name for name, i in mapping.outputs.items()}
 
 
 def store_outputs(

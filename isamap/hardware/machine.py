@@ -28,6 +28,7 @@ from isamap.hardware.functional import (
     run_instruction,
     run_node,
     store_outputs,
+    tensor_nodes,
 )
 from isamap.hardware.matrix_form import MatrixForm, matrix_form
 from isamap.hardware.target import Target
@@ -657,6 +658,7 @@ def trace_program(
     inputs = check_inputs(kernel, inputs)  # values of their declared types
     run = MachineRun({})
     values: list[np.ndarray] = []
+    held = tensor_nodes(mapping)
     for node in mapping.nodes:
         scheduled = program.call_for(node.id)
         args = [values[i] for i in node.args]
@@ -689,6 +691,8 @@ def trace_program(
             value = run_node(node, args, kernel, target)
         if tuple(value.shape) != tuple(node.shape):
             raise SimulationError(f"%{node.id} {node.op}: shape {value.shape} != {node.shape}")
+        if node.id in held:  # a kernel tensor holds its declared type for every later reader
+            value = store_outputs(kernel, {held[node.id]: value}, mapping, target)[held[node.id]]
         values.append(value)
     computed = {name: values[i] for name, i in mapping.outputs.items()}
     run.outputs = store_outputs(kernel, computed, mapping, target)

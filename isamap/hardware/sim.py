@@ -17,10 +17,17 @@ from isamap.hardware.direct_conv import conv_plan, conv_timing
 from isamap.hardware.machine import SimulationError
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming, call_timing
+from isamap.ir.kernel import Kernel
 from isamap.ir.mapping import Mapping
 from isamap.ir.program import Program, ScheduledCall
 
-__all__ = ["SimResult", "free_transposes", "host_dram_bytes", "simulate_timing"]
+__all__ = [
+    "SimResult",
+    "element_bytes",
+    "free_transposes",
+    "host_dram_bytes",
+    "simulate_timing",
+]
 
 
 @dataclass
@@ -49,6 +56,11 @@ class SimResult:
         }
 
 
+#: Layout moves that go through DRAM (read and write every element), unless a transposer reads
+#: them on the way in.
+_MOVES = ("transpose", "broadcast", "block_diag")
+
+
 def free_transposes(mapping: Mapping, target: Target) -> set[int]:
     """Transpose nodes whose every reader is an instruction call on a unit with a transposer:
     the loads read them transposed on the way in, so they move no data of their own."""
@@ -65,19 +77,48 @@ def free_transposes(mapping: Mapping, target: Target) -> set[int]:
     return free
 
 
-def host_dram_bytes(mapping: Mapping, node_id: int, target: Target) -> float:
+def element_bytes(mapping: Mapping, target: Target, kernel: Kernel | None = None) -> list[int]:
+    """Bytes per element of every mapping node's value, from the types the values have: an
+    input or a kernel tensor its declared (or inferred) type, a matrix call's result as its
+    unit stores it, a view or move its operand's, anything else its widest operand's. Without
+    `kernel`, every value is taken at the target's input type."""
+    default = target.dtype_bytes(target.input_dtype)
+    if kernel is None:
+        return [default] * len(mapping.nodes)
+    out: list[int] = []
+    for node in mapping.nodes:
+        name = str(node.attrs["name"]) if node.op == "input" else node.tensor
+        if name is not None and name in kernel.shapes:
+            out.append(target.dtype_bytes(kernel.dtype(name)))
+        elif node.op == "instr":
+            out.append(ArrayModel.for_instruction(target, str(node.attrs["instruction"])).out_bytes)
+        elif node.args:
+            out.append(max(out[a] for a in node.args))
+        else:
+            out.append(default)
+    return out
+
+
+def host_dram_bytes(
+    mapping: Mapping, node_id: int, target: Target, sizes: list[int] | None = None
+) -> float:
     """DRAM bytes a host operation moves: each operand it reads and the result it writes, once
-    (its caches hold nothing across operations)."""
+    (its caches hold nothing across operations), each at its own element size (`sizes`, from
+    `element_bytes`; default the target's input type)."""
+    sizes = sizes or element_bytes(mapping, target)
     node = mapping.nodes[node_id]
-    elements = math.prod(node.shape) if node.shape else 1
+    nbytes = (math.prod(node.shape) if node.shape else 1) * sizes[node_id]
     for arg in dict.fromkeys(node.args):
         shape = mapping.nodes[arg].shape
-        elements += math.prod(shape) if shape else 1
-    return elements * target.dtype_bytes(target.input_dtype)
+        nbytes += (math.prod(shape) if shape else 1) * sizes[arg]
+    return float(nbytes)
 
 
-def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimResult:
-    """Cycles and the rest for `program` (the schedules of `mapping`'s calls) on `target`.
+def simulate_timing(
+    program: Program, mapping: Mapping, target: Target, kernel: Kernel | None = None
+) -> SimResult:
+    """Cycles and the rest for `program` (the schedules of `mapping`'s calls) on `target`; host
+    work and layout moves at the element sizes of `kernel`'s types (`element_bytes`).
 
     Operations start when their operands are ready and their engine is free: the host runs
     beside the accelerator where the dependencies allow, the accelerator's operations (calls,
@@ -87,6 +128,7 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
     result = SimResult(0.0)
     dram = target.dram()
     free = free_transposes(mapping, target)
+    sizes = element_bytes(mapping, target, kernel)
     finish: dict[int, float] = {}
     engine_free = {"host": 0.0, "accelerator": 0.0}
     for node in mapping.nodes:
@@ -95,7 +137,12 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
         if scheduled is None:
             cycles = 0.0 if node.id in free else node.cycles
             if node.unit == "host":
-                moved = host_dram_bytes(mapping, node.id, target)
+                moved = host_dram_bytes(mapping, node.id, target, sizes)
+                result.bytes["dram"] += moved
+                result.energy_pj += moved * dram.energy_pj_per_byte
+                cycles = max(cycles, moved / dram.bandwidth_bytes_per_cycle)
+            elif node.op in _MOVES and node.id not in free:  # through DRAM, at its own type
+                moved = 2 * math.prod(node.shape) * sizes[node.id]
                 result.bytes["dram"] += moved
                 result.energy_pj += moved * dram.energy_pj_per_byte
                 cycles = max(cycles, moved / dram.bandwidth_bytes_per_cycle)
@@ -103,7 +150,10 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
                 result.busy[node.unit] += cycles
             result.counts.update(node.counts)
         else:
-            timing = _call_timing(node.id, scheduled, target)
+            in_bytes = None  # operands at their own types in DRAM
+            if kernel is not None and node.args:
+                in_bytes = max(sizes[a] for a in node.args)
+            timing = _call_timing(node.id, scheduled, target, in_bytes)
             result.calls[node.id] = timing
             cycles = timing.cycles
             result.busy[node.unit] += timing.compute_cycles
@@ -119,20 +169,18 @@ def simulate_timing(program: Program, mapping: Mapping, target: Target) -> SimRe
         finish[node.id] = start + cycles
         if cycles:
             engine_free[engine] = finish[node.id]
-    for node in mapping.nodes:  # layout moves go through DRAM, unless a transposer reads them
-        if node.op in ("transpose", "broadcast", "block_diag") and node.id not in free:
-            moved = 2 * math.prod(node.shape) * target.dtype_bytes(target.input_dtype)
-            result.bytes["dram"] += moved
-            result.energy_pj += moved * dram.energy_pj_per_byte
     result.energy_pj += result.counts.get("host.mac", 0) * target.host.energy_pj_per_mac
     makespan = max(finish.values(), default=0.0)
     result.cycles = max(makespan, result.bytes["dram"] / dram.bandwidth_bytes_per_cycle)
     return result
 
 
-def _call_timing(node: int, scheduled: ScheduledCall, target: Target) -> CallTiming:
+def _call_timing(
+    node: int, scheduled: ScheduledCall, target: Target, in_bytes: int | None = None
+) -> CallTiming:
     """A scheduled call's timing: a direct convolution by its own model, a matrix call by the
-    tile-loop walk; SimulationError for a schedule the functional machine would reject."""
+    tile-loop walk with operands of `in_bytes` per element in DRAM (default: the instruction's
+    types); SimulationError for a schedule the functional machine would reject."""
     call = scheduled.call
     if call.conv is not None:
         plan = conv_plan(target, call.instruction, call.conv)
@@ -141,6 +189,8 @@ def _call_timing(node: int, scheduled: ScheduledCall, target: Target) -> CallTim
             raise SimulationError(f"%{node}: {over}")
         return conv_timing(plan, scheduled.schedule)
     model = ArrayModel.for_instruction(target, call.instruction)
+    if in_bytes is not None:
+        model = model.reading(in_bytes)
     overruns = model.layout.overruns(scheduled.schedule)
     if overruns:  # no cycles for a schedule the functional machine would reject
         raise SimulationError(f"%{node}: {overruns[0].message('memory')}")

@@ -171,8 +171,8 @@ class ArrayModel:
             rows=max(unit.rows, 1),
             cols=max(unit.cols, 1),
             block=(form.tile("m"), form.tile("n"), form.tile("k")),
-            in_bytes=target.dtype_bytes(target.input_dtype),
-            acc_bytes=target.dtype_bytes(target.acc_dtype),
+            in_bytes=target.dtype_bytes(ins.semantics.dtype(form.lhs)),  # its own operand types
+            acc_bytes=target.dtype_bytes(ins.semantics.dtype(form.out)),
             out_bytes=out_bytes,
             layout=operand_layout(target, name),
             dram_bw=dram.bandwidth_bytes_per_cycle,
@@ -183,6 +183,20 @@ class ArrayModel:
             pj_mac=unit.energy_pj_per_mac,
             names=names,
         )
+
+    def reading(self, in_bytes: int) -> ArrayModel:
+        """This model with operands of `in_bytes` per element in DRAM (the kernel's own types:
+        an f32 tensor is 4 bytes on the way in whatever the instruction computes in);
+        memoised, so timings stay shared."""
+        if in_bytes == self.in_bytes:
+            return self
+        key = (id(self), in_bytes)
+        hit = _READING.get(key)
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        model = replace(self, in_bytes=in_bytes)
+        _READING[key] = (self, model)
+        return model
 
     def fits(self, s: TileSchedule) -> bool:
         """Every tile of `s` fits in the memory the instruction declares for its operand, twice
@@ -196,6 +210,7 @@ _DATAFLOW_NAMES = {"weight_stationary": "WS", "output_stationary": "OS"}
 # memo tables: models per (target, instruction), timings per (model, call shape, schedule)
 _MODELS: dict[tuple[int, str], tuple[Target, ArrayModel]] = {}
 _TIMINGS: dict[tuple[object, ...], tuple[ArrayModel, CallTiming]] = {}
+_READING: dict[tuple[int, int], tuple[ArrayModel, ArrayModel]] = {}
 
 
 def _companions(target: Target, compute: Instruction) -> dict[str, str]:

@@ -25,7 +25,8 @@ def test_sim_emits_c_too(tmp_path: Path) -> None:
 
 
 def test_emit_c_needs_a_cpu_target(tmp_path: Path) -> None:
-    result = invoke("extract", GEMM, "--target", "gemmini", "--emit-c", str(tmp_path / "x.c"))
+    c_file = str(tmp_path / "x.c")
+    result = invoke("extract", GEMM, "--quantize", "--target", "gemmini", "--emit-c", c_file)
     assert_one_error_line(result, "--emit-c needs a CPU target")
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import isamap
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.ir import builders
-from tests.e2e.test_map_kernels import NoHostContractions
+from tests.e2e.test_map_kernels import NoHostContractions, host_contractions
+from tests.typed import check_outputs, typed_for
 
 ISA = Path(__file__).resolve().parents[2] / "examples" / "isa"
 TARGET_FILES = ("amx", "vnni", "sme", "vta", "tpu_v1", "mma", "nvdla")
@@ -75,10 +75,7 @@ TARGETS = {name: isamap.load_target(str(ISA / f"{name}.toml")) for name in TARGE
 PAIRS = [(t, k) for t in TARGET_FILES for k in sorted(KERNELS)]
 
 
-def _check(outputs: dict[str, np.ndarray], kernel: isamap.Kernel, inputs: dict) -> None:
-    reference = isamap.evaluate(kernel, inputs)
-    for name in kernel.outputs():
-        np.testing.assert_allclose(outputs[name], reference[name], rtol=1e-9, atol=1e-9)
+_check = check_outputs
 
 
 def test_every_target_file_loads_with_a_contraction_instruction() -> None:
@@ -89,13 +86,14 @@ def test_every_target_file_loads_with_a_contraction_instruction() -> None:
 
 @pytest.mark.parametrize(("target_name", "name"), PAIRS)
 def test_contractions_map_to_the_targets_instructions(target_name: str, name: str) -> None:
-    kernel, target = KERNELS[name], TARGETS[target_name]
+    target = TARGETS[target_name]
+    kernel = typed_for(KERNELS[name], target)  # integer tensors on an integer-only target
     result = isamap.compile(kernel, target, cost=NoHostContractions(target, kernel))
     calls = result.mapping.instruction_calls()
     contractions = sum(1 for s in kernel.statements if s.accumulate and len(s.accesses()) == 2)
     assert calls, f"{name} on {target_name}: no instruction call in\n{result.mapping}"
     assert {c.attrs["instruction"] for c in calls} <= set(matrix_instructions(target))
-    host = [n.op for n in result.mapping.nodes if n.op in ("host_matmul", "einsum", "host_stmt")]
+    host = host_contractions(result.mapping)
     assert not host, f"{name} on {target_name}: contractions on the host\n{result.mapping}"
     assert len(calls) <= contractions
     assert result.report.cycles >= result.report.roofline_cycles > 0

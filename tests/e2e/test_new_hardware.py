@@ -17,11 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import isamap
 from isamap.hardware.machine import run_program
+from tests.typed import check_outputs, typed_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "examples" / "new_hardware"
@@ -127,7 +127,7 @@ def test_walkthrough_has_the_steps() -> None:
     assert "isamap check-rules --target examples/new_hardware/tiny8.toml" in commands
     assert (
         "isamap extract examples/kernels/gemm_relu.kernel --target examples/new_hardware/tiny8.toml"
-        in commands
+        " --quantize" in commands
     )
     assert any(c.startswith("isamap sim ") for c in commands)
     assert sum("broken_tiny8.toml" in c for c in commands) == 1
@@ -204,16 +204,15 @@ def test_readme_table_lists_every_kernel() -> None:
 
 @pytest.mark.parametrize("path", KERNELS, ids=[p.stem for p in KERNELS])
 def test_kernel_on_tiny8(path: Path, tiny8: isamap.Target) -> None:
-    kernel = isamap.parse_kernel(path.read_text(), name=path.stem)
+    kernel = typed_for(isamap.parse_kernel(path.read_text(), name=path.stem), tiny8)
     result = isamap.compile(kernel, tiny8)
     inputs = isamap.random_inputs(kernel)
     want = isamap.evaluate(kernel, inputs)
     got = result.run(inputs)
     machine = run_program(result.program, result.mapping, kernel, tiny8, inputs)
     assert got and set(got) == set(machine) and set(got) <= set(want)
-    for name in got:
-        assert np.allclose(got[name], want[name], rtol=1e-9, atol=1e-9), name
-        assert np.allclose(machine[name], want[name], rtol=1e-9, atol=1e-9), name
+    check_outputs(got, kernel, inputs)  # bit for bit where integer
+    check_outputs(machine, kernel, inputs)
     # the contractions run on the array, not the host
     assert result.mapping.instruction_calls()
     assert all(n.attrs["instruction"] == "mmrelu" for n in result.mapping.instruction_calls())
@@ -224,7 +223,7 @@ def test_kernel_on_tiny8(path: Path, tiny8: isamap.Target) -> None:
 
 def test_gemm_relu_fuses_relu_into_mmrelu(tiny8: isamap.Target) -> None:
     kernel = isamap.parse_kernel((ROOT / "examples/kernels/gemm_relu.kernel").read_text())
-    result = isamap.compile(kernel, tiny8)
+    result = isamap.compile(typed_for(kernel, tiny8), tiny8)
     calls = result.mapping.instruction_calls()
     assert [(n.attrs["instruction"], n.attrs["epilogue"]) for n in calls] == [("mmrelu", "relu")]
     assert not result.mapping.host_ops()  # the relu is not left to the host

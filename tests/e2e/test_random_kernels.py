@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import isamap
+from tests.typed import typed_for
 
 TARGETS = {name: isamap.load_target(name) for name in isamap.list_targets()}
 INDICES = "abcde"
@@ -82,7 +83,7 @@ def kernels(draw: st.DrawFn) -> str:
 @settings(max_examples=30, deadline=None)
 @given(text=kernels(), target=st.sampled_from(sorted(TARGETS)), seed=st.integers(0, 3))
 def test_random_kernel_text_runs_as_numpy_says(text: str, target: str, seed: int) -> None:
-    kernel = isamap.parse_kernel(text)
+    kernel = typed_for(isamap.parse_kernel(text), TARGETS[target])  # int8 on gemmini
     result = isamap.compile(kernel, TARGETS[target])
     assert result.report.cycles > 0
     inputs = isamap.random_inputs(kernel, seed=seed)

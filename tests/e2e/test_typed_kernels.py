@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import isamap
+from isamap.hardware.machine import run_program
 from isamap.ir.reference import evaluate, random_inputs
 from tests.test_cli import assert_one_error_line, invoke
 
@@ -47,26 +48,28 @@ def test_the_i8_suite_is_bit_exact_on_gemmini(name: str) -> None:
         assert np.array_equal(got[out], np.rint(got[out]))
 
 
-def test_a_float_kernel_on_gemmini_is_refused_in_one_line() -> None:
+@pytest.mark.parametrize("quantize", [None, False])
+def test_a_float_kernel_on_gemmini_is_refused_in_one_line(quantize: bool | None) -> None:
     kernel = isamap.parse_kernel(F32_GEMM, name="g")
     with pytest.raises(isamap.IsamapError) as err:
-        isamap.compile(kernel, "gemmini", quantize=False)
+        isamap.compile(kernel, "gemmini", quantize=quantize)  # None: the default refuses too
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("kernel g multiplies f32 tensors, but target 'gemmini' multiplies")
-    assert "quantize" in message
-    # compiled anyway (the default), the report says the numbers are not the hardware's
-    numbers = isamap.compile(kernel, "gemmini").report.numbers
-    assert numbers.startswith("computed in float64, not in the hardware's types")
+    # located at the contraction (line 3), so the CLI's line names the kernel file
+    assert message.startswith(
+        "<string>:3:1: kernel g multiplies f32 tensors, but target 'gemmini' multiplies"
+    )
+    assert "quantize=True" in message and "--quantize" in message
 
 
 def test_the_cli_refuses_it_with_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "g.kernel"
     path.write_text(F32_GEMM)
     for command in ("sim", "extract"):
-        res = invoke(command, str(path), "--target", "gemmini", "--no-quantize")
-        assert res.exit_code == 2
-        assert_one_error_line(res, "multiplies f32 tensors, but target 'gemmini' multiplies")
+        for flags in ((), ("--no-quantize",)):
+            res = invoke(command, str(path), "--target", "gemmini", *flags)
+            assert res.exit_code == 2
+            assert_one_error_line(res, "multiplies f32 tensors, but target 'gemmini' multiplies")
 
 
 def test_quantized_the_report_gives_scales_and_the_measured_error() -> None:
@@ -98,14 +101,70 @@ def test_quantize_from_the_cli(tmp_path: Path) -> None:
     assert "numbers: quantized to i8 (symmetric, per tensor): scales A " in res.output
 
 
+def test_a_chain_of_products_is_requantized_between_them() -> None:
+    """A depthwise result feeding a pointwise product is cast back to i8 with its own scale (a
+    statement of the integer kernel), so both products run on the array in its types."""
+    kernel = isamap.parse_kernel(
+        "tensor X[1, 4, 6, 6] f32 pad(0, 0, 1:1, 1:1)\ntensor F[4, 3, 3] f32\n"
+        "tensor P[8, 4] f32\nD[n, c, h, w] += X[n, c, h + r - 1, w + s - 1] * F[c, r, s]\n"
+        "Y[n, k, h, w] += D[n, c, h, w] * P[k, c]\n",
+        name="dws",
+    )
+    calibration = random_inputs(kernel, seed=5)
+    result = isamap.compile(kernel, "gemmini", quantize=True, calibration=calibration)
+    q = result.quantization
+    assert q is not None
+    integer = q.kernel
+    assert integer.dtype("D") == "i32" and integer.dtype("D_q") == "i8"
+    assert integer.dtype("Y") == "i32"
+    want = evaluate(kernel, calibration)
+    assert q.scales["D_q"] == pytest.approx(np.abs(want["D"]).max() / 127)
+    assert q.output_scales["Y"] == pytest.approx(q.scales["D_q"] * q.scales["P"])
+    calls = [c for c in result.program.calls if c.call.instruction == "compute_preloaded"]
+    assert len(calls) == 2  # the depthwise and the pointwise product, both on the array
+    ints = q.quantize_inputs(calibration)  # bit-exact against numpy on the integer kernel
+    machine = run_program(result.program, result.mapping, integer, result.target, ints)
+    assert np.array_equal(machine["Y"], evaluate(integer, ints)["Y"])
+    got = result.run(calibration)  # the error is over every product: D and Y
+    diff = np.concatenate([(got[t] - want[t]).ravel() for t in ("D", "Y")])
+    measured = np.linalg.norm(diff) / np.linalg.norm(np.concatenate([want["D"].ravel(),
+                                                                      want["Y"].ravel()]))
+    assert measured == pytest.approx(q.relative_error, rel=1e-6)
+    assert 0 < q.relative_error < 0.1
+
+
 def test_quantize_refuses_what_per_tensor_scales_cannot_serve() -> None:
-    gru = isamap.parse_kernel(
-        "tensor X[4, 8] f32\ntensor W[8, 8] f32\nT[i, j] += X[i, k] * W[k, j]\n"
-        "Y[i, j] = sigmoid(T[i, j])\n",
+    two = isamap.parse_kernel(
+        "tensor X[4, 8] f32\ntensor H[4, 8] f32\ntensor W[8, 8] f32\ntensor U[8, 8] f32\n"
+        "T[i, j] += X[i, k] * W[k, j]\nT[i, j] += H[i, k] * U[k, j]\n",
         name="cell",
     )
-    with pytest.raises(isamap.IsamapError, match=r"quantize: kernel cell: Y is not one product"):
-        isamap.compile(gru, "gemmini", quantize=True)
+    with pytest.raises(isamap.IsamapError, match=r"quantize: kernel cell: T sums several products"):
+        isamap.compile(two, "gemmini", quantize=True)
+    scaled = isamap.parse_kernel(
+        "tensor A[4, 8] f32\ntensor B[8, 4] f32\nC[i, j] += 0.5 * A[i, k] * B[k, j]\n", name="s"
+    )
+    with pytest.raises(isamap.IsamapError, match=r"quantize: kernel s: C is not one product"):
+        isamap.compile(scaled, "gemmini", quantize=True)
+
+
+def test_a_gate_after_the_product_computes_in_float_on_its_dequantized_value() -> None:
+    cell = isamap.parse_kernel(
+        "tensor X[4, 8] f32\ntensor W[8, 8] f32\ntensor b[8] f32\n"
+        "T[i, j] += X[i, k] * W[k, j]\nY[i, j] = sigmoid(T[i, j] + b[j])\n",
+        name="cell",
+    )
+    calibration = random_inputs(cell, seed=9)
+    result = isamap.compile(cell, "gemmini", quantize=True, calibration=calibration)
+    q = result.quantization
+    assert q is not None
+    assert (q.kernel.dtype("X"), q.kernel.dtype("T"), q.kernel.dtype("b")) == ("i8", "i32", "f32")
+    assert "sigmoid(" in str(q.kernel) and f"{q.output_scales['T']!r} * T[i, j]" in str(q.kernel)
+    assert [c.call.instruction for c in result.program.calls] == ["compute_preloaded"]
+    want = evaluate(cell, calibration)["Y"]
+    got = result.run(calibration)["Y"]  # float: the gate's output needs no dequantizing
+    assert np.abs(got - want).max() <= q.max_abs_error + 1e-12
+    assert 0 < q.relative_error < 0.05
 
 
 def test_quantize_arguments_are_checked() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import isamap
 from isamap.egraph.rule_file import parse_rule_file
 from isamap.hardware.target import TARGET_DIR
+from tests.typed import typed_for
 
 GOOD = """; double transposes of any permutation cancel when they are the batch-matrix one
 (ruleset mine)
@@ -24,7 +25,8 @@ def _compile_with(tmp_path: Path, rules: str, allow: bool = False) -> isamap.Com
     toml = tmp_path / "chip.toml"
     shutil.copy(TARGET_DIR / "gemmini.toml", toml)
     (tmp_path / "chip.egg").write_text(rules)
-    kernel = isamap.load_kernel("examples/kernels/gemm.kernel")
+    gemm = isamap.load_kernel("examples/kernels/gemm.kernel")
+    kernel = typed_for(gemm, isamap.load_target("gemmini"))  # chip.toml is gemmini: int8
     return isamap.compile(kernel, str(toml), allow_unchecked_rules=allow)
 
 

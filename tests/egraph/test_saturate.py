@@ -15,6 +15,7 @@ from isamap.egraph import Limits, encode_kernel, saturate
 from isamap.egraph.saturate import RULES_DIR, load_rule_text
 from isamap.extract import extract
 from isamap.hardware.target import TARGET_DIR
+from tests.typed import typed_for
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +111,9 @@ def test_enode_limit_is_never_exceeded(tmp_path: Path, gru: isamap.Kernel, limit
 def test_time_limit_bounds_saturation_and_extraction(tmp_path: Path, gru: isamap.Kernel) -> None:
     target = _growing_target(tmp_path)
     limits = Limits(iterations=10_000, enodes=10**9, seconds=1.0)
+    kernel = typed_for(gru, target)  # int8 on a gemmini copy
     t0 = time.perf_counter()
-    result = isamap.compile(gru, target, limits=limits, allow_unchecked_rules=True)
+    result = isamap.compile(kernel, target, limits=limits, allow_unchecked_rules=True)
     elapsed = time.perf_counter() - t0
     report = result.report.egraph
     assert report.stop_reason == "time-limit"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 import isamap
 from isamap.egraph.dump import EGraphDump, ENode
 from isamap.extract import InstructionsCost, LatencyCost, cost_model, extract, extract_variants
+from tests.typed import check_outputs, typed_for
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,9 @@ def gemmini() -> isamap.Target:
 
 
 SHARED = """
-tensor A[24, 40] f32
-tensor B[24, 20] f32
-tensor D[24, 36] f32
+tensor A[24, 40] i8
+tensor B[24, 20] i8
+tensor D[24, 36] i8
 C[i, j] += A[k, i] * B[k, j]
 E[i, l] += A[k, i] * D[k, l]
 """
@@ -50,7 +50,7 @@ def test_shared_subterm_is_paid_once(gemmini: isamap.Target) -> None:
 
 
 def test_cost_models_by_name(gemmini: isamap.Target) -> None:
-    kernel = isamap.load_kernel("examples/kernels/gemm.kernel")
+    kernel = typed_for(isamap.load_kernel("examples/kernels/gemm.kernel"), gemmini)
     assert isinstance(cost_model("latency", gemmini, kernel), LatencyCost)
     assert isinstance(cost_model("instructions", gemmini, kernel), InstructionsCost)
     with pytest.raises(isamap.IsamapError, match="unknown cost model 'speed'"):
@@ -72,12 +72,12 @@ class NoAccelerator:
 
 
 def test_custom_cost_model_object(gemmini: isamap.Target) -> None:
-    kernel = isamap.load_kernel("examples/kernels/gemm.kernel")
+    kernel = typed_for(isamap.load_kernel("examples/kernels/gemm.kernel"), gemmini)
     result = isamap.compile(kernel, gemmini, cost=NoAccelerator())
     assert not result.mapping.instruction_calls()
     assert result.mapping.cost_model == "no-accelerator"
     inputs = isamap.random_inputs(kernel)
-    np.testing.assert_allclose(result.run(inputs)["C"], isamap.evaluate(kernel, inputs)["C"])
+    check_outputs(result.run(inputs), kernel, inputs)
 
 
 def test_variants_are_distinct_and_sorted(gemmini: isamap.Target) -> None:
@@ -95,7 +95,8 @@ def test_variants_are_distinct_and_sorted(gemmini: isamap.Target) -> None:
 def test_mapping_json_round_trip(gemmini: isamap.Target) -> None:
     import json
 
-    mapping = isamap.compile(isamap.load_kernel("examples/kernels/conv2d.kernel"), gemmini).mapping
+    conv = typed_for(isamap.load_kernel("examples/kernels/conv2d.kernel"), gemmini)
+    mapping = isamap.compile(conv, gemmini).mapping
     data = json.loads(mapping.to_json())
     assert data["outputs"] == {"O": len(mapping.nodes) - 1}
     assert [n["op"] for n in data["nodes"]] == [n.op for n in mapping.nodes]

@@ -87,7 +87,7 @@ def test_operands_are_rounded_to_a_float_instruction_type_and_checked_for_an_int
 
 
 def test_a_kernel_whose_types_do_not_fit_runs_in_float64() -> None:
-    # what compile runs (and says so in its report) unless quantize is set: not the hardware's
+    # what the machine runs for a mapping compile refuses (no quantize): not the hardware's
     gemmini = isamap.load_target("gemmini")
     f32 = isamap.parse_kernel(GEMM.format(m=4, n=4, k=4, t="f32", c="f32"))
     i8 = isamap.parse_kernel(GEMM.format(m=4, n=4, k=4, t="i8", c="i32"))

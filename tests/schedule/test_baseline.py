@@ -15,7 +15,9 @@ from isamap.ir.reference import evaluate, random_inputs
 from isamap.schedule.baseline import own_mapping
 from isamap.schedule.scheduler import schedule_mapping
 
-TN = "tensor A[64, 96] i8\ntensor B[64, 16] i8\nC[i, j] += A[k, i] * B[k, j]\n"
+# K = 256: transposing A through DRAM (256 x 96 int8) costs more than transposing B (256 x 16)
+# and C (16 x 96 int32) back, so without a transposer isamap swaps the operands
+TN = "tensor A[256, 96] i8\ntensor B[256, 16] i8\nC[i, j] += A[k, i] * B[k, j]\n"
 
 
 def _no_transposer(tmp_path: Path) -> isamap.Target:
@@ -45,7 +47,7 @@ def test_the_baseline_runs_swapped_calls_unswapped(tmp_path: Path) -> None:
     assert (call.attrs["m"], call.attrs["n"]) == (16, 96)
     own = own_mapping(result.mapping, target)
     (unswapped,) = own.instruction_calls()
-    assert (unswapped.attrs["m"], unswapped.attrs["n"], unswapped.attrs["k"]) == (96, 16, 64)
+    assert (unswapped.attrs["m"], unswapped.attrs["n"], unswapped.attrs["k"]) == (96, 16, 256)
     ops = [n.op for n in own.nodes]
     assert ops.count("transpose") == 1  # A^T into the call; B's and C's transposes are gone
     # the same numbers come out
@@ -54,12 +56,13 @@ def test_the_baseline_runs_swapped_calls_unswapped(tmp_path: Path) -> None:
     np.testing.assert_allclose(got["C"], evaluate(kernel, inputs)["C"])
     # and it is what the report's baseline is timed on
     program = schedule_mapping(own, target, "gemmini-default")
-    baseline = simulate_timing(program, own, target).cycles
+    baseline = simulate_timing(program, own, target, kernel).cycles
     assert result.report.baseline_cycles == baseline
 
 
 def test_a_mapping_without_swapped_calls_is_its_own() -> None:
-    kernel = isamap.parse_kernel(TN.replace("A[64, 96]", "A[96, 64]").replace("A[k, i]", "A[i, k]"))
+    nn = TN.replace("A[256, 96]", "A[96, 256]").replace("A[k, i]", "A[i, k]")
+    kernel = isamap.parse_kernel(nn)
     result = isamap.compile(kernel, "gemmini")
     assert own_mapping(result.mapping, result.target) is result.mapping
 
