@@ -166,6 +166,25 @@ def _relu_of(s: Statement) -> str | None:
     return e.arg.tensor if relu and isinstance(e, Unary) and isinstance(e.arg, Access) else None
 
 
+def _bias_add_of(
+    s: Statement, kernel: Kernel, products: set[str], multiplied: set[str]
+) -> tuple[str, str] | None:
+    """(T, b) when statement `s` is `Y[...] = T[...] + b[...]` (either order) with T a product
+    and b an input read nowhere else, which may then be held at T's scale; else None."""
+    e = s.expr
+    if s.accumulate or not isinstance(e, Binary) or e.op != "+":
+        return None
+    for t, b in ((e.lhs, e.rhs), (e.rhs, e.lhs)):
+        if not (isinstance(t, Access) and isinstance(b, Access)) or t.tensor not in products:
+            continue
+        if b.tensor not in kernel.inputs() or b.tensor in multiplied:
+            continue
+        reads = sum(a.tensor == b.tensor for st in kernel.statements for a in st.accesses())
+        if reads == 1:
+            return t.tensor, b.tensor
+    return None
+
+
 def _dequantized(e: Expr, scales: Mapping[str, float]) -> Expr:
     """`e` with every access to a tensor of scale s != 1 read as `s * T`."""
     if isinstance(e, Access):
@@ -251,8 +270,10 @@ def integer_kernel(
     declared output so, the rest as inferred), and every computed tensor a product multiplies
     cast into the input type first by a statement `T_q = (s_acc / s_T) * T` (the product then
     reads `T_q`): a depthwise result feeding a pointwise product, a normalised activation feeding
-    the next convolution. A ReLU of a product keeps its scale; every other statement (a bias, a
-    gate) computes in float on dequantized values, each access to a scaled tensor read as
+    the next convolution. A ReLU of a product keeps its scale; a bias added to a product (an
+    input read nowhere else) is declared in the accumulator type at the product's scale, so the
+    sum stays integer and can be preloaded into the accumulator; every other statement (a gate,
+    a clip) computes in float on dequantized values, each access to a scaled tensor read as
     `scale * T`.
 
     `scales` gives each input's and each cast tensor's scale by its source name (default 1: the
@@ -303,6 +324,13 @@ def integer_kernel(
             out_scales[s.target] = out_scales.get(lhs.tensor, 1.0) * out_scales.get(rhs.tensor, 1.0)
         elif (src := _relu_of(s)) is not None and src in out_scales:
             out_scales[s.target] = out_scales[src]  # relu commutes with a positive scale
+        elif (pair := _bias_add_of(s, kernel, products, multiplied)) is not None:
+            # a per-channel bias on a product: the bias at the product's scale in the
+            # accumulator type, so the sum stays integer (a bias the accumulator preloads)
+            product, bias = pair
+            out_scales[s.target] = out_scales[bias] = input_scales[bias] = out_scales[product]
+            old = decls[bias]
+            decls[bias] = TensorDecl(bias, old.shape, acc_type, old.padding, old.loc)
         else:  # anything else computes in real numbers: it reads `scale * T`
             s = replace(s, expr=_dequantized(s.expr, out_scales))
             out_scales[s.target] = 1.0
@@ -322,7 +350,8 @@ def quantize_kernel(
     Each input a contraction reads is scaled by `max|x| / qmax` on the calibration inputs; each
     product accumulates at scale `s_A * s_B`; a computed tensor a later product reads (a
     depthwise result, a normalised activation) is cast back to the integer type with the scale
-    of its own float values; every other statement (bias, gates, blend) computes in float on the
+    of its own float values; a bias on a product is held at the product's scale in the
+    accumulator type; every other statement (gates, blend, clips) computes in float on the
     dequantized values (`integer_kernel`). The casts are ordinary kernel statements, so the
     functional machine and the numpy reference round and saturate them alike. The error is
     measured over every output and every product.

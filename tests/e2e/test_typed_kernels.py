@@ -167,6 +167,26 @@ def test_a_gate_after_the_product_computes_in_float_on_its_dequantized_value() -
     assert 0 < q.relative_error < 0.05
 
 
+def test_a_bias_on_a_product_is_held_in_the_accumulator_at_the_product_s_scale() -> None:
+    layer = isamap.parse_kernel(
+        "tensor X[12, 20] f32\ntensor W[20, 24] f32\ntensor b[24] f32\n"
+        "T[i, j] += X[i, k] * W[k, j]\nY[i, j] = T[i, j] + b[j]\nZ[i, j] = relu(Y[i, j])\n",
+        name="fc",
+    )
+    calibration = random_inputs(layer, seed=4)
+    result = isamap.compile(layer, "gemmini", quantize=True, calibration=calibration)
+    q = result.quantization
+    assert q is not None
+    assert (q.kernel.dtype("b"), q.kernel.dtype("T")) == ("i32", "i32")
+    assert q.scales["b"] == q.output_scales["T"] == q.output_scales["Y"]
+    # the bias is preloaded into the accumulator (Gemmini's mvin_bias), not added on the host
+    assert [c.call.bias for c in result.program.calls] == [True]
+    want = evaluate(layer, calibration)["Z"]
+    got = result.run(calibration)["Z"]
+    assert np.abs(got - want).max() <= q.max_abs_error + 1e-12
+    assert 0 < q.relative_error < 0.05
+
+
 def test_quantize_arguments_are_checked() -> None:
     kernel = isamap.parse_kernel(F32_GEMM)
     with pytest.raises(isamap.IsamapError, match="quantize must be True, False or None"):
