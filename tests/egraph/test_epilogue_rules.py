@@ -11,16 +11,16 @@ from isamap.egraph.saturate import saturate
 from isamap.soundness import check_eclasses
 
 NCHW = (
-    "tensor X[1, 6, 4, 5] f32\ntensor W[10, 6] f32\ntensor B[10] f32\n"
+    "tensor X[1, 6, 4, 5] i8\ntensor W[10, 6] i8\ntensor B[10] i32\n"
     "O[n, k, h, w] += X[n, c, h, w] * W[k, c]\nY[n, k, h, w] = O[n, k, h, w] + B[k]\n"
     "Z[n, k, h, w] = min(relu(Y[n, k, h, w]), 6)\n"
 )
 NHWC = (
-    "tensor X[1, 4, 5, 6] f32\ntensor W[6, 10] f32\ntensor B[10] f32\n"
+    "tensor X[1, 4, 5, 6] i8\ntensor W[6, 10] i8\ntensor B[10] i32\n"
     "O[n, h, w, k] += X[n, h, w, c] * W[c, k]\nZ[n, h, w, k] = relu(O[n, h, w, k] + B[k])\n"
 )
 ROW = (  # a bias per row of a transposed product: per column of the product as written
-    "tensor A[20, 24] f32\ntensor B[9, 20] f32\ntensor r[24] f32\n"
+    "tensor A[20, 24] i8\ntensor B[9, 20] i8\ntensor r[24] i32\n"
     "T[j, i] += B[j, k] * A[k, i]\nY[j, i] = relu(T[j, i] + r[i])\n"
 )
 

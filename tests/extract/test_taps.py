@@ -18,6 +18,7 @@ import isamap
 from isamap.compile import CompileResult
 from isamap.ir import builders
 from isamap.ir.reference import evaluate, random_inputs
+from tests.typed import typed_for
 
 TAPS, IM2COL = "einsum-to-taps", "einsum-to-bmm"
 
@@ -104,6 +105,7 @@ def test_every_mapping_runs_on_the_machine(
 def test_strided_dilated_padded_taps_equal_numpy(
     gemmini: isamap.Target, kernel: isamap.Kernel
 ) -> None:
+    kernel = typed_for(kernel, gemmini)  # int8 on gemmini
     result = isamap.compile(kernel, gemmini, disabled_rules=(IM2COL,))
     assert _uses_taps(result)
     _matches_numpy(kernel, result)

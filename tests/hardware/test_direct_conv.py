@@ -20,6 +20,7 @@ from isamap.hardware.matrix_form import matrix_form
 from isamap.ir import builders
 from isamap.ir.conv import conv_geometry
 from isamap.ir.program import TileSchedule
+from tests.typed import typed_for
 
 NVDLA = Path(__file__).resolve().parents[2] / "examples" / "isa" / "nvdla.toml"
 
@@ -140,7 +141,7 @@ def test_a_schedule_that_overruns_cbuf_is_refused(nvdla: isamap.Target) -> None:
 
 
 def test_compiled_conv_lists_the_instruction(nvdla: isamap.Target) -> None:
-    kernel = builders.conv2d(1, 8, 12, 12, 16, 3, 3, stride=2, padding=1)
+    kernel = typed_for(builders.conv2d(1, 8, 12, 12, 16, 3, 3, stride=2, padding=1), nvdla)
     result = isamap.compile(kernel, nvdla)
     assert [n.op for n in result.mapping.instruction_calls()] == ["instr_conv"]
     listing = result.program.listing()
@@ -154,7 +155,7 @@ def test_compiled_conv_lists_the_instruction(nvdla: isamap.Target) -> None:
 
 def test_relu_after_a_conv_is_applied_by_the_sdp_store(nvdla: isamap.Target) -> None:
     kernel = isamap.parse_kernel(
-        "tensor X[1, 6, 10, 10] f32\ntensor W[8, 6, 3, 3] f32\n"
+        "tensor X[1, 6, 10, 10] i8\ntensor W[8, 6, 3, 3] i8\n"
         "O[n, k, h, w] += X[n, c, h + r, w + s] * W[k, c, r, s]\n"
         "Y[n, k, h, w] = relu(O[n, k, h, w])\n"
     )
