@@ -125,9 +125,13 @@ def results_section(runs: Sequence[BenchRun]) -> str:
         "Geomeans are over the suite's rows; a GRU row is a whole layer (input projection + "
         "timesteps x recurrent step), a MobileNet row a layer or a depthwise-separable block "
         "of the network built as an ONNX graph, with its biases and ReLU6 "
-        "([docs/benchmarks.md](docs/benchmarks.md)); on gemmini those run on the host, since "
-        "no rule yet puts a bias into the accumulator (a plain ReLU rides on mvout), which is "
-        "most of MobileNet's cycles there. Compile time is the sum over the suite's "
+        "([docs/benchmarks.md](docs/benchmarks.md)), in the types each target computes in "
+        "(int8 with int32 biases on gemmini); the biases are moved into the accumulator "
+        "before the product (gemmini's `mvin_bias`, nnp's `load_bias`) and the activation "
+        "applied on the way out, except on gemmini ReLU6's clip (the pinned Gemmini has RELU "
+        "but no RELU6 on mvout) and the int8 cast of a depthwise result before its pointwise "
+        "product, which run on the host and take a large share of MobileNet's cycles there. "
+        "Compile time is the sum over the suite's "
         "distinct kernels, one process each; the wall time of each run is below."
     )
     lines = [HEADING, "", *_wrap(intro), "", *headline_table(runs)]
