@@ -199,8 +199,6 @@ def _infer_shapes(
 ) -> dict[str, tuple[int, ...]]:
     """`known` completed by the constructor table's rules, for the e-classes it lacks."""
     shapes = dict(known)
-    if len(shapes) >= len(classes):
-        return shapes
     changed = True
     while changed:
         changed = False
