@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from isamap.codegen.depthwise import DepthwiseShape
+from isamap.codegen.depthwise import DepthwiseShape, plane_fill
 from isamap.codegen.region import Region
 from isamap.hardware.target import Target
 
@@ -413,6 +413,7 @@ def emit_fused_depthwise(
             lines.append(f"else {{ {' '.join(part)} }}")
         return lines
 
+    fill = "\n".join(plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        "))
     two = "\n          ".join(rows_code(2))
     one = "\n          ".join(rows_code(1))
     filt = " ".join(f"V f{t} = vset1(f[{t}]);" for t in range(d.r * d.s))
@@ -450,19 +451,7 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
         const float* x = X + (size_t)plane_id * {d.h * d.w};
         const float* f = F + (size_t)c * {d.r * d.s};
         int ycount = (hcur - 1) * {d.sh} + {d.r};
-        for (int p = 0; p < {d.sw}; ++p)
-          for (int y = 0; y < ycount; ++y) {{
-            int sy = h0 * {d.sh} + y + {d.oh};
-            float* dst = plane + (size_t)p * {phase} + (size_t)y * {wpad};
-            if (sy < 0 || sy >= {d.h}) {{ memset(dst, 0, sizeof(float) * {wpad}); continue; }}
-            int q0 = 0, q1 = {wpad};
-            while (q0 < q1 && q0 * {d.sw} + p + {d.ow} < 0) ++q0;
-            while (q1 > q0 && (q1 - 1) * {d.sw} + p + {d.ow} >= {d.w}) --q1;
-            const float* src = x + (size_t)sy * {d.w} + p + {d.ow};
-            for (int q = 0; q < q0; ++q) dst[q] = 0.0f;
-            for (int q = q0; q < q1; ++q) dst[q] = src[q * {d.sw}];
-            for (int q = q1; q < {wpad}; ++q) dst[q] = 0.0f;
-          }}
+{fill}
         {filt}
         int hl = 0;
         for (; hl + 2 <= {hmax}; hl += 2) {{
