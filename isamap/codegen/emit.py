@@ -452,7 +452,7 @@ class _Emitter:
         feed = self._pointwise_after(region, nodes, required, unavailable, d)
         name = f"dw{n.id}"
         if feed is None:
-            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None))
+            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None, self.lanes))
             lines = [
                 "  {",
                 *_pointer_arrays(region, "Ep", "Op"),
@@ -469,13 +469,13 @@ class _Emitter:
         rows = rows_per_block(self.target, a_memory, d, m)
         plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c, b_memory)
         pw = f"pw{mm.id}"
-        ldb = block_stride(rows, d.wo)
+        ldb = block_stride(rows, d.wo, self.lanes)
         self.funcs.append(
             emit_fused_matmul(
                 pw, plan, self.lanes, m, rows * d.wo, d.c, [ldb], region2, epilogue, b_slack=True
             )
         )
-        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw))
+        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes))
         a_in = self._constant(mm.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")
         lines = [

@@ -109,11 +109,13 @@ def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels:
     return 1
 
 
-def block_stride(rows: int, wo: int) -> int:
-    """Floats between channels of the depthwise buffer: a block's pixels rounded up to an odd
-    number of 64-byte lines, so every channel's row of B starts on a cache line and rows a
-    power of two apart do not fall in the same cache sets."""
-    lines = -(-(rows * wo) // 16)
+def block_stride(rows: int, wo: int, lanes: int) -> int:
+    """Floats between channels of the depthwise buffer: a block's pixels (and, when a row is
+    not a whole number of vectors, the LANES - 1 floats its last vector stores past them)
+    rounded up to an odd number of 64-byte lines, so every channel's row of B starts on a cache
+    line and rows a power of two apart do not fall in the same cache sets."""
+    spill = lanes - 1 if wo % lanes else 0
+    lines = -(-(rows * wo + spill) // 16)
     return 16 * (lines + 1 - lines % 2)  # an odd number of lines: rows spread over the sets
 
 
@@ -350,6 +352,7 @@ def emit_fused_depthwise(
     region: Region,
     rows: int,
     pointwise: str | None,
+    lanes: int,
 ) -> str:
     """`static int name(const float* X, const float* F, const float* A, const float* const* E,
     float* const* O, const float* const* E2, float* const* O2)`.
@@ -364,7 +367,7 @@ def emit_fused_depthwise(
     wpad = -(-(wq + 16) // 16) * 16
     phase = hp_blk * wpad
     pix = d.ho * d.wo
-    ldd = block_stride(rows, d.wo)
+    ldd = block_stride(rows, d.wo, lanes)
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     feed = pointwise is not None
@@ -381,13 +384,11 @@ def emit_fused_depthwise(
         if feed:
             (exit_,) = region.exits
             code, vals = region.code(rowx, colx, count, [acc], ops.__getitem__, None)
+            # a whole vector even at a row's end (masked stores are slow): its extra lanes land
+            # on the next row's first pixels, which the descending column loop stores after
+            # them, or on the channel's slack (`block_stride`)
             dst = f"dbuf + (size_t)c * {ldd} + (size_t)(hl + {hrow}) * {d.wo} + w"
-            put = (
-                f"vstore({dst}, {vals[exit_]});"
-                if count is None
-                else (f"vstoren({dst}, {vals[exit_]}, {count});")
-            )
-            return [*code, put]
+            return [*code, f"vstore({dst}, {vals[exit_]});"]
 
         def store(e: int, val: str) -> str:
             ptr = f"{exits[e]} + (size_t)({rowx}) * {pix} + {colx}"
@@ -414,6 +415,11 @@ def emit_fused_depthwise(
         return lines
 
     fill = "\n".join(plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        "))
+    columns = (
+        f"for (int w = ({d.wo} - 1) / LANES * LANES; w >= 0; w -= LANES)"
+        if feed
+        else f"for (int w = 0; w < {d.wo}; w += LANES)"
+    )
     two = "\n          ".join(rows_code(2))
     one = "\n          ".join(rows_code(1))
     filt = " ".join(f"V f{t} = vset1(f[{t}]);" for t in range(d.r * d.s))
@@ -456,13 +462,13 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
         int hl = 0;
         for (; hl + 2 <= {hmax}; hl += 2) {{
           int h = h0 + hl;
-          for (int w = 0; w < {d.wo}; w += LANES) {{
+          {columns} {{
           {two}
           }}
         }}
         for (; hl < {hmax}; ++hl) {{
           int h = h0 + hl;
-          for (int w = 0; w < {d.wo}; w += LANES) {{
+          {columns} {{
           {one}
           }}
         }}
