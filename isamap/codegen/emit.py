@@ -20,6 +20,8 @@ from isamap.codegen.depthwise import DepthwiseShape, depthwise_shape, emit_depth
 from isamap.codegen.families import family
 from isamap.codegen.fused import (
     block_stride,
+    channel_plan,
+    emit_channel_pointwise,
     emit_fused_depthwise,
     emit_fused_matmul,
     matrix_plan,
@@ -470,11 +472,28 @@ class _Emitter:
         plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c, b_memory)
         pw = f"pw{mm.id}"
         ldb = block_stride(rows, d.wo, self.lanes)
-        self.funcs.append(
-            emit_fused_matmul(
-                pw, plan, self.lanes, m, rows * d.wo, d.c, [ldb], region2, epilogue, b_slack=True
+        by_channels = channel_plan(tile, self.lanes, m, rows * d.wo)
+        if by_channels is not None:
+            self.funcs.append(
+                emit_channel_pointwise(pw, by_channels, self.lanes, m, d.c, ldb, region2, epilogue)
             )
-        )
+            how = f"vectorised over output channels, tile {by_channels[0]}x{by_channels[1]}"
+        else:
+            self.funcs.append(
+                emit_fused_matmul(
+                    pw,
+                    plan,
+                    self.lanes,
+                    m,
+                    rows * d.wo,
+                    d.c,
+                    [ldb],
+                    region2,
+                    epilogue,
+                    b_slack=True,
+                )
+            )
+            how = f"on tile {plan.mr}x{plan.nr}"
         self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes))
         a_in = self._constant(mm.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")
@@ -495,7 +514,7 @@ class _Emitter:
         )
         note = (
             f"depthwise-separable block fused: blocks of {rows} rows, the pointwise "
-            f"{m}x{rows * d.wo}x{d.c} product on tile {plan.mr}x{plan.nr} reads them in place"
+            f"{m}x{rows * d.wo}x{d.c} product {how} reads them in place"
         )
         return _Plan(lines, list(region2.exits), lazy, note)
 
