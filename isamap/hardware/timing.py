@@ -535,8 +535,7 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
                 elif bias_name is not None:  # the bias row: one row's DMA per tile, issued as
                     # one move per accumulator block (repeating_bias re-reads the row)
                     nbias = -(-mt // bm) * -(-nt // bn)
-                    loads.append((nt * acc_bytes, 1))
-                    load_blocks += nbias - 1
+                    loads.append((nt * acc_bytes, nbias))  # each move a place in the queue
                     acc_back += mt * nt * acc_bytes  # every row of the tile written
                     bias_in += nt * acc_bytes
                     bias_moves += nbias
