@@ -8,6 +8,17 @@ call turned back: m and n exchanged, the operands exchanged and each re-oriented
 feeding the swapped call cancels; an operand read as it lay is read transposed), and the
 transpose of its result gone. Nothing else changes, so a speedup measures the schedule and the
 mapping choice, never a difference in what the two compute.
+
+Gemmini's library runs a convolution through its conv path (`tiled_conv_auto`, the
+`loop_conv_ws` hardware loop), never as a GEMM over an im2col copy. So on a target whose baseline
+is that library (`baseline_schedule = "gemmini-default"`), a product that reads an im2col window
+of its input (`window` then `reshape`, some summed index shifting a pixel) is issued as the tap
+accumulation it equals (`ir/taps.py`: one product per filter tap on shifted views of the input,
+accumulated; the input tile loaded with its halo once), the weights re-laid out per tap.
+
+Each call is then tiled as the library tiles it (`library_schedule`): a convolution by
+`tiled_conv_auto`'s tile (`baseline_conv`), every other product by `tiled_matmul_auto`
+(`gemmini_default`).
 """
 
 from __future__ import annotations
@@ -16,10 +27,28 @@ import math
 from dataclasses import replace
 
 from isamap.hardware.target import Target
+from isamap.hardware.timing import ArrayModel
 from isamap.ir.mapping import MapNode, Mapping
+from isamap.ir.program import MatmulCall, TileSchedule
+from isamap.ir.taps import TapGeometry
+from isamap.ir.window import WindowSpec
 from isamap.schedule.analytic import layout_move
+from isamap.schedule.baseline_conv import conv_schedule
+from isamap.schedule.gemmini_default import gemmini_default
 
-__all__ = ["own_mapping"]
+__all__ = ["library_schedule", "own_mapping"]
+
+
+def library_schedule(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
+    """The schedule Gemmini's library runs `call` with: a tap accumulation that is a
+    convolution its conv path takes gets `tiled_conv_auto`'s tile (`baseline_conv`), any other
+    call `tiled_matmul_auto`'s (`gemmini_default`)."""
+    if call.taps is not None:
+        conv = conv_schedule(model, call, target)
+        if conv is not None:
+            return conv
+    return gemmini_default(call, target)
+
 
 _SWAP_LAST = "0,2,1"  # a batched product's result transposed: Cᵀ[b] -> C[b]
 
@@ -44,7 +73,15 @@ def _swapped(mapping: Mapping, node: MapNode) -> MapNode | None:
 def own_mapping(mapping: Mapping, target: Target) -> Mapping:
     """`mapping` with every operand-swapped product call issued unswapped (module docstring);
     an operand it now reads transposed costs a layout move, which the simulator waives where
-    the unit has a transposer."""
+    the unit has a transposer. On a target whose baseline is Gemmini's library, every product
+    over an im2col window is then issued as a tap accumulation (its conv path)."""
+    unswapped = _unswapped(mapping, target)
+    if target.baseline_schedule == "gemmini-default":
+        return _conv_path(unswapped, target)
+    return unswapped
+
+
+def _unswapped(mapping: Mapping, target: Target) -> Mapping:
     undo = {n.id: t for n in mapping.nodes if (t := _swapped(mapping, n)) is not None}
     if not undo:
         return mapping
@@ -111,3 +148,163 @@ def _live(mapping: Mapping) -> Mapping:
             )
     out.outputs = {t: new_id[i] for t, i in mapping.outputs.items()}
     return out
+
+
+def _runs(axes: list[tuple[str, int]], sizes: tuple[int, ...]) -> list[list[tuple[str, int]]]:
+    """`axes` cut into consecutive runs whose extents multiply to `sizes` (the shortest runs; the
+    last takes the rest); empty if they do not (a reshape that does not merge whole axes)."""
+    out: list[list[tuple[str, int]]] = []
+    i = 0
+    for size in sizes[:-1]:
+        run: list[tuple[str, int]] = []
+        while math.prod(e for _, e in run) < size and i < len(axes):
+            run.append(axes[i])
+            i += 1
+        if math.prod(e for _, e in run) != size:
+            return []
+        out.append(run)
+    rest = axes[i:]
+    return [*out, rest] if math.prod(e for _, e in rest) == sizes[-1] else []
+
+
+def _im2col(mapping: Mapping, node: MapNode) -> tuple[int, MapNode, list[list[tuple[str, int]]]]:
+    """(operand, window node, axis runs [batch, depth, pixels]) when operand `operand` of product
+    call `node` is an im2col view; operand -1 when it reads none."""
+    if node.op != "instr" or node.attrs.get("taps") or len(node.args) not in (2, 3):
+        return -1, node, []
+    for side in (1, 0):
+        view = mapping.nodes[node.args[side]]
+        if view.op != "reshape" or len(view.shape) != 3:
+            continue
+        window = mapping.nodes[view.args[0]]
+        if window.op != "window":
+            continue
+        spec = WindowSpec.parse(str(window.attrs["spec"]))
+        runs = _runs(list(spec.axes), tuple(view.shape))
+        if runs:
+            b, first, second = runs
+            return side, window, [b, first, second] if side == 1 else [b, second, first]
+    return -1, node, []
+
+
+def _taps_of(
+    spec: WindowSpec, runs: list[list[tuple[str, int]]]
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[int]] | None:
+    """(taps, channels, the source dimensions the pixels read) of an im2col window: the depth
+    axes that shift a pixel are taps, the rest channels; None when it is no convolution (no
+    tap, or a dimension mixing channels or batch with pixels)."""
+    depth, pixels = ({n for n, _ in r} for r in runs[1:])
+    taps = {n for a in spec.exprs if set(a.indices()) & pixels for n in a.indices() if n in depth}
+    dims: list[int] = []
+    for dim, a in enumerate(spec.exprs):
+        names = set(a.indices())
+        if names & pixels:
+            # the library's conv reads each input dimension through one output index and at
+            # most one tap (`baseline_conv.conv_shape`); a channel read with the pixels is none
+            if names - pixels - taps or len(names & pixels) != 1 or len(names & taps) > 1:
+                return None
+            dims.append(dim)
+        elif names & taps:
+            return None
+    if not taps or any("#" in n for n, _ in spec.axes):  # (`#` separates a geometry's text)
+        return None
+    return [x for x in runs[1] if x[0] in taps], [x for x in runs[1] if x[0] not in taps], dims
+
+
+def _packs_pixels(
+    node: MapNode,
+    spec: WindowSpec,
+    taps: list[tuple[str, int]],
+    chans: list[tuple[str, int]],
+    dims: list[int],
+) -> bool:
+    """Whether the library would pack several filter columns into one DIM-deep block: with
+    HAS_FIRST_LAYER_OPTIMIZATIONS (`gemmini_params.h` line 82) `sp_tiled_conv` reads
+    `max_pixels_per_row = min(DIM / channels, kcols)` adjacent pixels per scratchpad row
+    (`gemmini.h` lines 1404-1411) when the channels are at most DIM / 2. A tap accumulation pads
+    each tap's channels to DIM on its own, so it would charge such a layer (an RGB first layer)
+    up to kcols times the library's folds; it keeps its im2col GEMM under `tiled_matmul_auto`
+    instead, the library's other way to run it (`imagenet/mobilenet.c` lines 73-90)."""
+    dim = int(str(node.attrs.get("tile", "1x1x1x1")).split("x")[3])
+    channels = math.prod(e for _, e in chans)
+    tap_names = dict(taps)
+    columns = [tap_names[n] for n in spec.exprs[dims[-1]].indices() if n in tap_names]
+    return dim // channels >= 2 and bool(columns) and columns[0] >= 2
+
+
+def _conv_path(mapping: Mapping, target: Target) -> Mapping:
+    """`mapping` with every product over an im2col window issued as a tap accumulation."""
+    out = Mapping(mapping.kernel, mapping.target, mapping.cost_model, mapping.cost)
+    new_id: dict[int, int] = {}
+    changed = False
+
+    def add(node: MapNode) -> int:
+        node = replace(node, id=len(out.nodes))
+        out.nodes.append(node)
+        return node.id
+
+    def view(op: str, arg: int, shape: tuple[int, ...], attr: str, value: str) -> int:
+        moves = op == "transpose"
+        cycles = layout_move(target, math.prod(shape)).cycles if moves else 0.0
+        return add(MapNode(0, op, (arg,), {attr: value}, shape, "dma" if moves else "view",
+                           cycles=cycles))  # fmt: skip
+
+    for node in mapping.nodes:
+        side, window, runs = _im2col(mapping, node)
+        found = None
+        if side >= 0:
+            spec = WindowSpec.parse(str(window.attrs["spec"]))
+            source = mapping.nodes[window.args[0]].shape
+            found = _taps_of(spec, runs)
+        if found is None or _packs_pixels(node, spec, *found):
+            new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
+            continue
+        changed = True
+        taps, chans, dims = found
+        batch, _, pixels = runs
+        b, t = math.prod(e for _, e in batch), math.prod(e for _, e in taps)
+        c = math.prod(e for _, e in chans)
+        p = math.prod(e for _, e in pixels)
+        # the views: [b, t, k, n] (B) or [b, t, m, k] (A), read in place
+        inner = chans + pixels if side == 1 else pixels + chans
+        axes = tuple(batch + taps + inner)
+        gathered = view("window", new_id[window.args[0]], tuple(e for _, e in axes), "spec",
+                        WindowSpec(axes, spec.exprs).to_string())  # fmt: skip
+        shape = (b, t, c, p) if side == 1 else (b, t, p, c)
+        views = view("reshape", gathered, shape, "shape", ",".join(map(str, shape)))
+        # the weights per tap: [b, t, m, c] for views on B, [b, t, c, n] for views on A
+        other = mapping.nodes[node.args[1 - side]]
+        depth = runs[1]
+        k_names = [n for n, _ in depth]
+        if side == 1:
+            _, rows, _ = other.shape
+            split = (b, rows, *(e for _, e in depth))
+            order = [0] + [2 + k_names.index(n) for n, _ in taps] + [1]
+            order += [2 + k_names.index(n) for n, _ in chans]
+            final = (b, t, rows, c)
+        else:
+            _, _, cols = other.shape
+            split = (b, *(e for _, e in depth), cols)
+            order = [0] + [1 + k_names.index(n) for n, _ in taps]
+            order += [1 + k_names.index(n) for n, _ in chans] + [len(split) - 1]
+            final = (b, t, c, cols)
+        w = view("reshape", new_id[other.id], split, "shape", ",".join(map(str, split)))
+        moved = tuple(split[i] for i in order)
+        if order != sorted(order):
+            w = view("transpose", w, moved, "perm", ",".join(map(str, order)))
+        w = view("reshape", w, final, "shape", ",".join(map(str, final)))
+        bounds = tuple(source[d] for d in dims)
+        geometry = TapGeometry("B" if side == 1 else "A", c, tuple(pixels), tuple(taps),
+                               tuple(spec.exprs[d] for d in dims), bounds)  # fmt: skip
+        attrs = dict(node.attrs)
+        attrs.update(taps=t, k=c, geometry=geometry.to_string())
+        tile = [int(x) for x in str(attrs.get("tile", "1x1x1x1")).split("x")]
+        counts = [math.ceil(int(str(attrs[r])) / tile[i]) for i, r in enumerate("bmnk")]
+        attrs["tiles"] = "x".join(str(x) for x in [*counts[:3], counts[3] * t])
+        args = (w, views) if side == 1 else (views, w)
+        rest = tuple(new_id[a] for a in node.args[2:])
+        new_id[node.id] = add(replace(node, args=args + rest, attrs=attrs))
+    if not changed:
+        return mapping
+    out.outputs = {name: new_id[i] for name, i in mapping.outputs.items()}
+    return _live(out)
