@@ -28,6 +28,7 @@ from dataclasses import replace
 
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
+from isamap.ir.kernel import Affine
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, TileSchedule
 from isamap.ir.taps import TapGeometry
@@ -151,13 +152,14 @@ def _live(mapping: Mapping) -> Mapping:
 
 
 def _runs(axes: list[tuple[str, int]], sizes: tuple[int, ...]) -> list[list[tuple[str, int]]]:
-    """`axes` cut into consecutive runs whose extents multiply to `sizes` (the shortest runs; the
-    last takes the rest); empty if they do not (a reshape that does not merge whole axes)."""
+    """`axes` cut into consecutive runs whose extents multiply to `sizes` (each run also takes
+    the axes of extent 1 that follow it; the last takes the rest); empty if they do not (a
+    reshape that does not merge whole axes)."""
     out: list[list[tuple[str, int]]] = []
     i = 0
     for size in sizes[:-1]:
         run: list[tuple[str, int]] = []
-        while math.prod(e for _, e in run) < size and i < len(axes):
+        while i < len(axes) and (math.prod(e for _, e in run) < size or axes[i][1] == 1):
             run.append(axes[i])
             i += 1
         if math.prod(e for _, e in run) != size:
@@ -167,11 +169,27 @@ def _runs(axes: list[tuple[str, int]], sizes: tuple[int, ...]) -> list[list[tupl
     return [*out, rest] if math.prod(e for _, e in rest) == sizes[-1] else []
 
 
-def _im2col(mapping: Mapping, node: MapNode) -> tuple[int, MapNode, list[list[tuple[str, int]]]]:
-    """(operand, window node, axis runs [batch, depth, pixels]) when operand `operand` of product
-    call `node` is an im2col view; operand -1 when it reads none."""
+def _plain_names(spec: WindowSpec) -> WindowSpec:
+    """`spec` with its axes renamed without `#` (a packed channel's `c#G16`): the names are the
+    spec's own, and `#` separates the fields of a tap geometry's text."""
+    names: dict[str, str] = {}
+    for name, _ in spec.axes:
+        new = name.replace("#", "_")
+        while new in names.values() or (new != name and new in dict(spec.axes)):
+            new += "_"
+        names[name] = new
+    exprs = tuple(Affine(tuple((names[n], c) for n, c in a.terms), a.const) for a in spec.exprs)
+    return WindowSpec(tuple((names[n], e) for n, e in spec.axes), exprs)
+
+
+Runs = list[list[tuple[str, int]]]
+
+
+def _im2col(mapping: Mapping, node: MapNode) -> tuple[int, MapNode, WindowSpec, Runs] | None:
+    """(operand, window node, its spec, the spec's axes cut into [batch, depth, pixels]) when
+    operand 0 or 1 of product call `node` is an im2col view (a `window`, then a `reshape`)."""
     if node.op != "instr" or node.attrs.get("taps") or len(node.args) not in (2, 3):
-        return -1, node, []
+        return None
     for side in (1, 0):
         view = mapping.nodes[node.args[side]]
         if view.op != "reshape" or len(view.shape) != 3:
@@ -179,12 +197,12 @@ def _im2col(mapping: Mapping, node: MapNode) -> tuple[int, MapNode, list[list[tu
         window = mapping.nodes[view.args[0]]
         if window.op != "window":
             continue
-        spec = WindowSpec.parse(str(window.attrs["spec"]))
+        spec = _plain_names(WindowSpec.parse(str(window.attrs["spec"])))
         runs = _runs(list(spec.axes), tuple(view.shape))
         if runs:
             b, first, second = runs
-            return side, window, [b, first, second] if side == 1 else [b, second, first]
-    return -1, node, []
+            return side, window, spec, [b, first, second] if side == 1 else [b, second, first]
+    return None
 
 
 def _taps_of(
@@ -206,7 +224,7 @@ def _taps_of(
             dims.append(dim)
         elif names & taps:
             return None
-    if not taps or any("#" in n for n, _ in spec.axes):  # (`#` separates a geometry's text)
+    if not taps:
         return None
     return [x for x in runs[1] if x[0] in taps], [x for x in runs[1] if x[0] not in taps], dims
 
@@ -250,15 +268,13 @@ def _conv_path(mapping: Mapping, target: Target) -> Mapping:
                            cycles=cycles))  # fmt: skip
 
     for node in mapping.nodes:
-        side, window, runs = _im2col(mapping, node)
-        found = None
-        if side >= 0:
-            spec = WindowSpec.parse(str(window.attrs["spec"]))
-            source = mapping.nodes[window.args[0]].shape
-            found = _taps_of(spec, runs)
-        if found is None or _packs_pixels(node, spec, *found):
+        im2col = _im2col(mapping, node)
+        found = None if im2col is None else _taps_of(im2col[2], im2col[3])
+        if im2col is None or found is None or _packs_pixels(node, im2col[2], *found):
             new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
             continue
+        side, window, spec, runs = im2col
+        source = mapping.nodes[window.args[0]].shape
         changed = True
         taps, chans, dims = found
         batch, _, pixels = runs
