@@ -250,6 +250,17 @@ def _packs_pixels(
     return dim // channels >= 2 and bool(columns) and columns[0] >= 2
 
 
+def _block_diagonal(mapping: Mapping, node_id: int) -> bool:
+    """Whether the weights `node_id` are isamap's packing of a depthwise (grouped) convolution:
+    a block-diagonal tensor (`einsum-pack-channels`), seen through views and transposes. The
+    library runs such a layer channel by channel (`tiled_conv_dw`, `gemmini.h` line 2550), which
+    a tap accumulation cannot express (docs/calibration.md, "Left out"): it keeps its GEMM."""
+    node = mapping.nodes[node_id]
+    while node.op in ("reshape", "transpose") and node.args:
+        node = mapping.nodes[node.args[0]]
+    return node.op == "block_diag"
+
+
 def _conv_path(mapping: Mapping, target: Target) -> Mapping:
     """`mapping` with every product over an im2col window issued as a tap accumulation."""
     out = Mapping(mapping.kernel, mapping.target, mapping.cost_model, mapping.cost)
@@ -270,7 +281,12 @@ def _conv_path(mapping: Mapping, target: Target) -> Mapping:
     for node in mapping.nodes:
         im2col = _im2col(mapping, node)
         found = None if im2col is None else _taps_of(im2col[2], im2col[3])
-        if im2col is None or found is None or _packs_pixels(node, im2col[2], *found):
+        if (
+            im2col is None
+            or found is None
+            or _packs_pixels(node, im2col[2], *found)
+            or _block_diagonal(mapping, node.args[1 - im2col[0]])
+        ):
             new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
             continue
         side, window, spec, runs = im2col
