@@ -27,7 +27,7 @@ import math
 from dataclasses import replace
 
 from isamap.hardware.target import Target
-from isamap.hardware.timing import ArrayModel
+from isamap.hardware.timing import ArrayModel, tap_call
 from isamap.ir.kernel import Affine
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, TileSchedule
@@ -261,6 +261,19 @@ def _block_diagonal(mapping: Mapping, node_id: int) -> bool:
     return node.op == "block_diag"
 
 
+def _on_conv_path(node: MapNode, geometry: TapGeometry, target: Target) -> bool:
+    """Whether the tap accumulation of `geometry` replacing product call `node` runs the
+    library's conv tile (`baseline_conv.conv_schedule`); where it cannot, the call keeps its
+    GEMM under `tiled_matmul_auto`."""
+    name = str(node.attrs["instruction"])
+    model = ArrayModel.for_instruction(target, name)
+    a = node.attrs
+    b, m, n = (int(str(a[r])) for r in "bmn")
+    call = tap_call(MatmulCall(node.id, name, b, m, n, geometry.channels, model.block), geometry,
+                    model.block[2])  # fmt: skip
+    return conv_schedule(model, call, target) is not None
+
+
 def _conv_path(mapping: Mapping, target: Target) -> Mapping:
     """`mapping` with every product over an im2col window issued as a tap accumulation."""
     out = Mapping(mapping.kernel, mapping.target, mapping.cost_model, mapping.cost)
@@ -328,6 +341,9 @@ def _conv_path(mapping: Mapping, target: Target) -> Mapping:
         bounds = tuple(source[d] for d in dims)
         geometry = TapGeometry("B" if side == 1 else "A", c, tuple(pixels), tuple(taps),
                                tuple(spec.exprs[d] for d in dims), bounds)  # fmt: skip
+        if not _on_conv_path(node, geometry, target):
+            new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
+            continue
         attrs = dict(node.attrs)
         attrs.update(taps=t, k=c, geometry=geometry.to_string())
         tile = [int(x) for x in str(attrs.get("tile", "1x1x1x1")).split("x")]

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
-from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Affine
 from isamap.ir.program import MatmulCall, TileSchedule
 from isamap.ir.taps import tap_depth
@@ -227,22 +226,20 @@ def conv_shape(call: MatmulCall) -> ConvShape | None:
     )
 
 
-def _error(target: Target, message: str) -> IsamapError:
-    return IsamapError(f"gemmini-default: {message}", SourceLoc(target.path))
-
-
 def conv_schedule(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule | None:
     """The schedule of a tap-accumulation `call` that runs `tiled_conv_auto`'s tile; None when
-    the call is not a convolution the library's conv path takes (`conv_shape`).
+    the call is not a convolution the library's conv path takes (`conv_shape`), or when a
+    `TileSchedule` over the stacked taps cannot run that tile as it is.
 
     The tile's output pixels (batches x porows x pocols) are a run of whole pixel blocks of the
     views, its output channels `ceil(pochs / DIM)` blocks, its depth the blocks of its
-    krows x kcols taps of kchs channels (each tap's channels padded to DIM, as the stacked
-    taps are). The loops run as `tiled_conv`'s (line 2320): pixels outer, then output channels,
-    then the depth, weight-stationary, double-buffered. Where isamap's accounting of a views
-    tile (`hardware.footprint`: a views tile takes the rows of its im2col tile, not of its
-    halo) cannot hold that tile, the pixel run, then the depth, then the channels are cut until
-    it can: the machine must be able to run what is timed.
+    krows x kcols taps (each tap's channels padded to DIM, as the stacked taps are). The loops
+    run as `tiled_conv`'s (line 2320): pixels outer, then output channels, then the depth,
+    weight-stationary, double-buffered. The stacked depth runs tap by tap, so a tile of some of
+    the channels of every tap (`kchs` below the channels) or of some filter columns of several
+    rows is not a run of it; and the machine holds a views tile in the rows of its im2col tile,
+    not of its halo (`hardware.footprint`), so a tile that fits the library's accounting may
+    not fit it. Either way None: the caller keeps the matmul path rather than time another tile.
     """
     shape = conv_shape(call)
     g = call.taps
@@ -251,29 +248,21 @@ def conv_schedule(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
     p = gemmini_params(target, call.instruction)
     try:
         t = conv_tiles(p, shape)
-    except ValueError as err:
-        raise _error(target, f"no conv tile of {call.instruction} fits: {err}") from None
+    except ValueError:
+        return None  # no conv tile fits at all: the matmul path
+    whole_taps = t.kcols == shape.kernel_cols or t.krows == 1
+    if t.kchs < shape.in_channels or not whole_taps:
+        return None
     bm, bn, bk = model.block
     pix_block, och_block = (bm, bn) if g.operand == "A" else (bn, bm)
     pixels = -(-(t.batches * t.porows * t.pocols) // pix_block)
     ochs = -(-t.pochs // och_block)
-    depth = tap_depth(g.channels, bk) // bk  # blocks of one tap
-    kchs = min(-(-t.kchs // bk), depth)
-    ktile = (t.krows * t.kcols * depth) if kchs == depth else t.krows * t.kcols * kchs
+    depth = t.krows * t.kcols * (tap_depth(g.channels, bk) // bk)
     mb, nb, kb = call.blocks
     pb, ob = (mb, nb) if g.operand == "A" else (nb, mb)
-    tile = [min(pixels, pb), min(ochs, ob), min(ktile, kb)]
-
-    def schedule(pix: int, och: int, k: int) -> TileSchedule:
-        if g.operand == "A":
-            return TileSchedule("WS", pix, och, k, "ijk", double_buffer=True)
-        return TileSchedule("WS", och, pix, k, "jik", double_buffer=True)
-
-    s = schedule(*tile)
-    while not model.fits(s):
-        cut = next((d for d in (0, 2, 1) if tile[d] > 1), None)
-        if cut is None:
-            raise _error(target, f"no conv tile of {call.instruction} fits: {s.describe()}")
-        tile[cut] -= 1
-        s = schedule(*tile)
-    return s
+    pix, och, k = min(pixels, pb), min(ochs, ob), min(depth, kb)
+    if g.operand == "A":
+        s = TileSchedule("WS", pix, och, k, "ijk", double_buffer=True)
+    else:
+        s = TileSchedule("WS", och, pix, k, "jik", double_buffer=True)
+    return s if model.fits(s) else None
