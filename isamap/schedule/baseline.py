@@ -229,6 +229,16 @@ def _taps_of(
     return [x for x in runs[1] if x[0] in taps], [x for x in runs[1] if x[0] not in taps], dims
 
 
+def _channels_last(spec: WindowSpec, chans: list[tuple[str, int]]) -> bool:
+    """Whether the input is read channels-last (NHWC): the layout `tiled_conv` reads
+    (`gemmini.h` line 2407: pixel `(b, irow, icol)` at `* in_stride + kch`, `in_stride =
+    in_channels`, line 2851). An NCHW layer would need its input re-laid out through DRAM
+    first; it keeps its GEMM."""
+    names = {n for n, _ in chans}
+    reads = [i for i, a in enumerate(spec.exprs) if names & set(a.indices())]
+    return reads == [len(spec.exprs) - 1]
+
+
 def _packs_pixels(
     node: MapNode,
     spec: WindowSpec,
@@ -297,6 +307,7 @@ def _conv_path(mapping: Mapping, target: Target) -> Mapping:
         if (
             im2col is None
             or found is None
+            or not _channels_last(im2col[2], found[1])
             or _packs_pixels(node, im2col[2], *found)
             or _block_diagonal(mapping, node.args[1 - im2col[0]])
         ):
@@ -333,11 +344,10 @@ def _conv_path(mapping: Mapping, target: Target) -> Mapping:
             order = [0] + [1 + k_names.index(n) for n, _ in taps]
             order += [1 + k_names.index(n) for n, _ in chans] + [len(split) - 1]
             final = (b, t, c, cols)
-        w = view("reshape", new_id[other.id], split, "shape", ",".join(map(str, split)))
-        moved = tuple(split[i] for i in order)
-        if order != sorted(order):
-            w = view("transpose", w, moved, "perm", ",".join(map(str, order)))
-        w = view("reshape", w, final, "shape", ",".join(map(str, final)))
+        if order != sorted(order):  # the library reads each tap's weights where they lie
+            new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
+            continue
+        w = view("reshape", new_id[other.id], final, "shape", ",".join(map(str, final)))
         bounds = tuple(source[d] for d in dims)
         geometry = TapGeometry("B" if side == 1 else "A", c, tuple(pixels), tuple(taps),
                                tuple(spec.exprs[d] for d in dims), bounds)  # fmt: skip

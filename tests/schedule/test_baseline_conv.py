@@ -186,45 +186,56 @@ def _baseline(kernel: Kernel, target: Target) -> tuple[CompileResult, Mapping, P
     return result, own, schedule_mapping(own, target, "gemmini-default")
 
 
-NHWC = (
-    "tensor X[1, 9, 9, 32] i8 pad(0:0, 1:1, 1:1, 0:0)\ntensor W[3, 3, 32, 24] i8\n"
-    "O[n, h, w, k] += X[n, h + r - 1, w + s - 1, c] * W[r, s, c, k]\n"
-)
+def _nhwc(c: int, hw: int, k: int, stride: int) -> Kernel:
+    """A 3x3 convolution, NHWC input and HWIO weights: the layouts the library's conv reads."""
+    o = f"{stride}*" if stride > 1 else ""
+    return isamap.parse_kernel(
+        f"tensor X[1, {hw}, {hw}, {c}] i8 pad(0:0, 1:1, 1:1, 0:0)\ntensor W[3, 3, {c}, {k}] i8\n"
+        f"O[n, h, w, k] += X[n, {o}h + r - 1, {o}w + s - 1, c] * W[r, s, c, k]\n"
+    )
 
 
 @pytest.mark.parametrize(
-    "kernel",
-    [
-        conv2d(1, 16, 10, 10, 32, 3, 3, padding=1),
-        conv2d(1, 24, 11, 11, 40, 3, 3, stride=2, padding=1),
-        isamap.parse_kernel(NHWC),
-    ],
-    ids=["nchw", "nchw-stride2", "nhwc"],
+    ("kernel", "converted"),
+    [(_nhwc(32, 16, 32, 1), True), (_nhwc(24, 11, 40, 2), True), (_nhwc(32, 9, 24, 1), False)],
+    ids=["im2col", "im2col-stride2", "taps"],
 )
 def test_the_baseline_of_a_conv_layer_is_a_tap_accumulation_equal_to_numpy(
-    gemmini: Target, kernel: Kernel
+    gemmini: Target, kernel: Kernel, converted: bool
 ) -> None:
-    kernel = hardware_kernel(kernel, gemmini)
     result, own, program = _baseline(kernel, gemmini)
+    # isamap's own mapping is the im2col GEMM, or already the tap accumulation
+    assert all(bool(n.attrs.get("taps")) != converted for n in result.mapping.instruction_calls())
     (call,) = program.calls
     assert call.call.taps is not None and call.call.taps.tap_count == 9
     assert call.strategy == "gemmini-default"
-    assert conv_shape(call.call) is not None
+    model = ArrayModel.for_instruction(gemmini, call.call.instruction)
+    assert call.schedule == conv_schedule(model, call.call, gemmini)  # the library's conv tile
     inputs = random_inputs(kernel, seed=2)
     got = run_program(program, own, kernel, gemmini, inputs)
     want = evaluate(kernel, inputs)
     for name in kernel.outputs():
         np.testing.assert_array_equal(got[name], want[name])
     # and it is what the report's baseline is timed on
-    cycles = simulate_timing(program, own, gemmini, kernel).cycles
-    assert result.report.baseline_cycles == cycles
+    assert result.report.baseline_cycles == simulate_timing(program, own, gemmini, kernel).cycles
+
+
+def test_an_nchw_layer_keeps_its_gemm(gemmini: Target) -> None:
+    # tiled_conv reads NHWC inputs and HWIO weights; NCHW / OIHW would be re-laid out first
+    kernel = hardware_kernel(conv2d(1, 16, 10, 10, 32, 3, 3, padding=1), gemmini)
+    result, own, program = _baseline(kernel, gemmini)
+    assert all(not n.attrs.get("taps") for n in result.mapping.instruction_calls())
+    assert all(c.call.taps is None for c in program.calls)
+    inputs = random_inputs(kernel, seed=4)
+    got = run_program(program, own, kernel, gemmini, inputs)
+    np.testing.assert_array_equal(got["O"], evaluate(kernel, inputs)["O"])
 
 
 def test_a_first_layer_keeps_its_im2col_gemm(gemmini: Target) -> None:
     # 3 channels: the library packs the 3 filter columns into one 16-deep block
     # (max_pixels_per_row); a tap accumulation would pad each tap to 16, so the baseline stays
     # tiled_matmul_auto on the im2col GEMM
-    kernel = hardware_kernel(conv2d(1, 3, 12, 12, 32, 3, 3, stride=2, padding=1), gemmini)
+    kernel = _nhwc(3, 12, 32, 2)
     _, own, program = _baseline(kernel, gemmini)
     assert all(c.call.taps is None for c in program.calls)
     inputs = random_inputs(kernel, seed=5)
