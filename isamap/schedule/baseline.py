@@ -10,11 +10,14 @@ transpose of its result gone. Nothing else changes, so a speedup measures the sc
 mapping choice, never a difference in what the two compute.
 
 Gemmini's library runs a convolution through its conv path (`tiled_conv_auto`, the
-`loop_conv_ws` hardware loop), never as a GEMM over an im2col copy. So on a target whose baseline
+`loop_conv_ws` hardware loop), not as a GEMM over an im2col copy (`imagenet/mobilenet.c`'s
+default). So on a target whose baseline
 is that library (`baseline_schedule = "gemmini-default"`), a product that reads an im2col window
 of its input (`window` then `reshape`, some summed index shifting a pixel) is issued as the tap
 accumulation it equals (`ir/taps.py`: one product per filter tap on shifted views of the input,
-accumulated; the input tile loaded with its halo once), the weights re-laid out per tap.
+accumulated; the input tile loaded with its halo once) wherever the library's conv loop would
+run the layer as it lies (`_as_taps`: NHWC input, HWIO weights, not a layer the library packs,
+a tile a schedule runs as it is); anywhere else the product keeps its GEMM.
 
 Each call is then tiled as the library tiles it (`library_schedule`): a convolution by
 `tiled_conv_auto`'s tile (`baseline_conv`), every other product by `tiled_matmul_auto`
@@ -24,12 +27,12 @@ Each call is then tiled as the library tiles it (`library_schedule`): a convolut
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, tap_call
 from isamap.ir.kernel import Affine
-from isamap.ir.mapping import MapNode, Mapping
+from isamap.ir.mapping import Attr, MapNode, Mapping
 from isamap.ir.program import MatmulCall, TileSchedule
 from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
@@ -74,8 +77,9 @@ def _swapped(mapping: Mapping, node: MapNode) -> MapNode | None:
 def own_mapping(mapping: Mapping, target: Target) -> Mapping:
     """`mapping` with every operand-swapped product call issued unswapped (module docstring);
     an operand it now reads transposed costs a layout move, which the simulator waives where
-    the unit has a transposer. On a target whose baseline is Gemmini's library, every product
-    over an im2col window is then issued as a tap accumulation (its conv path)."""
+    the unit has a transposer. On a target whose baseline is Gemmini's library, a product over
+    an im2col window is then issued as a tap accumulation (its conv path) wherever that library
+    would run the layer as it lies (`_as_taps`)."""
     unswapped = _unswapped(mapping, target)
     if target.baseline_schedule == "gemmini-default":
         return _conv_path(unswapped, target)
@@ -284,8 +288,64 @@ def _on_conv_path(node: MapNode, geometry: TapGeometry, target: Target) -> bool:
     return conv_schedule(model, call, target) is not None
 
 
+@dataclass(frozen=True)
+class _Taps:
+    """How a product over an im2col window is issued as a tap accumulation: the views (a window
+    of the same input, [b, t, m, k]), the weights per tap ([b, t, k, n], a view of the call's
+    weights) and the call's attributes."""
+
+    window: int  # the im2col window node (its input is the views' input)
+    spec: WindowSpec
+    views: tuple[int, int, int, int]
+    weights: tuple[int, int, int, int]
+    attrs: dict[str, Attr]
+
+
+def _as_taps(mapping: Mapping, node: MapNode, target: Target) -> _Taps | None:
+    """The tap accumulation product call `node` equals, where the library's conv loop would run
+    it as it lies (module docstring; docs/calibration.md, "The baseline's convolutions"): the
+    pixels are the rows of the product (the result is `[b, pixels, kernels]`, the NHWC the
+    library writes), the input is read channels-last, each tap's weights are a slice of the
+    weights as they lie (HWIO), the layer is not one the library packs, and a schedule runs the
+    library's tile as it is. None otherwise: the call keeps its GEMM."""
+    im2col = _im2col(mapping, node)
+    if im2col is None or im2col[0] != 0:
+        return None
+    _, window, spec, runs = im2col
+    found = _taps_of(spec, runs)
+    if found is None:
+        return None
+    taps, chans, dims = found
+    batch, depth, pixels = runs
+    if (
+        not _channels_last(spec, chans)
+        or _packs_pixels(node, spec, taps, chans, dims)
+        or _block_diagonal(mapping, node.args[1])
+    ):
+        return None
+    names = [n for n, _ in depth]
+    if [n for n in names if n in dict(taps)] + [n for n in names if n in dict(chans)] != names:
+        return None  # the weights' depth is not taps then channels: a re-layout per tap
+    b, t = math.prod(e for _, e in batch), math.prod(e for _, e in taps)
+    c, p = math.prod(e for _, e in chans), math.prod(e for _, e in pixels)
+    source = mapping.nodes[window.args[0]].shape
+    geometry = TapGeometry("A", c, tuple(pixels), tuple(taps), tuple(spec.exprs[d] for d in dims),
+                           tuple(source[d] for d in dims))  # fmt: skip
+    if not _on_conv_path(node, geometry, target):
+        return None
+    attrs = dict(node.attrs)
+    attrs.update(taps=t, k=c, geometry=geometry.to_string())
+    tile = [int(x) for x in str(attrs.get("tile", "1x1x1x1")).split("x")]
+    counts = [math.ceil(int(str(attrs[r])) / tile[i]) for i, r in enumerate("bmnk")]
+    attrs["tiles"] = "x".join(str(x) for x in [*counts[:3], counts[3] * t])
+    views = WindowSpec(tuple(batch + taps + pixels + chans), spec.exprs)
+    cols = mapping.nodes[node.args[1]].shape[2]
+    return _Taps(window.id, views, (b, t, p, c), (b, t, c, cols), attrs)
+
+
 def _conv_path(mapping: Mapping, target: Target) -> Mapping:
-    """`mapping` with every product over an im2col window issued as a tap accumulation."""
+    """`mapping` with every product over an im2col window the library's conv loop runs as it
+    lies issued as a tap accumulation (`_as_taps`)."""
     out = Mapping(mapping.kernel, mapping.target, mapping.cost_model, mapping.cost)
     new_id: dict[int, int] = {}
     changed = False
@@ -296,72 +356,21 @@ def _conv_path(mapping: Mapping, target: Target) -> Mapping:
         return node.id
 
     def view(op: str, arg: int, shape: tuple[int, ...], attr: str, value: str) -> int:
-        moves = op == "transpose"
-        cycles = layout_move(target, math.prod(shape)).cycles if moves else 0.0
-        return add(MapNode(0, op, (arg,), {attr: value}, shape, "dma" if moves else "view",
-                           cycles=cycles))  # fmt: skip
+        return add(MapNode(0, op, (arg,), {attr: value}, shape, "view"))
 
     for node in mapping.nodes:
-        im2col = _im2col(mapping, node)
-        found = None if im2col is None else _taps_of(im2col[2], im2col[3])
-        if (
-            im2col is None
-            or found is None
-            or not _channels_last(im2col[2], found[1])
-            or _packs_pixels(node, im2col[2], *found)
-            or _block_diagonal(mapping, node.args[1 - im2col[0]])
-        ):
+        conv = _as_taps(mapping, node, target)
+        if conv is None:
             new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
             continue
-        side, window, spec, runs = im2col
-        source = mapping.nodes[window.args[0]].shape
         changed = True
-        taps, chans, dims = found
-        batch, _, pixels = runs
-        b, t = math.prod(e for _, e in batch), math.prod(e for _, e in taps)
-        c = math.prod(e for _, e in chans)
-        p = math.prod(e for _, e in pixels)
-        # the views: [b, t, k, n] (B) or [b, t, m, k] (A), read in place
-        inner = chans + pixels if side == 1 else pixels + chans
-        axes = tuple(batch + taps + inner)
-        gathered = view("window", new_id[window.args[0]], tuple(e for _, e in axes), "spec",
-                        WindowSpec(axes, spec.exprs).to_string())  # fmt: skip
-        shape = (b, t, c, p) if side == 1 else (b, t, p, c)
-        views = view("reshape", gathered, shape, "shape", ",".join(map(str, shape)))
-        # the weights per tap: [b, t, m, c] for views on B, [b, t, c, n] for views on A
-        other = mapping.nodes[node.args[1 - side]]
-        depth = runs[1]
-        k_names = [n for n, _ in depth]
-        if side == 1:
-            _, rows, _ = other.shape
-            split = (b, rows, *(e for _, e in depth))
-            order = [0] + [2 + k_names.index(n) for n, _ in taps] + [1]
-            order += [2 + k_names.index(n) for n, _ in chans]
-            final = (b, t, rows, c)
-        else:
-            _, _, cols = other.shape
-            split = (b, *(e for _, e in depth), cols)
-            order = [0] + [1 + k_names.index(n) for n, _ in taps]
-            order += [1 + k_names.index(n) for n, _ in chans] + [len(split) - 1]
-            final = (b, t, c, cols)
-        if order != sorted(order):  # the library reads each tap's weights where they lie
-            new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
-            continue
-        w = view("reshape", new_id[other.id], final, "shape", ",".join(map(str, final)))
-        bounds = tuple(source[d] for d in dims)
-        geometry = TapGeometry("B" if side == 1 else "A", c, tuple(pixels), tuple(taps),
-                               tuple(spec.exprs[d] for d in dims), bounds)  # fmt: skip
-        if not _on_conv_path(node, geometry, target):
-            new_id[node.id] = add(replace(node, args=tuple(new_id[a] for a in node.args)))
-            continue
-        attrs = dict(node.attrs)
-        attrs.update(taps=t, k=c, geometry=geometry.to_string())
-        tile = [int(x) for x in str(attrs.get("tile", "1x1x1x1")).split("x")]
-        counts = [math.ceil(int(str(attrs[r])) / tile[i]) for i, r in enumerate("bmnk")]
-        attrs["tiles"] = "x".join(str(x) for x in [*counts[:3], counts[3] * t])
-        args = (w, views) if side == 1 else (views, w)
+        source = new_id[mapping.nodes[conv.window].args[0]]
+        gathered = view("window", source, conv.spec.shape(), "spec", conv.spec.to_string())
+        views = view("reshape", gathered, conv.views, "shape", ",".join(map(str, conv.views)))
+        weights = new_id[node.args[1]]
+        w = view("reshape", weights, conv.weights, "shape", ",".join(map(str, conv.weights)))
         rest = tuple(new_id[a] for a in node.args[2:])
-        new_id[node.id] = add(replace(node, args=args + rest, attrs=attrs))
+        new_id[node.id] = add(replace(node, args=(views, w, *rest), attrs=conv.attrs))
     if not changed:
         return mapping
     out.outputs = {name: new_id[i] for name, i in mapping.outputs.items()}
