@@ -178,10 +178,11 @@ def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
 
 
 def gemmini_default_strategy(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
-    """Gemmini's `tiled_matmul_auto` decisions (isamap/schedule/gemmini_default.py)."""
-    from isamap.schedule.gemmini_default import gemmini_default
+    """Gemmini's library decisions: `tiled_conv_auto` for a convolution (a tap accumulation),
+    `tiled_matmul_auto` for any other product (isamap/schedule/baseline.py)."""
+    from isamap.schedule.baseline import library_schedule
 
-    return gemmini_default(call, target)
+    return library_schedule(model, call, target)
 
 
 STRATEGIES: dict[str, Strategy] = {
