@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from isamap.egraph.encode import f64_literal
 from isamap.egraph.rule_file import SExpr, SList
 from isamap.egraph.target_rules import matrix_instructions
+from isamap.egraph.vocabulary import INTEGER_NARROWING
 from isamap.egraph.tensor_types import (
     BINARY_OPS,
     IllShapedError,
@@ -539,6 +540,7 @@ _PLANNERS: dict[str, _Planner] = {
     "InstrBias": _plan_instr_bias,
     "Ew": lambda b, lits, known, want: _plan_same(b, lits, known, want, BINARY_OPS),
     "Fn": lambda b, lits, known, want: _plan_same(b, lits, known, want, sorted(UNARY_NAMES)),
+    "Narrow": lambda b, lits, known, want: _plan_same(b, lits, known, want, INTEGER_NARROWING),
     "VecFn": lambda b, lits, known, want: _plan_same(
         b, lits, known, want, _elementwise_names(b.target, 1)
     ),
