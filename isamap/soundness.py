@@ -215,6 +215,23 @@ def corpus(seed: int = 0) -> list[Kernel]:
         "T3[b, i, j] += A3[b, i, k] * B3[b, k, j]\nY3[b, i, j] = relu(T3[b, i, j] + c3[b, j])\n"
         "V3[b, i, j] = c3[b, j] + T3[b, i, j]\n",
     ]
+    # casts into int8 tensors (requantization: egraph/requant_rules.py): a scaled product
+    # (either operand order), onto a bias, through relu, and clips whose bound the saturation
+    # covers (21.25 * 6 >= 127) or does not (0.25 * 6)
+    casts = {
+        "P": "24.5 * T[i, j]", "P2": "T[i, j] * 0.5", "B": "0.5 * U[i, j]",
+        "B2": "U[i, j] * 2.0", "A": "40.0 * relu(T[i, j])", "A2": "relu(T[i, j]) * 3.0",
+        "R": "relu(U[i, j]) * 40.0", "R2": "40.0 * relu(U[i, j])", "S": "21.25 * V[i, j]",
+        "Q": "0.25 * V[i, j]", "C": "21.25 * W[i, j]", "X": "255.0 * Z[i, j]",
+    }  # fmt: skip
+    texts.append(
+        f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor c[{n}] f32\n"
+        + "".join(f"tensor {q}_q[{m}, {n}] i8\n" for q in casts)
+        + "T[i, j] += A[i, k] * B[k, j]\nU[i, j] = T[i, j] + c[j]\n"
+        "V[i, j] = min(relu(U[i, j]), 6)\nW[i, j] = min(relu(T[i, j]), 6)\n"
+        "Z[i, j] = min(relu(T[i, j]), 0.5)\n"
+        + "".join(f"{q}_q[i, j] = {e}\n" for q, e in casts.items())
+    )
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     kernels.append(
         builders.conv2d(1, d(1, 4), d(4, 9), d(4, 9), d(1, 6), 3, 3, stride=d(1, 2), padding="same")

@@ -131,9 +131,8 @@ def requant_rules(target: Target, names: list[str]) -> list[tuple[str, str, str]
                             f"{to}(s * min({relu}({name}(...)), c)) {clip_doc}",
                         )
                     )
-    if rules:
-        rules.extend(_carry_rules())
-    return rules
+    # the carrying rules first: the fusing ones read what they bring below a product's views
+    return [*_carry_rules(), *rules] if rules else []
 
 
 def _carry_rules() -> list[tuple[str, str, str]]:
@@ -150,20 +149,19 @@ def _carry_rules() -> list[tuple[str, str, str]]:
                 f"Narrow({view}(x)) -> {view}(Narrow(x)): a cast is elementwise",
             )
         )
-        for op in ("*", "min"):
-            word = "scale" if op == "*" else "clip"
-            for tag, lhs, rhs in (
-                ("", f'(Ew "{op}" (Full v sh) ({view} x p))', f'(Ew "{op}" (Full v sx) x)'),
-                ("-swapped", f'(Ew "{op}" ({view} x p) (Full v sh))', f'(Ew "{op}" x (Full v sx))'),
-            ):
-                rule = f"{word}{tag}-through-{low}"
-                rules.append(
-                    (
-                        rule,
-                        f"(rule ((= t {lhs}) (= sx (shape x)))"
-                        f' ((union t ({view} {rhs} p))) :ruleset target :name "{rule}")',
-                        f"{op}(Full v, {view}(x)) -> {view}({op}(Full v, x)): a constant is the "
-                        "same in every layout",
-                    )
+        for op, tag, lhs, rhs in (  # a scale either side; a clip bound as `min(x, c)` writes it
+            ("*", "", f'(Ew "*" (Full v sh) ({view} x p))', '(Ew "*" (Full v sx) x)'),
+            ("*", "-swapped", f'(Ew "*" ({view} x p) (Full v sh))', '(Ew "*" x (Full v sx))'),
+            ("min", "", f'(Ew "min" ({view} x p) (Full v sh))', '(Ew "min" x (Full v sx))'),
+        ):
+            rule = f"{'scale' if op == '*' else 'clip'}{tag}-through-{low}"
+            rules.append(
+                (
+                    rule,
+                    f"(rule ((= t {lhs}) (= sx (shape x)))"
+                    f' ((union t ({view} {rhs} p))) :ruleset target :name "{rule}")',
+                    f"{op}(Full v, {view}(x)) -> {view}({op}(Full v, x)): a constant is the same "
+                    "in every layout",
                 )
+            )
     return rules
