@@ -295,9 +295,11 @@ def _narrowed_outputs(kernel: Kernel, target: Target) -> Kernel:
     for name in kernel.outputs():
         t = dtype(kernel.dtype(name))
         w = writers[name]
+        clip = _clip_of(w)
         if w.accumulate or name in decls or (t.is_integer and t.bits <= in_type.bits):
             continue
-        clip = _clip_of(w)
+        if not t.is_integer and clip is None:
+            continue  # a float result (an average, a gate): not an integer layer's output
         ratio = _f32(in_type.hi / clip[1]) if clip is not None else 1.0
         q = _cast_name(kernel, name)
         at = Access(name, tuple(Affine.index(i) for i in w.indices))
