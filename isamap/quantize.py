@@ -177,9 +177,15 @@ def _clip_of(s: Statement) -> tuple[Access, float] | None:
     if not isinstance(e, Binary) or e.op != "min":
         return None
     for relu, bound in ((e.lhs, e.rhs), (e.rhs, e.lhs)):
-        if isinstance(relu, Unary) and relu.fn == "relu" and isinstance(relu.arg, Access):
-            if isinstance(bound, Const) and bound.value > 0:
-                return relu.arg, float(bound.value)
+        positive = isinstance(bound, Const) and bound.value > 0
+        if (
+            isinstance(relu, Unary)
+            and relu.fn == "relu"
+            and isinstance(relu.arg, Access)
+            and positive
+        ):
+            assert isinstance(bound, Const)
+            return relu.arg, float(bound.value)
     return None
 
 

@@ -45,7 +45,7 @@ _VIEWS = ("Reshape", "Transpose")
 def _scale_guard(scale: DType, var: str) -> str:
     """Egglog conditions: `var` is a positive normal number of float type `scale`, exactly
     (Veltkamp: `var` splits into its top `p` bits unchanged)."""
-    lo, hi = 2.0 ** scale.min_exp, scale.hi
+    lo, hi = 2.0**scale.min_exp, scale.hi
     conds = [f"(> {var} {lo!r})", f"(< {var} {hi!r})"]
     bits = scale.mantissa_bits + 1
     if bits < 53:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from isamap.egraph.encode import f64_literal
 from isamap.egraph.rule_file import SExpr, SList
 from isamap.egraph.target_rules import matrix_instructions
-from isamap.egraph.vocabulary import INTEGER_NARROWING
 from isamap.egraph.tensor_types import (
     BINARY_OPS,
     IllShapedError,
@@ -33,6 +32,7 @@ from isamap.egraph.tensor_types import (
     shape_literal,
     tensor_shape,
 )
+from isamap.egraph.vocabulary import INTEGER_NARROWING
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError

@@ -137,9 +137,12 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
                 )
             )
     rules.extend(_elementwise_rules(target))
-    names = [n for n in eligible_instructions(target, kernel) if target.instructions[n].chain is None
-             and target.instructions[n].chain_bias is None]  # fmt: skip
-    rules.extend(DerivedRule(*r) for r in requant_rules(target, names))  # requant_rules.py
+    plain = [
+        n
+        for n in eligible_instructions(target, kernel)
+        if target.instructions[n].chain is None and target.instructions[n].chain_bias is None
+    ]
+    rules.extend(DerivedRule(*r) for r in requant_rules(target, plain))  # requant_rules.py
     return rules
 
 

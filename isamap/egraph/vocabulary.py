@@ -22,11 +22,11 @@ from isamap.ir.window import WindowSpec
 
 __all__ = [
     "CONSTRUCTORS",
+    "INTEGER_NARROWING",
     "LIST_CONSTRUCTORS",
     "TENSOR_CONSTRUCTORS",
     "Constructor",
     "CostClass",
-    "INTEGER_NARROWING",
     "IllShapedError",
     "Literal",
     "Shape",

@@ -36,9 +36,9 @@ __all__ = [
     "EXACT",
     "OperandTypes",
     "operand_types",
+    "requantize",
     "run_instruction",
     "run_mapping",
-    "requantize",
     "run_node",
     "scaling_stores",
     "store_outputs",
@@ -189,7 +189,7 @@ def requantize(
     target scales and narrows to `to`."""
     stores = [st for st in scaling_stores(target, ins) if to in st.narrowing]
     if not stores:
-        raise IsamapError(f"{ins.name}: no store of target '{target.name}' scales and narrows to {to}")
+        raise IsamapError(f"{ins.name}: no store of '{target.name}' scales and narrows to {to}")
     held = float(dtype(stores[0].scale or "f32").convert(np.float64(scale)))
     out = dtype(to).convert(held * acc, "saturate")
     return UNARY[fn].numpy(out) if fn else out

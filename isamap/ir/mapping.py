@@ -155,7 +155,8 @@ class Mapping:
             epi = f" with {a['epilogue']}" if a.get("epilogue") else ""
             if a.get("narrow"):
                 then = f", then {a['epilogue']}" if a.get("epilogue") else ""
-                epi = f" read out scaled by {float(str(a['scale'])):g} and narrowed to {a['narrow']}{then}"
+                scale = float(str(a["scale"]))
+                epi = f" read out scaled by {scale:g} and narrowed to {a['narrow']}{then}"
             if a.get("bias"):
                 epi = f" onto a per-column bias{epi.replace(' with ', ', then ')}"
             if packed > 1:
