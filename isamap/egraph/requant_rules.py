@@ -13,6 +13,7 @@ such store and per type it narrows to (ruleset `target`):
   commute with a positive scale and with the narrowing (relu does: `relu(narrow(s x)) =
   narrow(s relu(x))` for `s > 0`; a sigmoid would not), so the store's order (scale, narrow, then
   relu) and the kernel's agree.
+- `requant-unit-...`: `Narrow T call` (a cast of the call as it is) -> the same at scale 1.
 - `requant-relu6-...` and `requant-clip-...`: `Narrow T (s * relu6(call))`, `Narrow T (s *
   min(relu(call), c))` -> the same with relu, when `round(c * s) >= max(T)`: the clip's bound is at
   or past the saturation, so the narrowing clips there anyway (`narrow` is monotone, and
@@ -90,6 +91,16 @@ def requant_rules(target: Target, names: list[str]) -> list[tuple[str, str, str]
                     for pattern, ctor, operands in _calls(name, fn):
                         rhs = f'({ctor} "{name}" "{fn}" "{to}" s {operands})'
                         what = f"{fn}({name}(...))" if fn else f"{name}(...)"
+                        rules.append(  # a cast of the call as it is: ACC_SCALE at scale 1
+                            _rule(
+                                f"requant-unit-{fn or 'plain'}-{ctor.lower()}-{via}",
+                                f'(Narrow "{to}" {pattern})',
+                                "",
+                                rhs.replace(" s ", " 1.0 "),
+                                f"{to}({what}) -> {name} read out narrowed to {to} at scale 1"
+                                f" by {st.name}",
+                            )
+                        )
                         for order, product in (
                             ("", f'(Ew "*" (Full s sh) {pattern})'),
                             ("-swapped", f'(Ew "*" {pattern} (Full s sh))'),

@@ -395,7 +395,7 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         (S, T),
         ("dtype",),
         "narrow",
-        "host",
+        "view",  # done by the store that writes the value (extract/cost.py: free)
         "host",
         _narrow,
         "rounded to nearest even and saturated to an integer type (a statement's cast)",
