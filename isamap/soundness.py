@@ -220,10 +220,8 @@ def corpus(seed: int = 0) -> list[Kernel]:
     # covers (21.25 * 6 >= 127) or does not (0.25 * 6)
     casts = {
         "P": "24.5 * T[i, j]", "P2": "T[i, j] * 0.5", "B": "0.5 * U[i, j]",
-        "B2": "U[i, j] * 2.0", "A": "40.0 * relu(T[i, j])", "A2": "relu(T[i, j]) * 3.0",
-        "R": "relu(U[i, j]) * 40.0", "R2": "40.0 * relu(U[i, j])", "S": "21.25 * V[i, j]",
+        "A": "40.0 * relu(T[i, j])", "R": "relu(U[i, j]) * 40.0", "S": "21.25 * V[i, j]",
         "Q": "0.25 * V[i, j]", "C": "21.25 * W[i, j]", "X": "255.0 * Z[i, j]",
-        "N": "T[i, j]", "NR": "relu(T[i, j])", "NB": "U[i, j]", "NBR": "relu(U[i, j])",
     }  # fmt: skip
     texts.append(
         f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor c[{n}] f32\n"

@@ -9,11 +9,10 @@ goes to DRAM at one byte per element and no host pass runs. Rules, per matrix in
 such store and per type it narrows to (ruleset `target`):
 
 - `requant-...`: `Narrow T (s * call)` -> `InstrScale` / `InstrBiasScale` for a plain call, one
-  onto a bias, or one with a function the store applies, either operand order. The function must
-  commute with a positive scale and with the narrowing (relu does: `relu(narrow(s x)) =
-  narrow(s relu(x))` for `s > 0`; a sigmoid would not), so the store's order (scale, narrow, then
-  relu) and the kernel's agree.
-- `requant-unit-...`: `Narrow T call` (a cast of the call as it is) -> the same at scale 1.
+  onto a bias, or one with a function the store applies (`scale-first` turns `call * s` around).
+  The function must commute with a positive scale and with the narrowing (relu does:
+  `relu(narrow(s x)) = narrow(s relu(x))` for `s > 0`; a sigmoid would not), so the store's
+  order (scale, narrow, then relu) and the kernel's agree.
 - `requant-relu6-...` and `requant-clip-...`: `Narrow T (s * relu6(call))`, `Narrow T (s *
   min(relu(call), c))` -> the same with relu, when `round(c * s) >= max(T)`: the clip's bound is at
   or past the saturation, so the narrowing clips there anyway (`narrow` is monotone, and
@@ -91,30 +90,16 @@ def requant_rules(target: Target, names: list[str]) -> list[tuple[str, str, str]
                     for pattern, ctor, operands in _calls(name, fn):
                         rhs = f'({ctor} "{name}" "{fn}" "{to}" s {operands})'
                         what = f"{fn}({name}(...))" if fn else f"{name}(...)"
-                        rules.append(  # a cast of the call as it is: ACC_SCALE at scale 1
+                        rules.append(
                             _rule(
-                                f"requant-unit-{fn or 'plain'}-{ctor.lower()}-{via}",
-                                f'(Narrow "{to}" {pattern})',
-                                "",
-                                rhs.replace(" s ", " 1.0 "),
-                                f"{to}({what}) -> {name} read out narrowed to {to} at scale 1"
-                                f" by {st.name}",
+                                f"requant-{fn or 'plain'}-{ctor.lower()}-{via}",
+                                f'(Narrow "{to}" (Ew "*" (Full s sh) {pattern}))',
+                                guard,
+                                rhs,
+                                f"{to}(s * {what}) -> {name} read out scaled by s, narrowed "
+                                f"to {to}{', then ' + fn if fn else ''} by {st.name}",
                             )
                         )
-                        for order, product in (
-                            ("", f'(Ew "*" (Full s sh) {pattern})'),
-                            ("-swapped", f'(Ew "*" {pattern} (Full s sh))'),
-                        ):
-                            rules.append(
-                                _rule(
-                                    f"requant{order}-{fn or 'plain'}-{ctor.lower()}-{via}",
-                                    f'(Narrow "{to}" {product})',
-                                    guard,
-                                    rhs,
-                                    f"{to}(s * {what}) -> {name} read out scaled by s, narrowed "
-                                    f"to {to}{', then ' + fn if fn else ''} by {st.name}",
-                                )
-                            )
                 if not fns:
                     continue
                 relu, bound = fns[0], f"{t.hi - 0.5!r}"
@@ -148,7 +133,14 @@ def requant_rules(target: Target, names: list[str]) -> list[tuple[str, str, str]
 
 def _carry_rules() -> list[tuple[str, str, str]]:
     """The cast, a constant scale and a clip bound carried through a product's views."""
-    rules: list[tuple[str, str, str]] = []
+    first = '(rewrite (Ew "*" x (Full v sh)) (Ew "*" (Full v sh) x) :ruleset target'
+    rules: list[tuple[str, str, str]] = [
+        (
+            "scale-first",
+            first + ' :name "scale-first")',
+            "x * Full v -> Full v * x: a scale written after what it scales, as the rules read it",
+        )
+    ]
     for view in _VIEWS:
         low = view.lower()
         rule = f"narrow-through-{low}"
@@ -160,9 +152,8 @@ def _carry_rules() -> list[tuple[str, str, str]]:
                 f"Narrow({view}(x)) -> {view}(Narrow(x)): a cast is elementwise",
             )
         )
-        for op, tag, lhs, rhs in (  # a scale either side; a clip bound as `min(x, c)` writes it
+        for op, tag, lhs, rhs in (  # a scale as `Full * x` (scale-first), a bound as `min(x, c)`
             ("*", "", f'(Ew "*" (Full v sh) ({view} x p))', '(Ew "*" (Full v sx) x)'),
-            ("*", "-swapped", f'(Ew "*" ({view} x p) (Full v sh))', '(Ew "*" x (Full v sx))'),
             ("min", "", f'(Ew "min" ({view} x p) (Full v sh))', '(Ew "min" x (Full v sx))'),
         ):
             rule = f"{'scale' if op == '*' else 'clip'}{tag}-through-{low}"
