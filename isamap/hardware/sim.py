@@ -153,8 +153,8 @@ def simulate_timing(
             result.counts.update(node.counts)
         else:
             in_bytes = None  # operands at their own types in DRAM
-            if kernel is not None and node.args:
-                in_bytes = max(sizes[a] for a in node.args)
+            if kernel is not None and node.args:  # the product's two operands (not a bias row,
+                in_bytes = max(sizes[a] for a in node.args[:2])  # charged by the call itself)
             timing = _call_timing(node.id, scheduled, target, in_bytes)
             result.calls[node.id] = timing
             cycles = timing.cycles
