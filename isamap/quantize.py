@@ -166,6 +166,35 @@ def _relu_of(s: Statement) -> str | None:
     return e.arg.tensor if relu and isinstance(e, Unary) and isinstance(e.arg, Access) else None
 
 
+def _clip_of(s: Statement) -> tuple[Access, float] | None:
+    """(T's access, c) when statement `s` is `Y[...] = min(relu(T[...]), c)` (either operand
+    order) or `relu6(T[...])` (c = 6) with c > 0, else None: a ReLU clipped at a bound."""
+    e = s.expr
+    if s.accumulate:
+        return None
+    if isinstance(e, Unary) and e.fn == "relu6" and isinstance(e.arg, Access):
+        return e.arg, 6.0
+    if not isinstance(e, Binary) or e.op != "min":
+        return None
+    for relu, bound in ((e.lhs, e.rhs), (e.rhs, e.lhs)):
+        positive = isinstance(bound, Const) and bound.value > 0
+        if (
+            isinstance(relu, Unary)
+            and relu.fn == "relu"
+            and isinstance(relu.arg, Access)
+            and positive
+        ):
+            assert isinstance(bound, Const)
+            return relu.arg, float(bound.value)
+    return None
+
+
+def _f32(x: float) -> float:
+    """`x` rounded to f32: the scale a store's f32 scale register holds (Gemmini's
+    acc_scale_t), so the store multiplies by exactly the kernel's constant."""
+    return float(np.float32(x))
+
+
 def _bias_add_of(
     s: Statement, kernel: Kernel, products: set[str], multiplied: set[str]
 ) -> tuple[str, str] | None:
@@ -255,8 +284,36 @@ def hardware_kernel(kernel: Kernel, target: Target) -> Kernel:
     if not names or types_fit(target.instructions[names[0]].semantics, kernel):
         return kernel
     if integer_only_target(target):
-        return integer_kernel(kernel, target)[0]
+        return _narrowed_outputs(integer_kernel(kernel, target)[0], target)
     return integer_kernel(kernel, target, types=hardware_types(target))[0]
+
+
+def _narrowed_outputs(kernel: Kernel, target: Target) -> Kernel:
+    """`kernel` with each output an epilogue computes (a bias, an activation, a clip: an `=`
+    statement, undeclared) cast to the input type, `Y_q = r * Y`, as an integer
+    library's next layer reads it (Gemmini's default `full_C = false`: mvout scales and narrows).
+    A clipped ReLU's scale fills the type with its range (`r = max / bound`), so the clip is
+    the narrowing's saturation; other outputs are cast at unit scale (rounded and saturated)."""
+    in_type, _ = integer_types(target)
+    decls = dict(kernel.tensors)
+    statements = list(kernel.statements)
+    writers = {s.target: s for s in kernel.statements}
+    for name in kernel.outputs():
+        t = dtype(kernel.dtype(name))
+        w = writers[name]
+        clip = _clip_of(w)
+        if w.accumulate or name in decls or (t.is_integer and t.bits <= in_type.bits):
+            continue
+        if not t.is_integer and clip is None:
+            continue  # a float result (an average, a gate): not an integer layer's output
+        ratio = _f32(in_type.hi / clip[1]) if clip is not None else 1.0
+        q = _cast_name(kernel, name)
+        at = Access(name, tuple(Affine.index(i) for i in w.indices))
+        statements.append(Statement(q, w.indices, False, Binary("*", Const(ratio), at)))
+        decls[q] = TensorDecl(q, tuple(kernel.shapes[name]), in_type.name)
+    if len(statements) == len(kernel.statements):
+        return kernel
+    return check_kernel(kernel.name, decls, statements, kernel.source)
 
 
 def integer_kernel(
@@ -298,6 +355,7 @@ def integer_kernel(
         decls[name] = TensorDecl(name, decl.shape, t, decl.padding, decl.loc)
     writer: dict[str, Statement] = {}
     cast: dict[str, str] = {}  # computed tensor a product multiplies -> its cast
+    bound: dict[str, float] = {}  # a clipped ReLU -> its bound, in its own integers
     input_scales = {n: v for n, v in out_scales.items() if n in multiplied}
     statements: list[Statement] = []
     for s in kernel.statements:
@@ -313,8 +371,10 @@ def integer_kernel(
                 ):
                     q = _cast_name(kernel, t)
                     cast[t] = q
-                    out_scales[q] = input_scales[q] = given.get(t, 1.0)
-                    ratio = out_scales.get(t, 1.0) / out_scales[q]
+                    # a clipped ReLU without a given scale: its range [0, bound] fills the type
+                    default = bound[t] * out_scales[t] / in_type.hi if t in bound else 1.0
+                    ratio = _f32(out_scales.get(t, 1.0) / given.get(t, default))
+                    out_scales[q] = input_scales[q] = out_scales.get(t, 1.0) / ratio
                     w = writer[t]
                     at = Access(t, tuple(Affine.index(i) for i in w.indices))
                     statements.append(Statement(q, w.indices, False, Binary("*", Const(ratio), at)))
@@ -324,6 +384,14 @@ def integer_kernel(
             out_scales[s.target] = out_scales.get(lhs.tensor, 1.0) * out_scales.get(rhs.tensor, 1.0)
         elif (src := _relu_of(s)) is not None and src in out_scales:
             out_scales[s.target] = out_scales[src]  # relu commutes with a positive scale
+        elif (clip := _clip_of(s)) is not None and clip[0].tensor in out_scales:
+            # min(relu(s P), c) = s min(relu(P), c / s) for s > 0: the clip stays in P's
+            # integers, so a cast of it is the product's requantization (the clip in its
+            # saturation where the bound is past it: egraph/requant_rules.py)
+            access, c = clip
+            out_scales[s.target] = out_scales[access.tensor]
+            bound[s.target] = c / out_scales[access.tensor]
+            s = replace(s, expr=Binary("min", Unary("relu", access), Const(bound[s.target])))
         elif (pair := _bias_add_of(s, kernel, products, multiplied)) is not None:
             # a per-channel bias on a product: the bias at the product's scale in the
             # accumulator type, so the sum stays integer (a bias the accumulator preloads)

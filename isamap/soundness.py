@@ -181,8 +181,9 @@ def rules_of(target: Target) -> list[Rule]:
     return _shipped_rules(target) + _file_rules(target)
 
 
-def corpus(seed: int = 0) -> list[Kernel]:
-    """Small kernels with random shapes that exercise every kind of rule."""
+def corpus(seed: int = 0, casts: bool = True) -> list[Kernel]:
+    """Small kernels with random shapes that exercise every kind of rule; `casts`: with the
+    kernel of casts into int8 tensors (the requantization rules' corpus)."""
     rng = random.Random(seed)
 
     def d(lo: int = 1, hi: int = 40) -> int:
@@ -216,6 +217,23 @@ def corpus(seed: int = 0) -> list[Kernel]:
         "T3[b, i, j] += A3[b, i, k] * B3[b, k, j]\nY3[b, i, j] = relu(T3[b, i, j] + c3[b, j])\n"
         "V3[b, i, j] = c3[b, j] + T3[b, i, j]\n",
     ]
+    # casts into int8 tensors (requantization: egraph/requant_rules.py): a scaled product
+    # (either operand order), onto a bias, through relu, and clips whose bound the saturation
+    # covers (21.25 * 6 >= 127) or does not (0.25 * 6)
+    quantized = {
+        "P": "24.5 * T[i, j]", "P2": "T[i, j] * 0.5", "B": "0.5 * U[i, j]",
+        "A": "40.0 * relu(T[i, j])", "R": "relu(U[i, j]) * 40.0", "S": "21.25 * V[i, j]",
+        "Q": "0.25 * V[i, j]", "C": "21.25 * W[i, j]", "X": "255.0 * Z[i, j]",
+    }  # fmt: skip
+    if casts:
+        texts.append(
+            f"tensor A[{m}, {k}] f32\ntensor B[{k}, {n}] f32\ntensor c[{n}] f32\n"
+            + "".join(f"tensor {q}_q[{m}, {n}] i8\n" for q in quantized)
+            + "T[i, j] += A[i, k] * B[k, j]\nU[i, j] = T[i, j] + c[j]\n"
+            "V[i, j] = min(relu(U[i, j]), 6)\nW[i, j] = min(relu(T[i, j]), 6)\n"
+            "Z[i, j] = min(relu(T[i, j]), 0.5)\n"
+            + "".join(f"{q}_q[i, j] = {e}\n" for q, e in quantized.items())
+        )
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     kernels.append(
         builders.conv2d(1, d(1, 4), d(4, 9), d(4, 9), d(1, 6), 3, 3, stride=d(1, 2), padding="same")
@@ -367,13 +385,13 @@ def _corpus_run(
     ]
     names = {r.name for r in rules}
     matches: Counter[str] = Counter()
-    for n, kernel in enumerate(corpus(seed)):
+    for n, kernel in enumerate(corpus(seed, _requantizes(target))):
         sat = saturate_with(kernel, target, sources, Limits(iterations, 20_000, 20.0))
         matches.update({k: c for k, c in sat.report.matches_per_rule.items() if k in names})
         found = check_eclasses(sat, seed=seed + n)
         if found is not None:
             return found, matches, n + 1
-    return None, matches, len(corpus(seed))
+    return None, matches, len(corpus(seed, _requantizes(target)))
 
 
 def _check_corpus(
@@ -420,6 +438,12 @@ def _memo_key(target: Target, *parts: object) -> str:
     for part in parts:
         digest.update(f"\0{part}".encode())
     return digest.hexdigest()
+
+
+def _requantizes(target: Target) -> bool:
+    """Whether `target` has requantization rules (a store that scales and narrows a matrix
+    instruction's output): only then does its corpus hold the kernel of casts."""
+    return any(r.name.startswith("requant-") for r in derive_rules(target))
 
 
 def _check(
@@ -476,13 +500,13 @@ def _computed_run(
     """Saturate every corpus kernel with the computed `rules` alone: the first counterexample,
     the matches per rule, the kernels run."""
     matches: Counter[str] = Counter()
-    for n, kernel in enumerate(corpus(seed)):
+    for n, kernel in enumerate(corpus(seed, _requantizes(target))):
         sat = saturate_with(kernel, target, [], Limits(iterations, 20_000, 20.0), None, rules)
         matches.update(sat.report.matches_per_rule)
         found = check_eclasses(sat, seed=seed + n)
         if found is not None:
             return found, matches, n + 1
-    return None, matches, len(corpus(seed))
+    return None, matches, len(corpus(seed, _requantizes(target)))
 
 
 def check_computed_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:

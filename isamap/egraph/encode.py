@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from isamap.ir.dtypes import dtype, is_integer
 from isamap.ir.einsum import einsum_spec
 from isamap.ir.kernel import Access, Binary, Const, Expr, Kernel, Statement, Unary
 from isamap.ir.window import WindowSpec
@@ -187,6 +188,9 @@ class _Encoder:
         var = value.var
         if prev is not None:
             var = self.term(f'(Ew "+" {prev} {var})', self.kernel.shapes[s.target])
+        narrow = _narrowing(self.kernel, s)
+        if narrow is not None:  # the cast its store makes, in the term (requant_rules.py)
+            var = self.term(f'(Narrow "{narrow}" {var})', self.kernel.shapes[s.target])
         self.enc.commands.append(f"(union {var} {host})")
         self.env[s.target] = var
 
@@ -200,6 +204,15 @@ class _Encoder:
             self.enc.commands.append(f'(Result "{name}" {self.env[name]})')
         self.enc.terms = len(self.memo)
         return self.enc
+
+
+def _narrowing(kernel: Kernel, s: Statement) -> str | None:
+    """The integer type an `=` statement's result is cast to: its tensor's declared type, when
+    that is an integer type (`T_q = 0.05 * T` into an i8 tensor rounds and saturates)."""
+    decl = kernel.tensors.get(s.target)
+    if s.accumulate or decl is None or not is_integer(decl.dtype):
+        return None
+    return dtype(decl.dtype).name
 
 
 def _product_factors(expr: Expr) -> list[Expr]:

@@ -32,6 +32,7 @@ from isamap.egraph.tensor_types import (
     shape_literal,
     tensor_shape,
 )
+from isamap.egraph.vocabulary import INTEGER_NARROWING
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError
@@ -539,6 +540,7 @@ _PLANNERS: dict[str, _Planner] = {
     "InstrBias": _plan_instr_bias,
     "Ew": lambda b, lits, known, want: _plan_same(b, lits, known, want, BINARY_OPS),
     "Fn": lambda b, lits, known, want: _plan_same(b, lits, known, want, sorted(UNARY_NAMES)),
+    "Narrow": lambda b, lits, known, want: _plan_same(b, lits, known, want, INTEGER_NARROWING),
     "VecFn": lambda b, lits, known, want: _plan_same(
         b, lits, known, want, _elementwise_names(b.target, 1)
     ),

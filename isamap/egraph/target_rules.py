@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from isamap.egraph.computed_rules import ComputedRule, RuleContext
 from isamap.egraph.dump import ENode, Ref
+from isamap.egraph.requant_rules import requant_rules
 from isamap.egraph.term_builder import Builder, Val
 from isamap.hardware.conv_form import ConvForm, has_window_access, instruction_conv_form
 from isamap.hardware.elementwise_form import elementwise_form
@@ -136,6 +137,12 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
                 )
             )
     rules.extend(_elementwise_rules(target))
+    plain = [
+        n
+        for n in eligible_instructions(target, kernel)
+        if target.instructions[n].chain is None and target.instructions[n].chain_bias is None
+    ]
+    rules.extend(DerivedRule(*r) for r in requant_rules(target, plain))  # requant_rules.py
     return rules
 
 

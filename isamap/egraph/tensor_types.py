@@ -67,7 +67,7 @@ def tensor_shape(
     """The shape of Tensor constructor `op` with literal arguments `lits` and operand shapes
     `shapes` (both in argument order) on `target`: the table's shape rule, and an instruction
     that `target` has; IllShapedError if they do not fit; None for Input and HostStmt."""
-    if op in ("Instr", "InstrAct", "InstrBias", "InstrTaps"):
+    if op in ("Instr", "InstrAct", "InstrBias", "InstrTaps", "InstrScale", "InstrBiasScale"):
         need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
     elif op == "InstrConv":
         need(str(lits[0]) in conv_instructions(target), f"no direct-convolution {lits[0]}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal as TypeLiteral
 
 from isamap.ir.conv import conv_geometry, split_conv_literal
+from isamap.ir.dtypes import KERNEL_DTYPES, dtype
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.ops import BINARY_NAMES, UNARY_NAMES
 from isamap.ir.taps import TapGeometry
@@ -21,6 +22,7 @@ from isamap.ir.window import WindowSpec
 
 __all__ = [
     "CONSTRUCTORS",
+    "INTEGER_NARROWING",
     "LIST_CONSTRUCTORS",
     "TENSOR_CONSTRUCTORS",
     "Constructor",
@@ -36,6 +38,9 @@ __all__ = [
 
 Shape = tuple[int, ...]
 Literal = int | float | str
+
+#: The integer types a `Narrow` (a statement's cast) can narrow to: the kernels' integer types.
+INTEGER_NARROWING: tuple[str, ...] = tuple(t for t in KERNEL_DTYPES if dtype(t).is_integer)
 
 #: How a cost model prices a constructor (see `extract/cost.py`):
 #: view — free, the loads that read it gather it; move — a data-layout pass through DRAM;
@@ -171,6 +176,25 @@ def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     need(not isinstance(g, str), f"direct convolution {lits[1]} of {[list(x) for x in s]}: {g}")
     assert not isinstance(g, str)
     return g.out_shape()
+
+
+def _narrow(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    need(str(lits[0]) in INTEGER_NARROWING, f"no integer type '{lits[0]}' to narrow to")
+    return s[0]
+
+
+def _instr_scale(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    """`(InstrScale name f type scale b m n k x y [z])`: a matrix call read out scaled and
+    narrowed (with a bias z: InstrBiasScale)."""
+    fn, to, scale = str(lits[1]), str(lits[2]), float(lits[3])
+    need(fn == "" or fn in UNARY_NAMES, f"no function '{fn}'")
+    need(to in INTEGER_NARROWING, f"no integer type '{to}' to narrow to")
+    need(math.isfinite(scale) and scale > 0, f"scale {scale} is not a positive number")
+    out = _matmul(4)(lits, s[:2])
+    if len(s) == 3:
+        b, _, n = out
+        need(s[2] in ((n,), (b, n)), f"bias is {list(s[2])}, expected [{n}] or [{b}, {n}]")
+    return out
 
 
 def _ew(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
@@ -365,6 +389,36 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "instruction",
         _instr_conv,
         "a direct-convolution instruction computing Einsum(Window(x), w) in place",
+    ),
+    Constructor(
+        "Narrow",
+        (S, T),
+        ("dtype",),
+        "narrow",
+        "view",  # done by the store that writes the value (extract/cost.py: free)
+        "host",
+        _narrow,
+        "rounded to nearest even and saturated to an integer type (a statement's cast)",
+    ),
+    Constructor(
+        "InstrScale",
+        (S, S, S, F, N, N, N, N, T, T),
+        ("instruction", "epilogue", "narrow", "scale", *_MM),
+        "instr",
+        "",
+        "instruction",
+        _instr_scale,
+        "a matrix instruction read out scaled, narrowed, then through a function",
+    ),
+    Constructor(
+        "InstrBiasScale",
+        (S, S, S, F, N, N, N, N, T, T, T),
+        ("instruction", "epilogue", "narrow", "scale", *_MM),
+        "instr",
+        "",
+        "instruction",
+        _instr_scale,
+        "the same onto a per-column bias",
     ),
     Constructor(
         "HostStmt",

@@ -78,9 +78,9 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
 
 def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
     """A matrix call, as the scheduler's `strategy` would run it (memoised per shape)."""
-    first = {"Instr": 1, "InstrAct": 2, "InstrBias": 2, "InstrTaps": 3}[node.op]
-    b, m, n, k = (node.int_arg(first + i) for i in range(4))
-    bias = node.op == "InstrBias"
+    first = {"Instr": 1, "InstrAct": 2, "InstrBias": 2, "InstrTaps": 3}.get(node.op, 4)
+    b, m, n, k = (node.int_arg(first + i) for i in range(4))  # InstrScale: after its scale
+    bias = node.op in ("InstrBias", "InstrBiasScale")
     taps = node.str_arg(1) if node.op == "InstrTaps" else ""  # k: each tap's depth
     _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy, bias=bias, taps=taps)
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
@@ -112,6 +112,9 @@ HOST_COSTS: dict[str, _HostCost] = {
     "Einsum": _einsum_cost,
     "Ew": lambda n, d, t, e: host_elementwise(t, n.str_arg(0), e, operands=2),
     "Fn": lambda n, d, t, e: host_elementwise(t, n.str_arg(0), e),
+    # the narrowing a tensor's store makes as it writes the value (the host writes its result
+    # at the narrowed type; a call's store narrows on its way out): free, as it always was
+    "Narrow": lambda n, d, t, e: OpCost(0.0),
     "ReduceSum": lambda n, d, t, e: host_elementwise(t, "+", math.prod(_child_shape(d, n, 0))),
 }
 

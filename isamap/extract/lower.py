@@ -94,7 +94,7 @@ def _emit(
         instruction = sat.target.instructions[str(attrs["instruction"])]
         # an instruction that chains a function onto its product applies it on every call
         attrs.setdefault("epilogue", instruction.chain)
-        if node.op == "InstrBias":  # the call accumulates onto its third operand, a bias row
+        if node.op in ("InstrBias", "InstrBiasScale"):  # it accumulates onto a bias row
             attrs["bias"] = 1
         unit = instruction.unit
         form = matrix_form(instruction.semantics)

@@ -36,9 +36,11 @@ __all__ = [
     "EXACT",
     "OperandTypes",
     "operand_types",
+    "requantize",
     "run_instruction",
     "run_mapping",
     "run_node",
+    "scaling_stores",
     "store_outputs",
 ]
 
@@ -161,6 +163,38 @@ def run_instruction(
     return out
 
 
+def scaling_stores(target: Target, ins: Instruction) -> list[Instruction]:
+    """The stores that move `ins`'s output memory to DRAM scaled and narrowed: a `scale`, a
+    `narrowing`, saturating (Gemmini's mvout: ACC_SCALE)."""
+    out_mem = ins.operands[ins.semantics.statements[0].target]
+    dram = target.dram().name
+    found = []
+    for st in target.instructions.values():
+        if st.kind != "move" or st.scale is None or not st.narrowing:
+            continue
+        dst = st.semantics.statements[0].target
+        reads = {m for t, m in st.operands.items() if t != dst}
+        if out_mem in reads and st.operands[dst] == dram and st.overflow == "saturate":
+            found.append(st)
+    return found
+
+
+def requantize(
+    acc: np.ndarray, target: Target, ins: Instruction, scale: float, to: str, fn: str | None
+) -> np.ndarray:
+    """What a scaling store makes of `ins`'s accumulator values `acc` on their way to DRAM: times
+    `scale` held in the store's scale type, rounded to nearest even and saturated to `to`, then
+    through `fn` (Gemmini's mvout: ACC_SCALE, then its activation). The product is exact (f32
+    values are carried in float64, `DType.carried_exactly`); IsamapError if no store of the
+    target scales and narrows to `to`."""
+    stores = [st for st in scaling_stores(target, ins) if to in st.narrowing]
+    if not stores:
+        raise IsamapError(f"{ins.name}: no store of '{target.name}' scales and narrows to {to}")
+    held = float(dtype(stores[0].scale or "f32").convert(np.float64(scale)))
+    out = dtype(to).convert(held * acc, "saturate")
+    return UNARY[fn].numpy(out) if fn else out
+
+
 def bias_rows(bias: np.ndarray, b: int, n: int, types: OperandTypes = EXACT) -> np.ndarray:
     """A call's per-column bias ([n], or [b, n] per batch) as one row per batch [b, 1, n], in
     the accumulator's type (an integer accumulator takes only its own integers)."""
@@ -280,6 +314,8 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         held = types.accumulate(np.zeros(product.shape), product)
         epilogue = a.get("epilogue")
         return UNARY[str(epilogue)].numpy(held) if epilogue else held
+    if op == "narrow":
+        return dtype(str(a["dtype"])).convert(args[0], "saturate")
     if op == "instr":
         ins = target.instruction(str(a["instruction"]))
         form = matrix_form(ins.semantics)
@@ -290,6 +326,9 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         bias = args[2] if len(args) == 3 else None
         if a.get("taps"):  # one product per tap, accumulated: the taps stacked along K
             x, y = stack_taps(x, y, tap_depth(x.shape[3], form.tile("k")))
+        if a.get("narrow"):  # read out scaled and narrowed, then through its function
+            acc = run_instruction(form, x, y, None, operand_types(ins, kernel), bias)
+            return requantize(acc, target, ins, float(str(a["scale"])), str(a["narrow"]), fn)
         return run_instruction(form, x, y, fn, operand_types(ins, kernel), bias)
     raise ValueError(f"cannot run mapping op '{op}'")
 

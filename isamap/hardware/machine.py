@@ -25,6 +25,7 @@ from isamap.hardware.functional import (
     OperandTypes,
     bias_rows,
     operand_types,
+    requantize,
     run_instruction,
     run_node,
     store_outputs,
@@ -319,6 +320,7 @@ class CallMachine:
             raise SimulationError(f"{call.instruction}: not a matrix instruction without batch")
         self.form: MatrixForm = form
         self.types = types
+        self.target = target
         self.call, self.s = call, s
         model = ArrayModel.for_instruction(target, call.instruction)
         self.names = model.names
@@ -394,10 +396,17 @@ class CallMachine:
         self.stationary = self.types.accumulate(self.stationary, self._product(a, b))
         return self.stationary
 
-    def mvout(self, buffer: Buffer, row: int, epilogue: str | None) -> np.ndarray:
-        """Read one C block out of the accumulator, through `epilogue`, for DRAM."""
+    def mvout(
+        self, buffer: Buffer, row: int, epilogue: str | None, final: bool = True
+    ) -> np.ndarray:
+        """Read one C block out of the accumulator, through `epilogue`, for DRAM; a final block
+        of a requantizing call scaled and narrowed first (a partial sum goes out at full width,
+        to be accumulated again)."""
         self._issue("store")
         block = buffer.read(row, self.c_shape)
+        if final and self.call.narrow is not None and self.call.scale is not None:
+            ins = self.target.instruction(self.call.instruction)
+            return requantize(block, self.target, ins, self.call.scale, self.call.narrow, epilogue)
         return UNARY[epilogue].numpy(block) if epilogue else block
 
     # -- the loop nest ----------------------------------------------------------------------------
@@ -480,7 +489,7 @@ class CallMachine:
                     self._issue("load")
                     bias = _block(added[tile.batch], 0, c0, (1, bn))
                     buffer.write(row, buffer.read(row, self.c_shape) + bias)
-                block = self.mvout(buffer, row, epilogue)
+                block = self.mvout(buffer, row, epilogue, tile.final)
                 dst = out[tile.batch, r0 : r0 + bm, c0 : c0 + bn]
                 dst[...] = block[: dst.shape[0], : dst.shape[1]]
 

@@ -90,6 +90,8 @@ def element_bytes(mapping: Mapping, target: Target, kernel: Kernel | None = None
         name = str(node.attrs["name"]) if node.op == "input" else node.tensor
         if name is not None and name in kernel.shapes:
             out.append(target.dtype_bytes(kernel.dtype(name)))
+        elif node.op == "instr" and node.attrs.get("narrow"):  # stored narrowed
+            out.append(target.dtype_bytes(str(node.attrs["narrow"])))
         elif node.op == "instr":
             out.append(ArrayModel.for_instruction(target, str(node.attrs["instruction"])).out_bytes)
         elif node.args:
@@ -151,8 +153,8 @@ def simulate_timing(
             result.counts.update(node.counts)
         else:
             in_bytes = None  # operands at their own types in DRAM
-            if kernel is not None and node.args:
-                in_bytes = max(sizes[a] for a in node.args)
+            if kernel is not None and node.args:  # the product's two operands (not a bias row,
+                in_bytes = max(sizes[a] for a in node.args[:2])  # charged by the call itself)
             timing = _call_timing(node.id, scheduled, target, in_bytes)
             result.calls[node.id] = timing
             cycles = timing.cycles
@@ -191,6 +193,8 @@ def _call_timing(
     model = ArrayModel.for_instruction(target, call.instruction)
     if in_bytes is not None:
         model = model.reading(in_bytes)
+    if call.narrow is not None:  # the store narrows the results on their way to DRAM
+        model = model.writing(target.dtype_bytes(call.narrow))
     overruns = model.layout.overruns(scheduled.schedule)
     if overruns:  # no cycles for a schedule the functional machine would reject
         raise SimulationError(f"%{node}: {overruns[0].message('memory')}")

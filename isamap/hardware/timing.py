@@ -185,6 +185,19 @@ class ArrayModel:
             names=names,
         )
 
+    def writing(self, out_bytes: int) -> ArrayModel:
+        """This model with results stored at `out_bytes` per element (a store that narrows them:
+        an int8 requantized result is one byte in DRAM); memoised like `reading`."""
+        if out_bytes == self.out_bytes:
+            return self
+        key = (id(self), -out_bytes)
+        hit = _READING.get(key)
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        model = replace(self, out_bytes=out_bytes)
+        _READING[key] = (self, model)
+        return model
+
     def reading(self, in_bytes: int) -> ArrayModel:
         """This model with operands of `in_bytes` per element in DRAM (the kernel's own types:
         an f32 tensor is 4 bytes on the way in whatever the instruction computes in);

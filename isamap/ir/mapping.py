@@ -63,6 +63,8 @@ class MapNode:
             )
         if self.op == "instr":
             epi = " + bias" if a.get("bias") else ""
+            if a.get("narrow"):  # requantized on the store: scaled, narrowed, then the function
+                epi += f" + scale {float(str(a['scale'])):g} to {a['narrow']}"
             epi += f" + {a['epilogue']}" if a.get("epilogue") else ""
             taps = f" taps={a['taps']}" if a.get("taps") else ""
             return (
@@ -151,6 +153,10 @@ class Mapping:
             capacity = calls * _product(str(a.get("tile", "1")))
             used = 100.0 * work / capacity if capacity else 0.0
             epi = f" with {a['epilogue']}" if a.get("epilogue") else ""
+            if a.get("narrow"):
+                then = f", then {a['epilogue']}" if a.get("epilogue") else ""
+                scale = float(str(a["scale"]))
+                epi = f" read out scaled by {scale:g} and narrowed to {a['narrow']}{then}"
             if a.get("bias"):
                 epi = f" onto a per-column bias{epi.replace(' with ', ', then ')}"
             if packed > 1:

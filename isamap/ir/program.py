@@ -48,6 +48,10 @@ class MatmulCall:
     #: of this geometry, the input read in place.
     conv: ConvGeometry | None = None
     bias: bool = False  # accumulates onto a per-column bias row, moved in per C tile
+    #: Read out scaled by `scale` and narrowed to integer type `narrow` by its store, then
+    #: through the epilogue (requantization on the store: egraph/requant_rules.py).
+    scale: float | None = None
+    narrow: str | None = None
 
     @property
     def blocks(self) -> tuple[int, int, int]:
@@ -151,6 +155,9 @@ class ScheduledCall:
             )
         by = n.get("epilogue_by", store)
         epi = f" ({c.epilogue} applied by {by})" if c.epilogue else ""
+        if c.narrow:
+            then = f", then {c.epilogue}" if c.epilogue else ""
+            epi = f" (scaled by {c.scale:g} and narrowed to {c.narrow}{then} by {store})"
         lines.append(f"{depth}{store} C[i0, j0]{epi} when the next iteration leaves this C tile")
         return lines
 

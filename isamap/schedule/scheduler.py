@@ -36,6 +36,8 @@ def matmul_call_of(node: MapNode, model: ArrayModel) -> MatmulCall:
         block=model.block,
         epilogue=str(epilogue) if epilogue else None,
         bias=bool(a.get("bias")),
+        scale=float(str(a["scale"])) if a.get("narrow") else None,
+        narrow=str(a["narrow"]) if a.get("narrow") else None,
     )
     if a.get("geometry") is None:
         return call

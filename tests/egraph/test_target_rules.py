@@ -20,7 +20,9 @@ def test_gemmini_rules() -> None:
         "batch-bias-into-compute_preloaded-via-mvin_bias",
         "batch-bias-swapped-into-compute_preloaded-via-mvin_bias",
         "fuse-relu-into-compute_preloaded-bias",
-    ]
+    ] + [n for n in names if "requant" in n or "through" in n or n == "scale-first"]
+    # mvout scales and narrows (ACC_SCALE): the requantization rules (egraph/requant_rules.py)
+    assert "requant-relu6-instrbiasscale-compute_preloaded-via-mvout-i8" in names
     text = rules_program(target)
     assert text.startswith("(ruleset target)")
     assert '(Instr "compute_preloaded" b m n k x y)' in text
