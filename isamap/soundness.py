@@ -216,9 +216,8 @@ def corpus(seed: int = 0) -> list[Kernel]:
         "V3[b, i, j] = c3[b, j] + T3[b, i, j]\n",
     ]
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
-    kernels.append(
-        builders.conv2d(1, d(1, 4), d(4, 9), d(4, 9), d(1, 6), 3, 3, stride=d(1, 2), padding="same")
-    )
+    conv = builders.conv2d(1, d(1, 4), d(4, 9), d(4, 9), d(1, 6), 3, 3, stride=d(1, 2), padding="same")
+    kernels.append(_with_bias_relu(conv))
     kernels.append(builders.dw_separable(1, d(2, 6), d(4, 8), d(4, 8), d(2, 10)))
     kernels.append(builders.gru_cell(d(1, 4), d(2, 12), d(2, 12)))
     # a batched sum of two products (one output accumulated twice)
@@ -232,6 +231,17 @@ def corpus(seed: int = 0) -> list[Kernel]:
         )
     )
     return kernels
+
+
+def _with_bias_relu(conv: Kernel) -> Kernel:
+    """`conv` (O[n, k, h, w]) with a per-output-channel bias and a ReLU on top (the direct
+    convolution's bias epilogue)."""
+    lines = str(conv).splitlines()
+    decls = [line for line in lines if line.startswith("tensor ")]
+    body = [line for line in lines if not line.startswith("tensor ")]
+    k = conv.shapes["O"][1]
+    extra = [f"tensor bias[{k}] f32", *body, "Y[n, k, h, w] = relu(O[n, k, h, w] + bias[k])"]
+    return parse_kernel("\n".join([*decls, *extra]) + "\n", name=conv.name + "_bias_relu")
 
 
 def _evaluate(

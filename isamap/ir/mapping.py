@@ -56,7 +56,8 @@ class MapNode:
         if self.op == "input":
             return f"input {a['name']}"
         if self.op == "instr_conv":
-            epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
+            epi = " + bias" if a.get("bias") else ""
+            epi += f" + {a['epilogue']}" if a.get("epilogue") else ""
             return (
                 f"{a['instruction']}{epi} (direct conv) b={a['b']} pixels={a['m']} kernels={a['n']}"
                 f" channels*taps={a['k']} tiles={a['tiles']}"
