@@ -153,7 +153,8 @@ class Mapping:
             used = 100.0 * work / capacity if capacity else 0.0
             epi = f" with {a['epilogue']}" if a.get("epilogue") else ""
             if a.get("bias"):
-                epi = f" onto a per-column bias{epi.replace(' with ', ', then ')}"
+                per = "output-channel" if n.op == "instr_conv" else "column"
+                epi = f" onto a per-{per} bias{epi.replace(' with ', ', then ')}"
             if packed > 1:
                 epi += f" (operand block-diagonal: {packed} channels per product)"
             direct, fed = self.produces(n.id)
