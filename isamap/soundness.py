@@ -216,7 +216,8 @@ def corpus(seed: int = 0) -> list[Kernel]:
         "V3[b, i, j] = c3[b, j] + T3[b, i, j]\n",
     ]
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
-    conv = builders.conv2d(1, d(1, 4), d(4, 9), d(4, 9), d(1, 6), 3, 3, stride=d(1, 2), padding="same")
+    c, h, w, k = d(1, 4), d(4, 9), d(4, 9), d(1, 6)
+    conv = builders.conv2d(1, c, h, w, k, 3, 3, stride=d(1, 2), padding="same")
     kernels.append(_with_bias_relu(conv))
     kernels.append(builders.dw_separable(1, d(2, 6), d(4, 8), d(4, 8), d(2, 10)))
     kernels.append(builders.gru_cell(d(1, 4), d(2, 12), d(2, 12)))

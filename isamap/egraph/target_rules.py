@@ -399,7 +399,7 @@ def _apply_conv(target: Target, ins: Instruction, form: ConvForm, bias: bool) ->
         return index.get(eclass, [])
 
     def with_bias(
-        b: Builder, ctx: RuleContext, eclass: str, g: ConvGeometry, call: tuple[Val, ...]
+        b: Builder, ctx: RuleContext, eclass: str, g: ConvGeometry, call: tuple[str, str, Val, Val]
     ) -> None:
         """Union each per-output-channel bias added to the convolution (e-class `eclass`) with
         the call onto that bias, and each epilogue over that with the call applying it too."""

@@ -285,10 +285,10 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         g = conv_call_geometry(str(a["conv"]), args[0].shape, args[1].shape)
         types = operand_types(ins, kernel)
         product = g.reference(types.operand("lhs", args[0]), types.operand("rhs", args[1]))
-        start = np.zeros(product.shape)
+        onto: np.ndarray = np.zeros(product.shape)
         if len(args) == 3:  # onto a per-output-channel bias, as the bias move puts it there
-            start = g.from_canonical(conv_bias_start(g, args[2], types))
-        held = types.accumulate(start, product)
+            onto = g.from_canonical(conv_bias_start(g, args[2], types))
+        held = types.accumulate(onto, product)
         epilogue = a.get("epilogue")
         return UNARY[str(epilogue)].numpy(held) if epilogue else held
     if op == "instr":

@@ -673,9 +673,7 @@ def trace_program(
             epilogue = scheduled.call.epilogue
             x, w = args[:2]
             bias = args[2] if len(args) == 3 else None
-            value, counts = run_conv_call(
-                plan, scheduled.schedule, x, w, types, epilogue, bias
-            )
+            value, counts = run_conv_call(plan, scheduled.schedule, x, w, types, epilogue, bias)
             run.calls[node.id] = counts
             run.counts.update(counts)
         elif scheduled is not None:
