@@ -23,6 +23,8 @@ soundness like the egglog rules (`tests/egraph/test_computed_rules.py`).
   instruction extents.
 - `einsum-to-taps`: see `_einsum_to_taps`; a convolution as a sum over its filter taps of products
   on shifted views of its input, for each of the target's matrix instructions.
+- `batch-independent-products`: `isamap.egraph.batching`; small products with no input in common
+  in one call, block-diagonally, where the target's instruction tiles say it takes fewer tiles.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from isamap.egraph.batching import batch_independent_products
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
 from isamap.egraph.epilogue_rules import ew_through_layout, ew_through_layout_depends
@@ -58,11 +61,13 @@ __all__ = [
 class RuleContext:
     """What a computed rule may read: the e-graph, and the target facts that bound its choices
     (`widths`: the packing widths the target's instruction extents allow; `instructions`: its
-    matrix instructions that may compute the kernel's products)."""
+    matrix instructions that may compute the kernel's products; `tiles`: the (m, n, k) extents
+    of the matrix instructions that may, on an accelerator, for the batching guard)."""
 
     dump: EGraphDump
     widths: tuple[int, ...] = ()
     instructions: tuple[str, ...] = ()
+    tiles: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -463,6 +468,12 @@ def tap_capable(target: Target, name: str) -> bool:
     return target.codegen is None and ins.chain is None and not has_window_access(ins.semantics)
 
 
+def _accelerator(target: Target) -> bool:
+    """Whether `target` is an accelerator (its programs are instruction calls the models run, not
+    C code a CPU target's emitter writes)."""
+    return target.codegen is None
+
+
 def _taps_apply(target: Target) -> bool:
     return any(
         tap_capable(target, ins.name)
@@ -539,6 +550,16 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         ew_through_layout,
         depends=ew_through_layout_depends,
     ),
+    ComputedRule(
+        "batch-independent-products",
+        "Bmm",
+        "Bmm(x1, y1) and an independent Bmm(x2, y2) (no input in common) -> slices of "
+        "[x1 | x2].blockdiag(y1, y2) (same M) or blockdiag(x1, x2).[y1 ; y2] (same N), the zero "
+        "blocks Full 0: one call, where it takes fewer instruction tiles than two",
+        batch_independent_products,
+        "fusion",
+        applies=_accelerator,
+    ),
 )
 
 
@@ -551,6 +572,7 @@ class ComputedRunner:
         rules: Sequence[ComputedRule] = COMPUTED_RULES,
         widths: Sequence[int] = (),
         instructions: Sequence[str] = (),
+        tiles: Sequence[tuple[int, int, int]] = (),
     ) -> None:
         self.rules = tuple(rules)
         self.by_op: dict[tuple[str, str], list[ComputedRule]] = {}  # (phase, op) -> rules
@@ -558,6 +580,7 @@ class ComputedRunner:
             self.by_op.setdefault((rule.phase, rule.op), []).append(rule)
         self.widths = tuple(widths)
         self.instructions = tuple(instructions)
+        self.tiles = tuple(tiles)
         self.number = first_number
         self.rounds = 0
         self.applied: set[tuple[object, ...]] = set()
@@ -570,7 +593,7 @@ class ComputedRunner:
         """The egglog program of this round of `phase`'s rules: new terms and unions, and
         matches per rule."""
         builder = Builder(dump, self.number, str(self.rounds))
-        ctx = RuleContext(dump, self.widths, self.instructions)
+        ctx = RuleContext(dump, self.widths, self.instructions, self.tiles)
         self.rounds += 1
         matches: Counter[str] = Counter()
         for cid, nodes in dump.classes.items():

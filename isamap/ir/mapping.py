@@ -7,6 +7,7 @@ data, printable as a listing and serialisable as JSON.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 
@@ -148,6 +149,8 @@ class Mapping:
             packed = self._block_diagonal(n)
             if packed > 1:  # only the diagonal blocks of a packed operand are real work
                 work //= packed
+            for arg in n.args[:2]:  # nor the zero blocks of a batched product's operands
+                work = round(work * (1.0 - self._zero_fraction(arg)))
             calls = _product(str(a["tiles"]))
             capacity = calls * _product(str(a.get("tile", "1")))
             used = 100.0 * work / capacity if capacity else 0.0
@@ -182,6 +185,20 @@ class Mapping:
             if node.op in ("reshape", "transpose", "slice"):
                 stack.extend(node.args)
         return 1
+
+    def _zero_fraction(self, node_id: int) -> float:
+        """The fraction of a call operand's elements that are zero blocks (`full` 0 joined in
+        by concatenations: a batched product's block-diagonal operand)."""
+        node = self.nodes[node_id]
+        if node.op == "full":
+            return 1.0 if float(str(node.attrs["value"])) == 0.0 else 0.0
+        if node.op == "reshape":
+            return self._zero_fraction(node.args[0])
+        if node.op == "concat":
+            sizes = [math.prod(self.nodes[a].shape) for a in node.args]
+            zeros = sum(s * self._zero_fraction(a) for a, s in zip(node.args, sizes, strict=True))
+            return zeros / max(sum(sizes), 1)
+        return 0.0
 
     def to_dict(self) -> dict[str, object]:
         return {
