@@ -171,7 +171,10 @@ def batch_independent_products(node: ENode, b: Builder, ctx: _Context) -> list[V
             continue
         for same_m, fits in (
             (True, qm == m and fewer_tiles((m, n, k), (m, qn, qk), (m, n + qn, k + qk), ctx.tiles)),
-            (False, qn == n and fewer_tiles((m, n, k), (qm, n, qk), (m + qm, n, k + qk), ctx.tiles)),
+            (
+                False,
+                qn == n and fewer_tiles((m, n, k), (qm, n, qk), (m + qm, n, k + qk), ctx.tiles),
+            ),
         ):
             key = (min(theirs), q.eclass)
             if fits and (same_m not in best or key < best[same_m][:2]):
