@@ -86,7 +86,7 @@ def _zero_padded(dump: EGraphDump, cid: str) -> bool:
         for part in node.refs():
             for inner in dump.classes.get(part, ()):
                 if inner.op == "Concat" and any(
-                    z.op == "Full" and float(z.args[0]) == 0.0
+                    z.op == "Full" and z.args[0] == 0.0
                     for r in inner.refs()
                     for z in dump.classes.get(r, ())
                 ):
@@ -169,12 +169,11 @@ def batch_independent_products(node: ENode, b: Builder, ctx: _Context) -> list[V
             continue
         if theirs & mine or any(_zero_padded(dump, r) for r in q.refs()):
             continue
+        side_by_side = (m, n + qn, k + qk)  # [x1 | x2] . blockdiag(y1, y2)
+        stacked = (m + qm, n, k + qk)  # blockdiag(x1, x2) . [y1 ; y2]
         for same_m, fits in (
-            (True, qm == m and fewer_tiles((m, n, k), (m, qn, qk), (m, n + qn, k + qk), ctx.tiles)),
-            (
-                False,
-                qn == n and fewer_tiles((m, n, k), (qm, n, qk), (m + qm, n, k + qk), ctx.tiles),
-            ),
+            (True, qm == m and fewer_tiles((m, n, k), (qm, qn, qk), side_by_side, ctx.tiles)),
+            (False, qn == n and fewer_tiles((m, n, k), (qm, qn, qk), stacked, ctx.tiles)),
         ):
             key = (min(theirs), q.eclass)
             if fits and (same_m not in best or key < best[same_m][:2]):
