@@ -147,9 +147,7 @@ class Mapping:
             taps = int(str(a.get("taps") or 1))
             work *= taps
             packed = self._block_diagonal(n)
-            if packed > 1:  # only the diagonal blocks of a packed operand are real work
-                work //= packed
-            for arg in n.args[:2]:  # nor the zero blocks of a batched product's operands
+            for arg in n.args[:2]:  # only the non-zero blocks of its operands are real work
                 work = round(work * (1.0 - self._zero_fraction(arg)))
             calls = _product(str(a["tiles"]))
             capacity = calls * _product(str(a.get("tile", "1")))
@@ -187,12 +185,16 @@ class Mapping:
         return 1
 
     def _zero_fraction(self, node_id: int) -> float:
-        """The fraction of a call operand's elements that are zero blocks (`full` 0 joined in
-        by concatenations: a batched product's block-diagonal operand)."""
+        """The fraction of a call operand's elements that are structural zeros, through views and
+        layout moves: the off-diagonal blocks of a block-diagonal operand — g channels packed
+        (`block_diag`: all but 1/g), or the products of a batched call (`full` 0 blocks joined
+        in by concatenations)."""
         node = self.nodes[node_id]
         if node.op == "full":
             return 1.0 if float(str(node.attrs["value"])) == 0.0 else 0.0
-        if node.op == "reshape":
+        if node.op == "block_diag":
+            return 1.0 - 1.0 / int(str(node.attrs["groups"]))
+        if node.op in ("reshape", "transpose", "slice"):
             return self._zero_fraction(node.args[0])
         if node.op == "concat":
             sizes = [math.prod(self.nodes[a].shape) for a in node.args]
