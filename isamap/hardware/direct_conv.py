@@ -210,12 +210,16 @@ class _Step:
     reload_out: bool
     leave: tuple[int, int, int] | None  # the output tile stored now
     final: bool  # (for the machine) this is the last input-channel tile of its output tile
+    #: the first step of its (batch, output-channel tile): a call onto a bias moves that tile's
+    #: biases now, once; the bias unit holds them for every output tile of those channels
+    load_bias: bool = False
 
 
 def _steps(plan: ConvPlan, s: TileSchedule) -> Iterator[_Step]:
     trips = plan.trips(s)
     x_at = w_at = out_at = None
     seen: Counter[tuple[int, int, int]] = Counter()
+    channels: set[tuple[int, int]] = set()
     for batch in range(plan.g.b):
         for pos in itertools.product(*(range(trips[v]) for v in s.loop_order)):
             at = dict(zip(s.loop_order, pos, strict=True))
@@ -233,7 +237,9 @@ def _steps(plan: ConvPlan, s: TileSchedule) -> Iterator[_Step]:
                 reload_out=new_out and seen[o_key] > 0,
                 leave=out_at if new_out else None,
                 final=seen[o_key] + 1 == trips["k"],
+                load_bias=(batch, j0) not in channels,
             )
+            channels.add((batch, j0))
             x_at, w_at, out_at = x_key, w_key, o_key
             seen[o_key] += 1
             yield step
@@ -247,8 +253,8 @@ def _issues(plan: ConvPlan, rows: int, kt: int, ct: int) -> int:
 
 def conv_timing(plan: ConvPlan, s: TileSchedule, bias: bool = False) -> CallTiming:
     """Cycles, bytes, issues and energy of a call under `s` (memoised); with `bias`, each output
-    tile starts from its output channels' biases, moved in once when the tile is first made
-    (the target's bias move: NVDLA SDP's per-channel bias read)."""
+    tile starts from its output channels' biases, moved in once per output-channel tile (the
+    target's bias move: NVDLA SDP's per-channel bias read; the bias unit holds them)."""
     return _timing(plan, s, bias)
 
 
@@ -280,7 +286,7 @@ def _timing(plan: ConvPlan, s: TileSchedule, bias: bool) -> CallTiming:
             back = plan.out_tile_elems(rows, kt) * plan.acc_bytes
             nbytes += back
             out.bytes["accumulator"] += back
-        elif bias and step.new_out:  # the tile's kt biases, once, into its accumulators
+        if bias and step.load_bias:  # the output-channel tile's kt biases, once
             bias_bytes = kt * plan.acc_bytes
             nbytes += bias_bytes
             out.bytes["accumulator"] += bias_bytes
@@ -456,7 +462,8 @@ def run_conv_call(
     """Run the call on the machine: tiles moved into buffers sized against the instruction's
     memories (IsamapError on an overrun), every instruction issue computed from the on-chip input
     tile at its shifted position; each new output tile starts from its channels' `bias` ([K] or
-    [B, K]) when there is one. The result in the Einsum's own axis order, and the issues."""
+    [B, K]) when there is one, moved in once per output-channel tile. The result in the Einsum's
+    own axis order, and the issues."""
     over = plan.overrun(s)
     if over is not None:  # the machine says SimulationError before it gets here
         raise IsamapError(f"direct convolution {plan.name}: {over}")
@@ -466,6 +473,7 @@ def run_conv_call(
     ws = types.operand("rhs", g.canonical_w(np.asarray(w, dtype=np.float64)))
     out = np.zeros((g.b, g.k, g.pixels))
     start = None if bias is None else conv_bias_start(g, bias, types)
+    held_bias: dict[tuple[int, int], np.ndarray] = {}  # (batch, j0) -> [kt, 1], in the bias unit
     counts: Counter[str] = Counter()
     dim = plan.row_dim
     x_tile: np.ndarray | None = None
@@ -488,12 +496,13 @@ def run_conv_call(
             counts[names.get("load", "load")] += 1
         assert x_tile is not None and w_tile is not None
         key = (step.batch, step.i0, step.j0)
+        if start is not None and step.load_bias:  # the channels' biases moved in, once
+            held_bias[(step.batch, step.j0)] = start[step.batch, k0 : k0 + kt, :1].copy()
+            counts[names.get("bias", names.get("load", "load"))] += -(-kt // f.atom_k)
         if step.new_out:
             fresh = np.zeros((kt, rows * plan.row_pixels))
-            if start is not None and not step.reload_out:  # the bias move, once per tile
-                p0 = first * plan.row_pixels
-                fresh = start[step.batch, k0 : k0 + kt, p0 : p0 + rows * plan.row_pixels].copy()
-                counts[names.get("bias", names.get("load", "load"))] += -(-kt // f.atom_k)
+            if start is not None and not step.reload_out:  # each new tile starts from them
+                fresh = np.repeat(held_bias[(step.batch, step.j0)], rows * plan.row_pixels, 1)
             acc[key] = stored.pop(key) if step.reload_out else fresh
         part = _tile_product(plan, x_tile, x_lo, w_tile, first, rows)
         counts[names["compute"]] += _issues(plan, rows, kt, ct)

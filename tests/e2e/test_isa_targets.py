@@ -142,6 +142,6 @@ def test_nvdla_runs_bias_and_relu_in_its_sdp(name: str) -> None:
         assert "sdp_bias bias[b, j0 kernels]" in result.program.listing()
     inputs = isamap.random_inputs(kernel, seed=5)
     _check(result.run(inputs), kernel, inputs)
-    # the biases move once per output tile: the timing model and the machine count the same
+    # the biases move once per output-channel tile: timing model and machine count the same
     run = trace_program(result.program, result.mapping, kernel, target, inputs)
     assert run.counts["sdp_bias"] == result.report.instruction_counts["sdp_bias"] > 0
