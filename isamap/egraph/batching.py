@@ -14,8 +14,9 @@ Each product is a `Slice` of the batched one (a view). The same block-diagonal i
 different tensors, so its blocks are concatenations rather than one strided copy.
 
 Guards, from the target's instruction tiles (never from a list of kernels): the batched product
-must take fewer instruction tiles than the two apart on some instruction (a product that already
-fills the instruction's N and K gains nothing and gets no term). Independence: the kernel inputs
+must take no more tiles of some instruction than the larger product alone — the two fit the
+instruction's extents together (a product that already fills the instruction's N and K gains
+nothing and gets no term). Independence: the kernel inputs
 the two read are disjoint (no shared operand — that is the GEMM fusions' case — and neither reads
 the other's result, nor is one the other's swapped orientation). To stay linear in the number of
 products, a product batches only with the nearest compatible one after it (by the first input it
@@ -32,7 +33,7 @@ from typing import Protocol
 from isamap.egraph.dump import EGraphDump, ENode
 from isamap.egraph.term_builder import Builder, Val
 
-__all__ = ["batch_independent_products", "fewer_tiles"]
+__all__ = ["batch_fits", "batch_independent_products"]
 
 Tile = tuple[int, int, int]  # an instruction's (m, n, k) extents
 
@@ -98,10 +99,13 @@ def _tiles(shape: Tile, tile: Tile) -> int:
     return math.prod(-(-d // t) for d, t in zip(shape, tile, strict=True))
 
 
-def fewer_tiles(first: Tile, second: Tile, batched: Tile, tiles: Sequence[Tile]) -> bool:
-    """Whether the batched product (m, n, k) takes fewer tiles than the two apart on some
-    instruction tile: the guard that keeps the rule where it can help."""
-    return any(_tiles(batched, t) < _tiles(first, t) + _tiles(second, t) for t in tiles)
+def batch_fits(first: Tile, second: Tile, batched: Tile, tiles: Sequence[Tile]) -> bool:
+    """Whether the batched product (m, n, k) takes no more tiles of some instruction than the
+    larger of the two alone (the smaller rides along in the larger's calls: the two fit the
+    instruction's extents together): the guard that keeps the rule where it can help. A looser
+    guard (fewer tiles than the two apart) admits batches that only trade two products' overlap
+    for one longer call and host-filled zeros, which a sum-of-costs model cannot see."""
+    return any(_tiles(batched, t) <= max(_tiles(first, t), _tiles(second, t)) for t in tiles)
 
 
 def _dims(node: ENode) -> tuple[int, int, int, int]:
@@ -172,8 +176,8 @@ def batch_independent_products(node: ENode, b: Builder, ctx: _Context) -> list[V
         side_by_side = (m, n + qn, k + qk)  # [x1 | x2] . blockdiag(y1, y2)
         stacked = (m + qm, n, k + qk)  # blockdiag(x1, x2) . [y1 ; y2]
         for same_m, fits in (
-            (True, qm == m and fewer_tiles((m, n, k), (qm, qn, qk), side_by_side, ctx.tiles)),
-            (False, qn == n and fewer_tiles((m, n, k), (qm, qn, qk), stacked, ctx.tiles)),
+            (True, qm == m and batch_fits((m, n, k), (qm, qn, qk), side_by_side, ctx.tiles)),
+            (False, qn == n and batch_fits((m, n, k), (qm, qn, qk), stacked, ctx.tiles)),
         ):
             key = (min(theirs), q.eclass)
             if fits and (same_m not in best or key < best[same_m][:2]):

@@ -24,7 +24,7 @@ soundness like the egglog rules (`tests/egraph/test_computed_rules.py`).
 - `einsum-to-taps`: see `_einsum_to_taps`; a convolution as a sum over its filter taps of products
   on shifted views of its input, for each of the target's matrix instructions.
 - `batch-independent-products`: `isamap.egraph.batching`; small products with no input in common
-  in one call, block-diagonally, where the target's instruction tiles say it takes fewer tiles.
+  in one call, block-diagonally, where they fit the target's instruction tiles together.
 """
 
 from __future__ import annotations
@@ -555,7 +555,7 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "Bmm",
         "Bmm(x1, y1) and an independent Bmm(x2, y2) (no input in common) -> slices of "
         "[x1 | x2].blockdiag(y1, y2) (same M) or blockdiag(x1, x2).[y1 ; y2] (same N), the zero "
-        "blocks Full 0: one call, where it takes fewer instruction tiles than two",
+        "blocks Full 0: one call, where it takes no more instruction tiles than the larger alone",
         batch_independent_products,
         "fusion",
         applies=_accelerator,

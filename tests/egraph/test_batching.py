@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import isamap
-from isamap.egraph.batching import fewer_tiles
+from isamap.egraph.batching import batch_fits
 from isamap.egraph.computed_rules import COMPUTED_RULES
 from isamap.egraph.saturate import saturate_with
 from isamap.soundness import check_eclasses
@@ -35,10 +35,12 @@ def gemmini() -> isamap.Target:
 
 def test_the_guard_counts_instruction_tiles() -> None:
     tile = [(16, 16, 16)]
-    assert fewer_tiles((16, 8, 8), (16, 8, 8), (16, 16, 16), tile)  # 1 tile instead of 2
-    assert not fewer_tiles((16, 16, 16), (16, 8, 8), (16, 24, 24), tile)  # one already fills it
-    assert not fewer_tiles((16, 8, 16), (16, 8, 8), (16, 16, 24), tile)  # K would spill
-    assert fewer_tiles((16, 16, 16), (16, 8, 8), (16, 24, 24), [(16, 32, 32)])  # a wider array
+    assert batch_fits((16, 8, 8), (16, 8, 8), (16, 16, 16), tile)  # 1 tile instead of 2
+    assert not batch_fits((16, 16, 16), (16, 8, 8), (16, 24, 24), tile)  # one already fills it
+    assert not batch_fits((16, 8, 16), (16, 8, 8), (16, 16, 24), tile)  # K would spill
+    assert batch_fits((16, 16, 16), (16, 8, 8), (16, 24, 24), [(16, 32, 32)])  # a wider array
+    # 12 tiles apart, 9 batched, but more than the 6 of either: a GRU's X.W and H.U stacked
+    assert not batch_fits((3, 48, 20), (3, 48, 24), (6, 48, 44), tile)
 
 
 @pytest.mark.parametrize(
