@@ -232,11 +232,12 @@ def corpus(seed: int = 0) -> list[Kernel]:
         )
     )
     # two independent small products (no input in common), same M and N: batched into one call
-    bm, bn, bk1, bk2 = d(1, 6), d(1, 4), d(1, 4), d(1, 4)
+    # (int8, so that a target's int8 instruction is the one eligible, as for a quantized model)
+    bm, bn, bk1, bk2 = d(1, 6), d(1, 4), d(1, 2), d(1, 2)
     kernels.append(
         parse_kernel(
-            f"tensor A1[{bm}, {bk1}] f32\ntensor B1[{bk1}, {bn}] f32\n"
-            f"tensor A2[{bm}, {bk2}] f32\ntensor B2[{bk2}, {bn}] f32\n"
+            f"tensor A1[{bm}, {bk1}] i8\ntensor B1[{bk1}, {bn}] i8\n"
+            f"tensor A2[{bm}, {bk2}] i8\ntensor B2[{bk2}, {bn}] i8\n"
             "P[i, j] += A1[i, k] * B1[k, j]\nQ[i, j] += A2[i, k] * B2[k, j]\n",
             name="corpus_independent",
         )

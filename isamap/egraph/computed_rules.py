@@ -468,10 +468,18 @@ def tap_capable(target: Target, name: str) -> bool:
     return target.codegen is None and ins.chain is None and not has_window_access(ins.semantics)
 
 
-def _accelerator(target: Target) -> bool:
-    """Whether `target` is an accelerator (its programs are instruction calls the models run, not
-    C code a CPU target's emitter writes)."""
-    return target.codegen is None
+def _batching_applies(target: Target) -> bool:
+    """Whether `batch-independent-products` can fire on `target`: an accelerator (its programs
+    are instruction calls the models run, not C code a CPU target's emitter writes) with a
+    matrix instruction deeper than one K and wider than one M or N (a batch always grows K, so
+    on a K-extent-1 instruction it never fits in one product's tiles)."""
+    if target.codegen is not None:
+        return False
+    for ins in target.compute_instructions():
+        form = matrix_form(ins.semantics)
+        if form is not None and form.tile("k") > 1 and max(form.tile("m"), form.tile("n")) > 1:
+            return True
+    return False
 
 
 def _taps_apply(target: Target) -> bool:
@@ -558,7 +566,7 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         "blocks Full 0: one call, where it takes no more instruction tiles than the larger alone",
         batch_independent_products,
         "fusion",
-        applies=_accelerator,
+        applies=_batching_applies,
     ),
 )
 
