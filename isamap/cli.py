@@ -626,8 +626,8 @@ def bench(
     """Compile a benchmark SUITE (deepbench-gemm, deepbench-gru, mobilenet-v1, mobilenet-v2 or
     all; or a MODEL.onnx file, one row per fused layer) on a target and write report.md,
     report.json and plots (docs/benchmarks.md). The CPU suites (cpu-gemm, cpu-gru,
-    cpu-mobilenet) run native code for a CPU target (default host) against numpy's BLAS and
-    onnxruntime instead (docs/cpu.md)."""
+    cpu-mobilenet, cpu-mobilenet-v2) run native code for a CPU target (default host) against
+    numpy's BLAS and onnxruntime instead (docs/cpu.md)."""
     from isamap.bench.report import write_report  # matplotlib loads only for this command
 
     if suite in CPU_SUITES:

@@ -12,13 +12,15 @@ import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import overload
 
 import numpy as np
 
+from isamap.codegen import CSource, NativeProgram, emit_c, load_native
+from isamap.codegen.network import NativeNetwork, layer_constants
 from isamap.compile import CompileResult, CycleRatios, load_target
 from isamap.compile import compile as compile_kernel
 from isamap.egraph import Limits
@@ -161,9 +163,15 @@ class ModelResult:
     compiled: list[CompileResult]  # one per layer of `model.layers()`, shared when equal
     report: ModelReport
 
+    _network: NativeNetwork | None = field(default=None, repr=False, compare=False)
+
     def run(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run every layer's scheduled program functionally (the simulated machine), in order;
-        the model's outputs by their ONNX names."""
+        """Run the network; the model's outputs by their ONNX names. On a CPU target, natively
+        in float32 (`native`: the inputs converted once, each layer's weights bound once,
+        float32 values between layers; float32 results); elsewhere every layer's scheduled
+        program functionally (the simulated machine), in order."""
+        if self.runs_natively():
+            return dict(self.native().run(self.model.check_inputs(inputs, np.float32)))
         compiled = {
             id(layer): c for layer, c in zip(self.model.layers(), self.compiled, strict=True)
         }
@@ -173,6 +181,36 @@ class ModelResult:
 
         values = self.model.run_steps(inputs, run_layer)
         return {name: values[name] for name in self.model.outputs}
+
+    def runs_natively(self) -> bool:
+        """Whether `run` runs native code: a CPU target, no layer quantized."""
+        return self.target.codegen is not None and all(
+            c.quantization is None for c in self.compiled
+        )
+
+    def native(self) -> NativeNetwork:
+        """The network's native programs, built once (each distinct kernel's C emitted with
+        the weights it reads as bound constants, then from the per-user cache)."""
+        if self._network is None:
+            self._network = NativeNetwork(self.model, self.native_programs())
+        return self._network
+
+    def native_programs(
+        self, load: Callable[[CSource, Target], NativeProgram] = load_native
+    ) -> dict[int, NativeProgram]:
+        """Each layer's (by `id`) native program: one per distinct compilation and set of
+        bound weights, built by `load` (default `load_native`)."""
+        if self.target.codegen is None:
+            raise IsamapError(f"target '{self.target.name}' has no native code (not a CPU)")
+        built: dict[tuple[int, tuple[str, ...]], NativeProgram] = {}
+        programs: dict[int, NativeProgram] = {}
+        for layer, c in zip(self.model.layers(), self.compiled, strict=True):
+            key = (id(c), layer_constants(self.model, layer))
+            if key not in built:
+                source = emit_c(c.program, c.mapping, c.kernel, c.target, constants=key[1])
+                built[key] = load(source, c.target)
+            programs[id(layer)] = built[key]
+        return programs
 
     def reference(self, inputs: MappingABC[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's numpy reference outputs (the check on `run`)."""

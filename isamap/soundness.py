@@ -22,14 +22,15 @@ import math
 import os
 import random
 import re
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from isamap.egraph import Saturation
-from isamap.egraph.computed_rules import COMPUTED_RULES
+from isamap.egraph.computed_rules import COMPUTED_RULES, ComputedRule
 from isamap.egraph.dump import ENode
 from isamap.egraph.rule_file import SList, parse_rule_file, parse_sexprs, read_rule_file
 from isamap.egraph.rule_terms import Instance, instantiate, lhs_alternatives
@@ -371,42 +372,100 @@ def _run_instances(
     return check_eclasses(sat, seed=seed, where=where)
 
 
-def _check_corpus(
-    rule: Rule, trusted: list[Rule], target: Target, seed: int, iterations: int, check: RuleCheck
-) -> None:
-    """Saturate every corpus kernel with `rule` and the `trusted` rules as background."""
+def _corpus_run(
+    rules: list[Rule], trusted: list[Rule], target: Target, seed: int, iterations: int
+) -> tuple[Counterexample | None, Counter[str], int]:
+    """Saturate every corpus kernel with `rules` together and the `trusted` rules as background:
+    the first counterexample (the run stops there), the matches per rule, the kernels run."""
     background = "(ruleset background)\n" + "\n".join(
         _rename(r.text, "background") for r in trusted
     )
-    # the computed rules run too (they lay the corpus's products out), and are not the rule
-    background_names = {r.name for r in trusted} | {r.name for r in COMPUTED_RULES}
-    sources = [RuleSource(background, "<background rules>", ("background",)), _under_test(rule)]
+    under_test = "(ruleset under_test)\n" + "\n".join(_rename(r.text, "under_test") for r in rules)
+    filename = rules[0].loc.file if len(rules) == 1 else "<rules under test>"
+    # the computed rules run too (they lay the corpus's products out), and are not the rules
+    sources = [
+        RuleSource(background, "<background rules>", ("background",)),
+        RuleSource(under_test, filename, ("under_test",)),
+    ]
+    names = {r.name for r in rules}
+    matches: Counter[str] = Counter()
     for n, kernel in enumerate(corpus(seed)):
-        try:
-            sat = saturate_with(kernel, target, sources, Limits(iterations, 20_000, 20.0))
-        except IsamapError as err:
-            raise IsamapError(f"rule {rule.name}: {err.message}", rule.loc) from None
-        check.kernels += 1
-        check.matches += sum(
-            c for name, c in sat.report.matches_per_rule.items() if name not in background_names
-        )
+        sat = saturate_with(kernel, target, sources, Limits(iterations, 20_000, 20.0))
+        matches.update({k: c for k, c in sat.report.matches_per_rule.items() if k in names})
         found = check_eclasses(sat, seed=seed + n)
         if found is not None:
-            check.counterexample = found
-            return
+            return found, matches, n + 1
+    return None, matches, len(corpus(seed))
+
+
+def _check_corpus(
+    checks: list[RuleCheck], trusted: list[Rule], target: Target, seed: int, iterations: int
+) -> None:
+    """Verdicts on the corpus for `checks` in order, each with the `trusted` rules and the sound
+    ones before it as background, as if checked one by one: all together first, since an
+    e-graph whose every e-class agrees shows every union in it sound; a group that fails is
+    halved, so a wrong rule is blamed alone and never taints the verdict on the others."""
+    if not checks:
+        return
+    rules = [c.rule for c in checks]
+    try:
+        found, matches, kernels = _corpus_run(rules, trusted, target, seed, iterations)
+    except IsamapError as err:
+        if len(checks) == 1:
+            raise IsamapError(f"rule {rules[0].name}: {err.message}", rules[0].loc) from None
+        found, matches, kernels = None, Counter(), -1  # halve it to find the rule
+    if len(checks) == 1 or (found is None and kernels >= 0):
+        for check in checks:
+            check.matches, check.kernels = matches[check.rule.name], kernels
+        if found is not None:
+            checks[0].counterexample = found
+        return
+    half = len(checks) // 2
+    _check_corpus(checks[:half], trusted, target, seed, iterations)
+    sound = [c.rule for c in checks[:half] if c.sound]
+    _check_corpus(checks[half:], trusted + sound, target, seed, iterations)
+
+
+#: Verdicts already reached in this process, by `_memo_key`: rules are checked once per process
+#: however often they are asked for (a rule file's target whose shipped rules are another's).
+_CHECKED: dict[str, list[RuleCheck]] = {}
+
+
+def _target_bytes(target: Target) -> bytes:
+    """What a check depends on of `target`: its file's content (not its path)."""
+    path = Path(target.path)
+    return path.read_bytes() if path.is_file() else repr(target).encode()
+
+
+def _memo_key(target: Target, *parts: object) -> str:
+    digest = hashlib.sha256(_target_bytes(target))
+    for part in parts:
+        digest.update(f"\0{part}".encode())
+    return digest.hexdigest()
 
 
 def _check(
     rules: list[Rule], trusted: list[Rule], target: Target, seed: int, iterations: int
 ) -> list[RuleCheck]:
-    checks: list[RuleCheck] = []
-    for rule in rules:
-        check = RuleCheck(rule)
-        _check_patterns(rule, target, seed, check)
-        if check.counterexample is None:
-            background = trusted + [c.rule for c in checks if c.sound]
-            _check_corpus(rule, background, target, seed, iterations, check)
-        checks.append(check)
+    """Each rule alone on terms built from its left-hand side, then on the corpus with the
+    `trusted` rules and the sound ones before it as background."""
+    key = _memo_key(
+        target,
+        seed,
+        iterations,
+        *(f"{r.name}\0{r.text}" for r in rules),
+        "trusted",
+        *(r.text for r in trusted),
+    )
+    seen = _CHECKED.get(key)
+    if seen is not None:  # the same rules, perhaps read at other places
+        return [replace(c, rule=r) for c, r in zip(seen, rules, strict=True)]
+    checks = [RuleCheck(rule) for rule in rules]
+    for check in checks:
+        _check_patterns(check.rule, target, seed, check)
+    candidates = [c for c in checks if c.counterexample is None]
+    _check_corpus(candidates, trusted, target, seed, iterations)
+    _CHECKED[key] = [replace(c) for c in checks]
     return checks
 
 
@@ -427,34 +486,59 @@ def check_rules(
         first = min((i for i, r in enumerate(rules) if r.name in only), default=len(rules))
         picked = [r for r in rules if r.name in only]
         return _check(picked, rules[:first], target, seed, iterations)
-    return check_computed_rules(target, seed, iterations) + _check(
-        rules_of(target), [], target, seed, iterations
-    )
+    shipped = _check(_shipped_rules(target), [], target, seed, iterations)
+    trusted = [c.rule for c in shipped if c.sound]
+    own = _check(_file_rules(target), trusted, target, seed, iterations)
+    return check_computed_rules(target, seed, iterations) + shipped + own
+
+
+def _computed_run(
+    rules: Sequence[ComputedRule], target: Target, seed: int, iterations: int
+) -> tuple[Counterexample | None, Counter[str], int]:
+    """Saturate every corpus kernel with the computed `rules` alone: the first counterexample,
+    the matches per rule, the kernels run."""
+    matches: Counter[str] = Counter()
+    for n, kernel in enumerate(corpus(seed)):
+        sat = saturate_with(kernel, target, [], Limits(iterations, 20_000, 20.0), None, rules)
+        matches.update(sat.report.matches_per_rule)
+        found = check_eclasses(sat, seed=seed + n)
+        if found is not None:
+            return found, matches, n + 1
+    return None, matches, len(corpus(seed))
 
 
 def check_computed_rules(target: Target, seed: int = 0, iterations: int = 6) -> list[RuleCheck]:
     """Each computed rule (isamap.egraph.computed_rules) with the ones before it, no egglog rule,
-    on `corpus(seed)`: every e-node evaluated; a rule that never matches is not verified."""
-    checks: list[RuleCheck] = []
+    on `corpus(seed)`: every e-node evaluated; a rule that never matches is not verified.
+
+    All of them run together first; only if that e-graph holds a counterexample is each run
+    with the ones before it, to blame the first that is wrong."""
     here = SourceLoc(_shown(str(Path(__file__).resolve().parent / "egraph" / "computed_rules.py")))
     derived = SourceLoc(f"<derived from {target.path}>")
     every = (*COMPUTED_RULES, *conv_rules(target))
-    for index, computed in enumerate(every):
-        if not computed.applies(target):
-            continue  # it cannot fire on this target (a tap sum on a CPU target)
-        where = here if index < len(COMPUTED_RULES) else derived
-        check = RuleCheck(Rule(computed.name, computed.doc, where))
-        rules = every[: index + 1]
-        for n, kernel in enumerate(corpus(seed)):
-            limits = Limits(iterations, 20_000, 20.0)
-            sat = saturate_with(kernel, target, [], limits, computed_rules=rules)
-            check.kernels += 1
-            check.matches += sat.report.matches_per_rule[computed.name]
-            found = check_eclasses(sat, seed=seed + n)
-            if found is not None:
-                check.counterexample = found
-                break
-        checks.append(check)
+    picked = [
+        (index, computed) for index, computed in enumerate(every) if computed.applies(target)
+    ]  # the others cannot fire on this target (a tap sum on a CPU target)
+    rules = [
+        Rule(c.name, c.doc, here if index < len(COMPUTED_RULES) else derived) for index, c in picked
+    ]
+    key = _memo_key(target, seed, iterations, "computed", *(c.name for c in every))
+    seen = _CHECKED.get(key)
+    if seen is not None:
+        return [replace(c, rule=r) for c, r in zip(seen, rules, strict=True)]
+    checks = [RuleCheck(rule) for rule in rules]
+    found, matches, kernels = _computed_run(every, target, seed, iterations)
+    for check in checks:
+        check.matches, check.kernels = matches[check.rule.name], kernels
+    if found is not None:  # blame the first rule whose run with the ones before it is wrong
+        for check, (index, _) in zip(checks, picked, strict=True):
+            found, matches, kernels = _computed_run(every[: index + 1], target, seed, iterations)
+            check.matches, check.kernels, check.counterexample = (
+                matches[check.rule.name],
+                kernels,
+                found,
+            )
+    _CHECKED[key] = [replace(c) for c in checks]
     return checks
 
 

@@ -21,7 +21,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ import numpy as np
 
 import isamap
 from isamap.bench.suites import _rows, gru_projection_text, gru_step_text
-from isamap.codegen import emit_c, load_native
+from isamap.codegen import CSource, emit_c, load_native
 from isamap.codegen.native import NativeProgram
+from isamap.codegen.network import NativeNetwork
 from isamap.hardware.host_cpu import cpu_features
 from isamap.ir.builders import dw_separable
 from isamap.ir.errors import IsamapError
@@ -408,98 +409,36 @@ def _network_case(resolution: int) -> Case:
     )
 
 
-class _NativeNetwork:
-    """A compiled model run natively in float32, step by step: each layer's native program with
-    the layer's weights bound (packed once), each view a reshape or copy of float32 data, every
-    output buffer allocated once -- what a deployed network does between its kernels, without
-    the float64 reference bookkeeping of `ModelResult.run`."""
-
-    def __init__(
-        self,
-        model: Any,
-        layers: Sequence[Any],
-        compiled: Sequence[Any],
-        programs: dict[tuple[int, tuple[str, ...]], NativeProgram],
-        constants_of: dict[int, tuple[str, ...]],
-    ) -> None:
-        self.model = model
-        self.steps: list[tuple[Any, Any, list[str], list[tuple[str, np.ndarray]]]] = []
-        by_layer = {id(la): c for la, c in zip(layers, compiled, strict=True)}
-        consts = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in model.constants.items()}
-        self.values: dict[str, np.ndarray] = dict(consts)
-        for step in model.steps:
-            if not hasattr(step, "kernel"):  # a View
-                self.steps.append((step, None, [], []))
-                continue
-            cons = constants_of[id(step)]
-            program = programs[(id(by_layer[id(step)]), cons)]
-            prepared = program.prepare({t: consts[step.bindings[t]] for t in cons})
-            src = program.source
-            outs = []
-            bound = step.outputs()
-            for name, shape in src.outputs:
-                if name in bound:
-                    outs.append((bound[name], np.empty(shape, np.float32)))
-                else:
-                    outs.append(("", np.empty(shape, np.float32)))
-            ins = [step.bindings[t] for t in src.inputs]
-            self.steps.append((step, prepared, ins, outs))
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.values
-        for name, value in inputs.items():
-            values[name] = np.ascontiguousarray(value, dtype=np.float32)
-        for step, prepared, ins, outs in self.steps:
-            if prepared is None:
-                parts = [values[s].reshape(-1) for s in step.sources]
-                flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                size = math.prod(step.shape)
-                values[step.name] = flat[step.offset : step.offset + size].reshape(step.shape)
-                continue
-            prepared.call([values[v] for v in ins], [arr for _, arr in outs])
-            for bound_to, arr in outs:
-                if bound_to:
-                    values[bound_to] = arr
-        return {name: values[name].copy() for name in self.model.outputs}
-
-
-def native_network(result: Any, times: dict[str, float] | None = None) -> _NativeNetwork:
-    """A compiled model (`isamap.compile(model, cpu_target)`) ready to run natively: each
-    distinct kernel's C emitted and built once (in an empty cache when `times` is given, which
-    then accumulates the emission, compiler and cached-load times), each layer's weights bound."""
+def native_network(result: Any, times: dict[str, float] | None = None) -> NativeNetwork:
+    """A compiled model (`isamap.compile(model, cpu_target)`) ready to run natively, as
+    `ModelResult.run` runs it (`ModelResult.native`), its C built in an empty cache: `times`
+    accumulates the emission, compiler and cached-load times."""
     times = {} if times is None else times
     for field_name in ("emit_s", "cc_s", "cc_cpu_s", "cached_load_s"):
         times.setdefault(field_name, 0.0)
-    fused = result.model
-    layers = fused.layers()
-    # each distinct kernel emitted once, its weights (the model's constants) bound per layer
-    constants_of = {
-        id(layer): tuple(t for t, v in layer.inputs().items() if v in fused.constants)
-        for layer in layers
-    }
-    programs: dict[tuple[int, tuple[str, ...]], NativeProgram] = {}
+
+    def load(source: CSource, target: Any) -> NativeProgram:
+        cold = load_native(source, target)
+        times["cc_s"] += cold.built.seconds
+        times["cc_cpu_s"] += cold.built.cpu_seconds
+        times["cached_load_s"] += load_native(source, target).built.seconds
+        return cold
+
     saved = os.environ.get("ISAMAP_CACHE_DIR")
     with tempfile.TemporaryDirectory() as tmp:  # every layer's C built in an empty cache
         os.environ["ISAMAP_CACHE_DIR"] = tmp
         try:
-            for layer, c in zip(layers, result.compiled, strict=True):
-                key = (id(c), constants_of[id(layer)])
-                if key in programs:
-                    continue
-                e0 = time.perf_counter()
-                source = emit_c(c.program, c.mapping, c.kernel, c.target, constants=key[1])
-                times["emit_s"] += time.perf_counter() - e0
-                cold = load_native(source, c.target)
-                times["cc_s"] += cold.built.seconds
-                times["cc_cpu_s"] += cold.built.cpu_seconds
-                times["cached_load_s"] += load_native(source, c.target).built.seconds
-                programs[key] = cold
+            t0 = time.perf_counter()
+            before = times["cc_s"] + times["cached_load_s"]
+            programs = result.native_programs(load)
+            loading = times["cc_s"] + times["cached_load_s"] - before
+            times["emit_s"] += time.perf_counter() - t0 - loading
         finally:
             if saved is None:
                 os.environ.pop("ISAMAP_CACHE_DIR", None)
             else:
                 os.environ["ISAMAP_CACHE_DIR"] = saved
-    return _NativeNetwork(fused, layers, result.compiled, programs, constants_of)
+    return NativeNetwork(result.model, programs)
 
 
 def cpu_network() -> list[Case]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from isamap.ir.einsum import parse_einsum
 from isamap.ir.window import WindowSpec
 
-__all__ = ["DepthwiseShape", "depthwise_shape", "emit_depthwise"]
+__all__ = ["DepthwiseShape", "depthwise_shape", "emit_depthwise", "plane_fill"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,45 @@ def depthwise_shape(
     )
 
 
+def plane_fill(
+    d: DepthwiseShape, rows: str, first: str, phase: int, wpad: int, indent: str
+) -> list[str]:
+    """C filling `rows` rows of the zero-padded scratch `plane` from the channel's input `x`,
+    padded row y holding input row `first + y + oh` (`first`: a C expression ending in `+`, or
+    ""). The plane is `sw` phase planes `phase` floats apart (phase p: columns q*sw + p + ow),
+    rows `wpad` floats apart. Each phase's columns inside the input are known here, so a row is
+    a zeroed head, a copy (memcpy at stride 1) and a zeroed tail; rows outside are zeroed."""
+    lines = [
+        f"for (int y = 0; y < {rows}; ++y) {{",
+        f"  int sy = {first}y + {d.oh};",
+        f"  float* dst = plane + (size_t)y * {wpad};",
+        f"  if (sy < 0 || sy >= {d.h}) {{",
+        *[f"    memset(dst + {p * phase}, 0, sizeof(float) * {wpad});" for p in range(d.sw)],
+        "    continue;",
+        "  }",
+        f"  const float* src = x + (size_t)sy * {d.w};",
+    ]
+    for p in range(d.sw):
+        # columns q*sw + p + ow inside [0, W): q in [q0, q1)
+        q0 = min(wpad, max(0, -(-(-p - d.ow) // d.sw)))
+        q1 = max(q0, min(wpad, (d.w - 1 - p - d.ow) // d.sw + 1))
+        at = f"dst + {p * phase}"
+        if q0:
+            lines.append(f"  memset({at}, 0, sizeof(float) * {q0});")
+        if q1 > q0 and d.sw == 1:
+            lines.append(
+                f"  memcpy({at} + {q0}, src + {q0 + p + d.ow}, sizeof(float) * {q1 - q0});"
+            )
+        elif q1 > q0:
+            lines.append(
+                f"  for (int q = {q0}; q < {q1}; ++q) ({at})[q] = src[q * {d.sw} + {p + d.ow}];"
+            )
+        if q1 < wpad:
+            lines.append(f"  memset({at} + {q1}, 0, sizeof(float) * {wpad - q1});")
+    lines.append("}")
+    return [indent + line for line in lines]
+
+
 def emit_depthwise(name: str, d: DepthwiseShape, threads: int = 1) -> str:
     """`static int name(const float* X, const float* F, float* D)` for shape `d`.
 
@@ -108,6 +147,7 @@ def emit_depthwise(name: str, d: DepthwiseShape, threads: int = 1) -> str:
         for r in range(d.r)
         for s in range(d.s)
     ]
+    fill = "\n".join(plane_fill(d, str(hp), "", phase, wpad, "      "))
     rows = "\n".join(
         f"        const float* row{r} = plane + (size_t)(h * {d.sh} + {r}) * {wpad};"
         for r in range(d.r)
@@ -123,20 +163,7 @@ static int {name}(const float* restrict X, const float* restrict F, float* restr
       const float* x = X + ((size_t)n * {d.c} + c) * {d.h * d.w};
       const float* f = F + (size_t)c * {d.r * d.s};
       float* out = D + ((size_t)n * {d.c} + c) * {d.ho * d.wo};
-      for (int p = 0; p < {d.sw}; ++p)
-        for (int y = 0; y < {hp}; ++y) {{
-          int sy = y + {d.oh};
-          float* dst = plane + (size_t)p * {phase} + (size_t)y * {wpad};
-          if (sy < 0 || sy >= {d.h}) {{ memset(dst, 0, sizeof(float) * {wpad}); continue; }}
-          /* columns q*sw + p + ow inside [0, W): q in [q0, q1) */
-          int q0 = 0, q1 = {wpad};
-          while (q0 < q1 && q0 * {d.sw} + p + {d.ow} < 0) ++q0;
-          while (q1 > q0 && (q1 - 1) * {d.sw} + p + {d.ow} >= {d.w}) --q1;
-          const float* src = x + (size_t)sy * {d.w} + p + {d.ow};
-          for (int q = 0; q < q0; ++q) dst[q] = 0.0f;
-          for (int q = q0; q < q1; ++q) dst[q] = src[q * {d.sw}];
-          for (int q = q1; q < {wpad}; ++q) dst[q] = 0.0f;
-        }}
+{fill}
       for (int h = 0; h < {d.ho}; ++h) {{
 {rows}
         float* o = out + (size_t)h * {d.wo};

@@ -20,6 +20,8 @@ from isamap.codegen.depthwise import DepthwiseShape, depthwise_shape, emit_depth
 from isamap.codegen.families import family
 from isamap.codegen.fused import (
     block_stride,
+    channel_plan,
+    emit_channel_pointwise,
     emit_fused_depthwise,
     emit_fused_matmul,
     matrix_plan,
@@ -120,6 +122,14 @@ def emit_c(
             lazy.update(split[1])
     required = set(wanted.values())
     plans = _fusions(emitter, nodes, required | set(claimed), lazy)
+    # a pieces product read only through slices of its pieces writes each piece into its slice
+    into: dict[int, list[int]] = {}
+    for n in nodes:
+        if n.id in emitter.b_pieces and n.id not in plans and n.id not in lazy:
+            slices = _piece_slices(n, nodes, emitter, required | set(claimed))
+            if slices is not None:
+                into[n.id], skipped = slices
+                lazy.update(skipped)
     fused_into: dict[int, int] = {}
     for producer, plan in plans.items():
         for v in plan.lazy:
@@ -149,6 +159,20 @@ def emit_c(
                 stored.add(e)
             body.append(f"  /* %{n.id} {n.describe()}: {plan.note} */")
             body.extend(plan.lines)
+            continue
+        if n.id in into:
+            for t in into[n.id]:
+                allocate(nodes[t])
+                stored.add(t)
+            body.append(f"  /* %{n.id} {n.describe()}: each piece into its slice */")
+            body.extend(
+                emitter.matmul(
+                    n, [f"t{a}" for a in n.args], [nodes[a].shape for a in n.args], into[n.id]
+                )
+            )
+            continue
+        if n.id in stored:
+            body.append(f"  /* %{n.id} {n.describe()}: computed by its product */")
             continue
         if n.id in lazy:
             body.append(f"  /* %{n.id} {n.describe()}: read in place by its consumer */")
@@ -296,7 +320,15 @@ class _Emitter:
         self.funcs.append(emit_depthwise(name, shape, self.threads))
         return [f"  if ({name}(t{x}, t{f}, t{n.id})) {{ rc = 1; goto done; }}"]
 
-    def matmul(self, n: MapNode, args: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
+    def matmul(
+        self,
+        n: MapNode,
+        args: list[str],
+        shapes: list[tuple[int, ...]],
+        into: Sequence[int] | None = None,
+    ) -> list[str]:
+        """A matrix call; with B read piece by piece, one product per piece into its columns
+        of C, or (`into`: a node per piece) into that node's buffer."""
         a = n.attrs
         b, m, nn, k = (int(str(a[x])) for x in ("b", "m", "n", "k"))
         if shapes != [(b, m, k), (b, k, nn)] or tuple(n.shape) != (b, m, nn):
@@ -318,16 +350,18 @@ class _Emitter:
             return [f"  if ({name}({args[0]}, {args[1]}, t{n.id}, NULL)) {{ rc = 1; goto done; }}"]
         # B = [B0 | B1 | ...]: one product per piece into its columns of C
         lines, offset, widths = [], 0, set()
-        for piece in pieces:
+        for j, piece in enumerate(pieces):
             w = self._shape(piece)[2]
-            fn = f"{name}_w{w}"
-            if w not in widths:
-                widths.add(w)
+            ldc = nn if into is None else w
+            fn = f"{name}_w{w}_c{ldc}"
+            if (w, ldc) not in widths:
+                widths.add((w, ldc))
                 dims = (b, m, w, k)
                 self.funcs.append(
-                    emit_matmul(fn, blk, self.lanes, dims, epilogue, self.threads, w, nn)
+                    emit_matmul(fn, blk, self.lanes, dims, epilogue, self.threads, w, ldc)
                 )
-            call = f"{fn}({args[0]}, t{piece}, t{n.id} + {offset}, NULL)"
+            dst = f"t{n.id} + {offset}" if into is None else f"t{into[j]}"
+            call = f"{fn}({args[0]}, t{piece}, {dst}, NULL)"
             lines.append(f"  if ({call}) {{ rc = 1; goto done; }}")
             offset += w
         return lines
@@ -452,7 +486,7 @@ class _Emitter:
         feed = self._pointwise_after(region, nodes, required, unavailable, d)
         name = f"dw{n.id}"
         if feed is None:
-            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None))
+            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None, self.lanes))
             lines = [
                 "  {",
                 *_pointer_arrays(region, "Ep", "Op"),
@@ -469,13 +503,30 @@ class _Emitter:
         rows = rows_per_block(self.target, a_memory, d, m)
         plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c, b_memory)
         pw = f"pw{mm.id}"
-        ldb = block_stride(rows, d.wo)
-        self.funcs.append(
-            emit_fused_matmul(
-                pw, plan, self.lanes, m, rows * d.wo, d.c, [ldb], region2, epilogue, b_slack=True
+        ldb = block_stride(rows, d.wo, self.lanes)
+        by_channels = channel_plan(tile, self.lanes, m, rows * d.wo)
+        if by_channels is not None:
+            self.funcs.append(
+                emit_channel_pointwise(pw, by_channels, self.lanes, m, d.c, ldb, region2, epilogue)
             )
-        )
-        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw))
+            how = f"vectorised over output channels, tile {by_channels[0]}x{by_channels[1]}"
+        else:
+            self.funcs.append(
+                emit_fused_matmul(
+                    pw,
+                    plan,
+                    self.lanes,
+                    m,
+                    rows * d.wo,
+                    d.c,
+                    [ldb],
+                    region2,
+                    epilogue,
+                    b_slack=True,
+                )
+            )
+            how = f"on tile {plan.mr}x{plan.nr}"
+        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes))
         a_in = self._constant(mm.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")
         lines = [
@@ -495,7 +546,7 @@ class _Emitter:
         )
         note = (
             f"depthwise-separable block fused: blocks of {rows} rows, the pointwise "
-            f"{m}x{rows * d.wo}x{d.c} product on tile {plan.mr}x{plan.nr} reads them in place"
+            f"{m}x{rows * d.wo}x{d.c} product {how} reads them in place"
         )
         return _Plan(lines, list(region2.exits), lazy, note)
 
@@ -629,6 +680,46 @@ def _b_pieces(n: MapNode, nodes: list[MapNode]) -> tuple[list[int], list[int]] |
         return None
     walk(top)
     return pieces, chain
+
+
+def _piece_slices(
+    n: MapNode, nodes: list[MapNode], emitter: _Emitter, required: set[int]
+) -> tuple[list[int], set[int]] | None:
+    """When a pieces product `n` (B = [B0 | B1 | ...]) is read only through slices along its
+    last axis (slices of slices too) and each piece's columns are exactly one slice: that
+    slice per piece, and the product and the slices between (which then need no buffer)."""
+    users: dict[int, list[int]] = {}
+    for node in nodes:
+        for arg in node.args:
+            users.setdefault(arg, []).append(node.id)
+    last = len(n.shape) - 1
+    spans: dict[int, tuple[int, int]] = {n.id: (0, int(n.shape[last]))}
+    between: set[int] = set()
+    targets: dict[tuple[int, int], int] = {}
+    pieces, offset = [], 0
+    for piece in emitter.b_pieces[n.id]:
+        w = emitter.shapes[piece][2]
+        pieces.append((offset, w))
+        offset += w
+    stack = [n.id]
+    while stack:
+        cur = stack.pop()
+        if cur in required and cur != n.id:  # a slice between that must be kept
+            return None
+        for u in users.get(cur, []):
+            s = nodes[u]
+            if s.op != "slice" or int(str(s.attrs["axis"])) != last:
+                return None
+            start = spans[cur][0] + int(str(s.attrs["start"]))
+            spans[u] = (start, int(str(s.attrs["length"])))
+            if spans[u] in pieces and spans[u] not in targets:
+                targets[spans[u]] = u
+            else:
+                between.add(u)
+                stack.append(u)
+    if n.id in required or set(targets) != set(pieces):
+        return None
+    return [targets[p] for p in pieces], between | {n.id}
 
 
 def _through_reshapes(node_id: int, nodes: list[MapNode]) -> tuple[int, list[int]]:

@@ -42,9 +42,15 @@ class ENode:
     op: str
     args: tuple[Literal | Ref, ...]
     eclass: str
+    # the children, once: extraction asks for them millions of times
+    _refs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        refs = tuple(a.eclass for a in self.args if isinstance(a, Ref))
+        object.__setattr__(self, "_refs", refs)
 
     def refs(self) -> tuple[str, ...]:
-        return tuple(a.eclass for a in self.args if isinstance(a, Ref))
+        return self._refs
 
     def literals(self) -> tuple[Literal, ...]:
         return tuple(a for a in self.args if not isinstance(a, Ref))

@@ -15,7 +15,12 @@ as the unit's mechanisms (targets.md, "Timing mechanisms") allow:
 - decoupled queues: loads go out in the order the folds use them, a fold's stream waits for its
   own blocks, and a load for the readers of its buffer's previous tile; otherwise a tile's folds
   wait for all of its loads, and its loads for the iteration `copies` back to finish;
-- a C tile's mvouts wait for the fold that finished it, and free its buffer as they stream out.
+- a C tile's mvouts wait for the fold that finished it, and free its buffer as they stream out;
+- a call onto a per-column bias moves the bias row into each new C tile, one move per
+  accumulator block (the tile's one row of bytes shared among them), before the folds that
+  accumulate onto it;
+- a tap accumulation's operand tile (`ir/taps.py`) moves its distinct input pixels once, in the
+  moves `timing.tap_move` counts, and each of its blocks is ready when its share has landed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from isamap.hardware.machine import CTile, TileStep, tile_steps
-from isamap.hardware.timing import ArrayModel
+from isamap.hardware.timing import ArrayModel, tap_move
 from isamap.ir.program import MatmulCall, TileSchedule
 
 __all__ = ["Event", "EventRun", "event_cycles", "event_run"]
@@ -74,8 +79,8 @@ class _Array:
 class _Engines:
     """The DMA engine, the arrays, and the buffers between them, for one call."""
 
-    def __init__(self, model: ArrayModel, s: TileSchedule, keep: bool) -> None:
-        self.model, self.s, self.keep = model, s, keep
+    def __init__(self, model: ArrayModel, call: MatmulCall, s: TileSchedule, keep: bool) -> None:
+        self.model, self.call, self.s, self.keep = model, call, s, keep
         copies = 2 if s.double_buffer else 1
         self.slots = {op: [_Slot() for _ in range(copies)] for op in "ABC"}
         self.at = {op: -1 for op in "ABC"}  # slot holding each operand's current tile
@@ -104,9 +109,10 @@ class _Engines:
 
     def dma(self, role: str, nbytes: float, after: float) -> float:
         """A block over the DMA engine, in program order, within its queue's depth; returns when
-        its data lands, a DRAM latency after it leaves."""
-        depth = self.model.load_depth if role == "load" else self.model.store_depth
-        queue = self.in_flight[role]
+        its data lands, a DRAM latency after it leaves. A bias row goes in the load queue."""
+        queued = "store" if role == "store" else "load"
+        depth = self.model.load_depth if queued == "load" else self.model.store_depth
+        queue = self.in_flight[queued]
         start = max(self.dma_free, after)
         if depth and len(queue) >= depth:
             start = max(start, queue.popleft())
@@ -144,7 +150,7 @@ def _load_order(e: _Engines, step: TileStep) -> list[tuple[str, int, int]]:
     partial C sums; with decoupled queues, in the order the folds first read them."""
     bm, bn, bk = e.model.block
     rows, depth, cols = _blocks(step.mt, bm), _blocks(step.kt, bk), _blocks(step.nt, bn)
-    want = {"A": step.load_a, "B": step.load_b, "C": step.reload_c}
+    want = {"A": step.load_a, "B": step.load_b, "C": step.reload_c or _bias_now(e, step)}
     if not e.model.decoupled:
         out = [("A", r, c) for r in range(len(rows)) for c in range(len(depth))]
         out += [("B", r, c) for r in range(len(depth)) for c in range(len(cols))]
@@ -175,6 +181,22 @@ def _load_order(e: _Engines, step: TileStep) -> list[tuple[str, int, int]]:
     return out
 
 
+def _bias_now(e: _Engines, step: TileStep) -> bool:
+    """The step starts a C tile that accumulates onto its bias row (not one coming back)."""
+    return e.call.bias and step.new_c and not step.reload_c
+
+
+def _tap_moves(e: _Engines, op: str, step: TileStep) -> tuple[float, int] | None:
+    """(bytes, moves) of the step's tile of `op` when it is a tap accumulation's views."""
+    taps = e.call.taps
+    if taps is None or taps.operand != op:
+        return None
+    bm, bn, bk = e.model.block
+    ti, tj, tk = e.s.tile_i * bm, e.s.tile_j * bn, e.s.tile_k * bk
+    start, length = (step.i0 * ti, step.mt) if op == "A" else (step.j0 * tj, step.nt)
+    return tap_move(e.call, e.model, start, length, step.k0 * tk, step.kt)
+
+
 def _loads(e: _Engines, step: TileStep) -> None:
     """The iteration's mvins, each waiting for its buffer to be free."""
     bm, bn, bk = e.model.block
@@ -189,11 +211,12 @@ def _loads(e: _Engines, step: TileStep) -> None:
         if due:
             slots[op] = e.take(op)
             free[op] = max(slots[op].read_end, tile_free)  # the readers of its old tile are done
+    bias = _bias_now(e, step)
     if step.new_c:
         slots["C"] = e.take("C")
         e.c_slot[(step.batch, step.i0, step.j0)] = e.at["C"]
         free["C"] = max(slots["C"].stored, tile_free)
-        if not step.reload_c:  # zeros: ready once the buffer's previous tile is out
+        if not step.reload_c and not bias:  # zeros: ready once the previous tile is out
             for r in range(len(rows)):
                 for c in range(len(cols)):
                     slots["C"].ready[(r, c)] = slots["C"].stored
@@ -203,12 +226,30 @@ def _loads(e: _Engines, step: TileStep) -> None:
         "C": (rows, cols, e.model.acc_bytes),
     }
     order = _load_order(e, step)
+    # a tap operand's tile: its moves dealt out over its blocks in the order they are wanted
+    taps = {op: tile for op in "AB" if (tile := _tap_moves(e, op, step)) is not None}
+    wanted = Counter(op for op, _, _ in order)
+    sent: Counter[str] = Counter()
+    issued: Counter[str] = Counter()
+    landed: dict[str, float] = {}
     for op, r, c in order:
         outer, inner, elem = sizes[op]
-        slots[op].ready[(r, c)] = e.dma("load", outer[r] * inner[c] * elem, free[op])
+        if op in taps:
+            tile_bytes, moves = taps[op]
+            sent[op] += 1
+            upto = -(-sent[op] * moves // wanted[op])  # moves issued once this block is in
+            while issued[op] < upto:
+                issued[op] += 1
+                landed[op] = e.dma("load", tile_bytes / moves, free[op])
+            slots[op].ready[(r, c)] = landed.get(op, free[op])
+        elif op == "C" and bias:  # the bias row: its bytes shared by the tile's blocks
+            role = "bias" if "bias" in e.model.names else "load"
+            slots[op].ready[(r, c)] = e.dma(role, inner[c] * elem / len(outer), free[op])
+        else:
+            slots[op].ready[(r, c)] = e.dma("load", outer[r] * inner[c] * elem, free[op])
     # without decoupled queues a tile is on chip when its last block lands (or, with nothing
     # to load, when the engine and the buffers are free)
-    if order:
+    if any(issued.values()) or any(op not in taps for op, _, _ in order):
         e.loaded = e.dma_free + e.model.dram_latency
     else:
         e.loaded = max(e.dma_free, tile_free)
@@ -310,7 +351,7 @@ def event_run(
     model: ArrayModel, call: MatmulCall, s: TileSchedule, keep_events: bool = False
 ) -> EventRun:
     """Simulate `call` under `s` event by event; `keep_events` keeps every event in the result."""
-    e = _Engines(model, s, keep_events)
+    e = _Engines(model, call, s, keep_events)
     steps, last = tile_steps(call, s)
     for step in steps:
         if step.leave is not None and not s.double_buffer:

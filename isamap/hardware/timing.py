@@ -16,6 +16,7 @@ import itertools
 import math
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from isamap.hardware.footprint import OperandLayout, operand_layout
 from isamap.hardware.matrix_form import bias_move, matrix_form
@@ -492,6 +493,15 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
             hit = moves[key] = _tile_move(rows, cols, br, bc, elem)
         return hit
 
+    views: dict[tuple[int, int, int, int], tuple[float, int]] = {}
+
+    def tap_load(start: int, length: int, k0: int, kt: int) -> tuple[float, int]:
+        key = (start, length, k0, kt)
+        hit = views.get(key)
+        if hit is None:
+            hit = views[key] = tap_move(call, model, start, length, k0, kt)
+        return hit
+
     def stored(mt: int, nt: int) -> tuple[float, int]:
         nbytes, blocks = move(mt, nt, bm, bn, model.out_bytes)
         return nbytes / model.dram_bw, blocks
@@ -513,13 +523,13 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
             if load_a:
                 a_at = (batch, i0, k0)
                 if call.taps is not None and call.taps.operand == "A":
-                    loads.append(tap_move(call, model, i0 * ti, mt, k0 * tk, kt))
+                    loads.append(tap_load(i0 * ti, mt, k0 * tk, kt))
                 else:
                     loads.append(move(mt, kt, bm, bk, in_bytes))
             if load_b:
                 b_at = (batch, k0, j0)
                 if call.taps is not None and call.taps.operand == "B":
-                    loads.append(tap_move(call, model, j0 * tj, nt, k0 * tk, kt))
+                    loads.append(tap_load(j0 * tj, nt, k0 * tk, kt))
                 else:
                     loads.append(move(kt, nt, bk, bn, in_bytes))
             store_now: tuple[float, int] | None = None
@@ -535,8 +545,7 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
                 elif bias_name is not None:  # the bias row: one row's DMA per tile, issued as
                     # one move per accumulator block (repeating_bias re-reads the row)
                     nbias = -(-mt // bm) * -(-nt // bn)
-                    loads.append((nt * acc_bytes, 1))
-                    load_blocks += nbias - 1
+                    loads.append((nt * acc_bytes, nbias))  # each move a place in the queue
                     acc_back += mt * nt * acc_bytes  # every row of the tile written
                     bias_in += nt * acc_bytes
                     bias_moves += nbias
@@ -621,12 +630,21 @@ def tap_move(
     assert geometry is not None
     bm, bn, bk = model.block
     rows = bm if geometry.operand == "A" else bn
+    elements, blocks = _tap_tile(geometry, rows, bk, start, length, k0, kt)
+    return elements * model.in_bytes, blocks
+
+
+@lru_cache(maxsize=262_144)
+def _tap_tile(
+    geometry: TapGeometry, rows: int, bk: int, start: int, length: int, k0: int, kt: int
+) -> tuple[int, int]:
+    """(elements, blocks) of `tap_move` (memoised: schedules of one call load the same tiles)."""
     depth = tap_depth(geometry.channels, bk)
-    nbytes, blocks = 0.0, 0
+    elements = blocks = 0
     for pixels, channels in geometry.tile_reads(start, length, k0, kt, depth):
-        nbytes += pixels * channels * model.in_bytes
+        elements += pixels * channels
         blocks += -(-pixels // rows) * -(-channels // bk)
-    return nbytes, blocks
+    return elements, blocks
 
 
 def tap_call(call: MatmulCall, geometry: TapGeometry, k_extent: int) -> MatmulCall:

@@ -142,8 +142,12 @@ class Model:
             if out not in known:
                 raise IsamapError(f"{self.source}: output {out} is never computed")
 
-    def check_inputs(self, inputs: object) -> dict[str, Array]:
-        """`inputs` as float64 arrays, one per model input; IsamapError naming the input if not."""
+    def check_inputs(
+        self, inputs: object, dtype: type[np.floating[Any]] = np.float64
+    ) -> dict[str, NDArray[Any]]:
+        """`inputs` as arrays of `dtype` (float64: the reference's; float32: native code's), one
+        per model input; IsamapError naming the input if not (a value past `dtype`'s range is
+        non-finite)."""
         listed = ", ".join(self.inputs) or "none"
         if not isinstance(inputs, Mapping):
             raise IsamapError(
@@ -155,12 +159,13 @@ class Model:
                 raise IsamapError(
                     f"model {self.name}: no input named {key!r} (inputs: {listed})"[:200]
                 )
-        out: dict[str, Array] = {}
+        out: dict[str, NDArray[Any]] = {}
         for name, shape in self.inputs.items():
             if name not in inputs:
                 raise IsamapError(f"model {self.name}: missing input {name} (shape {shape})")
             try:
-                arr = np.asarray(inputs[name], dtype=np.float64)
+                with np.errstate(over="ignore"):
+                    arr = np.asarray(inputs[name], dtype=dtype)
             except (TypeError, ValueError):
                 raise IsamapError(
                     f"model {self.name}: input {name} is not an array of real numbers"

@@ -12,6 +12,8 @@ import isamap
 import isamap.codegen.emit as emit_module
 from isamap.bench.suites import gru_step_text
 from isamap.codegen import emit_c, load_native
+from isamap.codegen.families import family
+from isamap.codegen.fused import channel_plan
 from isamap.hardware.host_cpu import missing_features
 
 RUNNABLE = [
@@ -87,6 +89,37 @@ def test_depthwise_separable_blocks_with_bias_relu6_and_residual(
         want = isamap.evaluate(result.kernel, inputs)
         (name,) = result.kernel.outputs()
         np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("rows", [None, 3])
+def test_pointwise_products_vectorised_over_output_channels(
+    blocks: list[isamap.CompileResult], rows: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel-vectorised pointwise loop (chosen for few-pixel planes) on blocks of every
+    kind: bias, ReLU6, the residual, stride 2, a tail block, a last tile of fewer pixels and
+    of fewer channels (32 channels, 100 or 25 pixels, tiles of 6 or 4 pixels)."""
+    if rows is not None:
+        monkeypatch.setattr(emit_module, "rows_per_block", lambda *args: rows)
+    for result, tile in zip(blocks, [(6, 24), (4, 16)], strict=True):
+        assert result.target.codegen is not None
+        lanes = family(result.target.codegen).lanes
+        tile = (tile[0], -(-tile[1] // lanes) * lanes)
+        monkeypatch.setattr(emit_module, "channel_plan", lambda *args, t=tile: t)
+        source = emit_c(result.program, result.mapping, result.kernel, result.target)
+        assert f"vectorised over output channels, tile {tile[0]}x{tile[1]}" in source.text
+        inputs = isamap.random_inputs(result.kernel, seed=3)
+        got = load_native(source, result.target).run(inputs)
+        want = isamap.evaluate(result.kernel, inputs)
+        (name,) = result.kernel.outputs()
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
+
+
+def test_few_pixel_planes_are_vectorised_over_output_channels() -> None:
+    # a 7x7 plane: 49 pixels pad to 56 in vectors of 8 (12.5 %), channels divide evenly
+    tiles = [(6, 16, 6.0), (4, 24, 6.0), (12, 8, 6.0)]
+    assert channel_plan(tiles, 8, 320, 49) is not None
+    assert channel_plan(tiles, 8, 64, 196) is None  # 14x14: little padding either way
+    assert channel_plan([(12, 8, 6.0)], 16, 320, 49) is None  # no tile a whole vector wide
 
 
 @pytest.mark.parametrize("target", RUNNABLE)

@@ -236,3 +236,14 @@ def test_elementwise_operators(target: str) -> None:
         "D[i, j] = tanh(A[i, j]) - sigmoid(B[i, j]) * -erf(A[i, j])\n"
     )
     _check(isamap.parse_kernel(text, "ops"), target, mapped=False)
+
+
+def test_a_product_read_through_slices_of_its_pieces_writes_each_into_its_slice() -> None:
+    """A GRU's input projections (X times [Wz | Wr | Wh], returned as Pz, Pr, Ph): each piece
+    is computed into its output, with no buffer for the whole product or the slices between."""
+    from isamap.bench.suites import gru_projection_text
+
+    kernel = isamap.parse_kernel(gru_projection_text(37, 40), "projection")
+    text = _check(kernel, RUNNABLE[0]).c_source()
+    assert text.count("computed by its product") == 3 and "each piece into its slice" in text
+    assert "memcpy(" not in text.split("isamap_run_prepared(")[1]  # no slice is copied

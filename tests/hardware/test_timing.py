@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import isamap
@@ -216,7 +216,9 @@ def test_fits(model: ArrayModel) -> None:
     assert not model.fits(TileSchedule("WS", 6, 6, 1, "ijk", True))  # 36 C blocks > 512 rows / 16
 
 
-@settings(max_examples=30, deadline=None)
+# most small calls have nothing to extrapolate along and are filtered out: that is expected,
+# so the filtering health check (which fails on the ratio alone) is off
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(
     b=st.integers(1, 3),
     m=st.integers(1, 1200),
