@@ -235,9 +235,9 @@ def corpus(seed: int = 0, casts: bool = True) -> list[Kernel]:
             + "".join(f"{q}_q[i, j] = {e}\n" for q, e in quantized.items())
         )
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
-    kernels.append(
-        builders.conv2d(1, d(1, 4), d(4, 9), d(4, 9), d(1, 6), 3, 3, stride=d(1, 2), padding="same")
-    )
+    c, h, w, k = d(1, 4), d(4, 9), d(4, 9), d(1, 6)
+    conv = builders.conv2d(1, c, h, w, k, 3, 3, stride=d(1, 2), padding="same")
+    kernels.append(_with_bias_relu(conv))
     kernels.append(builders.dw_separable(1, d(2, 6), d(4, 8), d(4, 8), d(2, 10)))
     kernels.append(builders.gru_cell(d(1, 4), d(2, 12), d(2, 12)))
     # a batched sum of two products (one output accumulated twice)
@@ -250,7 +250,29 @@ def corpus(seed: int = 0, casts: bool = True) -> list[Kernel]:
             name="corpus_batched_sum",
         )
     )
+    # two independent small products (no input in common), same M and N: batched into one call
+    # (int8, so that a target's int8 instruction is the one eligible, as for a quantized model)
+    bm, bn, bk1, bk2 = d(1, 6), d(1, 4), d(1, 2), d(1, 2)
+    kernels.append(
+        parse_kernel(
+            f"tensor A1[{bm}, {bk1}] i8\ntensor B1[{bk1}, {bn}] i8\n"
+            f"tensor A2[{bm}, {bk2}] i8\ntensor B2[{bk2}, {bn}] i8\n"
+            "P[i, j] += A1[i, k] * B1[k, j]\nQ[i, j] += A2[i, k] * B2[k, j]\n",
+            name="corpus_independent",
+        )
+    )
     return kernels
+
+
+def _with_bias_relu(conv: Kernel) -> Kernel:
+    """`conv` (O[n, k, h, w]) with a per-output-channel bias and a ReLU on top (the direct
+    convolution's bias epilogue)."""
+    lines = str(conv).splitlines()
+    decls = [line for line in lines if line.startswith("tensor ")]
+    body = [line for line in lines if not line.startswith("tensor ")]
+    k = conv.shapes["O"][1]
+    extra = [f"tensor bias[{k}] f32", *body, "Y[n, k, h, w] = relu(O[n, k, h, w] + bias[k])"]
+    return parse_kernel("\n".join([*decls, *extra]) + "\n", name=conv.name + "_bias_relu")
 
 
 def _evaluate(

@@ -23,6 +23,8 @@ soundness like the egglog rules (`tests/egraph/test_computed_rules.py`).
   instruction extents.
 - `einsum-to-taps`: see `_einsum_to_taps`; a convolution as a sum over its filter taps of products
   on shifted views of its input, for each of the target's matrix instructions.
+- `batch-independent-products`: `isamap.egraph.batching`; small products with no input in common
+  in one call, block-diagonally, where they fit the target's instruction tiles together.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from isamap.egraph.batching import batch_independent_products
 from isamap.egraph.dump import EGraphDump, ENode, Ref, parse_dims
 from isamap.egraph.encode import shape_str
 from isamap.egraph.epilogue_rules import ew_through_layout, ew_through_layout_depends
@@ -58,11 +61,13 @@ __all__ = [
 class RuleContext:
     """What a computed rule may read: the e-graph, and the target facts that bound its choices
     (`widths`: the packing widths the target's instruction extents allow; `instructions`: its
-    matrix instructions that may compute the kernel's products)."""
+    matrix instructions that may compute the kernel's products; `tiles`: the (m, n, k) extents
+    of the matrix instructions that may, on an accelerator, for the batching guard)."""
 
     dump: EGraphDump
     widths: tuple[int, ...] = ()
     instructions: tuple[str, ...] = ()
+    tiles: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -463,6 +468,20 @@ def tap_capable(target: Target, name: str) -> bool:
     return target.codegen is None and ins.chain is None and not has_window_access(ins.semantics)
 
 
+def _batching_applies(target: Target) -> bool:
+    """Whether `batch-independent-products` can fire on `target`: an accelerator (its programs
+    are instruction calls the models run, not C code a CPU target's emitter writes) with a
+    matrix instruction deeper than one K and wider than one M or N (a batch always grows K, so
+    on a K-extent-1 instruction it never fits in one product's tiles)."""
+    if target.codegen is not None:
+        return False
+    for ins in target.compute_instructions():
+        form = matrix_form(ins.semantics)
+        if form is not None and form.tile("k") > 1 and max(form.tile("m"), form.tile("n")) > 1:
+            return True
+    return False
+
+
 def _taps_apply(target: Target) -> bool:
     return any(
         tap_capable(target, ins.name)
@@ -539,6 +558,16 @@ COMPUTED_RULES: tuple[ComputedRule, ...] = (
         ew_through_layout,
         depends=ew_through_layout_depends,
     ),
+    ComputedRule(
+        "batch-independent-products",
+        "Bmm",
+        "Bmm(x1, y1) and an independent Bmm(x2, y2) (no input in common) -> slices of "
+        "[x1 | x2].blockdiag(y1, y2) (same M) or blockdiag(x1, x2).[y1 ; y2] (same N), the zero "
+        "blocks Full 0: one call, where it takes no more instruction tiles than the larger alone",
+        batch_independent_products,
+        "fusion",
+        applies=_batching_applies,
+    ),
 )
 
 
@@ -551,6 +580,7 @@ class ComputedRunner:
         rules: Sequence[ComputedRule] = COMPUTED_RULES,
         widths: Sequence[int] = (),
         instructions: Sequence[str] = (),
+        tiles: Sequence[tuple[int, int, int]] = (),
     ) -> None:
         self.rules = tuple(rules)
         self.by_op: dict[tuple[str, str], list[ComputedRule]] = {}  # (phase, op) -> rules
@@ -558,6 +588,7 @@ class ComputedRunner:
             self.by_op.setdefault((rule.phase, rule.op), []).append(rule)
         self.widths = tuple(widths)
         self.instructions = tuple(instructions)
+        self.tiles = tuple(tiles)
         self.number = first_number
         self.rounds = 0
         self.applied: set[tuple[object, ...]] = set()
@@ -570,7 +601,7 @@ class ComputedRunner:
         """The egglog program of this round of `phase`'s rules: new terms and unions, and
         matches per rule."""
         builder = Builder(dump, self.number, str(self.rounds))
-        ctx = RuleContext(dump, self.widths, self.instructions)
+        ctx = RuleContext(dump, self.widths, self.instructions, self.tiles)
         self.rounds += 1
         matches: Counter[str] = Counter()
         for cid, nodes in dump.classes.items():

@@ -16,7 +16,7 @@ __all__ = ["PHASES", "PhaseStats", "phase_of_ruleset"]
 PHASES: dict[str, str] = {
     "packing": "splitting an index to pack independent channels (einsum-pack-channels)",
     "layout": "operand orientation and index grouping: Einsum -> Bmm, transposes, reshapes",
-    "fusion": "products sharing an operand fused into one",
+    "fusion": "products sharing an operand fused into one; independent small products batched",
     "instruction": "the target's instruction rules (derived and hand-written), epilogues",
 }
 

@@ -221,14 +221,19 @@ class Saturation:
         return self.dump.to_dot()
 
 
-def _packing_widths(target: Target) -> tuple[int, ...]:
-    """The widths the computed packing rules may use: the target's matrix instruction extents."""
+def _instruction_tiles(target: Target, names: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
+    """The (m, n, k) extents of matrix instructions `names` of `target`."""
     tiles = []
-    for name in matrix_instructions(target):
+    for name in names:
         form = matrix_form(target.instructions[name].semantics)
         if form is not None:
             tiles.append((form.tile("m"), form.tile("n"), form.tile("k")))
-    return packing_widths(tiles)
+    return tuple(tiles)
+
+
+def _packing_widths(target: Target) -> tuple[int, ...]:
+    """The widths the computed packing rules may use: the target's matrix instruction extents."""
+    return packing_widths(_instruction_tiles(target, matrix_instructions(target)))
 
 
 class _SerializeRate:
@@ -354,9 +359,13 @@ def saturate_with(
     egraph, numbered = _load(kernel, sources, terms, stages)
     widths = _packing_widths(target)
     contraction = tuple(n for n in eligible_instructions(target, kernel) if tap_capable(target, n))
+    # batching into block-diagonal calls is for accelerators (a CPU target's C emitter tiles
+    # each product itself)
+    accelerator = target.codegen is None
+    tiles = _instruction_tiles(target, eligible_instructions(target, kernel)) if accelerator else ()
 
     def iteration(egraph: bindings.EGraph) -> _Iteration:
-        runner = ComputedRunner(numbered, computed_rules, widths, contraction)
+        runner = ComputedRunner(numbered, computed_rules, widths, contraction, tiles)
         return _Iteration(egraph, kernel, sources, runner, report)
 
     t0 = time.perf_counter()

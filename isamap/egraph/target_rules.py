@@ -12,17 +12,18 @@ function, its lanes at a time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from isamap.egraph.computed_rules import ComputedRule, RuleContext
-from isamap.egraph.dump import ENode, Ref
+from isamap.egraph.dump import ENode, Ref, parse_dims
 from isamap.egraph.requant_rules import requant_rules
 from isamap.egraph.term_builder import Builder, Val
 from isamap.hardware.conv_form import ConvForm, has_window_access, instruction_conv_form
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, bias_move, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
-from isamap.ir.conv import conv_geometry, conv_literal
+from isamap.ir.conv import ConvGeometry, conv_geometry, conv_literal
 from isamap.ir.dtypes import fits
 from isamap.ir.einsum import parse_einsum
 from isamap.ir.kernel import Kernel
@@ -30,6 +31,8 @@ from isamap.ir.window import WindowSpec
 
 __all__ = [
     "DerivedRule",
+    "bias_loads",
+    "conv_bias_operand",
     "conv_epilogues",
     "conv_instructions",
     "conv_rules",
@@ -181,14 +184,13 @@ def _bias_fits(move: Instruction, ins: Instruction, kernel: Kernel | None) -> bo
     return all(fits(kernel.dtype(t), move.semantics.dtype(source)) for t in kernel.inputs())
 
 
-def _bias_rules(
-    target: Target, ins: Instruction, out_mem: str, kernel: Kernel | None = None
-) -> list[DerivedRule]:
-    """`Instr + bias -> InstrBias` when a move preloads a bias row into the instruction's output
-    memory (Gemmini's mvin of D with `repeating_bias`), and the functions its stores apply on
-    top (`fuse-relu-into-<name>-bias`)."""
-    name, dram = ins.name, target.dram().name
-    loads = [
+def bias_loads(target: Target, ins: Instruction, kernel: Kernel | None = None) -> list[str]:
+    """The moves that put a per-column bias into compute instruction `ins`'s output memory from
+    DRAM (Gemmini's mvin of D with `repeating_bias`, NVDLA SDP's per-channel bias), in the
+    types `kernel` needs (`_bias_fits`): what a call accumulating onto a bias needs."""
+    out_mem = ins.operands[ins.semantics.statements[0].target]
+    dram = target.dram().name
+    return [
         mv.name
         for mv in target.instructions.values()
         if mv.kind == "move"
@@ -197,6 +199,16 @@ def _bias_rules(
         and dram in {m for t, m in mv.operands.items() if t != mv.semantics.statements[0].target}
         and _bias_fits(mv, ins, kernel)
     ]
+
+
+def _bias_rules(
+    target: Target, ins: Instruction, out_mem: str, kernel: Kernel | None = None
+) -> list[DerivedRule]:
+    """`Instr + bias -> InstrBias` when a move preloads a bias row into the instruction's output
+    memory (Gemmini's mvin of D with `repeating_bias`), and the functions its stores apply on
+    top (`fuse-relu-into-<name>-bias`)."""
+    name, dram = ins.name, target.dram().name
+    loads = bias_loads(target, ins, kernel)
     if not loads:
         return []
     via = loads[0]
@@ -340,15 +352,40 @@ def conv_epilogues(target: Target, ins: Instruction) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fns))
 
 
-def _apply_conv(target: Target, ins: Instruction, form: ConvForm) -> ComputedRule:
+def conv_bias_operand(g: ConvGeometry, shape: tuple[int, ...], where: tuple[int, ...]) -> str:
+    """How a `Broadcast(z, shape, where)` added to a convolution of geometry `g` (in its Einsum's
+    axis order) is a per-output-channel bias: "K" (z is [K]), "BK" (z holds one row per batch,
+    [B, K] once reshaped: it varies along the output channel and every batch axis longer than
+    one, in the result's order), or "" (it is not one: it varies along a pixel, or along some
+    batch axes but not all)."""
+    if g.kernel is None or list(where) != sorted(where) or len(set(where)) != len(where):
+        return ""
+    axes = g.out_axes
+    kernel_at = axes.index(g.kernel[0])
+    varied = [p for p in where if shape[p] != 1]
+    batch = {axes.index(a) for a, e in g.batch if e != 1}
+    if kernel_at not in varied or not set(varied) <= batch | {kernel_at}:
+        return ""
+    if varied == [kernel_at]:
+        return "K"
+    return "BK" if set(varied) == batch | {kernel_at} and max(batch) < kernel_at else ""
+
+
+def _apply_conv(target: Target, ins: Instruction, form: ConvForm, bias: bool) -> ComputedRule:
     name, doc = ins.name, _conv_rule_doc(ins, form)
     epilogues = conv_epilogues(target, ins)
+    if bias:
+        doc += (
+            f"; Einsum(...) + per-output-channel bias z -> InstrConvBias {name} accumulating "
+            f"onto z (put there by {', '.join(bias_loads(target, ins))})"
+        )
     if epilogues:
-        doc += f"; f(Einsum(...)) -> InstrConv {name} with f on the way out, f in {epilogues}"
-    parents: dict[int, dict[str, list[tuple[str, str]]]] = {}
+        doc += f"; f(...) -> the same with f on the way out, f in {epilogues}"
+    parents: dict[int, dict[str, list[tuple[str, str, ENode | None]]]] = {}
 
-    def users(ctx: RuleContext, eclass: str) -> list[tuple[str, str]]:
-        """(function, e-class) of each `Fn f` node over `eclass` with f an epilogue."""
+    def users(ctx: RuleContext, eclass: str) -> list[tuple[str, str, ENode | None]]:
+        """(function, e-class, None) of each `Fn f` node over `eclass` with f an epilogue, and
+        ("+", e-class, broadcast) of each `Ew "+"` of `eclass` with a broadcast operand."""
         index = parents.get(id(ctx.dump))
         if index is None:
             parents.clear()
@@ -357,8 +394,39 @@ def _apply_conv(target: Target, ins: Instruction, form: ConvForm) -> ComputedRul
                 for n in nodes:
                     child = n.args[1] if n.op == "Fn" and len(n.args) == 2 else None
                     if isinstance(child, Ref) and n.str_arg(0) in epilogues:
-                        index.setdefault(child.eclass, []).append((n.str_arg(0), cid))
+                        index.setdefault(child.eclass, []).append((n.str_arg(0), cid, None))
+                    if not bias or n.op != "Ew" or n.str_arg(0) != "+":
+                        continue
+                    for side in (1, 2):
+                        ref, other = n.args[side], n.args[3 - side]
+                        assert isinstance(ref, Ref) and isinstance(other, Ref)
+                        for q in ctx.dump.classes.get(other.eclass, ()):
+                            if q.op == "Broadcast":
+                                index.setdefault(ref.eclass, []).append(("+", cid, q))
         return index.get(eclass, [])
+
+    def with_bias(
+        b: Builder, ctx: RuleContext, eclass: str, g: ConvGeometry, call: tuple[str, str, Val, Val]
+    ) -> None:
+        """Union each per-output-channel bias added to the convolution (e-class `eclass`) with
+        the call onto that bias, and each epilogue over that with the call applying it too."""
+        shape = g.out_shape()
+        for op, cid, q in users(ctx, eclass):
+            if op != "+" or q is None:
+                continue
+            reads = conv_bias_operand(g, shape, parse_dims(q.str_arg(2)))
+            z_cid = q.refs()[0]
+            z_shape = ctx.dump.shapes.get(z_cid)
+            want = (g.k,) if reads == "K" else (g.b, g.k)
+            if not reads or z_shape is None or math.prod(z_shape) != math.prod(want):
+                continue
+            z = b.of(z_cid)
+            if z_shape != want:
+                z = b.make("Reshape", (z, ",".join(map(str, want))), want)
+            b.union(cid, b.make("InstrConvBias", (*call[:2], "", *call[2:], z), shape))
+            for fn, top, _ in users(ctx, cid):
+                if fn != "+":
+                    b.union(top, b.make("InstrConvBias", (*call[:2], fn, *call[2:], z), shape))
 
     def apply(node: ENode, b: Builder, ctx: RuleContext) -> list[Val]:
         lhs, _, _ = parse_einsum(node.str_arg(0))
@@ -381,9 +449,12 @@ def _apply_conv(target: Target, ins: Instruction, form: ConvForm) -> ComputedRul
             literal = conv_literal(node.str_arg(0), text)
             x_val, w_val = b.of(src.eclass), b.of(w_ref.eclass)
             out.append(b.make("InstrConv", (name, literal, "", x_val, w_val), g.out_shape()))
-            for fn, cid in users(ctx, node.eclass):  # the function fused on the way out
-                fused = b.make("InstrConv", (name, literal, fn, x_val, w_val), g.out_shape())
-                b.union(cid, fused)
+            for fn, cid, _ in users(ctx, node.eclass):  # the function fused on the way out
+                if fn != "+":
+                    fused = b.make("InstrConv", (name, literal, fn, x_val, w_val), g.out_shape())
+                    b.union(cid, fused)
+            if bias:
+                with_bias(b, ctx, node.eclass, g, (name, literal, x_val, w_val))
         return out
 
     return ComputedRule(f"einsum-window-to-{name}", "Einsum", doc, apply, "instruction")
@@ -397,7 +468,8 @@ def conv_rules(target: Target, kernel: Kernel | None = None) -> list[ComputedRul
     for name in conv_instructions(target, kernel):
         form = instruction_conv_form(target.instructions[name])
         assert form is not None
-        rules.append(_apply_conv(target, target.instructions[name], form))
+        ins = target.instructions[name]
+        rules.append(_apply_conv(target, ins, form, bool(bias_loads(target, ins, kernel))))
     return rules
 
 

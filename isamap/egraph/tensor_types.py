@@ -69,7 +69,7 @@ def tensor_shape(
     that `target` has; IllShapedError if they do not fit; None for Input and HostStmt."""
     if op in ("Instr", "InstrAct", "InstrBias", "InstrTaps", "InstrScale", "InstrBiasScale"):
         need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
-    elif op == "InstrConv":
+    elif op in ("InstrConv", "InstrConvBias"):
         need(str(lits[0]) in conv_instructions(target), f"no direct-convolution {lits[0]}")
     elif op in ("VecEw", "VecFn"):
         _elementwise_instruction(target, str(lits[0]), 2 if op == "VecEw" else 1)

@@ -197,6 +197,17 @@ def _instr_scale(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     return out
 
 
+def _instr_conv_bias(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    """`(InstrConvBias name conv f x w z)`: the direct convolution onto a per-output-channel
+    bias z, [K] or [B, K] (as `InstrBias`'s per-column bias, the GEMM view's n being K)."""
+    out = _instr_conv(lits, s[:2])
+    spec, window = split_conv_literal(str(lits[1]))
+    g = conv_geometry(spec, window, tuple(s[0]), tuple(s[1]))
+    assert not isinstance(g, str)
+    need(s[2] in ((g.k,), (g.b, g.k)), f"bias is {list(s[2])}, expected [{g.k}] or [{g.b}, {g.k}]")
+    return out
+
+
 def _ew(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     need(str(lits[0]) in BINARY_NAMES, f"no operator '{lits[0]}'")
     return _same(lits, s)
@@ -419,6 +430,16 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "instruction",
         _instr_scale,
         "the same onto a per-column bias",
+    ),
+    Constructor(
+        "InstrConvBias",
+        (S, S, S, T, T, T),
+        ("instruction", "conv", "epilogue"),
+        "instr_conv",
+        "",
+        "instruction",
+        _instr_conv_bias,
+        "a direct convolution onto a per-output-channel bias, then a function (or none)",
     ),
     Constructor(
         "HostStmt",

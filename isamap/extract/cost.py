@@ -90,7 +90,8 @@ def _conv_call(node: ENode, dump: EGraphDump, target: Target) -> OpCost:
     """A direct-convolution call, as its own model schedules it (memoised per geometry)."""
     x, w = _child_shape(dump, node, 3), _child_shape(dump, node, 4)
     g = conv_call_geometry(node.str_arg(1), x, w)
-    _, timing = best_conv_schedule(target, node.str_arg(0), g)
+    bias = node.op == "InstrConvBias"
+    _, timing = best_conv_schedule(target, node.str_arg(0), g, bias)
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
 
 
@@ -138,7 +139,7 @@ def op_cost(
         return layout_move(target, elems)
     if cost_class == "constant":
         return host_elementwise(target, "fill", elems, operands=0)
-    if cost_class == "instruction" and node.op == "InstrConv":
+    if cost_class == "instruction" and node.op in ("InstrConv", "InstrConvBias"):
         return _conv_call(node, dump, target)
     if cost_class == "instruction":
         return _instruction_call(node, target, strategy)

@@ -133,12 +133,14 @@ def _emit(
 def _conv_attrs(sat: Saturation, node: ENode, attrs: dict[str, Attr]) -> None:
     """A direct-convolution call's operand shapes (its geometry needs them), its GEMM view
     (b, m pixels, n kernels, k channels x taps) and its blocks, for listings and reports."""
-    x, w = (sat.dump.shapes[r.eclass] for r in node.args if isinstance(r, Ref))
+    x, w = (sat.dump.shapes[r] for r in node.refs()[:2])
     g = conv_call_geometry(str(attrs["conv"]), x, w)
     form = instruction_conv_form(sat.target.instructions[str(attrs["instruction"])])
     assert form is not None
     attrs.update(x_shape=",".join(map(str, x)), w_shape=",".join(map(str, w)))
     attrs["epilogue"] = attrs.get("epilogue") or None  # "" in the e-graph: none
+    if node.op == "InstrConvBias":  # the call accumulates onto its third operand, a bias row
+        attrs["bias"] = 1
     attrs.update(b=g.b, m=g.pixels, n=g.k, k=g.c * g.taps)
     mb, nb, kb = form.blocks(g)
     attrs["tiles"] = f"{g.b}x{mb}x{nb}x{kb * g.taps}"

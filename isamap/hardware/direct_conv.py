@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from isamap.hardware.conv_form import ConvForm, instruction_conv_form
-from isamap.hardware.functional import EXACT, OperandTypes
+from isamap.hardware.functional import EXACT, OperandTypes, conv_bias_start
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel, CallTiming
 from isamap.ir.conv import ConvGeometry
@@ -174,13 +174,27 @@ def _build_plan(target: Target, name: str, g: ConvGeometry) -> ConvPlan:
 
 
 def conv_call(
-    node: int, name: str, g: ConvGeometry, model: ArrayModel, epilogue: str | None = None
+    node: int,
+    name: str,
+    g: ConvGeometry,
+    model: ArrayModel,
+    epilogue: str | None = None,
+    bias: bool = False,
 ) -> MatmulCall:
     """The call as its GEMM view (`b` batches of pixels x kernels x (channels . taps)), carrying
-    its geometry (what the listing, the reports and the MAC counts read) and the function its
-    store applies on the way out."""
+    its geometry (what the listing, the reports and the MAC counts read), whether it accumulates
+    onto a per-output-channel bias, and the function its store applies on the way out."""
     return MatmulCall(
-        node, name, g.b, g.pixels, g.k, g.c * g.taps, model.block, epilogue=epilogue, conv=g
+        node,
+        name,
+        g.b,
+        g.pixels,
+        g.k,
+        g.c * g.taps,
+        model.block,
+        epilogue=epilogue,
+        bias=bias,
+        conv=g,
     )
 
 
@@ -196,12 +210,16 @@ class _Step:
     reload_out: bool
     leave: tuple[int, int, int] | None  # the output tile stored now
     final: bool  # (for the machine) this is the last input-channel tile of its output tile
+    #: the first step of its (batch, output-channel tile): a call onto a bias moves that tile's
+    #: biases now, once; the bias unit holds them for every output tile of those channels
+    load_bias: bool = False
 
 
 def _steps(plan: ConvPlan, s: TileSchedule) -> Iterator[_Step]:
     trips = plan.trips(s)
     x_at = w_at = out_at = None
     seen: Counter[tuple[int, int, int]] = Counter()
+    channels: set[tuple[int, int]] = set()
     for batch in range(plan.g.b):
         for pos in itertools.product(*(range(trips[v]) for v in s.loop_order)):
             at = dict(zip(s.loop_order, pos, strict=True))
@@ -219,7 +237,9 @@ def _steps(plan: ConvPlan, s: TileSchedule) -> Iterator[_Step]:
                 reload_out=new_out and seen[o_key] > 0,
                 leave=out_at if new_out else None,
                 final=seen[o_key] + 1 == trips["k"],
+                load_bias=(batch, j0) not in channels,
             )
+            channels.add((batch, j0))
             x_at, w_at, out_at = x_key, w_key, o_key
             seen[o_key] += 1
             yield step
@@ -231,13 +251,15 @@ def _issues(plan: ConvPlan, rows: int, kt: int, ct: int) -> int:
     return stripes * -(-kt // f.atom_k) * -(-ct // f.atom_c) * plan.g.taps
 
 
-def conv_timing(plan: ConvPlan, s: TileSchedule) -> CallTiming:
-    """Cycles, bytes, issues and energy of a call under `s` (memoised)."""
-    return _timing(plan, s)
+def conv_timing(plan: ConvPlan, s: TileSchedule, bias: bool = False) -> CallTiming:
+    """Cycles, bytes, issues and energy of a call under `s` (memoised); with `bias`, each output
+    tile starts from its output channels' biases, moved in once per output-channel tile (the
+    target's bias move: NVDLA SDP's per-channel bias read; the bias unit holds them)."""
+    return _timing(plan, s, bias)
 
 
 @lru_cache(maxsize=4096)
-def _timing(plan: ConvPlan, s: TileSchedule) -> CallTiming:
+def _timing(plan: ConvPlan, s: TileSchedule, bias: bool) -> CallTiming:
     model, f = plan.model, plan.form
     names = model.names
     bw, lat = model.dram_bw, model.dram_latency
@@ -264,6 +286,12 @@ def _timing(plan: ConvPlan, s: TileSchedule) -> CallTiming:
             back = plan.out_tile_elems(rows, kt) * plan.acc_bytes
             nbytes += back
             out.bytes["accumulator"] += back
+        if bias and step.load_bias:  # the output-channel tile's kt biases, once
+            bias_bytes = kt * plan.acc_bytes
+            nbytes += bias_bytes
+            out.bytes["accumulator"] += bias_bytes
+            out.bytes["scratchpad"] -= bias_bytes  # counted below with the loads; not CBUF
+            out.counts[names.get("bias", names.get("load", "load"))] += -(-kt // f.atom_k)
         if step.leave is not None and step.leave in tiles:
             lr, lk = tiles[step.leave]
             pending = (results, plan.out_tile_elems(lr, lk) * plan.out_bytes)
@@ -322,16 +350,18 @@ def _candidates(blocks: int, limit: int = 4) -> list[int]:
 
 
 def best_conv_schedule(
-    target: Target, name: str, g: ConvGeometry
+    target: Target, name: str, g: ConvGeometry, bias: bool = False
 ) -> tuple[TileSchedule, CallTiming]:
     """The fastest schedule of a small space: for each loop order and buffering, the channel
     tiles among the largest few, and output-row tiles from the most that fit down to a
-    sixteenth of the rows (memoised)."""
-    return _best(id(target), target, name, g)
+    sixteenth of the rows (memoised); `bias`: the call accumulates onto a per-channel bias."""
+    return _best(id(target), target, name, g, bias)
 
 
 @lru_cache(maxsize=1024)
-def _best(key: int, target: Target, name: str, g: ConvGeometry) -> tuple[TileSchedule, CallTiming]:
+def _best(
+    key: int, target: Target, name: str, g: ConvGeometry, bias: bool
+) -> tuple[TileSchedule, CallTiming]:
     plan = conv_plan(target, name, g)
     _, nb, kb = plan.form.blocks(g)
     best: tuple[TileSchedule, CallTiming] | None = None
@@ -340,7 +370,7 @@ def _best(key: int, target: Target, name: str, g: ConvGeometry) -> tuple[TileSch
             most = _most_rows(plan, tj, tk, order, db)
             for rows in _row_tiles(plan.rows, most):
                 s = TileSchedule("WS", rows, tj, tk, order, db)
-                timing = conv_timing(plan, s)
+                timing = conv_timing(plan, s, bias)
                 if best is None or timing.cycles < best[1].cycles:
                     best = (s, timing)
     if best is None:
@@ -380,6 +410,7 @@ def conv_listing(
     prefix: str = "  ",
     epilogue: str | None = None,
     names: dict[str, str] | None = None,
+    bias: bool = False,
 ) -> list[str]:
     """The call's loop nest in the target's names."""
     g, f, n = plan.g, plan.form, names or plan.model.names
@@ -408,6 +439,9 @@ def conv_listing(
         f"{depth}{load} X[b, k0 channels, the input rows of i0 with their halo] -> {plan.x_mem}"
     )
     lines.append(f"{depth}{load} W[b, j0 kernels, k0 channels, every tap] -> {plan.w_mem}")
+    if bias:
+        mover = n.get("bias", load)
+        lines.append(f"{depth}{mover} bias[b, j0 kernels] -> {plan.out_mem} O[j0, i0] when new")
     lines.append(f"{depth}for each tap, stripe of {f.stripe} pixels, kernel and channel block:")
     lines.append(f"{depth}  {compute} X (shifted in place), W[tap] -> {plan.out_mem} O[j0, i0]")
     by = n.get("epilogue_by", store)
@@ -423,10 +457,13 @@ def run_conv_call(
     w: np.ndarray,
     types: OperandTypes = EXACT,
     epilogue: str | None = None,
+    bias: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Counter[str]]:
     """Run the call on the machine: tiles moved into buffers sized against the instruction's
     memories (IsamapError on an overrun), every instruction issue computed from the on-chip input
-    tile at its shifted position. The result in the Einsum's own axis order, and the issues."""
+    tile at its shifted position; each new output tile starts from its channels' `bias` ([K] or
+    [B, K]) when there is one, moved in once per output-channel tile. The result in the Einsum's
+    own axis order, and the issues."""
     over = plan.overrun(s)
     if over is not None:  # the machine says SimulationError before it gets here
         raise IsamapError(f"direct convolution {plan.name}: {over}")
@@ -435,6 +472,8 @@ def run_conv_call(
     xs = types.operand("lhs", g.canonical_x(np.asarray(x, dtype=np.float64)))
     ws = types.operand("rhs", g.canonical_w(np.asarray(w, dtype=np.float64)))
     out = np.zeros((g.b, g.k, g.pixels))
+    start = None if bias is None else conv_bias_start(g, bias, types)
+    held_bias: dict[tuple[int, int], np.ndarray] = {}  # (batch, j0) -> [kt, 1], in the bias unit
     counts: Counter[str] = Counter()
     dim = plan.row_dim
     x_tile: np.ndarray | None = None
@@ -457,8 +496,13 @@ def run_conv_call(
             counts[names.get("load", "load")] += 1
         assert x_tile is not None and w_tile is not None
         key = (step.batch, step.i0, step.j0)
+        if start is not None and step.load_bias:  # the channels' biases moved in, once
+            held_bias[(step.batch, step.j0)] = start[step.batch, k0 : k0 + kt, :1].copy()
+            counts[names.get("bias", names.get("load", "load"))] += -(-kt // f.atom_k)
         if step.new_out:
             fresh = np.zeros((kt, rows * plan.row_pixels))
+            if start is not None and not step.reload_out:  # each new tile starts from them
+                fresh = np.repeat(held_bias[(step.batch, step.j0)], rows * plan.row_pixels, 1)
             acc[key] = stored.pop(key) if step.reload_out else fresh
         part = _tile_product(plan, x_tile, x_lo, w_tile, first, rows)
         counts[names["compute"]] += _issues(plan, rows, kt, ct)

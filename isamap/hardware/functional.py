@@ -20,7 +20,7 @@ import numpy as np
 from isamap.hardware.elementwise_form import elementwise_form
 from isamap.hardware.matrix_form import MatrixForm, matrix_form, types_fit
 from isamap.hardware.target import Instruction, Target
-from isamap.ir.conv import conv_call_geometry
+from isamap.ir.conv import ConvGeometry, conv_call_geometry
 from isamap.ir.dtypes import DType, dtype, fits
 from isamap.ir.einsum import einsum_subscripts
 from isamap.ir.errors import IsamapError
@@ -35,6 +35,7 @@ from isamap.ir.window import WindowSpec
 __all__ = [
     "EXACT",
     "OperandTypes",
+    "conv_bias_start",
     "operand_types",
     "requantize",
     "run_instruction",
@@ -195,6 +196,13 @@ def requantize(
     return UNARY[fn].numpy(out) if fn else out
 
 
+def conv_bias_start(g: ConvGeometry, bias: np.ndarray, types: OperandTypes = EXACT) -> np.ndarray:
+    """A direct convolution's per-output-channel bias ([K], or [B, K] per batch) as what its
+    accumulators start from, canonical [B, K, pixels]: the call accumulates onto it."""
+    rows = bias_rows(bias, g.b, g.k, types)  # [B, 1, K]
+    return np.repeat(np.transpose(rows, (0, 2, 1)), g.pixels, axis=2)
+
+
 def bias_rows(bias: np.ndarray, b: int, n: int, types: OperandTypes = EXACT) -> np.ndarray:
     """A call's per-column bias ([n], or [b, n] per batch) as one row per batch [b, 1, n], in
     the accumulator's type (an integer accumulator takes only its own integers)."""
@@ -311,7 +319,10 @@ def run_node(node: MapNode, args: list[np.ndarray], kernel: Kernel, target: Targ
         g = conv_call_geometry(str(a["conv"]), args[0].shape, args[1].shape)
         types = operand_types(ins, kernel)
         product = g.reference(types.operand("lhs", args[0]), types.operand("rhs", args[1]))
-        held = types.accumulate(np.zeros(product.shape), product)
+        onto: np.ndarray = np.zeros(product.shape)
+        if len(args) == 3:  # onto a per-output-channel bias, as the bias move puts it there
+            onto = g.from_canonical(conv_bias_start(g, args[2], types))
+        held = types.accumulate(onto, product)
         epilogue = a.get("epilogue")
         return UNARY[str(epilogue)].numpy(held) if epilogue else held
     if op == "narrow":

@@ -680,8 +680,9 @@ def trace_program(
             if over is not None:
                 raise SimulationError(f"%{node.id}: direct convolution: {over}")
             epilogue = scheduled.call.epilogue
-            x, w = args
-            value, counts = run_conv_call(plan, scheduled.schedule, x, w, types, epilogue)
+            x, w = args[:2]
+            bias = args[2] if len(args) == 3 else None
+            value, counts = run_conv_call(plan, scheduled.schedule, x, w, types, epilogue, bias)
             run.calls[node.id] = counts
             run.counts.update(counts)
         elif scheduled is not None:

@@ -189,7 +189,7 @@ def _call_timing(
         over = plan.overrun(scheduled.schedule)
         if over:
             raise SimulationError(f"%{node}: {over}")
-        return conv_timing(plan, scheduled.schedule)
+        return conv_timing(plan, scheduled.schedule, call.bias)
     model = ArrayModel.for_instruction(target, call.instruction)
     if in_bytes is not None:
         model = model.reading(in_bytes)

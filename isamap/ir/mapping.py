@@ -7,6 +7,7 @@ data, printable as a listing and serialisable as JSON.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 
@@ -56,7 +57,8 @@ class MapNode:
         if self.op == "input":
             return f"input {a['name']}"
         if self.op == "instr_conv":
-            epi = f" + {a['epilogue']}" if a.get("epilogue") else ""
+            epi = " + bias" if a.get("bias") else ""
+            epi += f" + {a['epilogue']}" if a.get("epilogue") else ""
             return (
                 f"{a['instruction']}{epi} (direct conv) b={a['b']} pixels={a['m']} kernels={a['n']}"
                 f" channels*taps={a['k']} tiles={a['tiles']}"
@@ -147,8 +149,8 @@ class Mapping:
             taps = int(str(a.get("taps") or 1))
             work *= taps
             packed = self._block_diagonal(n)
-            if packed > 1:  # only the diagonal blocks of a packed operand are real work
-                work //= packed
+            for arg in n.args[:2]:  # only the non-zero blocks of its operands are real work
+                work = round(work * (1.0 - self._zero_fraction(arg)))
             calls = _product(str(a["tiles"]))
             capacity = calls * _product(str(a.get("tile", "1")))
             used = 100.0 * work / capacity if capacity else 0.0
@@ -158,7 +160,8 @@ class Mapping:
                 scale = float(str(a["scale"]))
                 epi = f" read out scaled by {scale:g} and narrowed to {a['narrow']}{then}"
             if a.get("bias"):
-                epi = f" onto a per-column bias{epi.replace(' with ', ', then ')}"
+                per = "output-channel" if n.op == "instr_conv" else "column"
+                epi = f" onto a per-{per} bias{epi.replace(' with ', ', then ')}"
             if packed > 1:
                 epi += f" (operand block-diagonal: {packed} channels per product)"
             direct, fed = self.produces(n.id)
@@ -186,6 +189,24 @@ class Mapping:
             if node.op in ("reshape", "transpose", "slice"):
                 stack.extend(node.args)
         return 1
+
+    def _zero_fraction(self, node_id: int) -> float:
+        """The fraction of a call operand's elements that are structural zeros, through views and
+        layout moves: the off-diagonal blocks of a block-diagonal operand — g channels packed
+        (`block_diag`: all but 1/g), or the products of a batched call (`full` 0 blocks joined
+        in by concatenations)."""
+        node = self.nodes[node_id]
+        if node.op == "full":
+            return 1.0 if float(str(node.attrs["value"])) == 0.0 else 0.0
+        if node.op == "block_diag":
+            return 1.0 - 1.0 / int(str(node.attrs["groups"]))
+        if node.op in ("reshape", "transpose", "slice"):
+            return self._zero_fraction(node.args[0])
+        if node.op == "concat":
+            sizes = [math.prod(self.nodes[a].shape) for a in node.args]
+            zeros = sum(s * self._zero_fraction(a) for a, s in zip(node.args, sizes, strict=True))
+            return zeros / max(sum(sizes), 1)
+        return 0.0
 
     def to_dict(self) -> dict[str, object]:
         return {

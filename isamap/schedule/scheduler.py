@@ -123,7 +123,7 @@ def schedule_mapping(mapping: Mapping, target: Target, strategy: str = "heuristi
 
 def conv_geometry_of(mapping: Mapping, node: MapNode) -> ConvGeometry:
     """The geometry of a mapping's direct-convolution call, from its literal and operands."""
-    x, w = (mapping.nodes[a].shape for a in node.args)
+    x, w = (mapping.nodes[a].shape for a in node.args[:2])
     return conv_call_geometry(str(node.attrs["conv"]), tuple(x), tuple(w))
 
 
@@ -132,12 +132,13 @@ def _conv_scheduled(mapping: Mapping, node: MapNode, target: Target) -> Schedule
     strategies tile GEMMs, so one model serves every strategy name) and its listing."""
     name = str(node.attrs["instruction"])
     g = conv_geometry_of(mapping, node)
-    chosen, _ = best_conv_schedule(target, name, g)
+    bias = bool(node.attrs.get("bias"))
+    chosen, _ = best_conv_schedule(target, name, g, bias)
     plan = conv_plan(target, name, g)
     epilogue = node.attrs.get("epilogue")
-    call = conv_call(node.id, name, g, plan.model, str(epilogue) if epilogue else None)
+    call = conv_call(node.id, name, g, plan.model, str(epilogue) if epilogue else None, bias)
     names = dict(plan.model.names, in_memory=plan.x_mem, out_memory=plan.out_mem)
     if call.epilogue and call.epilogue in target.instruction(name).epilogues:
         names["epilogue_by"] = name
-    lines = tuple(conv_listing(plan, chosen, node.id, "", call.epilogue, names))
+    lines = tuple(conv_listing(plan, chosen, node.id, "", call.epilogue, names, bias))
     return ScheduledCall(call, chosen, "direct-conv", names, plan.model.systolic, lines)

@@ -19,6 +19,7 @@ import pytest
 
 import isamap
 from isamap.egraph.target_rules import matrix_instructions
+from isamap.hardware.machine import trace_program
 from isamap.ir import builders
 from tests.e2e.test_map_kernels import NoHostContractions, host_contractions
 from tests.typed import check_outputs, typed_for
@@ -105,3 +106,42 @@ def test_contractions_map_to_the_targets_instructions(target_name: str, name: st
 
     inputs = isamap.random_inputs(kernel, seed=7)
     _check(result.run(inputs), kernel, inputs)  # the scheduled program, through the memories
+
+
+NVDLA_EPILOGUES = {
+    "conv_bias_relu": """
+        tensor X[1, 16, 12, 12] i8 pad(0, 0, 1, 1)
+        tensor W[24, 16, 3, 3] i8
+        tensor bias[24] i32
+        O[n, k, h, w] += X[n, c, h + r - 1, w + s - 1] * W[k, c, r, s]
+        Y[n, k, h, w] = relu(O[n, k, h, w] + bias[k])
+    """,
+    "fc_bias_relu": """
+        tensor X[24, 64] i8
+        tensor W[64, 40] i8
+        tensor bias[40] i32
+        T[b, j] += X[b, k] * W[k, j]
+        Y[b, j] = relu(T[b, j] + bias[j])
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(NVDLA_EPILOGUES))
+def test_nvdla_runs_bias_and_relu_in_its_sdp(name: str) -> None:
+    """NVDLA's SDP adds a per-channel bias and applies ReLU on the way out of CACC: a
+    convolution (a direct-convolution call) or a GEMM (its 1x1 reading) with both is one call,
+    no statement, add or function left on the host, and it equals numpy."""
+    target = TARGETS["nvdla"]
+    kernel = isamap.parse_kernel(NVDLA_EPILOGUES[name], name=name)
+    result = isamap.compile(kernel, target)
+    (call,) = result.mapping.instruction_calls()
+    assert call.attrs.get("bias") and call.attrs["epilogue"] == "relu", result.mapping
+    assert call.op == ("instr_conv" if name.startswith("conv") else "instr")
+    assert not result.mapping.host_ops(), result.mapping
+    if call.op == "instr_conv":
+        assert "sdp_bias bias[b, j0 kernels]" in result.program.listing()
+    inputs = isamap.random_inputs(kernel, seed=5)
+    _check(result.run(inputs), kernel, inputs)
+    # the biases move once per output-channel tile: timing model and machine count the same
+    run = trace_program(result.program, result.mapping, kernel, target, inputs)
+    assert run.counts["sdp_bias"] == result.report.instruction_counts["sdp_bias"] > 0

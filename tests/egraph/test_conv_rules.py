@@ -54,3 +54,45 @@ def test_unsupported_convolution_gets_no_direct_call() -> None:
     sat = saturate_with(kernel, target, [], computed_rules=(*COMPUTED_RULES, *conv_rules(target)))
     ops = {n.op for nodes in sat.dump.classes.values() for n in nodes}
     assert "InstrConv" not in ops and "Bmm" in ops
+
+
+@pytest.mark.parametrize(
+    ("text", "bias_shape"),
+    [
+        (  # a per-output-channel bias, then relu: both onto the call (NVDLA's SDP)
+            "tensor X[1, 3, 7, 7] f32\ntensor W[4, 3, 3, 3] f32\ntensor bias[4] f32\n"
+            "O[n, k, h, w] += X[n, c, h + r, w + s] * W[k, c, r, s]\n"
+            "Y[n, k, h, w] = relu(bias[k] + O[n, k, h, w])\n",
+            (4,),
+        ),
+        (  # grouped: one bias row per group (the call's batch)
+            "tensor X[1, 2, 3, 6, 6] f32\ntensor W[2, 4, 3, 3, 3] f32\ntensor bias[2, 4] f32\n"
+            "O[n, g, k, h, w] += X[n, g, c, h + r, w + s] * W[g, k, c, r, s]\n"
+            "Y[n, g, k, h, w] = relu(O[n, g, k, h, w] + bias[g, k])\n",
+            (2, 4),
+        ),
+    ],
+    ids=["bias-relu", "grouped-bias"],
+)
+def test_conv_bias_rule_is_sound_and_fires(text: str, bias_shape: tuple[int, ...]) -> None:
+    target = isamap.load_target(str(NVDLA))
+    kernel = isamap.parse_kernel(text)
+    sat = saturate_with(kernel, target, [], computed_rules=(*COMPUTED_RULES, *conv_rules(target)))
+    fused = [n for nodes in sat.dump.classes.values() for n in nodes if n.op == "InstrConvBias"]
+    assert {n.str_arg(2) for n in fused} == {"", "relu"}
+    assert {sat.dump.shapes[n.refs()[2]] for n in fused} == {bias_shape}
+    found = check_eclasses(sat, seed=3)
+    assert found is None, f"einsum-window-to-conv (bias) is unsound:\n{found}"
+
+
+def test_a_bias_along_a_pixel_is_not_a_channel_bias() -> None:
+    """`+ P[h]` varies along an output row, not a channel: no call accumulates onto it."""
+    target = isamap.load_target(str(NVDLA))
+    kernel = isamap.parse_kernel(
+        "tensor X[1, 3, 7, 7] f32\ntensor W[4, 3, 3, 3] f32\ntensor P[5] f32\n"
+        "O[n, k, h, w] += X[n, c, h + r, w + s] * W[k, c, r, s]\n"
+        "Y[n, k, h, w] = O[n, k, h, w] + P[h]\n"
+    )
+    sat = saturate_with(kernel, target, [], computed_rules=(*COMPUTED_RULES, *conv_rules(target)))
+    ops = {n.op for nodes in sat.dump.classes.values() for n in nodes}
+    assert "InstrConv" in ops and "InstrConvBias" not in ops
