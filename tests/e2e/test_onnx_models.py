@@ -40,6 +40,9 @@ TOL = 1e-4
 INT8_TOL = 0.1
 #: quantized layers whose integer programs are checked bit for bit (each a machine run)
 EXACT_LAYERS = 4
+#: one mapping simulated per kernel: these tests check whole networks, not the choice among
+#: close candidates (tests/extract/test_exact.py does), and it halves their compile time
+CANDIDATES = 1
 
 
 def _run_matches_onnxruntime(
@@ -53,7 +56,9 @@ def _run_matches_onnxruntime(
     feed = random_feed(model)
     integer = integer_only_target(isamap.load_target(target))
     if integer:
-        result = isamap.compile(model, target, quantize=True, calibration=feed)
+        result = isamap.compile(
+            model, target, quantize=True, calibration=feed, candidates=CANDIDATES
+        )
         quantized = [c for c in {id(c): c for c in result.compiled}.values() if c.quantization]
         for layer in quantized[:EXACT_LAYERS]:
             q = layer.quantization
@@ -62,7 +67,7 @@ def _run_matches_onnxruntime(
             machine = run_program(layer.program, layer.mapping, q.kernel, layer.target, ints)
             check_outputs(machine, q.kernel, ints)  # bit for bit where integer
     else:
-        result = isamap.compile(model, target)
+        result = isamap.compile(model, target, candidates=CANDIDATES)
     got = result.run(feed)
     want = ort_outputs(proto, feed)
     assert set(got) == set(want) == set(model.outputs)
@@ -81,7 +86,7 @@ def test_mobilenet_v2_224_compiles_with_the_models_macs(tmp_path: Path) -> None:
     # on nnp, which runs the float model as declared, so repeated blocks are one kernel (on
     # gemmini it is quantized, each layer with its own scales: test_mobilenet_v2_runs_like_...)
     model = model_from_proto(models.mobilenet_v2(224))
-    result = isamap.compile(model, "nnp")
+    result = isamap.compile(model, "nnp", candidates=CANDIDATES)
     report = result.report
     assert report.macs == model.macs() == 300_836_992  # the published table's total (the CSV)
     assert len(report.layers) == 37 and report.kernels < 37  # repeated blocks compile once
@@ -107,7 +112,7 @@ def test_mobilenet_v2_runs_like_onnxruntime(target: str, resolution: int) -> Non
 
 def test_mobilenet_v2_compiles_for_vecdsp() -> None:
     model = model_from_proto(models.mobilenet_v2(16))
-    result = isamap.compile(model, "vecdsp")
+    result = isamap.compile(model, "vecdsp", candidates=CANDIDATES)
     assert result.report.macs == model.macs()
     assert result.report.cycles >= result.report.roofline_cycles
 
