@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import isamap
 from isamap.codegen.network import NativeNetwork
@@ -25,63 +24,18 @@ RTOL = 1e-4
 
 
 def _inverted_residual() -> Any:
-    rng = np.random.default_rng(3)
-    inits: list[Any] = []
-    nodes: list[Any] = []
-
-    def weight(name: str, *shape: int, scale: float = 0.3) -> str:
-        inits.append(
-            numpy_helper.from_array((scale * rng.standard_normal(shape)).astype("f"), name)
-        )
-        return name
-
-    def conv_bn(
-        x: str,
-        name: str,
-        cin: int,
-        cout: int,
-        k: int,
-        stride: int,
-        group: int = 1,
-        relu6: bool = True,
-    ) -> str:
-        w = weight(f"{name}.w", cout, cin // group, k, k)
-        nodes.append(
-            helper.make_node(
-                "Conv", [x, w], [name], strides=[stride] * 2, pads=[k // 2] * 4, group=group
-            )
-        )
-        bn = [weight(f"{name}.{p}", cout, scale=0.1) for p in ("gamma", "beta", "mean")]
-        inits.append(
-            numpy_helper.from_array(rng.uniform(0.5, 1.5, cout).astype("f"), f"{name}.var")
-        )
-        nodes.append(
-            helper.make_node("BatchNormalization", [name, *bn, f"{name}.var"], [f"{name}.bn"])
-        )
-        if not relu6:
-            return f"{name}.bn"
-        nodes.append(helper.make_node("Clip", [f"{name}.bn", "zero", "six"], [f"{name}.act"]))
-        return f"{name}.act"
-
-    inits += [numpy_helper.from_array(np.array(v, "f"), n) for n, v in (("zero", 0), ("six", 6))]
-    y = conv_bn("X", "stem", 3, 8, 3, 2)
-    e = conv_bn(y, "expand", 8, 32, 1, 1)
-    d = conv_bn(e, "dw", 32, 32, 3, 1, group=32)
-    p = conv_bn(d, "project", 32, 8, 1, 1, relu6=False)
-    nodes.append(helper.make_node("Add", [p, y], ["res"]))
-    nodes.append(helper.make_node("GlobalAveragePool", ["res"], ["pool"]))
-    nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], axis=1))
-    nodes.append(
-        helper.make_node("Gemm", ["flat", weight("fc.w", 8, 10), weight("fc.b", 10)], ["Y"])
+    """A strided stem, expand, depthwise, project and residual add, pooling and a fully
+    connected head, built with the ONNX builders of `isamap.frontend.models`."""
+    net = models._Net(3)
+    y = net.conv_bn("X", "stem", 3, 8, 3, 2)
+    e = net.conv_bn(y, "expand", 8, 32, 1, 1)
+    d = net.conv_bn(e, "dw", 32, 32, 3, 1, group=32)
+    p = net.conv_bn(d, "project", 32, 8, 1, 1, act=False)
+    res = net.node("Add", [p, y], "res")
+    out = models._head(net, res, 8, 10, "pool")
+    return net.model(
+        "inverted_residual", [net.tensor("X", (1, 3, 16, 16))], [net.tensor(out, (1, 10))], 13
     )
-    graph = helper.make_graph(
-        nodes,
-        "inverted_residual",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 10])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
 @pytest.fixture(scope="module", params=["cnn", "gru"])
