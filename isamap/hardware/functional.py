@@ -263,7 +263,7 @@ def _host_statement(kernel: Kernel, index: int, args: list[np.ndarray]) -> np.nd
     decls[target] = TensorDecl(target, tuple(kernel.shapes[s.target]), "f32")
     stmt = dataclasses.replace(s, target=target)  # keeps its reduction (`+=` or `max=`)
     sub = check_kernel(f"{kernel.name}.stmt{index}", decls, [stmt], kernel.source)
-    result = evaluate(sub, inputs)[target]
+    result = evaluate(sub, inputs, finite=False)[target]  # computed values, as they came
     if len(args) > len(reads):  # accumulating onto an earlier value of the target
         result = args[-1] + result
     return store(kernel, s.target, result)  # the host computes in the kernel's types

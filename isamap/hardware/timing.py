@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -381,21 +382,44 @@ class MoveQueue:
         if not blocks:
             return at, at
         each = busy / blocks
-        if not self.depth or (
-            self.depth * each >= each + self.latency and (not self.lands or self.lands[0] <= at)
+        if not self.depth or (  # (a landing within rounding of `at` has landed: jumps below
+            # shift times by sums, and a tie must not flip on the last bit)
+            self.depth * each >= each + self.latency
+            and (not self.lands or self.lands[0] <= at + 1e-9 * max(1.0, abs(at)))
         ):  # the queue never fills: the engine's own rate
             for i in range(max(blocks - self.depth, 0), blocks):
                 self.lands.append(at + (i + 1) * each + self.latency)
             return at + busy, at + min(first, blocks) * each
-        t = at
-        first_end = at
-        for i in range(blocks):
-            if len(self.lands) == self.depth:
-                t = max(t, self.lands[0])
+        t, first_end = at, at
+        lands, depth, latency = self.lands, self.depth, self.latency
+        window: list[float] = []  # the queue's landings one period (`depth` moves) ago
+        i = 0
+        while i < blocks:
+            if len(lands) == depth:
+                t = max(t, lands[0])
             t += each
-            self.lands.append(t + self.latency)
-            if i + 1 == first:
+            lands.append(t + latency)
+            i += 1
+            if i == first:
                 first_end = t
+            if i % depth or len(lands) < depth or i < first:
+                continue
+            # a full queue whose landings repeat one period later, shifted, repeats for ever
+            # (each move depends only on the one before it and the one `depth` earlier): jump
+            # the whole periods left
+            shift = lands[0] - window[0] if window else math.nan
+            tol = 1e-12 * max(abs(t), 1.0)
+            if window and all(
+                abs(x - w - shift) <= tol for x, w in zip(lands, window, strict=True)
+            ):
+                periods = (blocks - i) // depth
+                if periods:
+                    moved = [x + periods * shift for x in lands]
+                    lands.clear()
+                    lands.extend(moved)
+                    t += periods * shift
+                    i += periods * depth
+            window = list(lands)
         return t, first_end
 
 
@@ -459,9 +483,17 @@ def _first_blocks(it: _Iteration) -> int:
     return int(it.load_a) + int(it.load_b) + int(it.reload_c)
 
 
-def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
-    """Walk the tile loop: one DMA engine (loads and stores in program order), the array(s)
-    running each tile's folds as the unit's mechanisms allow."""
+#: One tile iteration of a walk, as far as timing is concerned: its extents (mt, nt, kt), which
+#: operands it loads (A, B, C's partial sums back), the bytes and blocks of its loads, what its
+#: C tile adds to the accumulator (partial sums or the bias written over the tile), the bias
+#: row's DRAM bytes and moves, and the shape of the previous C tile if that is stored now.
+_Step = tuple[
+    int, int, int, bool, bool, bool, float, int, float, float, int, tuple[int, int] | None
+]
+
+
+def _steps(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> Iterator[_Step]:
+    """The tile loop's iterations in program order (batch outermost, then `s.loop_order`)."""
     bm, bn, bk = model.block
     trips = _trips(call, s)
     ti, tj, tk = s.tile_i * bm, s.tile_j * bn, s.tile_k * bk  # tile extents in elements
@@ -470,34 +502,14 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
         "j": [_extent(x, tj, call.n) for x in range(trips["j"])],
         "k": [_extent(x, tk, call.k) for x in range(trips["k"])],
     }
-    lat = model.dram_latency
     in_bytes, acc_bytes = model.in_bytes, model.acc_bytes
-    ld, st = model.load_depth, model.store_depth
-    out = CallTiming(0.0, 0.0, 0.0, macs=call.macs)
-    dma_free = array_free = 0.0
-    last_start = -math.inf  # stream start of the array's last fold (pipelined PEs)
-    results = 0.0  # when the last fold's results are in the accumulator
-    done: list[float] = []  # when each iteration's folds stopped reading their buffers
-    copies = 2 if s.double_buffer else 1
-    pending: tuple[float, tuple[float, int]] | None = None  # a C tile's store: ready, size
-    visited: set[tuple[int, int, int]] = set()
-    tiles: Counter[tuple[int, int, int]] = Counter()  # (mt, nt, kt) -> iterations
-    stores: Counter[tuple[int, int]] = Counter()  # (mt, nt) -> C tiles stored
-    moves: dict[tuple[int, int, int, int, int], tuple[float, int]] = {}
-    fill_ws = model.fill_of(s.dataflow)
-    gap = model.fill if model.systolic and model.pipelined else 0.0
-    drain = model.drain if model.pipelined else 0.0
-    drain_held = 0.0 if model.pipelined else model.drain  # the array's last drain, per tile
-    load_blocks = bias_moves = 0
-    dram_in = acc_back = bias_in = 0.0
     # a call onto a per-column bias: one bias row moved into each new C tile (DRAM bytes: one
     # row; the block's other rows re-read it, `gemmini.toml` mvin_bias)
     # (no bias move: the instruction adds the row in its datapath, loaded like an operand)
-    bias_name = model.names.get("bias", model.names.get("load")) if call.bias else None
-    order = s.loop_order
-    where = [order.index(v) for v in "ijk"]
-    a_at = b_at = c_at = None
-    c_shape = (0, 0)
+    bias = call.bias and ("bias" in model.names or "load" in model.names)
+    taps = call.taps.operand if call.taps is not None else ""
+    moves: dict[tuple[int, int, int, int, int], tuple[float, int]] = {}
+    views: dict[tuple[int, int, int, int], tuple[float, int]] = {}
 
     def move(rows: int, cols: int, br: int, bc: int, elem: int) -> tuple[float, int]:
         key = (rows, cols, br, bc, elem)
@@ -506,8 +518,6 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
             hit = moves[key] = _tile_move(rows, cols, br, bc, elem)
         return hit
 
-    views: dict[tuple[int, int, int, int], tuple[float, int]] = {}
-
     def tap_load(start: int, length: int, k0: int, kt: int) -> tuple[float, int]:
         key = (start, length, k0, kt)
         hit = views.get(key)
@@ -515,106 +525,274 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
             hit = views[key] = tap_move(call, model, start, length, k0, kt)
         return hit
 
-    def stored(mt: int, nt: int) -> tuple[float, int]:
-        nbytes, blocks = move(mt, nt, bm, bn, model.out_bytes)
-        return nbytes / model.dram_bw, blocks
-
-    load_queue, store_queue = MoveQueue(ld, lat), MoveQueue(st, lat)
-
-    def send_store(at: float, ready: float, store: tuple[float, int]) -> float:
-        """The engine's time after a C tile's store, queued at `at`, its data ready at `ready`."""
-        return store_queue.send(max(at, ready), *store)[0]
-
+    order = s.loop_order
+    where = [order.index(v) for v in "ijk"]
+    a_at = b_at = c_at = None
+    c_shape = (0, 0)
     for batch in range(call.b):
         for pos in itertools.product(*(range(trips[v]) for v in order)):
             i0, j0, k0 = pos[where[0]], pos[where[1]], pos[where[2]]
             mt, nt, kt = extents["i"][i0], extents["j"][j0], extents["k"][k0]
             load_a = (batch, i0, k0) != a_at
             load_b = (batch, k0, j0) != b_at
-            reload = False
-            loads: list[tuple[float, int]] = []
+            nbytes, blocks = 0.0, 0
             if load_a:
                 a_at = (batch, i0, k0)
-                if call.taps is not None and call.taps.operand == "A":
-                    loads.append(tap_load(i0 * ti, mt, k0 * tk, kt))
-                else:
-                    loads.append(move(mt, kt, bm, bk, in_bytes))
+                x, n = (
+                    tap_load(i0 * ti, mt, k0 * tk, kt)
+                    if taps == "A"
+                    else move(mt, kt, bm, bk, in_bytes)
+                )
+                nbytes, blocks = nbytes + x, blocks + n
             if load_b:
                 b_at = (batch, k0, j0)
-                if call.taps is not None and call.taps.operand == "B":
-                    loads.append(tap_load(j0 * tj, nt, k0 * tk, kt))
-                else:
-                    loads.append(move(kt, nt, bk, bn, in_bytes))
-            store_now: tuple[float, int] | None = None
-            c_tile = (batch, i0, j0)
-            if c_tile != c_at:
+                x, n = (
+                    tap_load(j0 * tj, nt, k0 * tk, kt)
+                    if taps == "B"
+                    else move(kt, nt, bk, bn, in_bytes)
+                )
+                nbytes, blocks = nbytes + x, blocks + n
+            reload = False
+            acc_in = bias_in = 0.0
+            bias_moves = 0
+            store: tuple[int, int] | None = None
+            if (batch, i0, j0) != c_at:
                 if c_at is not None:
-                    stores[c_shape] += 1
-                    store_now = stored(*c_shape)
-                if c_tile in visited:  # partial sums come back to the accumulator
+                    store = c_shape
+                # the C tile was here before (at a smaller k0: every loop order walks k up)
+                if k0 > 0:  # its partial sums come back to the accumulator
                     reload = True
-                    loads.append(move(mt, nt, bm, bn, acc_bytes))
-                    acc_back += loads[-1][0]
-                elif bias_name is not None:  # the bias row: one row's DMA per tile, issued as
-                    # one move per accumulator block (repeating_bias re-reads the row)
-                    nbias = -(-mt // bm) * -(-nt // bn)
-                    loads.append((nt * acc_bytes, nbias))  # each move a place in the queue
-                    acc_back += mt * nt * acc_bytes  # every row of the tile written
-                    bias_in += nt * acc_bytes
-                    bias_moves += nbias
-                visited.add(c_tile)
-                c_at, c_shape = c_tile, (mt, nt)
-            nbytes = sum(x[0] for x in loads)
-            blocks = sum(x[1] for x in loads)
-            load_blocks += blocks
-            busy = nbytes / model.dram_bw
-            dram_in += nbytes
-            it = _Iteration(mt, nt, kt, load_a, load_b, reload)
-            tiles[(mt, nt, kt)] += 1
-            if store_now is not None:  # the previous C tile's store, queued on the DMA engine
-                pending = (results, store_now)
-            # -- the DMA engine ---------------------------------------------------------------
-            back = len(done) - copies
-            buffer_free = done[back] if back >= 0 else 0.0
-            if pending is not None and not s.double_buffer:
-                # single buffers: the store goes before the next load
-                dma_free = send_store(dma_free, *pending)
-                pending = None
-            load_start = max(dma_free, buffer_free)
-            dma_free, first_sent = load_queue.send(load_start, busy, blocks, _first_blocks(it))
-            loaded = nbytes > 0
-            if not model.decoupled:  # the tile's folds wait for all of its loads
-                ready = dma_free + lat if loaded else dma_free
-                ready_last = ready
-            else:  # the first fold waits for its own blocks only
-                ready = first_sent + lat if _first_blocks(it) else 0.0
-                ready_last = dma_free + lat if loaded else 0.0
-            if pending is not None:  # double-buffered: prefetch first, then store
-                dma_free = send_store(dma_free, *pending)
-                pending = None
-            # -- the array --------------------------------------------------------------------
-            compute = model.tile_busy(mt, nt, kt, s.dataflow)
-            if model.pipelined:  # the first fold's preload, and the previous fold's, come first
-                start = max(array_free, ready + fill_ws, last_start + gap)
-            else:  # every fold pays its own fill (tile_busy)
-                start = max(array_free, ready)
-            end = start + compute
-            if model.decoupled and loaded:
-                end = max(end, ready_last + _last_load_tail(model, it, s.dataflow))
-            last_start = end - model.folds(mt, nt, kt, s.dataflow)[1]
-            results = end + drain
-            array_free = end
-            # the buffers free when the iteration's folds stopped reading them: with decoupled
-            # queues at the end of their streams, otherwise when the whole tile is done
-            done.append(end - drain_held if model.decoupled else end)
-            out.dma_cycles += busy
-            out.compute_cycles += compute
+                    x, n = move(mt, nt, bm, bn, acc_bytes)
+                    nbytes, blocks, acc_in = nbytes + x, blocks + n, x
+                elif bias:  # the bias row: one row's DMA per tile, issued as one move per
+                    # accumulator block (repeating_bias re-reads the row)
+                    bias_moves = -(-mt // bm) * -(-nt // bn)
+                    nbytes, blocks = nbytes + nt * acc_bytes, blocks + bias_moves
+                    acc_in = mt * nt * acc_bytes  # every row of the tile written
+                    bias_in = nt * acc_bytes
+                c_at, c_shape = (batch, i0, j0), (mt, nt)
+            yield (mt, nt, kt, load_a, load_b, reload, nbytes, blocks, acc_in, bias_in,
+                   bias_moves, store)  # fmt: skip
+
+
+def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
+    """Walk the tile loop: one DMA engine (loads and stores in program order), the array(s)
+    running each tile's folds as the unit's mechanisms allow.
+
+    The engines' next times are maxima and sums of their earlier ones, so once their state
+    (every time in it: both engines, the buffers, the queues' landings) after some repeated
+    work is the state before it shifted by a constant, every further repetition shifts it by
+    that constant too. The walk uses that twice: within a run of identical iterations, and over
+    the loop's outermost level (a batch, or one index of the outermost tile loop), whose
+    sequence of iterations repeats. Long repetitive loops cost a few iterations to walk."""
+    bm, bn, _ = model.block
+    lat = model.dram_latency
+    out = CallTiming(0.0, 0.0, 0.0, macs=call.macs)
+    dma_free = array_free = 0.0
+    last_start = -math.inf  # stream start of the array's last fold (pipelined PEs)
+    results = 0.0  # when the last fold's results are in the accumulator
+    copies = 2 if s.double_buffer else 1
+    done: deque[float] = deque(maxlen=copies)  # when the last iterations' folds stopped
+    # reading their buffers (the oldest frees the buffer the next iteration loads into)
+    fill_ws = model.fill_of(s.dataflow)
+    gap = model.fill if model.systolic and model.pipelined else 0.0
+    drain = model.drain if model.pipelined else 0.0
+    drain_held = 0.0 if model.pipelined else model.drain  # the array's last drain, per tile
+    load_queue, store_queue = MoveQueue(model.load_depth, lat), MoveQueue(model.store_depth, lat)
+    lands = (load_queue.lands, store_queue.lands)
+
+    # the outermost level's units (a batch's slice at one index of the outermost tile loop),
+    # each a run-length list of its iterations; later batches repeat the first batch's units
+    # but for their first one (every operand loads anew there, the last C tile is stored)
+    trips = _trips(call, s)
+    per_unit = trips[s.loop_order[1]] * trips[s.loop_order[2]]
+    count0 = trips[s.loop_order[0]]
+    head = list(itertools.islice(_steps(model, call, s), (count0 + (call.b > 1)) * per_unit))
+    table: dict[tuple[_Step, ...], int] = {}
+    units: list[list[tuple[_Step, int]]] = []
+
+    def unit_id(steps: tuple[_Step, ...]) -> int:
+        if steps not in table:
+            table[steps] = len(units)
+            units.append([(k, sum(1 for _ in g)) for k, g in itertools.groupby(steps)])
+        return table[steps]
+
+    first = [unit_id(tuple(head[u * per_unit : (u + 1) * per_unit])) for u in range(count0)]
+    sequence = list(first)
+    if call.b > 1:
+        later = [unit_id(tuple(head[count0 * per_unit :])), *first[1:]]
+        sequence += later * (call.b - 1)
+    # what moved and what computed: from each unit's iterations and how often it occurs
+    tiles: Counter[tuple[int, int, int]] = Counter()  # (mt, nt, kt) -> iterations
+    stores: Counter[tuple[int, int]] = Counter()  # (mt, nt) -> C tiles stored
+    load_blocks = bias_moves = 0
+    dram_in = acc_back = bias_in = 0.0
+    for uid, times in Counter(sequence).items():
+        for step, count in units[uid]:
+            n = count * times
+            mt, nt, kt, _, _, _, nbytes, blocks, acc_in, bias_row, moves, store = step
+            tiles[(mt, nt, kt)] += n
+            if store is not None:
+                stores[store] += n
+            load_blocks += blocks * n
+            dram_in += nbytes * n
+            acc_back += acc_in * n
+            bias_in += bias_row * n
+            bias_moves += moves * n
+            out.dma_cycles += nbytes / model.dram_bw * n
+            out.compute_cycles += model.tile_busy(mt, nt, kt, s.dataflow) * n
+    last = head[-1] if call.b == 1 else head[count0 * per_unit - 1]
+    c_shape = (last[0], last[1])
+
+    # what the engines do per iteration kind: (first blocks, compute, stream, tail, busy,
+    # store's (busy, blocks), loaded)
+    kinds: dict[_Step, tuple[int, float, float, float, float, tuple[float, int] | None, bool]]
+    kinds = {}
+
+    def kind(step: _Step) -> tuple[int, float, float, float, float, tuple[float, int] | None, bool]:
+        mt, nt, kt, load_a, load_b, reload, nbytes, _, _, _, _, store = step
+        it = _Iteration(mt, nt, kt, load_a, load_b, reload)
+        stored = None
+        if store is not None:
+            x, n = _tile_move(*store, bm, bn, model.out_bytes)
+            stored = (x / model.dram_bw, n)
+        return (
+            _first_blocks(it),
+            model.tile_busy(mt, nt, kt, s.dataflow),
+            model.folds(mt, nt, kt, s.dataflow)[1],
+            _last_load_tail(model, it, s.dataflow),
+            nbytes / model.dram_bw,
+            stored,
+            nbytes > 0,
+        )
+
+    def state() -> tuple[float, ...]:
+        return (dma_free, array_free, last_start, results, *done, *lands[0], *lands[1])
+
+    def lengths() -> tuple[int, int, int]:
+        return len(done), len(lands[0]), len(lands[1])
+
+    def steady() -> bool:
+        """The state is one a shift can be read from: the constants in the engines' maxima
+        (an empty buffer, a first fold, a run's first preload) can no longer win."""
+        return (
+            len(done) == copies
+            and last_start != -math.inf
+            and not (model.pipelined and array_free < fill_ws)
+        )
+
+    def shifted(now: tuple[float, ...], before: tuple[float, ...]) -> float | None:
+        """The constant `now` is `before` shifted by, if it is one."""
+        if len(now) != len(before):
+            return None
+        shift = now[1] - before[1]
+        tol = 1e-9 * max(1.0, abs(now[1]))
+        if all(abs(x - y - shift) <= tol for x, y in zip(now, before, strict=True)):
+            return shift
+        return None
+
+    def jump(by: float) -> None:
+        nonlocal dma_free, array_free, last_start, results
+        dma_free += by
+        array_free += by
+        last_start += by
+        results += by
+        for q in (done, *lands):
+            moved = [x + by for x in q]
+            q.clear()
+            q.extend(moved)
+
+    seen: dict[int, tuple[tuple[float, ...], tuple[int, int, int]]] = {}  # before unit u
+    u = 0
+    while u < len(sequence):
+        now, shape = state(), lengths()
+        seen[u] = (now, shape)
+        jumped = False
+        if steady():  # the units just walked repeat next, and the state repeats with them
+            for period in dict.fromkeys((1, 2, count0, 2 * count0)):
+                past = seen.get(u - period)
+                if past is None or past[1] != shape:
+                    continue
+                pattern = sequence[u - period : u]
+                periods = 0
+                while sequence[u + periods * period : u + (periods + 1) * period] == pattern:
+                    periods += 1
+                shift = shifted(now, past[0]) if periods else None
+                if shift is None:
+                    continue
+                jump(periods * shift)
+                u += periods * period
+                jumped = True
+                break
+        if jumped:
+            continue
+        for step, count in units[sequence[u]]:
+            per = kinds.get(step)
+            if per is None:
+                per = kinds[step] = kind(step)
+            first_blocks, compute, stream, tail, busy, stored, loaded = per
+            blocks = step[7]
+            history = [state()] if count > 2 else []
+            entry = lengths()
+            walked = 0
+            while walked < count:
+                # -- the DMA engine -----------------------------------------------------------
+                buffer_free = done[0] if len(done) == copies else 0.0
+                if stored is not None and not s.double_buffer:
+                    # single buffers: the store goes before the next load
+                    dma_free = store_queue.send(max(dma_free, results), *stored)[0]
+                pending = results  # the previous C tile's results: when its store may go
+                load_start = max(dma_free, buffer_free)
+                dma_free, first_sent = load_queue.send(load_start, busy, blocks, first_blocks)
+                if not model.decoupled:  # the tile's folds wait for all of its loads
+                    ready = dma_free + lat if loaded else dma_free
+                    ready_last = ready
+                else:  # the first fold waits for its own blocks only
+                    ready = first_sent + lat if first_blocks else 0.0
+                    ready_last = dma_free + lat if loaded else 0.0
+                if stored is not None and s.double_buffer:  # double buffers: prefetch, store
+                    dma_free = store_queue.send(max(dma_free, pending), *stored)[0]
+                # -- the array ----------------------------------------------------------------
+                if model.pipelined:  # the first fold's preload, and the previous fold's, first
+                    start = max(array_free, ready + fill_ws, last_start + gap)
+                else:  # every fold pays its own fill (tile_busy)
+                    start = max(array_free, ready)
+                end = start + compute
+                if model.decoupled and loaded:
+                    end = max(end, ready_last + tail)
+                last_start = end - stream
+                results = end + drain
+                array_free = end
+                # the buffers free when the iteration's folds stopped reading them: with
+                # decoupled queues at the end of their streams, otherwise when the tile is done
+                done.append(end - drain_held if model.decoupled else end)
+                walked += 1
+                left = count - walked
+                if left < 1 or not history:
+                    continue
+                history.append(state())
+                if lengths() != entry or not steady():
+                    entry, history = lengths(), [history[-1]]
+                    continue
+                for period in (1, 2):  # two buffers alternate: a state may repeat every second
+                    if len(history) <= period or left < period:
+                        continue
+                    shift = shifted(history[-1], history[-1 - period])
+                    if shift is None:
+                        continue
+                    periods = left // period
+                    jump(periods * shift)
+                    walked += periods * period
+                    history = [state()]
+                    break
+        u += 1
     end = results
-    if c_at is not None:
-        stores[c_shape] += 1
-        dma_free = send_store(dma_free, results, stored(*c_shape))
-        end = max(end, dma_free + lat)  # the last write lands
+    stores[c_shape] += 1  # the last C tile
+    x, n = _tile_move(*c_shape, bm, bn, model.out_bytes)
+    dma_free = store_queue.send(max(dma_free, results), x / model.dram_bw, n)[0]
+    end = max(end, dma_free + lat)  # the last write lands
     # what moved and what issued, from the tile shapes and how often each occurred
+    bias_name = model.names.get("bias", model.names.get("load")) if call.bias else None
     out.counts[model.names.get("load", "load")] += load_blocks - bias_moves
     if bias_name is not None and bias_moves:
         out.counts[bias_name] += bias_moves

@@ -89,9 +89,10 @@ class DType:
         return self._convert_float(v, overflow or "ieee")
 
     def _convert_int(self, v: Array, overflow: str) -> Array:
-        if not np.isfinite(v).all():
+        if np.isnan(v).any() or (overflow != "saturate" and not np.isfinite(v).all()):
             raise IsamapError(f"cannot convert a non-finite value to {self.name}")
-        r = np.rint(v)  # numpy rounds half to even
+        # numpy rounds half to even; an overflowed float (+-inf) saturates to the bound below
+        r = np.rint(v)
         if overflow == "wrap":
             span = 2.0**self.bits
             return np.asarray(np.mod(r - self.lo, span) + self.lo, dtype=np.float64)

@@ -66,11 +66,12 @@ def store(kernel: Kernel, name: str, value: Array) -> Array:
     return dtype(kernel.dtype(name)).hold(value, "saturate")
 
 
-def check_inputs(kernel: Kernel, inputs: object) -> dict[str, Array]:
+def check_inputs(kernel: Kernel, inputs: object, finite: bool = True) -> dict[str, Array]:
     """`inputs` checked against `kernel` and converted to float64 arrays, one per input tensor.
 
     Raises IsamapError, naming the tensor, unless `inputs` maps exactly the kernel's input
-    tensors to finite real arrays of their declared shapes (numpy arrays, nested lists, scalars).
+    tensors to real arrays of their declared shapes (numpy arrays, nested lists, scalars),
+    finite unless `finite` is False (values computed on the way, not a user's inputs).
     """
     _check_kernel_arg(kernel, "inputs")
     expected = kernel.inputs()
@@ -100,10 +101,10 @@ def check_inputs(kernel: Kernel, inputs: object) -> dict[str, Array]:
         raise IsamapError(
             f"kernel {kernel.name}: missing input {name} (shape {tuple(kernel.shapes[name])})"
         )
-    return {name: _real_array(kernel, name, inputs[name]) for name in expected}
+    return {name: _real_array(kernel, name, inputs[name], finite) for name in expected}
 
 
-def _real_array(kernel: Kernel, name: str, value: object) -> Array:
+def _real_array(kernel: Kernel, name: str, value: object, finite: bool = True) -> Array:
     """Input `name` as a float64 array of its declared shape; IsamapError naming it if not."""
     where = f"kernel {kernel.name}: input {name}"
     try:
@@ -120,15 +121,16 @@ def _real_array(kernel: Kernel, name: str, value: object) -> Array:
     if arr.shape != shape:
         raise IsamapError(f"{where} has shape {arr.shape}, expected {shape}")
     out = np.asarray(arr, dtype=np.float64)
-    if not np.isfinite(out).all():
+    if finite and not np.isfinite(out).all():
         at = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
         raise IsamapError(f"{where} holds {out[at]} at index {at}: inputs must be finite")
-    return _typed(kernel, name, out, where)
+    return _typed(kernel, name, out, where, finite)
 
 
-def _typed(kernel: Kernel, name: str, values: Array, where: str) -> Array:
+def _typed(kernel: Kernel, name: str, values: Array, where: str, finite: bool = True) -> Array:
     """Input `name` as values of its declared type: a float type rounds (to nearest even; past
-    its range, IsamapError); an integer type takes only integers in its range."""
+    its range, IsamapError unless not `finite`: then infinity, as the hardware's arithmetic
+    overflows); an integer type takes only integers in its range."""
     t = dtype(kernel.dtype(name))
     got = t.hold(values, "ieee" if not t.is_integer else "saturate")
     if t.is_integer:
@@ -137,7 +139,7 @@ def _typed(kernel: Kernel, name: str, values: Array, where: str) -> Array:
     else:
         bad = ~np.isfinite(got)
         what = f"out of the range of {t.name} (largest {t.hi:g})"
-    if bad.any():
+    if bad.any() and (finite or t.is_integer):
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         raise IsamapError(f"{where} holds {values[at]} at index {at}, {what}")
     return got
@@ -171,14 +173,18 @@ def _bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def evaluate(kernel: Kernel, inputs: Mapping[str, NDArray[np.generic]]) -> dict[str, Array]:
+def evaluate(
+    kernel: Kernel, inputs: Mapping[str, NDArray[np.generic]], finite: bool = True
+) -> dict[str, Array]:
     """Run `kernel` with numpy; return every written tensor (float64) by name.
 
     Raises IsamapError, naming the tensor, if an input is missing, not a real array, of the
-    wrong shape, or names no input of the kernel (see `check_inputs`), or if the written tensors
-    would take more than MAX_ARRAY_BYTES.
+    wrong shape, not finite (unless `finite` is False: a piece of a kernel run on values an
+    earlier piece computed, which propagate infinities as the whole kernel would), or names no
+    input of the kernel (see `check_inputs`), or if the written tensors would take more than
+    MAX_ARRAY_BYTES.
     """
-    values = check_inputs(kernel, inputs)
+    values = check_inputs(kernel, inputs, finite)
     _check_size(kernel, kernel.written(), "evaluate: the computed tensors")
     written: dict[str, Array] = {}
     for stmt, extents in zip(kernel.statements, kernel.extents, strict=True):
