@@ -257,7 +257,7 @@ def test_targets_checks_a_target_file(tmp_path: Path) -> None:
     good = invoke("targets", str(target_path("vecdsp")))
     assert good.exit_code == 0 and good.stdout.startswith("vecdsp")
     bad = tmp_path / "bad.toml"
-    bad.write_text((target_path("vecdsp")).read_text().replace("lanes = 16 ", "lanes = -16 "))
+    bad.write_text(target_path("vecdsp").read_text().replace("lanes = 16 ", "lanes = -16 "))
     result = invoke("targets", str(bad))
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and f"{bad}:" in result.stderr

@@ -11,7 +11,7 @@ import pytest
 from isamap.hardware.target_file import target_path
 from tests.test_cli import GEMM, assert_one_error_line, invoke
 
-GEMMINI = (target_path("gemmini")).read_text()
+GEMMINI = target_path("gemmini").read_text()
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ TN = "tensor A[256, 96] i8\ntensor B[256, 16] i8\nC[i, j] += A[k, i] * B[k, j]\n
 
 
 def _no_transposer(tmp_path: Path) -> isamap.Target:
-    text = (target_path("gemmini")).read_text()
+    text = target_path("gemmini").read_text()
     path = tmp_path / "gemmini_nt.toml"
     path.write_text(text.replace("transposer = true", "transposer = false"))
     return isamap.load_target(path)

@@ -86,7 +86,7 @@ def test_sim_refuses_to_time_a_schedule_that_overruns(vecdsp: Target) -> None:
 def cramped(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """vecdsp with a local memory of one 128-byte row: an A element (2 bytes) and a B row
     (32 bytes) fit its bytes, but each takes a row of its own."""
-    text = (target_path("vecdsp")).read_text()
+    text = target_path("vecdsp").read_text()
     text = text.replace("capacity_bytes = 131072", "capacity_bytes = 128")
     text = text.replace("row_bytes = 32 ", "row_bytes = 128 ")
     path = tmp_path_factory.mktemp("targets") / "cramped.toml"
