@@ -506,7 +506,7 @@ def test_a_unit_running_an_instruction_needs_its_rate(tmp_path: Path) -> None:
 def test_load_target_names_a_wrong_argument() -> None:
     with pytest.raises(IsamapError, match="not NoneType"):
         load_target(None)  # type: ignore[arg-type]
-    assert load_targettarget_path("gemmini").name == "gemmini"  # a Path is a path
+    assert load_target(target_path("gemmini")).name == "gemmini"  # a Path is a path
 
 
 def test_baseline_location_is_kept(tmp_path: Path) -> None:
