@@ -1,15 +1,14 @@
-"""Gemmini's library runs a convolution through its conv path, not as a GEMM over an im2col copy.
+"""How Gemmini's library issues a convolution: on its conv path, not as a GEMM over an im2col copy.
 
-Its `tiled_conv_auto` and the `loop_conv_ws` hardware loop, not `imagenet/mobilenet.c`'s default
-im2col GEMM: so on a target whose baseline is that library (`baseline_schedule =
-"gemmini-default"`), a product that reads an im2col window of its input (`window` then
-`reshape`, some summed index shifting a pixel) is issued as the tap accumulation it equals
-(`ir/taps.py`: one product per filter tap on shifted views of the input, accumulated; the input
-tile loaded with its halo once) wherever the library's conv loop would run the layer as it lies
-(`_as_taps`: NHWC input, HWIO weights, not a layer the library packs, a tile a schedule runs as
-it is); anywhere else the product keeps its GEMM. `conv_path` is the `issue` step Gemmini's
-baseline registers (`schedule/registry.py`), applied after the generic unswapping of
-`schedule/baseline.py`.
+The library runs a convolution with `tiled_conv_auto` and the `loop_conv_ws` hardware loop, not as
+`imagenet/mobilenet.c`'s default im2col GEMM. So in the baseline's mapping, a product that reads
+an im2col window of its input (`window` then `reshape`, some summed index shifting a pixel) is
+issued as the tap accumulation it equals (`ir/taps.py`: one product per filter tap on shifted
+views of the input, accumulated; the input tile loaded with its halo once) wherever the library's
+conv loop would run the layer as it lies (`_as_taps`: NHWC input, HWIO weights, not a layer the
+library packs, a tile a schedule runs as it is); anywhere else the product keeps its GEMM.
+`conv_path` is the `issue` step Gemmini's baseline registers (`schedule/registry.py`), applied
+after the generic unswapping of `schedule/baseline.py`.
 """
 
 from __future__ import annotations
