@@ -26,9 +26,10 @@ from click.testing import CliRunner
 
 import isamap
 from isamap.cli import cli
+from isamap.hardware.target_file import target_path
 
 ROOT = Path(__file__).resolve().parents[1]
-GEMMINI = ROOT / "isamap" / "hardware" / "gemmini.toml"
+GEMMINI = target_path("gemmini")
 TINY8 = ROOT / "examples" / "new_hardware" / "tiny8.toml"
 KERNELS = ROOT / "examples" / "kernels"
 GEMM = str(KERNELS / "gemm.kernel")

@@ -28,7 +28,7 @@ from isamap.bench.suites import SUITES
 from isamap.compile import check_schedule
 from isamap.extract import COST_MODELS, METHODS, ExtractionTimeLimit, cost_model
 from isamap.hardware.host_cpu import HOST_ALIAS, host_target_name
-from isamap.schedule.strategies import STRATEGIES, strategy
+from isamap.schedule.registry import strategy, strategy_names
 
 __all__ = ["cli", "main"]
 
@@ -149,7 +149,7 @@ def _common_options(f: _F) -> _F:
             "--schedule",
             default="heuristic",
             show_default=True,
-            help=f"Schedule strategy: {', '.join(STRATEGIES)}.",
+            help=f"Schedule strategy: {', '.join(strategy_names())}.",
         ),
         click.option(
             "--json", "as_json", is_flag=True, help="Print one JSON object and nothing else."
@@ -500,7 +500,7 @@ def compile_command(
 def targets(files: tuple[str, ...], as_json: bool, explain: bool, explain_rules: bool) -> None:
     """List the shipped targets and their compute instructions, or load and check FILES."""
     if explain:
-        schema = resources.files("isamap") / "hardware" / "targets.md"
+        schema = resources.files("isamap") / "targets" / "README.md"
         click.echo(schema.read_text(encoding="utf-8"))
         return
     names = list(files) or isamap.list_targets()
@@ -596,7 +596,7 @@ class _SuiteOrModel(click.Choice):  # type: ignore[type-arg]
     "--schedule",
     default="heuristic",
     show_default=True,
-    help=f"Schedule strategy: {', '.join(STRATEGIES)}.",
+    help=f"Schedule strategy: {', '.join(strategy_names())}.",
 )
 @click.option(
     "-o",

@@ -38,8 +38,8 @@ from isamap.ir.reference import check_inputs
 from isamap.quantize import Quantization, check_types, needs_quantization, quantize_kernel
 from isamap.saturation import Saturation, check_cost, check_kernel_arg, saturate
 from isamap.schedule.baseline import own_mapping
+from isamap.schedule.registry import strategy
 from isamap.schedule.scheduler import best_call, schedule_mapping
-from isamap.schedule.strategies import strategy
 
 __all__ = [
     "CLOSE",

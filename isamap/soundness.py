@@ -46,7 +46,7 @@ from isamap.egraph.target_rules import conv_rules, derive_rules, rules_program
 from isamap.egraph.tensor_types import IllShapedError, tensor_shape
 from isamap.extract.lower import enode_operation, tensor_args
 from isamap.hardware.functional import run_node
-from isamap.hardware.target import Target
+from isamap.hardware.target import Target, is_shipped
 from isamap.ir import builders
 from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.kernel import Kernel, TensorDecl
@@ -639,7 +639,7 @@ def require_checked_rules(target: Target) -> None:
     """IsamapError (at the rule) if a rule of `target`'s own rule file is unsound or could not
     be exercised by `isamap check-rules`; the shipped rules are checked by isamap's tests."""
     rule_file = target_rule_file(target)
-    if rule_file is None or rule_file.parent == RULES_DIR:
+    if rule_file is None or is_shipped(rule_file):
         return
     for v in _file_verdicts(target):
         if v["verdict"] != "ok":

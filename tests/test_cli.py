@@ -225,13 +225,11 @@ def test_python_m_isamap_subprocess(tmp_path: Path) -> None:
 
 
 def test_targets_explain_prints_the_schema() -> None:
-    from pathlib import Path
-
     result = invoke("targets", "--explain")
     assert result.exit_code == 0
     from isamap.hardware import target_file
 
-    schema = (Path(target_file.__file__).parent / "targets.md").read_text()
+    schema = (target_file.TARGET_DIR / "README.md").read_text()
     assert result.stdout.strip() == schema.strip()
     # every key the loader accepts is documented
     tables = [target_file.TARGET_KEYS, target_file.MEMORY_KEYS, target_file.UNIT_KEYS]
@@ -242,10 +240,10 @@ def test_targets_explain_prints_the_schema() -> None:
 def test_bad_rule_file_is_one_line_with_file_and_line(tmp_path: Path) -> None:
     import shutil
 
-    from isamap.hardware.target import TARGET_DIR
+    from isamap.hardware.target_file import target_path
 
     toml = tmp_path / "chip.toml"
-    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    shutil.copy(target_path("gemmini"), toml)
     (tmp_path / "chip.egg").write_text("(ruleset r)\n(rewrite (Fnn f x) x :ruleset r)\n")
     result = invoke("extract", GEMM, Q, "--target", str(toml))
     assert result.exit_code == 2
@@ -254,12 +252,12 @@ def test_bad_rule_file_is_one_line_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_targets_checks_a_target_file(tmp_path: Path) -> None:
-    from isamap.hardware.target import TARGET_DIR
+    from isamap.hardware.target_file import target_path
 
-    good = invoke("targets", str(TARGET_DIR / "vecdsp.toml"))
+    good = invoke("targets", str(target_path("vecdsp")))
     assert good.exit_code == 0 and good.stdout.startswith("vecdsp")
     bad = tmp_path / "bad.toml"
-    bad.write_text((TARGET_DIR / "vecdsp.toml").read_text().replace("lanes = 16 ", "lanes = -16 "))
+    bad.write_text(target_path("vecdsp").read_text().replace("lanes = 16 ", "lanes = -16 "))
     result = invoke("targets", str(bad))
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and f"{bad}:" in result.stderr

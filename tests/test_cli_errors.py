@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from tests.test_cli import GEMM, assert_one_error_line, invoke
 
-GEMMINI = (TARGET_DIR / "gemmini.toml").read_text()
+GEMMINI = target_path("gemmini").read_text()
 
 
 @pytest.mark.parametrize(

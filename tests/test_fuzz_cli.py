@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from isamap.cli import cli
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target import shipped_target_files
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = [p.read_text() for p in sorted((ROOT / "examples" / "kernels").glob("*.kernel"))]
 GEMM = str(ROOT / "examples" / "kernels" / "gemm.kernel")
 Q = "--quantize"  # the f32 example on gemmini (int8): quantized, so every run gets past types
-TARGETS = [p.read_text() for p in sorted(TARGET_DIR.glob("*.toml"))]
+TARGETS = [p.read_text() for p in shipped_target_files()]
 TINY8 = ROOT / "examples" / "new_hardware" / "tiny8.toml"
 TINY8_RULES = TINY8.with_suffix(".egg").read_text()
 QUICK = ["--max-iterations", "3", "--max-seconds", "10"]

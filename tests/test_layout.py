@@ -1,5 +1,7 @@
 """Import direction: ir <- hardware <- schedule <- egraph <- extract <- codegen <- the API
-(compile, CLI, ...), and ir <- frontend (the ONNX import).
+(compile, CLI, ...), and ir <- frontend (the ONNX import); the shipped targets
+(`isamap/targets/<name>/`) sit on ir, hardware and schedule, and no core module imports one or
+names one.
 
 Every import counts — at module level, inside a function, or under `if TYPE_CHECKING:` — because a
 lazy import is still a dependency. Packages import only packages below them, modules import no
@@ -113,3 +115,65 @@ def test_frontend_sits_on_ir_alone() -> None:
             assert not bad, f"{module} imports {bad}"
         elif _layer(module) is not None:
             assert not any(d.startswith("isamap.frontend") for d in deps), module
+
+
+def test_no_core_module_imports_a_shipped_target() -> None:
+    # a vendor library's baseline registers itself by name (schedule/registry.py)
+    for module, deps in GRAPH.items():
+        if _layer(module) is not None:
+            bad = [d for d in deps if d.startswith("isamap.targets")]
+            assert not bad, f"{module} imports {bad}"
+
+
+def test_a_shipped_target_sits_on_the_scheduler() -> None:
+    allowed = ("isamap.ir", "isamap.hardware", "isamap.schedule", "isamap.targets")
+    packages = [m for m in MODULES if m.startswith("isamap.targets.")]
+    assert "isamap.targets.gemmini" in packages
+    for module in packages:
+        bad = [d for d in GRAPH[module] if not d.startswith(allowed)]
+        assert not bad, f"{module} imports {bad}"
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef))]
+    return {
+        id(n.body[0].value)
+        for n in nodes
+        if n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)
+    }
+
+
+def test_no_core_module_names_a_shipped_target() -> None:
+    # `target.name == "gemmini"` or `baseline_schedule == "gemmini-default"` in the core would
+    # tie a mechanism to one vendor; a target declares what it has in its file instead
+    from isamap.hardware.target import list_targets
+    from isamap.schedule.registry import strategy_names
+    from isamap.schedule.strategies import STRATEGIES
+
+    vendor = set(list_targets()) | (set(strategy_names()) - set(STRATEGIES))
+    assert {"gemmini", "gemmini-default"} <= vendor
+    for module, path in MODULES.items():
+        if _layer(module) is None:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and id(node) not in skip:
+                assert node.value not in vendor, f"{module}:{node.lineno} names {node.value!r}"
+
+
+def test_target_and_rule_files_live_in_their_folders() -> None:
+    # a shipped target's files are isamap/targets/<name>/<name>.toml (+ <name>.egg); rules/ holds
+    # the hardware-independent rules only (a target's .egg there would never be loaded)
+    from isamap.hardware.target import list_targets
+
+    names = set(list_targets())
+    for path in PACKAGE.rglob("*.toml"):
+        rel = path.relative_to(PACKAGE)
+        assert rel.parts[0] == "targets" and rel == Path("targets", path.stem, path.name), rel
+    for path in PACKAGE.rglob("*.egg"):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "targets":
+            assert rel == Path("targets", path.stem, path.name) and path.stem in names, rel
+        else:
+            assert rel.parts[0] == "rules" and path.stem not in names, rel

@@ -15,7 +15,7 @@ from isamap import soundness
 from isamap.cli import cli
 from isamap.egraph.computed_rules import COMPUTED_RULES
 from isamap.egraph.rule_terms import instantiate, lhs_alternatives
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from isamap.soundness import (
     RuleCheck,
     check_rule_file,
@@ -32,7 +32,7 @@ WRONG_RULES = """; a deliberately wrong rule: relu is not the identity
 
 def _target_with_rules(tmp_path: Path, rules: str) -> Path:
     toml = tmp_path / "sloppy.toml"
-    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    shutil.copy(target_path("gemmini"), toml)
     (tmp_path / "sloppy.egg").write_text(rules)
     return toml
 

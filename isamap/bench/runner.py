@@ -20,7 +20,7 @@ from isamap.bench.results import (
 )
 from isamap.bench.suites import KernelSpec, Workload
 from isamap.compile import kernel_macs
-from isamap.schedule.strategies import strategy
+from isamap.schedule.registry import strategy
 
 __all__ = ["ALL", "compile_kernel", "peak_macs_per_cycle", "run_bench"]
 

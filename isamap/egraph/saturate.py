@@ -55,7 +55,7 @@ __all__ = [
     "saturate_with",
 ]
 
-#: The folder of shipped rule files (sorts.egg, algebra.egg, <target>.egg).
+#: The folder of the hardware-independent rule files (sorts.egg, algebra.egg).
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
 #: The shape analysis's rules (`sorts.egg`, ruleset `shapes`): they set `shape`, never rewrite, so
@@ -187,13 +187,10 @@ def _load_in_chunks(egraph: bindings.EGraph, commands: list[str], filename: str)
 
 
 def target_rule_file(target: Target) -> Path | None:
-    """Hand-written rules of a target: `rules/<name>.egg`, or `<stem>.egg` beside its file."""
+    """Hand-written rules of a target: the `<stem>.egg` beside its file, if there is one (a
+    shipped target's is `isamap/targets/<name>/<name>.egg`)."""
     beside = Path(target.path).with_suffix(".egg")
-    shipped = RULES_DIR / f"{target.name}.egg"
-    for path in (beside, shipped):
-        if path.is_file():
-            return path
-    return None
+    return beside if beside.is_file() else None
 
 
 class Saturation:

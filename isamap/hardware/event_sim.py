@@ -2,7 +2,7 @@
 
 Every instruction of the call's loop nest (walked by `machine.tile_steps`, the reuse rules of
 `timing.call_timing`) is an event on its engine, and each event waits for exactly what it reads,
-as the unit's mechanisms (targets.md, "Timing mechanisms") allow:
+as the unit's mechanisms (isamap/targets/README.md, "Timing mechanisms") allow:
 
 - one DMA engine moves every block at the DRAM's bandwidth, loads and stores in program order;
   a block lands one DRAM latency after it leaves, and with a queue depth of d a move waits until

@@ -14,7 +14,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target import shipped_target_files
 from isamap.ir.errors import IsamapError
 
 __all__ = ["HOST_ALIAS", "cpu_features", "host_target_name", "missing_features"]
@@ -58,7 +58,7 @@ def missing_features(required: tuple[str, ...]) -> list[str]:
 def _cpu_targets() -> list[tuple[str, tuple[str, ...]]]:
     """(name, cpu_features) of every shipped CPU target, read from its [target] table."""
     found = []
-    for path in sorted(TARGET_DIR.glob("*.toml")):
+    for path in shipped_target_files():
         try:
             head = tomllib.loads(path.read_text()).get("target", {})
         except (OSError, ValueError):

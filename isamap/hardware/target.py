@@ -1,6 +1,6 @@
 """The machine model of a hardware target: memories, compute units, instructions, and the target.
 
-Targets are data (`isamap/hardware/<name>.toml`, schema in isamap/hardware/targets.md); these
+Targets are data (`isamap/targets/<name>/<name>.toml`, schema in isamap/targets/README.md); these
 types are what `isamap.hardware.target_file.load_target` builds from one, after validating it.
 """
 
@@ -22,7 +22,9 @@ __all__ = [
     "Target",
     "Unit",
     "dtype_bytes",
+    "is_shipped",
     "list_targets",
+    "shipped_target_files",
 ]
 
 #: Bytes per element of every element type a target may name (isamap/ir/dtypes.py), aliases too.
@@ -35,8 +37,8 @@ DTYPE_BYTES: Mapping[str, int] = {
 #: intrinsics, or portable C. The emitter for each lives in `isamap.codegen`, not in the file.
 CODEGEN_FAMILIES: tuple[str, ...] = ("avx512", "avx2", "c")
 
-#: The folder holding the shipped `<name>.toml` targets.
-TARGET_DIR = Path(__file__).resolve().parent
+#: The folder holding the shipped targets, one folder each: `<name>/<name>.toml`.
+TARGET_DIR = Path(__file__).resolve().parent.parent / "targets"
 
 
 def dtype_bytes(dtype: str) -> int:
@@ -73,7 +75,7 @@ class Unit:
     `macs_per_cycle` and `elementwise_per_cycle` are peak throughputs; `transcendental_cycles` is
     the cost of one sigmoid/tanh/exp in cycles per element per lane.
 
-    The timing mechanisms a unit's controller has (targets.md, "Timing mechanisms"):
+    The timing mechanisms a unit's controller has (isamap/targets/README.md, "Timing mechanisms"):
     `double_buffered` PEs preload the next stationary block under the current one (folds
     pipeline; fill and drain once per run of back-to-back folds); `decoupled` load/execute/store
     queues let a compute start once its own blocks have landed (not its whole tile);
@@ -213,6 +215,17 @@ class Target:
             ) from None
 
 
+def shipped_target_files() -> list[Path]:
+    """The shipped target files, `isamap/targets/<name>/<name>.toml`, sorted by name."""
+    folders = sorted(p for p in TARGET_DIR.iterdir() if p.is_dir())
+    return [d / f"{d.name}.toml" for d in folders if (d / f"{d.name}.toml").is_file()]
+
+
 def list_targets() -> list[str]:
-    """Names of the shipped targets (every `isamap/hardware/*.toml`), sorted."""
-    return sorted(p.stem for p in TARGET_DIR.glob("*.toml"))
+    """Names of the shipped targets (every `isamap/targets/<name>/<name>.toml`), sorted."""
+    return [p.stem for p in shipped_target_files()]
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether `path` is a file of a shipped target (inside `isamap/targets/`)."""
+    return Path(path).resolve().is_relative_to(TARGET_DIR)

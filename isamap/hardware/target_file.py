@@ -82,7 +82,7 @@ UNIT_KEYS = {
     "dataflows": False,
     "macs_per_cycle": False,
     "elementwise_per_cycle": False,
-    # timing mechanisms (targets.md, "Timing mechanisms")
+    # timing mechanisms (isamap/targets/README.md, "Timing mechanisms")
     "double_buffered": False,
     "decoupled": False,
     "load_queue_depth": False,
@@ -303,7 +303,7 @@ def target_path(name_or_path: str | os.PathLike[str]) -> Path:
         return Path(name_or_path)
     if name_or_path == HOST_ALIAS:  # the best shipped CPU target this CPU can run
         name_or_path = host_target_name()
-    path = TARGET_DIR / f"{name_or_path}.toml"
+    path = TARGET_DIR / name_or_path / f"{name_or_path}.toml"
     if not path.is_file():
         known = ", ".join(list_targets()) or "none"
         raise IsamapError(f"no shipped target named '{name_or_path}' (shipped: {known})")
@@ -473,7 +473,8 @@ def _unit(doc: TargetFile, keys: Keys, raw: object, name: str, kind: str | None 
 
 
 def _mechanisms(doc: TargetFile, keys: Keys, t: Mapping[str, Any]) -> dict[str, Any]:
-    """A unit's timing mechanisms (targets.md, "Timing mechanisms"): flags and queue depths."""
+    """A unit's timing mechanisms (isamap/targets/README.md, "Timing mechanisms"): flags and
+    queue depths."""
     out: dict[str, Any] = {}
     for flag in ("double_buffered", "decoupled", "transposer"):
         value = t.get(flag, False)

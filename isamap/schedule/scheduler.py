@@ -17,7 +17,7 @@ from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.mapping import MapNode, Mapping
 from isamap.ir.program import MatmulCall, Program, ScheduledCall, TileSchedule
 from isamap.ir.taps import TapGeometry
-from isamap.schedule.strategies import strategy as strategy_named
+from isamap.schedule.registry import strategy as strategy_named
 
 __all__ = ["best_call", "conv_geometry_of", "matmul_call_of", "schedule_mapping"]
 

@@ -1,5 +1,5 @@
-"""Search strategies for a matrix call's schedule, chosen by name: heuristic, exhaustive, random,
-and gemmini-default (the vendor library's own choice, the baseline every speedup is against)."""
+"""Search strategies for a matrix call's schedule: heuristic, exhaustive, random. Chosen by name
+through `registry.py`, where a vendor library's baseline (every speedup is against it) registers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from isamap.ir.errors import IsamapError, SourceLoc
 from isamap.ir.program import LOOP_ORDERS, MatmulCall, TileSchedule
 from isamap.schedule.space import candidate_tiles, lower_bound, schedules
 
-__all__ = ["STRATEGIES", "Strategy", "strategy"]
+__all__ = ["STRATEGIES", "Strategy"]
 
 #: A strategy: (array model, call, target) -> the schedule it picks.
 Strategy = Callable[[ArrayModel, MatmulCall, Target], TileSchedule]
@@ -177,26 +177,8 @@ def random_search(model: ArrayModel, call: MatmulCall, target: Target) -> TileSc
     return _best(model, call, target, options)
 
 
-def gemmini_default_strategy(model: ArrayModel, call: MatmulCall, target: Target) -> TileSchedule:
-    """Gemmini's library decisions: `tiled_conv_auto` for a convolution (a tap accumulation),
-    `tiled_matmul_auto` for any other product (isamap/schedule/baseline.py)."""
-    from isamap.schedule.baseline import library_schedule
-
-    return library_schedule(model, call, target)
-
-
 STRATEGIES: dict[str, Strategy] = {
     "heuristic": heuristic,
     "exhaustive": exhaustive,
     "random": random_search,
-    "gemmini-default": gemmini_default_strategy,
 }
-
-
-def strategy(name: str) -> Strategy:
-    """A strategy by name; IsamapError listing the known ones."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        known = ", ".join(STRATEGIES)
-        raise IsamapError(f"unknown schedule strategy '{name}' (known: {known})") from None

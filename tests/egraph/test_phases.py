@@ -10,8 +10,7 @@ import pytest
 import isamap
 from isamap.egraph.phases import PHASES, phase_of_ruleset
 from isamap.egraph.saturate import saturate
-
-TARGET_DIR = Path(isamap.__file__).parent / "hardware"
+from isamap.hardware.target_file import target_path
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def test_packing_runs_only_where_channels_pack(gemmini: isamap.Target) -> None:
 
 
 def test_a_target_rule_files_ruleset_runs_in_the_phase_it_names(tmp_path: Path) -> None:
-    shutil.copy(TARGET_DIR / "gemmini.toml", tmp_path / "chip.toml")
+    shutil.copy(target_path("gemmini"), tmp_path / "chip.toml")
     (tmp_path / "chip.egg").write_text(
         "(ruleset layout-mine)\n"
         '(rewrite (Fn "relu" (Fn "relu" x)) (Fn "relu" x) :ruleset layout-mine '

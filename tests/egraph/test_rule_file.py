@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import isamap
 from isamap.egraph.rule_file import parse_rule_file
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from tests.typed import typed_for
 
 GOOD = """; double transposes of any permutation cancel when they are the batch-matrix one
@@ -23,7 +23,7 @@ GOOD = """; double transposes of any permutation cancel when they are the batch-
 def _compile_with(tmp_path: Path, rules: str, allow: bool = False) -> isamap.CompileResult:
     """Compile a GEMM on gemmini with `rules` as its rule file (checked first unless `allow`)."""
     toml = tmp_path / "chip.toml"
-    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    shutil.copy(target_path("gemmini"), toml)
     (tmp_path / "chip.egg").write_text(rules)
     gemm = isamap.load_kernel("examples/kernels/gemm.kernel")
     kernel = typed_for(gemm, isamap.load_target("gemmini"))  # chip.toml is gemmini: int8

@@ -14,7 +14,7 @@ import isamap
 from isamap.egraph import Limits, encode_kernel, saturate
 from isamap.egraph.saturate import RULES_DIR, load_rule_text
 from isamap.extract import extract
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from tests.typed import typed_for
 
 
@@ -92,7 +92,7 @@ GROWS_FOREVER = (
 
 def _growing_target(tmp_path: Path) -> isamap.Target:
     toml = tmp_path / "chip.toml"
-    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    shutil.copy(target_path("gemmini"), toml)
     (tmp_path / "chip.egg").write_text(GROWS_FOREVER)
     return isamap.load_target(str(toml))
 

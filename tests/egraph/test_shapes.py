@@ -17,7 +17,7 @@ from isamap.egraph import saturate
 from isamap.egraph.dump import _node_shape
 from isamap.egraph.rule_file import read_rule_file
 from isamap.egraph.saturate import SHAPE_RULES, check_rule_names
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from isamap.ir import builders
 from isamap.ir.errors import IsamapError
 
@@ -71,7 +71,7 @@ Y[i, j] = relu(X[i, j])
 
 def test_a_rule_file_can_guard_on_shapes(tmp_path: Path) -> None:
     toml = tmp_path / "chip.toml"
-    shutil.copy(TARGET_DIR / "gemmini.toml", toml)
+    shutil.copy(target_path("gemmini"), toml)
     (tmp_path / "chip.egg").write_text(GUARDED)
     chip = isamap.load_target(str(toml))
     for m, fires in ((12, True), (13, False)):

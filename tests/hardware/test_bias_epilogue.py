@@ -11,6 +11,7 @@ import pytest
 import isamap
 from isamap.egraph.target_rules import derive_rules
 from isamap.hardware.machine import trace_program
+from isamap.hardware.target_file import target_path
 from isamap.hardware.timing import ArrayModel, call_timing
 from isamap.ir.errors import IsamapError
 from isamap.ir.program import MatmulCall
@@ -73,7 +74,7 @@ def test_the_bias_costs_one_row_per_c_tile(gemmini: isamap.Target) -> None:
     model = ArrayModel.for_instruction(gemmini, "compute_preloaded")
     plain = MatmulCall(0, "compute_preloaded", 1, 64, 48, 32, model.block)
     biased = MatmulCall(0, "compute_preloaded", 1, 64, 48, 32, model.block, bias=True)
-    from isamap.schedule.strategies import strategy
+    from isamap.schedule.registry import strategy
 
     s = strategy("heuristic")(model, plain, gemmini)
     a, b = call_timing(model, plain, s), call_timing(model, biased, s)
@@ -103,7 +104,7 @@ def test_nnp_fuses_an_f32_bias_into_its_accumulators() -> None:
 
 # -- an instruction whose semantics chains the bias --------------------------------------------
 
-VECDSP = Path(isamap.__file__).parent / "hardware" / "vecdsp.toml"
+VECDSP = target_path("vecdsp")
 PLAIN = 'semantics = "C[i, j] += A[i, k] * B[k, j]"\nextents = { i = 1, j = 16, k = 1 }'
 PLAIN_OPERANDS = 'operands = { A = "local", B = "local", C = "vregs" }'
 

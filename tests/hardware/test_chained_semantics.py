@@ -9,10 +9,11 @@ import pytest
 
 import isamap
 from isamap.egraph.target_rules import derive_rules
+from isamap.hardware.target_file import target_path
 from isamap.ir.errors import IsamapError
 from isamap.soundness import check_rules
 
-VECDSP = Path(isamap.__file__).parent / "hardware" / "vecdsp.toml"
+VECDSP = target_path("vecdsp")
 PLAIN = 'semantics = "C[i, j] += A[i, k] * B[k, j]"\nextents = { i = 1, j = 16, k = 1 }'
 PLAIN_OPERANDS = 'operands = { A = "local", B = "local", C = "vregs" }'
 

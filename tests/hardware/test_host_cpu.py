@@ -8,7 +8,7 @@ import pytest
 
 import isamap
 from isamap.hardware import host_cpu
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 
 
 def _features(monkeypatch: pytest.MonkeyPatch, *flags: str) -> None:
@@ -54,7 +54,7 @@ def test_cpu_targets_name_their_family() -> None:
     ],
 )
 def test_bad_cpu_keys_are_located(tmp_path: Path, old: str, new: str, message: str) -> None:
-    text = (TARGET_DIR / "host-avx2.toml").read_text()
+    text = target_path("host-avx2").read_text()
     path = tmp_path / "bad.toml"
     path.write_text(text.replace(old, new))
     with pytest.raises(isamap.IsamapError) as err:
@@ -65,7 +65,7 @@ def test_bad_cpu_keys_are_located(tmp_path: Path, old: str, new: str, message: s
 
 
 def test_cpu_features_need_a_codegen_family(tmp_path: Path) -> None:
-    text = (TARGET_DIR / "host-avx2.toml").read_text()
+    text = target_path("host-avx2").read_text()
     path = tmp_path / "bad.toml"
     path.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("codegen")))
     with pytest.raises(isamap.IsamapError, match="needs a 'codegen' family"):

@@ -18,7 +18,8 @@ from isamap.hardware.machine import (
     run_program,
     trace_program,
 )
-from isamap.hardware.target import TARGET_DIR, Target
+from isamap.hardware.target import Target
+from isamap.hardware.target_file import target_path
 from isamap.hardware.timing import ArrayModel, call_timing
 from isamap.ir.program import DATAFLOWS, LOOP_ORDERS, MatmulCall, TileSchedule
 from isamap.schedule.space import schedules
@@ -36,7 +37,7 @@ def gemmini() -> Target:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Target:
     """Gemmini with a 4 KiB scratchpad (256 rows) and a 4 KiB accumulator (64 rows)."""
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     text = text.replace("capacity_bytes = 262144", "capacity_bytes = 4096")
     text = text.replace("capacity_bytes = 65536 ", "capacity_bytes = 4096 ")
     path = tmp_path_factory.mktemp("targets") / "gemmini_small.toml"

@@ -12,7 +12,7 @@ import pytest
 import isamap
 from isamap.egraph.target_rules import eligible_instructions
 from isamap.hardware.functional import operand_types
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from isamap.ir.errors import IsamapError
 from isamap.ir.reference import evaluate, random_inputs
 
@@ -26,7 +26,7 @@ C[i, j] += A[i, k] * B[k, j]
 
 def _gemmini_with(tmp_path: Path, name: str, acc: str, overflow: str) -> isamap.Target:
     """Gemmini with its accumulator `acc` wide, overflowing by `overflow`."""
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     text = text.replace('acc_dtype = "i32"', f'acc_dtype = "{acc}"')
     text = text.replace('overflow = "wrap"', f'overflow = "{overflow}"')
     text = text.replace(
@@ -114,7 +114,7 @@ def test_instructions_are_chosen_where_their_types_fit() -> None:
 
 
 def test_the_arithmetic_keys_are_checked(tmp_path: Path) -> None:
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace('overflow = "saturate"', 'overflow = "clamp"'))
     with pytest.raises(IsamapError, match=r"bad.toml:\d+:\d+: 'overflow' must be one of wrap, "):
@@ -132,7 +132,7 @@ def test_the_arithmetic_keys_are_checked(tmp_path: Path) -> None:
 
 
 def test_a_store_that_wraps_narrows_by_wrapping(tmp_path: Path) -> None:
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     path = tmp_path / "wrapping.toml"
     path.write_text(text.replace('overflow = "saturate"', 'overflow = "wrap"'))
     target = isamap.load_target(str(path))

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from isamap.hardware.target import TARGET_DIR, Target, dtype_bytes, list_targets
-from isamap.hardware.target_file import load_target
+from isamap.hardware.target_file import load_target, target_path
 from isamap.ir.errors import IsamapError
 
-GEMMINI_TEXT = (TARGET_DIR / "gemmini.toml").read_text()
+GEMMINI_TEXT = target_path("gemmini").read_text()
 
 # A small valid target; tests break one thing in it at a time.
 MINIMAL = """\
@@ -170,7 +170,7 @@ def test_load_by_path_and_list_targets(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     t = load_target(str(path))
     assert t.name == "tiny" and t.path == str(path)
-    assert load_target(str(TARGET_DIR / "gemmini.toml")).name == "gemmini"
+    assert load_target(str(target_path("gemmini"))).name == "gemmini"
 
 
 def test_unknown_target_name() -> None:
@@ -451,7 +451,7 @@ def test_mangled_gemmini_loads_or_raises_isamap_error(tmp_path: Path, text: str)
 
 
 def test_docs_minimal_example_loads(tmp_path: Path) -> None:
-    docs = (TARGET_DIR / "targets.md").read_text()
+    docs = (TARGET_DIR / "README.md").read_text()
     example = docs.split("## A minimal target, annotated", 1)[1].split("```toml\n", 1)[1]
     t = load_target(str(write(tmp_path, example.split("```", 1)[0])))
     assert t.name == "tiny" and t.units["array"].macs_per_cycle == 64.0
@@ -506,7 +506,7 @@ def test_a_unit_running_an_instruction_needs_its_rate(tmp_path: Path) -> None:
 def test_load_target_names_a_wrong_argument() -> None:
     with pytest.raises(IsamapError, match="not NoneType"):
         load_target(None)  # type: ignore[arg-type]
-    assert load_target(TARGET_DIR / "gemmini.toml").name == "gemmini"  # a Path is a path
+    assert load_target(target_path("gemmini")).name == "gemmini"  # a Path is a path
 
 
 def test_baseline_location_is_kept(tmp_path: Path) -> None:

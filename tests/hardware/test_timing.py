@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import isamap
 from isamap.hardware.event_sim import event_run
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from isamap.hardware.timing import ArrayModel, _extrapolated, _walk, call_timing, compute_cycles
 from isamap.ir.program import MatmulCall, TileSchedule
 from isamap.schedule.scheduler import best_call
@@ -176,7 +176,7 @@ issue_cycles = 1.0
 def test_a_poorly_shaped_instruction_costs_what_it_does(tmp_path: Path) -> None:
     # a 1-wide dot product on the same 16x16 array uses one PE column: each of its folds holds
     # one output (OS) or one weight column (WS), so the same GEMM takes >= 10x the 16^3 one
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     text = text.replace('baseline_schedule = "gemmini-default"', 'baseline_schedule = "heuristic"')
     path = tmp_path / "gemmini_dot.toml"
     path.write_text(text + DOT)
@@ -261,7 +261,7 @@ def test_mechanism_keys_are_read_and_checked(tmp_path: Path) -> None:
     assert (unit.double_buffered, unit.decoupled, unit.transposer) == (True, True, True)
     assert (unit.load_queue_depth, unit.store_queue_depth) == (8, 4)
     assert not target.units["dma"].double_buffered  # the defaults: no mechanism
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     for old, bad, why in [
         ("double_buffered = true", 'double_buffered = "yes"', "must be true or false"),
         ("load_queue_depth = 8", "load_queue_depth = -1", "'load_queue_depth' must be >= 0"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import isamap
+from isamap.hardware.target_file import target_path
 from isamap.ir.kernel import ELEMENTWISE_FUNCTIONS, Binary, Unary
 from isamap.ir.ops import BINARY, OPERATORS, TRANSCENDENTAL, UNARY, Operator, apply
 from isamap.ir.parser import parse_kernel
@@ -103,7 +104,7 @@ def test_new_binary_operators_compile_on_the_host_and_run(name: str) -> None:
 
 def test_a_max_instruction_runs_max(tmp_path: Path) -> None:
     """A vector target that declares `Z[i] = max(X[i], W[i])` maps a kernel's max onto it."""
-    vecdsp = Path(isamap.__file__).parent / "hardware" / "vecdsp.toml"
+    vecdsp = target_path("vecdsp")
     text = vecdsp.read_text() + (
         '\n[instructions.vmax]\nunit = "vpu"\nkind = "compute"\n'
         'semantics = "Z[i] = max(X[i], W[i])"\nextents = { i = 16 }\n'

@@ -10,7 +10,7 @@ import numpy as np
 import isamap
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.sim import simulate_timing
-from isamap.hardware.target import TARGET_DIR
+from isamap.hardware.target_file import target_path
 from isamap.ir.reference import evaluate, random_inputs
 from isamap.schedule.baseline import own_mapping
 from isamap.schedule.scheduler import schedule_mapping
@@ -21,7 +21,7 @@ TN = "tensor A[256, 96] i8\ntensor B[256, 16] i8\nC[i, j] += A[k, i] * B[k, j]\n
 
 
 def _no_transposer(tmp_path: Path) -> isamap.Target:
-    text = (TARGET_DIR / "gemmini.toml").read_text()
+    text = target_path("gemmini").read_text()
     path = tmp_path / "gemmini_nt.toml"
     path.write_text(text.replace("transposer = true", "transposer = false"))
     return isamap.load_target(path)

@@ -17,8 +17,8 @@ from isamap.hardware.machine import CallMachine, SimulationError, run_call, run_
 from isamap.hardware.target import Target
 from isamap.hardware.timing import ArrayModel
 from isamap.ir.program import DATAFLOWS, MatmulCall, TileSchedule
+from isamap.schedule.registry import strategy_names
 from isamap.schedule.scheduler import best_call, schedule_mapping
-from isamap.schedule.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[2]
 VTA_LIKE = str(Path(__file__).parent / "targets" / "vta_like.toml")
@@ -57,7 +57,7 @@ def _shape(limits: tuple[int, int, int]) -> st.SearchStrategy[tuple[int, int, in
     return st.tuples(st.integers(1, 2), st.integers(1, m), st.integers(1, n), st.integers(1, k))
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", sorted(strategy_names()))
 @pytest.mark.parametrize(("name", "instruction", "limits"), CASES, ids=IDS)
 def test_every_strategy_schedule_runs_and_equals_numpy(
     name: str, instruction: str, limits: tuple[int, int, int], strategy: str
@@ -156,7 +156,7 @@ def test_every_strategy_program_runs_through_run_program(name: str) -> None:
     assert mapping.instruction_calls(), "the GEMM runs on the target's matrix instruction"
     inputs = isamap.random_inputs(kernel, seed=3)
     want = isamap.evaluate(kernel, inputs)["C"]
-    for strategy in sorted(STRATEGIES):
+    for strategy in sorted(strategy_names()):
         instruction = str(mapping.instruction_calls()[0].attrs["instruction"])
         if not _serves(name, instruction, strategy):
             continue

@@ -26,7 +26,7 @@ from isamap.hardware.timing import ArrayModel
 from isamap.ir.kernel import Affine
 from isamap.ir.program import MatmulCall, TileSchedule
 from isamap.ir.taps import tap_depth
-from isamap.schedule.gemmini_default import GemminiParams, gemmini_params
+from isamap.targets.gemmini.baseline import GemminiParams, gemmini_params
 
 __all__ = [
     "ConvShape",

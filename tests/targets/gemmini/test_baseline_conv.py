@@ -22,8 +22,11 @@ from isamap.ir.program import MatmulCall, Program, TileSchedule
 from isamap.ir.reference import evaluate, random_inputs
 from isamap.ir.taps import TapGeometry
 from isamap.quantize import hardware_kernel
-from isamap.schedule.baseline import library_schedule, own_mapping
-from isamap.schedule.baseline_conv import (
+from isamap.schedule.baseline import own_mapping
+from isamap.schedule.scheduler import schedule_mapping
+from isamap.targets.gemmini import library_schedule
+from isamap.targets.gemmini.baseline import GemminiParams, gemmini_default, gemmini_params
+from isamap.targets.gemmini.baseline_conv import (
     ConvShape,
     ConvTiles,
     acc_rows,
@@ -32,8 +35,6 @@ from isamap.schedule.baseline_conv import (
     conv_tiles,
     spad_rows,
 )
-from isamap.schedule.gemmini_default import GemminiParams, gemmini_default, gemmini_params
-from isamap.schedule.scheduler import schedule_mapping
 
 
 @pytest.fixture(scope="module")

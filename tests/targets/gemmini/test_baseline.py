@@ -23,7 +23,7 @@ from isamap.hardware.target import Target, dtype_bytes
 from isamap.hardware.target_file import load_target
 from isamap.ir.errors import IsamapError
 from isamap.ir.program import MatmulCall, TileSchedule
-from isamap.schedule.gemmini_default import (
+from isamap.targets.gemmini.baseline import (
     GemminiParams,
     auto_tiles,
     gemmini_default,
