@@ -113,9 +113,24 @@ def plane_fill(
         if q0:
             lines.append(f"  memset({at}, 0, sizeof(float) * {q0});")
         if q1 > q0 and d.sw == 1:
-            lines.append(
-                f"  memcpy({at} + {q0}, src + {q0 + p + d.ow}, sizeof(float) * {q1 - q0});"
-            )
+            # whole vectors, then one masked load of the rest: the row's slack (>= LANES past
+            # the copied columns, zeroed after) takes the whole store; a memcpy call per row
+            # costs more than the copy on short rows
+            lines += [
+                f"  {{ int q = {q0};",
+                f"    for (; q + LANES <= {q1}; q += LANES)"
+                f" vstore({at} + q, vload(src + q + {p + d.ow}));",
+                f"    if (q < {q1}) vstore({at} + q, vloadn(src + q + {p + d.ow}, {q1} - q)); }}",
+            ]
+        elif q1 > q0 and d.sw == 2:
+            # phase p of a stride-2 row: the even lanes of 2 * LANES consecutive floats, while
+            # they lie inside the row, then one at a time
+            lines += [
+                f"  {{ int q = {q0};",
+                f"    for (; 2 * q + {p + d.ow} + 2 * LANES <= {d.w}; q += LANES)"
+                f" vstore({at} + q, vload_even(src + 2 * q + {p + d.ow}));",
+                f"    for (; q < {q1}; ++q) ({at})[q] = src[2 * q + {p + d.ow}]; }}",
+            ]
         elif q1 > q0:
             lines.append(
                 f"  for (int q = {q0}; q < {q1}; ++q) ({at})[q] = src[q * {d.sw} + {p + d.ow}];"

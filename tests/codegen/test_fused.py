@@ -177,3 +177,24 @@ def test_bound_weights_are_packed_once_and_used_on_every_call() -> None:
         program.prepare({"Uz": inputs["Uz"]})
     with pytest.raises(isamap.IsamapError, match="not inputs of kernel"):
         emit_c(result.program, result.mapping, kernel, result.target, constants=("Q",))
+
+
+def test_bound_calls_and_repeated_calls_on_the_same_buffers() -> None:
+    """`bind` builds a call's pointers once; `call` reuses the last call's pointers only while
+    the same array objects come back (a new output array gets the new result)."""
+    kernel = isamap.parse_kernel(gru_step_text(3, 16), "gru_step")
+    result = isamap.compile(kernel, HOST)
+    source = emit_c(result.program, result.mapping, kernel, result.target, constants=("Uz",))
+    program = load_native(source, result.target)
+    inputs = isamap.random_inputs(kernel, seed=5)
+    want = isamap.evaluate(kernel, inputs)["Hn"]
+    ins = [np.asarray(inputs[n], dtype=np.float32) for n in source.inputs]
+    for runner in (program, program.prepare({"Uz": inputs["Uz"]})):
+        first, second = np.empty(want.shape, np.float32), np.empty(want.shape, np.float32)
+        runner.call(ins, [first])
+        runner.call(ins, [second])  # same inputs, another output array
+        bound_out = np.zeros(want.shape, np.float32)
+        run = runner.bind(ins, [bound_out])
+        run()
+        for out in (first, second, bound_out):
+            np.testing.assert_allclose(out, want, rtol=2e-5, atol=2e-5)
