@@ -29,6 +29,7 @@ from isamap.hardware.target import Target
 
 __all__ = [
     "MatrixPlan",
+    "channel_kc",
     "channel_plan",
     "emit_channel_pointwise",
     "emit_fused_depthwise",
@@ -514,6 +515,15 @@ def channel_plan(
     return tile if cost < normal else None
 
 
+def channel_kc(target: Target, memory: str, c: int, nr: int) -> int:
+    """The channels per K slice of a channel-vectorised product: its NR-channel weight panel
+    slice fills half of `memory` (the instruction's B memory, L1), so every pixel tile of the
+    block reads it from there instead of streaming the whole panel from the next level; evened
+    out so the last slice is not a sliver."""
+    kc = max(1, min(c, target.memories[memory].capacity_bytes // 2 // (4 * nr)))
+    return -(-c // -(-c // kc))
+
+
 def emit_channel_pointwise(
     name: str,
     tile: tuple[int, int],
@@ -523,18 +533,24 @@ def emit_channel_pointwise(
     ldd: int,
     region: Region,
     epilogue: str | None,
+    width: int,
+    kc: int,
 ) -> str:
     """The fused pointwise product `Y[k, p] = sum_c A[k, c] B[c, p]` of a depthwise-separable
     block vectorised over its output channels k: the same signature as `emit_fused_matmul`'s
     function (A the `m x c` weights, B[0] the depthwise buffer, channels `ldd` floats apart;
-    pixels `col0 .. col0 + wcur` of the region's layout). A is packed into NR-channel panels
-    (`_prepare_a`: once, when bound); each MR-pixel x NR-channel tile accumulates over every
-    channel c in registers (pixel values broadcast from the buffer in place; a last tile of
-    fewer pixels has a kernel of its own), then is transposed through a small scratch back to
-    pixel rows, where the region is evaluated and stored as in the pixel-vectorised loop."""
+    pixels `col0 .. col0 + wcur` of the region's layout, wcur <= `width`). A is packed into
+    NR-channel panels (`_prepare_a`: once, when bound). For each panel the channels are taken
+    `kc` at a time (`channel_kc`: the panel's slice stays in L1 for every pixel tile); each
+    MR-pixel x NR-channel tile accumulates a slice in registers (pixel values broadcast from
+    the buffer in place; a last tile of fewer pixels has a kernel of its own) on top of its
+    partial sums, kept per tile in a scratch block; after the last slice each tile is
+    transposed through a small scratch back to pixel rows, where the region is evaluated and
+    stored as in the pixel-vectorised loop."""
     mr, nr = tile
     nv = nr // lanes
     mpad = -(-m // nr) * nr
+    tiles = -(-width // mr)
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     from isamap.codegen.loops import VECTOR_FNS
@@ -545,9 +561,9 @@ def emit_channel_pointwise(
         acc = [f"c{i}_{v}" for i in range(rows) for v in range(nv)]
         body = [
             f"static __attribute__((noinline)) void {name}_k{rows}(const float* restrict d, "
-            "const float* restrict w, V* restrict out) {",
-            f"  V {', '.join(f'{x} = vzero()' for x in acc)};",
-            f"  for (int q = 0; q < {c}; ++q) {{",
+            "const float* restrict w, int kc, int first, V* restrict out) {",
+            f"  V {', '.join(f'{x} = first ? vzero() : out[{j}]' for j, x in enumerate(acc))};",
+            "  for (int q = 0; q < kc; ++q) {",
             *[f"    V w{v} = vload(w + q * {nr} + {v * lanes});" for v in range(nv)],
         ]
         for i in range(rows):
@@ -576,7 +592,10 @@ def emit_channel_pointwise(
             f"        if ({left} >= LANES) {{ {region_code(None, chunk)} }}",
             f"        else if ({left} > 0) {{ int cnt = {left}; {region_code('cnt', chunk)} }}",
         ]
-    cases = "\n".join(f"        case {r}: {name}_k{r}(d, w, acc); break;" for r in range(1, mr + 1))
+    cases = "\n".join(
+        f"          case {r}: {name}_k{r}(d, w + (size_t)pc * {nr}, kcur, pc == 0, acc); break;"
+        for r in range(1, mr + 1)
+    )
     parts.append(
         f"""/* the weights in {nr}-channel panels, c x {nr} floats each, zero-padded */
 static float* {name}_prepare_a(const float* restrict A) {{
@@ -588,25 +607,33 @@ static float* {name}_prepare_a(const float* restrict A) {{
   return dst;
 }}
 /* pointwise product {m} x pixels x {c}, vectorised over output channels: tile {mr} pixels x
-   {nr} channels */
+   {nr} channels, {kc} channels per slice */
 static int {name}(const float* restrict A, const float* const* B, const float* const* E,
     float* const* O, int col0, int wcur, const float* restrict pa, const float* restrict pb) {{
   (void)pb; (void)E; (void)O;
   float* own = pa ? NULL : {name}_prepare_a(A);
   const float* wp = pa ? pa : own;
-  if (!wp) return 1;
+  V* part = isa_alloc(sizeof(V) * (size_t){tiles * mr * nv});
+  if (!wp || !part) {{ free(own); isa_free(part); return 1; }}
   for (int jt = 0; jt < {m}; jt += {nr}) {{
     const float* w = wp + (size_t)jt * {c};
     int jn = {m} - jt < {nr} ? {m} - jt : {nr};
+    for (int pc = 0; pc < {c}; pc += {kc}) {{
+      int kcur = {c} - pc < {kc} ? {c} - pc : {kc};
+      for (int it = 0; it < wcur; it += {mr}) {{
+        int rows = wcur - it < {mr} ? wcur - it : {mr};
+        const float* d = B[0] + (size_t)pc * {ldd} + it;
+        V* acc = part + (size_t)(it / {mr}) * {mr * nv};
+        switch (rows) {{
+{cases}
+          default: break;
+        }}
+      }}
+    }}
     for (int it = 0; it < wcur; it += {mr}) {{
       int rows = wcur - it < {mr} ? wcur - it : {mr};
-      const float* d = B[0] + it;
-      V acc[{mr * nv}];
+      const V* acc = part + (size_t)(it / {mr}) * {mr * nv};
       float t[{mr}][{nr}];
-      switch (rows) {{
-{cases}
-        default: break;
-      }}
       for (int i = 0; i < rows; ++i)
         for (int v = 0; v < {nv}; ++v) vstore(&t[i][v * LANES], acc[i * {nv} + v]);
       for (int j = 0; j < jn; ++j) {{
@@ -618,6 +645,7 @@ static int {name}(const float* restrict A, const float* const* B, const float* c
     }}
   }}
   free(own);
+  isa_free(part);
   return 0;
 }}"""
     )

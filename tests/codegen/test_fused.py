@@ -97,9 +97,12 @@ def test_pointwise_products_vectorised_over_output_channels(
 ) -> None:
     """The channel-vectorised pointwise loop (chosen for few-pixel planes) on blocks of every
     kind: bias, ReLU6, the residual, stride 2, a tail block, a last tile of fewer pixels and
-    of fewer channels (32 channels, 100 or 25 pixels, tiles of 6 or 4 pixels)."""
+    of fewer channels (32 channels, 100 or 25 pixels, tiles of 6 or 4 pixels); with blocks of
+    3 rows the 16 input channels are also taken 5 at a time (partial sums kept per tile, a last
+    slice of 1)."""
     if rows is not None:
         monkeypatch.setattr(emit_module, "rows_per_block", lambda *args: rows)
+        monkeypatch.setattr(emit_module, "channel_kc", lambda *args: 5)
     for result, tile in zip(blocks, [(6, 24), (4, 16)], strict=True):
         assert result.target.codegen is not None
         lanes = family(result.target.codegen).lanes
@@ -107,6 +110,7 @@ def test_pointwise_products_vectorised_over_output_channels(
         monkeypatch.setattr(emit_module, "channel_plan", lambda *args, t=tile: t)
         source = emit_c(result.program, result.mapping, result.kernel, result.target)
         assert f"vectorised over output channels, tile {tile[0]}x{tile[1]}" in source.text
+        assert rows is None or "5 channels per slice" in source.text
         inputs = isamap.random_inputs(result.kernel, seed=3)
         got = load_native(source, result.target).run(inputs)
         want = isamap.evaluate(result.kernel, inputs)
