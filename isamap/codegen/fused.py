@@ -417,7 +417,9 @@ def emit_fused_depthwise(
             lines.append(f"else {{ {' '.join(part)} }}")
         return lines
 
-    fill = "\n".join(plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        "))
+    fill = "\n".join(
+        plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        ", zeroed=True)
+    )
     columns = (
         f"for (int w = ({d.wo} - 1) / LANES * LANES; w >= 0; w -= LANES)"
         if feed
@@ -451,6 +453,8 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
   int failed = 0;
   float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
   if (!plane) return 1;
+  /* zeroed once: the rows' copies write only the columns inside the input */
+  memset(plane, 0, sizeof(float) * (size_t){d.sw * phase});
 {chr(10).join(pre)}
   for (int n = 0; n < {d.n}; ++n)
     for (int h0 = 0; h0 < {d.ho}; h0 += {rows}) {{
