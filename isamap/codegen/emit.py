@@ -438,7 +438,9 @@ class _Emitter:
             ldbs = [nn] * len(bsrc)
         bptrs = [f"t{node} + {st}" for node, st in bsrc]
         tile, _, b_memory, epilogue = self._tile(n)
-        plan = matrix_plan(self.target, self.lanes, tile, len(bptrs), m, width, k, b_memory)
+        plan = matrix_plan(
+            self.target, self.lanes, tile, len(bptrs), m, width, k, b_memory, b_packed=True
+        )
         name = f"fused{n.id}"
         a_in = self._constant(n.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{name}_prepare_a((const float*)in[{a_in}])")

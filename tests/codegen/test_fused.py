@@ -10,10 +10,11 @@ import pytest
 
 import isamap
 import isamap.codegen.emit as emit_module
+import isamap.codegen.fused as fused_module
 from isamap.bench.suites import gru_step_text
 from isamap.codegen import emit_c, load_native
 from isamap.codegen.families import family
-from isamap.codegen.fused import channel_plan
+from isamap.codegen.fused import channel_plan, full_depth_streams, matrix_plan
 from isamap.hardware.host_cpu import missing_features
 
 RUNNABLE = [
@@ -130,6 +131,18 @@ def test_pointwise_products_vectorised_over_output_channels(
         np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
 
 
+def test_a_packed_b_of_full_depth_is_not_sliced_where_it_streams() -> None:
+    """One K slice for a packed B whose full-depth panels the smallest memory holding them
+    (L2 here) supplies as fast as the micro-kernel reads them; slices filling half of L1 for a
+    B read in place, and where the panel would stream from a memory too slow for the tile."""
+    target = isamap.load_target("host-avx2")
+    tiles = [(6, 16, 6.0)]
+    assert matrix_plan(target, 8, tiles, 3, 32, 512, 512, "l1", b_packed=True).kc == 512
+    assert matrix_plan(target, 8, tiles, 3, 32, 512, 512, "l1").kc < 512
+    assert full_depth_streams(target, 64, 6.0, 512)  # 32 KiB: from L1
+    assert not full_depth_streams(target, 64, 0.5, 10**6)  # 64 MB at 128 B/cycle: from DRAM
+
+
 def test_few_pixel_planes_are_vectorised_over_output_channels() -> None:
     # a 7x7 plane: 49 pixels pad to 56 in vectors of 8 (12.5 %), channels divide evenly
     tiles = [(6, 16, 6.0), (4, 24, 6.0), (12, 8, 6.0)]
@@ -145,7 +158,11 @@ def test_a_gru_step_fuses_its_gates_into_the_recurrent_product(target: str) -> N
         assert "3 piece(s)" in text and "B packed" in text
 
 
-def test_a_product_in_several_k_slices_with_a_column_bias_and_two_exits() -> None:
+def test_a_product_in_several_k_slices_with_a_column_bias_and_two_exits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a full-depth panel would stream from L2 here: sliced as for a panel past every level
+    monkeypatch.setattr(fused_module, "full_depth_streams", lambda *args: False)
     text = (
         "tensor A[37, 600] f32\ntensor B[600, 45] f32\ntensor b[45] f32\n"
         "C[i, j] += A[i, k] * B[k, j]\n"
