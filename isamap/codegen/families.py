@@ -2,7 +2,8 @@
 
 Every family defines the same small vocabulary as static inline C functions -- `V` (a vector of
 `LANES` floats), `vload`, `vstore`, `vset1`, `vzero`, `vfma`, `vadd`, `vsub`, `vmul`, `vdiv`,
-`vmax`, `vexp` -- so the loop nests and micro-kernels of `isamap.codegen` are written once and
+`vmax`, `vexp`, the masked `vloadn`/`vstoren` and `vload_even` (one phase of a stride-2 row)
+-- so the loop nests and micro-kernels of `isamap.codegen` are written once and
 the family only changes this prelude and the compiler flags. The text is isamap's own; nothing
 here comes from a target file.
 """
