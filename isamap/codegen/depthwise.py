@@ -88,13 +88,22 @@ def depthwise_shape(
 
 
 def plane_fill(
-    d: DepthwiseShape, rows: str, first: str, phase: int, wpad: int, indent: str
+    d: DepthwiseShape,
+    rows: str,
+    first: str,
+    phase: int,
+    wpad: int,
+    indent: str,
+    zeroed: bool = False,
 ) -> list[str]:
     """C filling `rows` rows of the zero-padded scratch `plane` from the channel's input `x`,
     padded row y holding input row `first + y + oh` (`first`: a C expression ending in `+`, or
     ""). The plane is `sw` phase planes `phase` floats apart (phase p: columns q*sw + p + ow),
     rows `wpad` floats apart. Each phase's columns inside the input are known here, so a row is
-    a zeroed head, a copy (memcpy at stride 1) and a zeroed tail; rows outside are zeroed."""
+    a zeroed head, a copy and a zeroed tail; rows outside are zeroed. With `zeroed` the caller
+    zeroed the whole plane once and nothing but the copies writes its inside rows, so their
+    head and tail are still zero: only the copy is emitted, and it stores nothing past its
+    columns (a `memset` per row costs more than the copy on short rows)."""
     lines = [
         f"for (int y = 0; y < {rows}; ++y) {{",
         f"  int sy = {first}y + {d.oh};",
@@ -110,17 +119,34 @@ def plane_fill(
         q0 = min(wpad, max(0, -(-(-p - d.ow) // d.sw)))
         q1 = max(q0, min(wpad, (d.w - 1 - p - d.ow) // d.sw + 1))
         at = f"dst + {p * phase}"
-        if q0:
+        if q0 and not zeroed:
             lines.append(f"  memset({at}, 0, sizeof(float) * {q0});")
         if q1 > q0 and d.sw == 1:
-            lines.append(
-                f"  memcpy({at} + {q0}, src + {q0 + p + d.ow}, sizeof(float) * {q1 - q0});"
-            )
+            # whole vectors, then one masked load of the rest (a memcpy call per row costs more
+            # than the copy on short rows); unless the tail stays as it is, the row's slack
+            # (>= LANES past the copied columns, zeroed after) takes a whole store
+            rest = f"vloadn(src + q + {p + d.ow}, {q1} - q)"
+            tail = f"vstoren({at} + q, {rest}, {q1} - q)" if zeroed else f"vstore({at} + q, {rest})"
+            lines += [
+                f"  {{ int q = {q0};",
+                f"    for (; q + LANES <= {q1}; q += LANES)"
+                f" vstore({at} + q, vload(src + q + {p + d.ow}));",
+                f"    if (q < {q1}) {tail}; }}",
+            ]
+        elif q1 > q0 and d.sw == 2:
+            # phase p of a stride-2 row: the even lanes of 2 * LANES consecutive floats, while
+            # they lie inside the row, then one at a time
+            lines += [
+                f"  {{ int q = {q0};",
+                f"    for (; 2 * q + {p + d.ow} + 2 * LANES <= {d.w}; q += LANES)"
+                f" vstore({at} + q, vload_even(src + 2 * q + {p + d.ow}));",
+                f"    for (; q < {q1}; ++q) ({at})[q] = src[2 * q + {p + d.ow}]; }}",
+            ]
         elif q1 > q0:
             lines.append(
                 f"  for (int q = {q0}; q < {q1}; ++q) ({at})[q] = src[q * {d.sw} + {p + d.ow}];"
             )
-        if q1 < wpad:
+        if q1 < wpad and not zeroed:
             lines.append(f"  memset({at} + {q1}, 0, sizeof(float) * {wpad - q1});")
     lines.append("}")
     return [indent + line for line in lines]

@@ -20,6 +20,7 @@ from isamap.codegen.depthwise import DepthwiseShape, depthwise_shape, emit_depth
 from isamap.codegen.families import family
 from isamap.codegen.fused import (
     block_stride,
+    channel_kc,
     channel_plan,
     emit_channel_pointwise,
     emit_fused_depthwise,
@@ -437,7 +438,9 @@ class _Emitter:
             ldbs = [nn] * len(bsrc)
         bptrs = [f"t{node} + {st}" for node, st in bsrc]
         tile, _, b_memory, epilogue = self._tile(n)
-        plan = matrix_plan(self.target, self.lanes, tile, len(bptrs), m, width, k, b_memory)
+        plan = matrix_plan(
+            self.target, self.lanes, tile, len(bptrs), m, width, k, b_memory, b_packed=True
+        )
         name = f"fused{n.id}"
         a_in = self._constant(n.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{name}_prepare_a((const float*)in[{a_in}])")
@@ -506,10 +509,16 @@ class _Emitter:
         ldb = block_stride(rows, d.wo, self.lanes)
         by_channels = channel_plan(tile, self.lanes, m, rows * d.wo)
         if by_channels is not None:
+            kc = channel_kc(self.target, b_memory, d.c, by_channels[1])
             self.funcs.append(
-                emit_channel_pointwise(pw, by_channels, self.lanes, m, d.c, ldb, region2, epilogue)
+                emit_channel_pointwise(
+                    pw, by_channels, self.lanes, m, d.c, ldb, region2, epilogue, rows * d.wo, kc
+                )
             )
-            how = f"vectorised over output channels, tile {by_channels[0]}x{by_channels[1]}"
+            how = (
+                f"vectorised over output channels, tile {by_channels[0]}x{by_channels[1]}, "
+                f"{kc} channels per slice"
+            )
         else:
             self.funcs.append(
                 emit_fused_matmul(

@@ -2,7 +2,8 @@
 
 Every family defines the same small vocabulary as static inline C functions -- `V` (a vector of
 `LANES` floats), `vload`, `vstore`, `vset1`, `vzero`, `vfma`, `vadd`, `vsub`, `vmul`, `vdiv`,
-`vmax`, `vexp` -- so the loop nests and micro-kernels of `isamap.codegen` are written once and
+`vmax`, `vexp`, the masked `vloadn`/`vstoren` and `vload_even` (one phase of a stride-2 row)
+-- so the loop nests and micro-kernels of `isamap.codegen` are written once and
 the family only changes this prelude and the compiler flags. The text is isamap's own; nothing
 here comes from a target file.
 """
@@ -96,6 +97,11 @@ static inline V vloadn(const float* p, int n) {
 static inline void vstoren(float* p, V x, int n) {
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), x);
 }
+/* p[0], p[2], ..., p[2 * LANES - 2]: one phase of a stride-2 row (reads 2 * LANES floats) */
+static inline V vload_even(const float* p) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+}
 static inline V vpow2i(V t) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(t), _mm512_set1_epi32(127));
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
@@ -126,6 +132,11 @@ static inline __m256i vmaskn(int n) {
 }
 static inline V vloadn(const float* p, int n) { return _mm256_maskload_ps(p, vmaskn(n)); }
 static inline void vstoren(float* p, V x, int n) { _mm256_maskstore_ps(p, vmaskn(n), x); }
+/* p[0], p[2], ..., p[2 * LANES - 2]: one phase of a stride-2 row (reads 2 * LANES floats) */
+static inline V vload_even(const float* p) {
+  __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
 static inline V vpow2i(V t) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127));
   return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
@@ -169,6 +180,7 @@ static inline void vstoren(float* p, V x, int n) {
   for (int i = 0; i < n; ++i) p[i] = t[i];
 }
 static inline V vsqrt(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = sqrtf(x[i]); return r; }
+static inline V vload_even(const float* p) { V r = {p[0], p[2], p[4], p[6]}; return r; }
 """
 
 _HEAD = r"""#include <stddef.h>

@@ -29,10 +29,12 @@ from isamap.hardware.target import Target
 
 __all__ = [
     "MatrixPlan",
+    "channel_kc",
     "channel_plan",
     "emit_channel_pointwise",
     "emit_fused_depthwise",
     "emit_fused_matmul",
+    "full_depth_streams",
     "matrix_plan",
     "rows_per_block",
 ]
@@ -75,13 +77,16 @@ def matrix_plan(
     w: int,
     k: int,
     b_memory: str = "l1",
+    b_packed: bool = False,
 ) -> MatrixPlan:
     """The register tile -- among the target's micro-kernels (MR, NR, issue cycles per rank-1
     update), each split between `pieces` -- with the fewest cycles once the edge tiles' padding
     is counted, and the loop order of an `m x (pieces * w)` product of depth `k` by the bytes
     each order re-reads (A per column panel, or B per row panel). K is cut in slices whose B
     panels fill half of `b_memory`; partial sums of the slices before the last wait in a
-    scratch block."""
+    scratch block. A B packed into contiguous panels (`b_packed`) is not cut when its panels
+    of full depth stream fast enough (`full_depth_streams`): then slices would only add the
+    partial sums' round trips (measured 8 % of a GRU step)."""
 
     def cycles(tile: tuple[int, int, float]) -> float:
         mr, nr = _split(lanes, tile[0], tile[1], pieces, m)
@@ -96,7 +101,17 @@ def matrix_plan(
     rows_outer = (-(-m // mr) - 1) * b_bytes / _level_bandwidth(target, b_bytes)
     kc = max(1, min(k, target.memories[b_memory].capacity_bytes // 2 // (4 * pieces * nr)))
     kc = -(-k // -(-k // kc))  # evened out: the last slice is not a sliver
+    if b_packed and full_depth_streams(target, 4 * pieces * nr, best[2], k):
+        kc = k
     return MatrixPlan(mr, nr, rows_outer < cols_outer, kc)
+
+
+def full_depth_streams(target: Target, row_bytes: int, cycles: float, k: int) -> bool:
+    """Whether a packed B panel of depth `k` (`row_bytes` per rank-1 update, one every
+    `cycles`) is read by the micro-kernel no faster than the smallest memory holding the whole
+    panel supplies it, so every row tile can re-read it from there without waiting. (A B read
+    in place, rows `ldb` apart, is a stream per row: kept in L1-sized slices.)"""
+    return row_bytes / max(cycles, 1e-9) <= _level_bandwidth(target, row_bytes * k)
 
 
 def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels: int) -> int:
@@ -416,7 +431,9 @@ def emit_fused_depthwise(
             lines.append(f"else {{ {' '.join(part)} }}")
         return lines
 
-    fill = "\n".join(plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        "))
+    fill = "\n".join(
+        plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        ", zeroed=True)
+    )
     columns = (
         f"for (int w = ({d.wo} - 1) / LANES * LANES; w >= 0; w -= LANES)"
         if feed
@@ -450,6 +467,8 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
   int failed = 0;
   float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
   if (!plane) return 1;
+  /* zeroed once: the rows' copies write only the columns inside the input */
+  memset(plane, 0, sizeof(float) * (size_t){d.sw * phase});
 {chr(10).join(pre)}
   for (int n = 0; n < {d.n}; ++n)
     for (int h0 = 0; h0 < {d.ho}; h0 += {rows}) {{
@@ -514,6 +533,17 @@ def channel_plan(
     return tile if cost < normal else None
 
 
+def channel_kc(target: Target, memory: str, c: int, nr: int) -> int:
+    """The channels per K slice of a channel-vectorised product: its NR-channel weight panel
+    slice and the buffer lines a pixel tile broadcasts from (one 64-byte line per channel)
+    together fill half of `memory` (the instruction's B memory, L1), so every pixel tile of the
+    block reads the weights from there instead of streaming the whole panel from the next
+    level; evened out so the last slice is not a sliver."""
+    per_channel = 4 * nr + 64
+    kc = max(1, min(c, target.memories[memory].capacity_bytes // 2 // per_channel))
+    return -(-c // -(-c // kc))
+
+
 def emit_channel_pointwise(
     name: str,
     tile: tuple[int, int],
@@ -523,18 +553,24 @@ def emit_channel_pointwise(
     ldd: int,
     region: Region,
     epilogue: str | None,
+    width: int,
+    kc: int,
 ) -> str:
     """The fused pointwise product `Y[k, p] = sum_c A[k, c] B[c, p]` of a depthwise-separable
     block vectorised over its output channels k: the same signature as `emit_fused_matmul`'s
     function (A the `m x c` weights, B[0] the depthwise buffer, channels `ldd` floats apart;
-    pixels `col0 .. col0 + wcur` of the region's layout). A is packed into NR-channel panels
-    (`_prepare_a`: once, when bound); each MR-pixel x NR-channel tile accumulates over every
-    channel c in registers (pixel values broadcast from the buffer in place; a last tile of
-    fewer pixels has a kernel of its own), then is transposed through a small scratch back to
-    pixel rows, where the region is evaluated and stored as in the pixel-vectorised loop."""
+    pixels `col0 .. col0 + wcur` of the region's layout, wcur <= `width`). A is packed into
+    NR-channel panels (`_prepare_a`: once, when bound). For each panel the channels are taken
+    `kc` at a time (`channel_kc`: the panel's slice stays in L1 for every pixel tile); each
+    MR-pixel x NR-channel tile accumulates a slice in registers (pixel values broadcast from
+    the buffer in place; a last tile of fewer pixels has a kernel of its own) on top of its
+    partial sums, kept per tile in a scratch block; after the last slice each tile is
+    transposed through a small scratch back to pixel rows, where the region is evaluated and
+    stored as in the pixel-vectorised loop."""
     mr, nr = tile
     nv = nr // lanes
     mpad = -(-m // nr) * nr
+    tiles = -(-width // mr)
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     from isamap.codegen.loops import VECTOR_FNS
@@ -545,9 +581,9 @@ def emit_channel_pointwise(
         acc = [f"c{i}_{v}" for i in range(rows) for v in range(nv)]
         body = [
             f"static __attribute__((noinline)) void {name}_k{rows}(const float* restrict d, "
-            "const float* restrict w, V* restrict out) {",
-            f"  V {', '.join(f'{x} = vzero()' for x in acc)};",
-            f"  for (int q = 0; q < {c}; ++q) {{",
+            "const float* restrict w, int kc, int first, V* restrict out) {",
+            f"  V {', '.join(f'{x} = first ? vzero() : out[{j}]' for j, x in enumerate(acc))};",
+            "  for (int q = 0; q < kc; ++q) {",
             *[f"    V w{v} = vload(w + q * {nr} + {v * lanes});" for v in range(nv)],
         ]
         for i in range(rows):
@@ -576,7 +612,10 @@ def emit_channel_pointwise(
             f"        if ({left} >= LANES) {{ {region_code(None, chunk)} }}",
             f"        else if ({left} > 0) {{ int cnt = {left}; {region_code('cnt', chunk)} }}",
         ]
-    cases = "\n".join(f"        case {r}: {name}_k{r}(d, w, acc); break;" for r in range(1, mr + 1))
+    cases = "\n".join(
+        f"          case {r}: {name}_k{r}(d, w + (size_t)pc * {nr}, kcur, pc == 0, acc); break;"
+        for r in range(1, mr + 1)
+    )
     parts.append(
         f"""/* the weights in {nr}-channel panels, c x {nr} floats each, zero-padded */
 static float* {name}_prepare_a(const float* restrict A) {{
@@ -588,25 +627,33 @@ static float* {name}_prepare_a(const float* restrict A) {{
   return dst;
 }}
 /* pointwise product {m} x pixels x {c}, vectorised over output channels: tile {mr} pixels x
-   {nr} channels */
+   {nr} channels, {kc} channels per slice */
 static int {name}(const float* restrict A, const float* const* B, const float* const* E,
     float* const* O, int col0, int wcur, const float* restrict pa, const float* restrict pb) {{
   (void)pb; (void)E; (void)O;
   float* own = pa ? NULL : {name}_prepare_a(A);
   const float* wp = pa ? pa : own;
-  if (!wp) return 1;
+  V* part = isa_alloc(sizeof(V) * (size_t){tiles * mr * nv});
+  if (!wp || !part) {{ free(own); isa_free(part); return 1; }}
   for (int jt = 0; jt < {m}; jt += {nr}) {{
     const float* w = wp + (size_t)jt * {c};
     int jn = {m} - jt < {nr} ? {m} - jt : {nr};
+    for (int pc = 0; pc < {c}; pc += {kc}) {{
+      int kcur = {c} - pc < {kc} ? {c} - pc : {kc};
+      for (int it = 0; it < wcur; it += {mr}) {{
+        int rows = wcur - it < {mr} ? wcur - it : {mr};
+        const float* d = B[0] + (size_t)pc * {ldd} + it;
+        V* acc = part + (size_t)(it / {mr}) * {mr * nv};
+        switch (rows) {{
+{cases}
+          default: break;
+        }}
+      }}
+    }}
     for (int it = 0; it < wcur; it += {mr}) {{
       int rows = wcur - it < {mr} ? wcur - it : {mr};
-      const float* d = B[0] + it;
-      V acc[{mr * nv}];
+      const V* acc = part + (size_t)(it / {mr}) * {mr * nv};
       float t[{mr}][{nr}];
-      switch (rows) {{
-{cases}
-        default: break;
-      }}
       for (int i = 0; i < rows; ++i)
         for (int v = 0; v < {nv}; ++v) vstore(&t[i][v * LANES], acc[i * {nv} + v]);
       for (int j = 0; j < jn; ++j) {{
@@ -618,6 +665,7 @@ static int {name}(const float* restrict A, const float* const* B, const float* c
     }}
   }}
   free(own);
+  isa_free(part);
   return 0;
 }}"""
     )

@@ -100,6 +100,15 @@ def test_a_depthwise_convolution_of_odd_width(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
+def test_a_stride_2_depthwise_convolution_wide_enough_for_vector_phases(target: str) -> None:
+    """An odd number of channels and an odd width (37): each stride-2 phase row is filled
+    with whole vectors of even lanes (`vload_even`, 2 * LANES floats inside the row), then
+    one column at a time up to the row's end, on both phases (padding 1 shifts one of them)."""
+    result = _check(builders.dw_separable(1, 5, 9, 37, 6, stride=2), target, mapped=None)
+    assert "vload_even(src + 2 * q" in result.c_source()
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
 @pytest.mark.parametrize("example", ["gemm_relu", "dw_separable", "gru_cell", "attention_scores"])
 def test_example_kernels(target: str, example: str) -> None:
     _check(isamap.load_kernel(str(ROOT / "examples" / "kernels" / f"{example}.kernel")), target)
