@@ -14,10 +14,13 @@ from isamap.egraph.dump import EGraphDump, ENode, Ref
 from isamap.egraph.vocabulary import LIST_CONSTRUCTORS, constructor
 from isamap.hardware.direct_conv import best_conv_schedule
 from isamap.hardware.target import Target
+from isamap.hardware.timing import ArrayModel, call_timing, tap_call
 from isamap.ir.conv import conv_call_geometry
 from isamap.ir.einsum import einsum_extents
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Kernel
+from isamap.ir.program import MatmulCall
+from isamap.ir.taps import TapGeometry
 from isamap.schedule.analytic import (
     OpCost,
     host_contraction,
@@ -36,6 +39,7 @@ __all__ = [
     "InstructionsCost",
     "LatencyCost",
     "cost_model",
+    "element_sizes",
     "op_cost",
 ]
 
@@ -76,13 +80,93 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
     )
 
 
-def _instruction_call(node: ENode, target: Target, strategy: str) -> OpCost:
-    """A matrix call, as the scheduler's `strategy` would run it (memoised per shape)."""
+def element_sizes(dump: EGraphDump, target: Target, kernel: Kernel) -> dict[str, int]:
+    """Bytes per element of every e-class's value, sized as the simulator sizes the mapping node
+    that computes it (`hardware.sim.element_bytes`): a kernel tensor (an input, a statement's
+    result) at its declared or inferred type, a matrix call's result as its store writes it (a
+    scaling store at the type it narrows to), a `Narrow` at its type, a constant at the target's
+    input type, anything else at its widest operand's. An e-class whose e-nodes disagree takes
+    the narrowest (the cheapest way to hold the value). Memoised per dump."""
+    hit = _SIZES.get(id(dump))
+    if hit is not None and hit[0] is dump and hit[1] is target and hit[2] is kernel:
+        return hit[3]
+    default = target.dtype_bytes(target.input_dtype)
+    fixed: dict[str, int] = {}
+    for name, cid in dump.results.items():
+        if name in kernel.shapes:
+            fixed[cid] = target.dtype_bytes(kernel.dtype(name))
+    sizes: dict[str, int] = dict(fixed)
+    pending = [c for c in dump.classes if c not in fixed]
+    for _ in range(len(pending) + 1):  # a fixpoint; each pass settles at least one more class
+        changed = False
+        for cid in pending:
+            each = (_node_bytes(n, target, kernel, sizes, default) for n in dump.classes[cid])
+            found = [v for v in each if v]
+            if found and min(found) != sizes.get(cid):
+                sizes[cid] = min(found)
+                changed = True
+        if not changed:
+            break
+    if len(_SIZES) > 8:
+        _SIZES.clear()
+    _SIZES[id(dump)] = (dump, target, kernel, sizes)
+    return sizes
+
+
+_SIZES: dict[int, tuple[EGraphDump, Target, Kernel, dict[str, int]]] = {}
+
+
+def _node_bytes(
+    node: ENode, target: Target, kernel: Kernel, sizes: dict[str, int], default: int
+) -> int | None:
+    """One e-node's element size, or None while its operands' sizes are not known yet."""
+    op = node.op
+    if op in LIST_CONSTRUCTORS:
+        return None
+    if op == "Input":
+        name = node.str_arg(0)
+        return target.dtype_bytes(kernel.dtype(name)) if name in kernel.shapes else default
+    if op == "HostStmt":
+        return target.dtype_bytes(kernel.dtype(kernel.statements[node.int_arg(0)].target))
+    if op == "Narrow" or op in _SCALED:
+        return target.dtype_bytes(node.str_arg(0 if op == "Narrow" else 2))
+    if constructor(op).cost == "instruction" and op not in _CONV_CALLS:
+        return ArrayModel.for_instruction(target, node.str_arg(0)).out_bytes
+    known = [sizes[r] for r in node.refs() if r in sizes]
+    if not node.refs():
+        return default
+    return max(known) if known else None
+
+
+#: Matrix calls whose store scales and narrows the result (the type it narrows to: literal 2).
+_SCALED = ("InstrScale", "InstrBiasScale")
+_CONV_CALLS = ("InstrConv", "InstrConvBias")
+
+
+def _instruction_call(
+    node: ENode, dump: EGraphDump, target: Target, kernel: Kernel, strategy: str
+) -> OpCost:
+    """A matrix call as the scheduler's `strategy` schedules it (memoised per shape), timed as
+    the simulator times it: its operands read at their own element sizes in DRAM (an f32 window
+    gathered im2col-style moves four bytes per duplicated element, a tap accumulation's halo
+    once), its result written at the width its store writes (`hardware.sim`)."""
     first = {"Instr": 1, "InstrAct": 2, "InstrBias": 2, "InstrTaps": 3}.get(node.op, 4)
     b, m, n, k = (node.int_arg(first + i) for i in range(4))  # InstrScale: after its scale
     bias = node.op in ("InstrBias", "InstrBiasScale")
     taps = node.str_arg(1) if node.op == "InstrTaps" else ""  # k: each tap's depth
-    _, timing = best_call(target, node.str_arg(0), b, m, n, k, strategy, bias=bias, taps=taps)
+    name = node.str_arg(0)
+    chosen, timing = best_call(target, name, b, m, n, k, strategy, bias=bias, taps=taps)
+    model = ArrayModel.for_instruction(target, name)
+    sizes = element_sizes(dump, target, kernel)
+    operands = [sizes[r] for r in node.refs()[:2] if r in sizes]
+    retimed = model.reading(max(operands)) if operands else model
+    if node.op in _SCALED:
+        retimed = retimed.writing(target.dtype_bytes(node.str_arg(2)))
+    if retimed is not model:  # the schedule the scheduler picks, at the widths the data has
+        call = MatmulCall(0, name, b, m, n, k, model.block, bias=bias)
+        if taps:
+            call = tap_call(call, TapGeometry.parse(taps), model.block[2])
+        timing = call_timing(retimed, call, chosen)
     return OpCost(timing.cycles, timing.counts, timing.bytes["dram"], timing.macs, timing.energy_pj)
 
 
@@ -124,10 +208,58 @@ def op_cost(
     node: ENode, dump: EGraphDump, target: Target, kernel: Kernel, strategy: str = "heuristic"
 ) -> OpCost:
     """The cost of one e-node on its own (children excluded), by its constructor's cost class
-    (`egraph/vocabulary.py`): matrix calls as scheduled by `strategy`, everything else from the
-    analytic model."""
+    (`egraph/vocabulary.py`): matrix calls as scheduled by `strategy` and timed at the widths
+    their data has, everything else from the analytic model, host work and layout moves taking
+    at least their DRAM traffic at those widths, as the simulator charges them."""
     if node.op in LIST_CONSTRUCTORS:
         return OpCost(0.0)
+    cost = _analytic(node, dump, target, kernel, strategy)
+    row = constructor(node.op)
+    if row.unit == "host" or row.cost == "move":
+        return _through_dram(node, dump, target, kernel, cost, row.unit == "host")
+    return cost
+
+
+def _through_dram(
+    node: ENode, dump: EGraphDump, target: Target, kernel: Kernel, cost: OpCost, host: bool
+) -> OpCost:
+    """`cost` taking at least the DRAM traffic the simulator charges it, at the element sizes
+    of the values (`element_sizes`): host work reads each operand and writes its result once; a
+    layout move reads and writes every element (`hardware.sim.simulate_timing`)."""
+    sizes = element_sizes(dump, target, kernel)
+    default = target.dtype_bytes(target.input_dtype)
+
+    def nbytes(cid: str) -> int:
+        return math.prod(dump.shapes.get(cid, ())) * sizes.get(cid, default)
+
+    if host:
+        moved = nbytes(node.eclass) + sum(nbytes(c) for c in dict.fromkeys(_operands(node, dump)))
+    else:
+        moved = 2 * nbytes(node.eclass)
+    cycles = moved / target.dram().bandwidth_bytes_per_cycle
+    if cycles <= cost.cycles:
+        return cost
+    return OpCost(cycles, cost.counts, float(moved), cost.macs, cost.energy_pj)
+
+
+def _operands(node: ENode, dump: EGraphDump) -> list[str]:
+    """The e-classes of a node's tensor operands, a TensorList's elements flattened."""
+    out: list[str] = []
+    for ref in node.refs():
+        cell = dump.classes.get(ref, [])
+        if not cell or cell[0].op not in LIST_CONSTRUCTORS:
+            out.append(ref)
+            continue
+        while cell and cell[0].op == "TCons":
+            head, tail = cell[0].refs()
+            out.append(head)
+            cell = dump.classes.get(tail, [])
+    return out
+
+
+def _analytic(
+    node: ENode, dump: EGraphDump, target: Target, kernel: Kernel, strategy: str
+) -> OpCost:
     cost_class = constructor(node.op).cost
     elems = math.prod(_shape(dump, node))
     if cost_class == "view":
@@ -142,7 +274,7 @@ def op_cost(
     if cost_class == "instruction" and node.op in ("InstrConv", "InstrConvBias"):
         return _conv_call(node, dump, target)
     if cost_class == "instruction":
-        return _instruction_call(node, target, strategy)
+        return _instruction_call(node, dump, target, kernel, strategy)
     if cost_class == "vector":
         return vector_elementwise(target, node.str_arg(0), elems)
     if cost_class == "statement":
