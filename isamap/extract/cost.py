@@ -83,27 +83,36 @@ def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
 def element_sizes(dump: EGraphDump, target: Target, kernel: Kernel) -> dict[str, int]:
     """Bytes per element of every e-class's value, sized as the simulator sizes the mapping node
     that computes it (`hardware.sim.element_bytes`): a kernel tensor (an input, a statement's
-    result) at its declared or inferred type, a matrix call's result as its store writes it (a
-    scaling store at the type it narrows to), a `Narrow` at its type, a constant at the target's
-    input type, anything else at its widest operand's. An e-class whose e-nodes disagree takes
-    the narrowest (the cheapest way to hold the value). Memoised per dump."""
+    result) at its declared or inferred type, a `Narrow` or a scaling store at the type it
+    narrows to, a matrix call's result as its store writes it, a constant at the target's input
+    type, anything else (views, moves, host arithmetic) at its widest operand's. Where an
+    e-class's e-nodes disagree, the first of those kinds that sizes it decides; among views and
+    host arithmetic, the widest (a product's i32 value re-laid out stays i32). Memoised per dump."""
     hit = _SIZES.get(id(dump))
     if hit is not None and hit[0] is dump and hit[1] is target and hit[2] is kernel:
         return hit[3]
     default = target.dtype_bytes(target.input_dtype)
-    fixed: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    derived: list[str] = []  # e-classes sized from their operands (the fixpoint below)
+    for cid, nodes in dump.classes.items():
+        own = [v for n in nodes if (v := _own_bytes(n, target, kernel, default)) is not None]
+        if own:
+            sizes[cid] = min(own)
+        elif nodes and nodes[0].op not in LIST_CONSTRUCTORS:
+            derived.append(cid)
     for name, cid in dump.results.items():
         if name in kernel.shapes:
-            fixed[cid] = target.dtype_bytes(kernel.dtype(name))
-    sizes: dict[str, int] = dict(fixed)
-    pending = [c for c in dump.classes if c not in fixed]
-    for _ in range(len(pending) + 1):  # a fixpoint; each pass settles at least one more class
+            sizes[cid] = target.dtype_bytes(kernel.dtype(name))
+    settled = set(sizes)
+    for _ in range(len(derived) + 1):  # widths only grow: each pass settles one more or stops
         changed = False
-        for cid in pending:
-            each = (_node_bytes(n, target, kernel, sizes, default) for n in dump.classes[cid])
-            found = [v for v in each if v]
-            if found and min(found) != sizes.get(cid):
-                sizes[cid] = min(found)
+        for cid in derived:
+            if cid in settled:
+                continue
+            each = [max(known) for n in dump.classes[cid]
+                    if (known := [sizes[r] for r in n.refs() if r in sizes])]  # fmt: skip
+            if each and max(each) != sizes.get(cid):
+                sizes[cid] = max(each)
                 changed = True
         if not changed:
             break
@@ -116,10 +125,9 @@ def element_sizes(dump: EGraphDump, target: Target, kernel: Kernel) -> dict[str,
 _SIZES: dict[int, tuple[EGraphDump, Target, Kernel, dict[str, int]]] = {}
 
 
-def _node_bytes(
-    node: ENode, target: Target, kernel: Kernel, sizes: dict[str, int], default: int
-) -> int | None:
-    """One e-node's element size, or None while its operands' sizes are not known yet."""
+def _own_bytes(node: ENode, target: Target, kernel: Kernel, default: int) -> int | None:
+    """An e-node's element size where the node itself says it (its type or its store's), else
+    None (its operands' widest decides)."""
     op = node.op
     if op in LIST_CONSTRUCTORS:
         return None
@@ -132,10 +140,7 @@ def _node_bytes(
         return target.dtype_bytes(node.str_arg(0 if op == "Narrow" else 2))
     if constructor(op).cost == "instruction" and op not in _CONV_CALLS:
         return ArrayModel.for_instruction(target, node.str_arg(0)).out_bytes
-    known = [sizes[r] for r in node.refs() if r in sizes]
-    if not node.refs():
-        return default
-    return max(known) if known else None
+    return None if node.refs() else default  # a constant: the input type
 
 
 #: Matrix calls whose store scales and narrows the result (the type it narrows to: literal 2).
