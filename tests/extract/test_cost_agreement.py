@@ -156,7 +156,8 @@ def test_candidates_compute_what_numpy_does(
     for kernel, scored in candidates.values():
         inputs = random_inputs(kernel, seed=4)
         for c in scored:
-            check_outputs(run_program(c.program, c.mapping, kernel, gemmini, inputs), kernel, inputs)
+            outputs = run_program(c.program, c.mapping, kernel, gemmini, inputs)
+            check_outputs(outputs, kernel, inputs)
 
 
 def test_operands_wider_than_the_instruction_are_costed_at_their_width() -> None:
