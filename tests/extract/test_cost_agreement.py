@@ -63,7 +63,7 @@ def _kernels(target: isamap.Target, seed: int = 3) -> list[isamap.Kernel]:
     """Small seeded random layers, one of each shape kind (plain and bias GEMMs, a convolution,
     depthwise layers with and without MobileNet's epilogue), in gemmini's int8 types."""
     rng = random.Random(seed)
-    texts = [
+    texts: list[tuple[str, isamap.Kernel | str]] = [
         ("gemm", builders.matmul(rng.randint(20, 70), rng.randint(8, 40), rng.randint(16, 60))),
         ("gemm_bias", _gemm_bias(rng.randint(20, 60), rng.randint(16, 40), rng.randint(16, 48))),
         ("conv", builders.conv2d(1, rng.choice([3, 8]), 8, rng.randint(6, 9), 16, 3, 3, padding=1)),
@@ -73,7 +73,7 @@ def _kernels(target: isamap.Target, seed: int = 3) -> list[isamap.Kernel]:
     ]
     out = []
     for name, spec in texts:
-        kernel = spec if isinstance(spec, isamap.Kernel) else isamap.parse_kernel(spec, name=name)
+        kernel = isamap.parse_kernel(spec, name=name) if isinstance(spec, str) else spec
         out.append(hardware_kernel(kernel, target))
     return out
 
