@@ -41,6 +41,7 @@ __all__ = [
     "cost_model",
     "element_sizes",
     "op_cost",
+    "read_transposed",
 ]
 
 #: A statement run by the generic host fallback costs this much more than the same work run as
@@ -218,11 +219,54 @@ def op_cost(
     at least their DRAM traffic at those widths, as the simulator charges them."""
     if node.op in LIST_CONSTRUCTORS:
         return OpCost(0.0)
+    if node.op == "Transpose" and node.eclass in read_transposed(dump, target):
+        return OpCost(0.0)
     cost = _analytic(node, dump, target, kernel, strategy)
     row = constructor(node.op)
     if row.unit == "host" or row.cost == "move":
         return _through_dram(node, dump, target, kernel, cost, row.unit == "host")
     return cost
+
+
+def read_transposed(dump: EGraphDump, target: Target) -> frozenset[str]:
+    """E-classes of transposes that move no data: every reader is a matrix call on a unit with
+    a transposer, whose loads read the value transposed on the way in (`hardware.sim.
+    free_transposes`, the same test on the chosen mapping). Two kinds of reader do not count
+    against it: a transpose undoing it (the value it gives is at hand untransposed) and an
+    alternative to such a call in the call's own e-class (the host product a call stands in
+    for: if extraction took that, the host's product would cost far more than the move).
+    Memoised per dump."""
+    hit = _TRANSPOSED.get(id(dump))
+    if hit is not None and hit[0] is dump and hit[1] is target:
+        return hit[2]
+    readers: dict[str, list[ENode]] = {}
+    for nodes in dump.classes.values():
+        for n in nodes:
+            for ref in n.refs():
+                readers.setdefault(ref, []).append(n)
+
+    def transposing(n: ENode) -> bool:
+        if n.op in LIST_CONSTRUCTORS or constructor(n.op).cost != "instruction":
+            return False
+        unit = target.units.get(target.instructions[n.str_arg(0)].unit)
+        return unit is not None and unit.transposer
+
+    found: set[str] = set()
+    for cid, nodes in dump.classes.items():
+        if not any(n.op == "Transpose" for n in nodes):
+            continue
+        calls = {n.eclass for n in readers.get(cid, []) if transposing(n)}
+        others = [n for n in readers.get(cid, []) if n.op != "Transpose" and not transposing(n)]
+        if calls and all(n.eclass in calls for n in others):
+            found.add(cid)
+    frozen = frozenset(found)
+    if len(_TRANSPOSED) > 8:
+        _TRANSPOSED.clear()
+    _TRANSPOSED[id(dump)] = (dump, target, frozen)
+    return frozen
+
+
+_TRANSPOSED: dict[int, tuple[EGraphDump, Target, frozenset[str]]] = {}
 
 
 def _through_dram(
