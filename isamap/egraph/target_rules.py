@@ -32,6 +32,7 @@ from isamap.ir.window import WindowSpec
 __all__ = [
     "DerivedRule",
     "bias_loads",
+    "broadcast_reads",
     "conv_bias_operand",
     "conv_epilogues",
     "conv_instructions",
@@ -176,12 +177,27 @@ _BIAS_READS = (("2", "bias"), ("0,2", "batch-bias"))
 
 def _bias_fits(move: Instruction, ins: Instruction, kernel: Kernel | None) -> bool:
     """A kernel whose products the instruction computes in its own types (`types_fit`) may put
-    a bias into its accumulator only if every tensor it reads fits the bias move's type (an
-    int8 kernel's int32 bias, not an f32 one); float64 numbers (no fit) take any bias."""
+    a bias into its accumulator only if every tensor that can be a bias fits the bias move's
+    type (an int8 kernel's int32 bias, not an f32 one); float64 numbers (no fit) take any bias.
+    A bias is a tensor read broadcast (`broadcast_reads`): the only way a `Broadcast` enters
+    the e-graph (the encoder's; `ew-through-layout` re-lays out an existing one), so a tensor
+    read whole, as a residual is added, never lands in the accumulator."""
     if kernel is None or not types_fit(ins.semantics, kernel):
         return True
     source = move.semantics.inputs()[0]
-    return all(fits(kernel.dtype(t), move.semantics.dtype(source)) for t in kernel.inputs())
+    return all(fits(kernel.dtype(t), move.semantics.dtype(source)) for t in broadcast_reads(kernel))
+
+
+def broadcast_reads(kernel: Kernel) -> set[str]:
+    """The tensors an elementwise (`=`) statement of `kernel` reads without some index of the
+    tensor it writes: the statement broadcasts them along the missing ones."""
+    out: set[str] = set()
+    for s in kernel.statements:
+        if s.accumulate:
+            continue
+        written = set(s.indices)
+        out.update(a.tensor for a in s.accesses() if not written <= set(a.index_names()))
+    return out
 
 
 def bias_loads(target: Target, ins: Instruction, kernel: Kernel | None = None) -> list[str]:

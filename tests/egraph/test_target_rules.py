@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import isamap
-from isamap.egraph.target_rules import derive_rules, matrix_instructions, rules_program
+from isamap.egraph.target_rules import (
+    broadcast_reads,
+    derive_rules,
+    matrix_instructions,
+    rules_program,
+)
 from isamap.hardware.matrix_form import matrix_form
 
 
@@ -43,3 +50,35 @@ def test_matrix_form_of_transposed_semantics() -> None:
 def test_no_matrix_form_for_elementwise() -> None:
     kernel = isamap.parse_kernel("tensor A[8] f32\nB[i] = relu(A[i])\n")
     assert matrix_form(kernel) is None
+
+
+#: An int8 product onto an int32 bias, then a float residual added whole (MobileNetV2's block as
+#: the suites declare it: the shortcut dequantized).
+RESIDUAL = (
+    "tensor A[24, 40] i8\ntensor B[40, 20] i8\ntensor c[20] i32\ntensor R[24, 20] f32\n"
+    "T[i, j] += A[i, k] * B[k, j]\nY[i, j] = T[i, j] + c[j]\nZ[i, j] = R[i, j] + 0.5 * Y[i, j]\n"
+)
+
+
+def test_only_tensors_read_broadcast_can_be_a_bias() -> None:
+    kernel = isamap.parse_kernel(RESIDUAL)
+    assert broadcast_reads(kernel) == {"c"}
+    target = isamap.load_target("gemmini")
+    assert "bias-into-compute_preloaded-via-mvin_bias" in {
+        r.name for r in derive_rules(target, kernel)
+    }
+    floats = isamap.parse_kernel(RESIDUAL.replace("c[20] i32", "c[20] f32"))
+    assert broadcast_reads(floats) == {"c"}
+    loads = ("bias-", "batch-bias-")  # the rules putting a bias row into the accumulator
+    assert not any(r.name.startswith(loads) for r in derive_rules(target, floats))
+
+
+def test_a_float_residual_leaves_the_int32_bias_in_the_accumulator() -> None:
+    """The f32 shortcut is added on the host; the bias still goes into the accumulator (it was
+    refused for every kernel with any f32 input), and the program computes numpy's numbers."""
+    kernel = isamap.parse_kernel(RESIDUAL)
+    result = isamap.compile(kernel, "gemmini", candidates=1)
+    (call,) = result.mapping.instruction_calls()
+    assert call.attrs.get("bias")
+    x = isamap.random_inputs(kernel, seed=1)
+    np.testing.assert_allclose(result.run(x)["Z"], isamap.evaluate(kernel, x)["Z"], rtol=1e-12)
