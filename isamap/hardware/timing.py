@@ -368,6 +368,11 @@ def _extrapolated(
     return None
 
 
+#: Whether walks jump over repeated work (`_walk`, `MoveQueue.send`); False walks every tile
+#: iteration and every move (tests/hardware/test_timing.py checks the jumps change nothing).
+JUMPS = True
+
+
 class MoveQueue:
     """Moves over the DMA engine with at most `depth` in flight (0: no bound): a move waits
     until the one `depth` moves earlier has landed, a DRAM latency after it left the engine."""
@@ -402,7 +407,7 @@ class MoveQueue:
             i += 1
             if i == first:
                 first_end = t
-            if i % depth or len(lands) < depth or i < first:
+            if not JUMPS or i % depth or len(lands) < depth or i < first:
                 continue
             # a full queue whose landings repeat one period later, shifted, repeats for ever
             # (each move depends only on the one before it and the one `depth` earlier): jump
@@ -708,7 +713,7 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
         now, shape = state(), lengths()
         seen[u] = (now, shape)
         jumped = False
-        if steady():  # the units just walked repeat next, and the state repeats with them
+        if JUMPS and steady():  # the units just walked repeat, and the state with them
             for period in dict.fromkeys((1, 2, count0, 2 * count0)):
                 past = seen.get(u - period)
                 if past is None or past[1] != shape:
@@ -732,7 +737,7 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
                 per = kinds[step] = kind(step)
             first_blocks, compute, stream, tail, busy, stored, loaded = per
             blocks = step[7]
-            history = [state()] if count > 2 else []
+            history = [state()] if count > 2 and JUMPS else []
             entry = lengths()
             walked = 0
             while walked < count:

@@ -217,3 +217,27 @@ def test_operand_shapes_must_match_the_call(gemmini: Target) -> None:
     a, b = _operands(1, 8, 8, 9, 0)
     with pytest.raises(SimulationError, match="%3"):
         run_call(gemmini, call, TileSchedule("WS", 1, 1, 1), a, b)
+
+
+def test_a_host_statement_reads_an_overflowed_value_as_the_kernel_does(gemmini: Target) -> None:
+    """exp of a large int8 product overflows f32 on the host; the next statement (the int8 cast
+    before the second product) reads infinity as numpy's reference does, and saturates it."""
+    kernel = typed_for(
+        isamap.parse_kernel(
+            "tensor X[4, 8] f32\ntensor Y[8] f32\ntensor W[4, 3] f32\n"
+            "T[i] += X[i, k] * Y[k]\nU[i] = exp(T[i])\nV[q] += U[i] * W[i, q]\n"
+        ),
+        gemmini,
+    )
+    result = isamap.compile(kernel, gemmini)
+    inputs = {
+        "X": np.full((4, 8), 100.0),
+        "Y": np.full(8, 100.0),
+        "W": np.arange(12.0).reshape(4, 3) - 6,
+    }
+    inputs = {n: v for n, v in inputs.items() if n in kernel.inputs()}
+    want = isamap.evaluate(kernel, inputs)
+    assert np.isinf(want["U"]).all()
+    got = result.simulate(inputs)
+    for name in kernel.outputs():
+        np.testing.assert_array_equal(got[name], want[name])

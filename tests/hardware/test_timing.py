@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import isamap
+from isamap.hardware import timing
 from isamap.hardware.event_sim import event_run
+from isamap.hardware.matrix_form import matrix_form
 from isamap.hardware.target_file import target_path
 from isamap.hardware.timing import ArrayModel, _extrapolated, _walk, call_timing, compute_cycles
 from isamap.ir.program import MatmulCall, TileSchedule
@@ -271,3 +273,71 @@ def test_mechanism_keys_are_read_and_checked(tmp_path: Path) -> None:
         with pytest.raises(isamap.IsamapError, match=why) as err:
             isamap.load_target(path)
         assert err.value.loc is not None and err.value.loc.line
+
+
+def _matrix_models() -> list[ArrayModel]:
+    """The matrix instructions' models of the shipped accelerators."""
+    found = []
+    for name in ("gemmini", "nnp", "vecdsp"):
+        target = isamap.load_target(name)
+        for ins in target.instructions.values():
+            if ins.kind == "compute" and matrix_form(ins.semantics) is not None:
+                found.append(ArrayModel.for_instruction(target, ins.name))
+    return found
+
+
+MATRIX_MODELS = _matrix_models()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pick=st.integers(0, 10**6),
+    b=st.integers(1, 40),
+    m=st.integers(1, 300),
+    n=st.integers(1, 300),
+    k=st.integers(1, 300),
+    bias=st.booleans(),
+    schedule=st.integers(0, 10**6),
+)
+def test_jumping_over_repeated_work_changes_nothing(
+    pick: int, b: int, m: int, n: int, k: int, bias: bool, schedule: int
+) -> None:
+    """The walk's jumps (runs of identical iterations, repeated outer units, a full load queue)
+    give the figures of walking every iteration and every move."""
+    model = MATRIX_MODELS[pick % len(MATRIX_MODELS)]
+    call = MatmulCall(0, model.names["compute"], b, m, n, k, model.block, bias=bias)
+    space = [s for s in schedules(model, call) if model.fits(s)]
+    assume(space)
+    s = space[schedule % len(space)]
+    jumped = _walk(model, call, s)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(timing, "JUMPS", False)
+        walked = _walk(model, call, s)
+    for field in ("cycles", "compute_cycles", "dma_cycles", "energy_pj"):
+        assert getattr(jumped, field) == pytest.approx(getattr(walked, field), rel=1e-9), field
+    assert dict(jumped.counts) == dict(walked.counts)
+    assert set(jumped.bytes) == set(walked.bytes)
+    for level, moved in walked.bytes.items():
+        assert jumped.bytes[level] == pytest.approx(moved, rel=1e-9)
+
+
+def test_a_repeated_loop_is_jumped_not_walked(
+    model: ArrayModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 batches of the same small product: a few are walked, the rest is one jump."""
+    call = MatmulCall(0, "compute_preloaded", 300, 40, 40, 40, model.block)
+    s = TileSchedule("WS", 1, 1, 1, "ijk", True)
+    sends: list[int] = []
+    real = timing.MoveQueue.send
+
+    def counted(q: timing.MoveQueue, *args: float) -> tuple[float, float]:
+        sends.append(1)
+        return real(q, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timing.MoveQueue, "send", counted)
+    jumped = _walk(model, call, s)
+    few = len(sends)
+    monkeypatch.setattr(timing, "JUMPS", False)
+    walked = _walk(model, call, s)
+    assert len(sends) - few > 20 * few  # every iteration's load and store, against a few
+    assert jumped.cycles == pytest.approx(walked.cycles, rel=1e-9)

@@ -137,6 +137,15 @@ def test_integers_round_half_to_even_then_saturate_or_wrap() -> None:
     assert list(dtype("i16").convert([40000], "wrap")) == [40000 - 65536]
 
 
+def test_an_overflowed_float_saturates_to_the_integer_bound() -> None:
+    """+-inf (a float that overflowed) saturates; it has no wrapped value, and NaN no value."""
+    assert list(dtype("i8").convert([np.inf, -np.inf])) == [127, -128]
+    with pytest.raises(IsamapError, match="non-finite"):
+        dtype("i8").convert([np.inf], "wrap")
+    with pytest.raises(IsamapError, match="non-finite"):
+        dtype("i8").convert([np.nan])
+
+
 def test_which_types_hold_which() -> None:
     assert fits("i8", "bf16") and fits("u8", "bf16") and fits("i8", "i16") and fits("u8", "i16")
     assert fits("fp8_e4m3", "bf16") and fits("bf16", "f32") and fits("f16", "f32")
