@@ -477,7 +477,12 @@ def compile_command(
         fusion=not no_fusion,
     )
     if out is not None:
-        command = f"isamap compile {model} --target {target} --out {out}"
+        flags = [f"--target {target}"]  # the command as given (its non-default options)
+        flags += [f"--cost {cost}"] if cost != "latency" else []
+        flags += [f"--schedule {schedule}"] if schedule != "heuristic" else []
+        flags += [] if quantize is None else ["--quantize" if quantize else "--no-quantize"]
+        flags += ["--no-fusion"] if no_fusion else []
+        command = f"isamap compile {model} {' '.join(flags)} --out {out}"
         try:
             write_model_report(result, out, command)
         except OSError as err:

@@ -28,6 +28,7 @@ def test_compile_prints_the_report_and_writes_it(tmp_path: Path) -> None:
     assert "model gru on gemmini: 4 layers, 4 distinct kernels" in result.output
     assert "| gru/step2 | GRU step |" in result.output
     assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "layers.png"}
+    assert "-target gemmini --quantize --out" in (out / "report.md").read_text()  # as it ran
     doc = json.loads((out / "report.json").read_text())
     assert doc["macs"] == 2 * 3 * 8 * 8 * 3 and len(doc["layers"]) == 4
 

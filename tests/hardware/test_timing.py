@@ -289,7 +289,7 @@ def _matrix_models() -> list[ArrayModel]:
 MATRIX_MODELS = _matrix_models()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pick=st.integers(0, 10**6),
     b=st.integers(1, 40),
