@@ -4,7 +4,8 @@ The contract (README, DESIGN.md): every run ends in a result (exit 0), a verdict
 `isamap: error: ...` line with exit status 2; every API misuse raises an `IsamapError` whose message
 is one line. This script counts tracebacks, multi-line errors and nonsense accepted. Run it with
 `python benchmarks/bad_inputs.py [--verbose]` (a few minutes); it prints one line per failing case
-and a summary table. It is not a test: tests/test_fuzz_*.py assert the same contract on fewer inputs.
+and a summary table. It is not a test: tests/test_fuzz_*.py assert the same contract on fewer
+inputs.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ KERNEL_TEXTS: dict[str, str | bytes] = {
     "400-digit literal": f"tensor A[4, 4] f32\nC[i, j] = A[i, j] * {'9' * 400}\n",
     "5000-digit literal": f"tensor A[4, 4] f32\nC[i, j] = A[i, j] * {'9' * 5000}\n",
     "5000-digit dimension": f"tensor A[{'9' * 5000}] f32\nC[i] = A[i]\n",
-    "extent 10^26": f"tensor A[{10**26}, 4] f32\ntensor B[4, 4] f32\nC[i, j] += A[i, k] * B[k, j]\n",
+    "extent 10^26": (
+        f"tensor A[{10**26}, 4] f32\ntensor B[4, 4] f32\nC[i, j] += A[i, k] * B[k, j]\n"
+    ),
     "extents 10^9 x 10^9": "tensor A[1000000000, 1000000000] f32\nC[i, j] = relu(A[i, j])\n",
     "extent 2^63": f"tensor A[{2**63}] f32\nC[i] = A[i]\n",
     "huge padding": f"tensor A[4] f32 pad({10**30})\nC[i] = A[i - 1]\n",

@@ -207,7 +207,9 @@ def test_gru_gate_gemms_are_fused(gemmini: isamap.Target) -> None:
     # MACs computed once (batch 3, input 20, hidden 24)
     assert 2 <= len(calls) <= 4
     macs = sum(
-        int(str(c.attrs["b"])) * int(str(c.attrs["m"])) * int(str(c.attrs["n"]))
+        int(str(c.attrs["b"]))
+        * int(str(c.attrs["m"]))
+        * int(str(c.attrs["n"]))
         * int(str(c.attrs["k"]))
         for c in calls
     )

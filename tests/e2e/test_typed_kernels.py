@@ -130,8 +130,9 @@ def test_a_chain_of_products_is_requantized_between_them() -> None:
     got = {**q.dequantize(evaluate(integer, ints)), **result.run(calibration)}
     assert "D" not in result.run(calibration)
     diff = np.concatenate([(got[t] - want[t]).ravel() for t in ("D", "Y")])
-    measured = np.linalg.norm(diff) / np.linalg.norm(np.concatenate([want["D"].ravel(),
-                                                                      want["Y"].ravel()]))
+    measured = np.linalg.norm(diff) / np.linalg.norm(
+        np.concatenate([want["D"].ravel(), want["Y"].ravel()])
+    )
     assert measured == pytest.approx(q.relative_error, rel=1e-6)
     assert 0 < q.relative_error < 0.1
 

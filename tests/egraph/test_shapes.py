@@ -83,8 +83,7 @@ def test_a_rule_file_can_guard_on_shapes(tmp_path: Path) -> None:
 def test_a_rule_file_may_not_take_a_shape_rules_name(tmp_path: Path) -> None:
     path = tmp_path / "mine.egg"
     path.write_text(
-        "(ruleset mine)\n"
-        '(rewrite (Fn "relu" x) (Fn "relu" x) :ruleset mine :name "shape-of-fn")\n'
+        '(ruleset mine)\n(rewrite (Fn "relu" x) (Fn "relu" x) :ruleset mine :name "shape-of-fn")\n'
     )
     forms = read_rule_file(path)[1]
     with pytest.raises(IsamapError, match="already a rule of isamap's"):
