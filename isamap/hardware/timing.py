@@ -627,29 +627,7 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
     if call.b > 1:
         later = [unit_id(tuple(head[count0 * per_unit :])), *first[1:]]
         sequence += later * (call.b - 1)
-    # what moved and what computed: from each unit's iterations and how often it occurs
-    tiles: Counter[tuple[int, int, int]] = Counter()  # (mt, nt, kt) -> iterations
-    stores: Counter[tuple[int, int]] = Counter()  # (mt, nt) -> C tiles stored
-    load_blocks = bias_moves = 0
-    dram_in = acc_back = bias_in = 0.0
-    for uid, times in Counter(sequence).items():
-        for step, count in units[uid]:
-            n = count * times
-            mt, nt, kt, _, _, _, nbytes, blocks, acc_in, bias_row, moves, store = step
-            tiles[(mt, nt, kt)] += n
-            if store is not None:
-                stores[store] += n
-            load_blocks += blocks * n
-            dram_in += nbytes * n
-            acc_back += acc_in * n
-            bias_in += bias_row * n
-            bias_moves += moves * n
-            out.dma_cycles += nbytes / model.dram_bw * n
-            out.compute_cycles += model.tile_busy(mt, nt, kt, s.dataflow) * n
-    last = head[-1] if call.b == 1 else head[count0 * per_unit - 1]
-    c_shape = (last[0], last[1])
-
-    # what the engines do per iteration kind: (first blocks, compute, stream, tail, busy,
+    # what the engines do per kind of iteration: (first blocks, compute, stream, tail, busy,
     # store's (busy, blocks), loaded)
     kinds: dict[_Step, tuple[int, float, float, float, float, tuple[float, int] | None, bool]]
     kinds = {}
@@ -670,6 +648,31 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
             stored,
             nbytes > 0,
         )
+
+    # what moved and what computed: from each unit's iterations and how often it occurs
+    tiles: Counter[tuple[int, int, int]] = Counter()  # (mt, nt, kt) -> iterations
+    stores: Counter[tuple[int, int]] = Counter()  # (mt, nt) -> C tiles stored
+    load_blocks = bias_moves = 0
+    dram_in = acc_back = bias_in = 0.0
+    for uid, times in Counter(sequence).items():
+        for step, count in units[uid]:
+            n = count * times
+            mt, nt, kt, _, _, _, nbytes, blocks, acc_in, bias_row, moves, store = step
+            tiles[(mt, nt, kt)] += n
+            if store is not None:
+                stores[store] += n
+            load_blocks += blocks * n
+            dram_in += nbytes * n
+            acc_back += acc_in * n
+            bias_in += bias_row * n
+            bias_moves += moves * n
+            per = kinds.get(step)
+            if per is None:
+                per = kinds[step] = kind(step)
+            out.dma_cycles += per[4] * n
+            out.compute_cycles += per[1] * n
+    last = head[-1] if call.b == 1 else head[count0 * per_unit - 1]
+    c_shape = (last[0], last[1])
 
     def state() -> tuple[float, ...]:
         return (dma_free, array_free, last_start, results, *done, *lands[0], *lands[1])
@@ -732,10 +735,7 @@ def _walk(model: ArrayModel, call: MatmulCall, s: TileSchedule) -> CallTiming:
         if jumped:
             continue
         for step, count in units[sequence[u]]:
-            per = kinds.get(step)
-            if per is None:
-                per = kinds[step] = kind(step)
-            first_blocks, compute, stream, tail, busy, stored, loaded = per
+            first_blocks, compute, stream, tail, busy, stored, loaded = kinds[step]
             blocks = step[7]
             history = [state()] if count > 2 and JUMPS else []
             entry = lengths()
