@@ -12,7 +12,7 @@ import isamap
 import isamap.codegen.emit as emit_module
 import isamap.codegen.fused as fused_module
 from isamap.bench.suites import gru_step_text
-from isamap.codegen import emit_c, load_native
+from isamap.codegen import CSource, emit_c, load_native
 from isamap.codegen.families import family
 from isamap.codegen.fused import channel_plan, full_depth_streams, matrix_plan
 from isamap.hardware.host_cpu import missing_features
@@ -36,6 +36,15 @@ def _check(kernel: isamap.Kernel, target: str = HOST) -> str:
         scale = max(1.0, float(np.max(np.abs(want[name]))))
         np.testing.assert_allclose(value, want[name], rtol=2e-5, atol=2e-5 * scale, err_msg=name)
     return result.c_source()
+
+
+def _runs_like_numpy(source: CSource, result: isamap.CompileResult, seed: int) -> None:
+    """Emitted `source` for `result`'s block, loaded and run, gives numpy's output."""
+    inputs = isamap.random_inputs(result.kernel, seed=seed)
+    got = load_native(source, result.target).run(inputs)
+    want = isamap.evaluate(result.kernel, inputs)
+    (name,) = result.kernel.outputs()
+    np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
 
 
 def _block(stride: int, c: int = 16, h: int = 10, w: int = 10) -> isamap.Kernel:
@@ -97,11 +106,7 @@ def test_depthwise_separable_blocks_with_bias_relu6_and_residual(
         source = emit_c(result.program, result.mapping, result.kernel, result.target)
         assert "depthwise-separable block fused" in source.text
         assert rows is None or "blocks of 3 rows" in source.text
-        inputs = isamap.random_inputs(result.kernel, seed=2)
-        got = load_native(source, result.target).run(inputs)
-        want = isamap.evaluate(result.kernel, inputs)
-        (name,) = result.kernel.outputs()
-        np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
+        _runs_like_numpy(source, result, seed=2)
 
 
 @pytest.mark.parametrize("rows", [None, 3])
@@ -124,11 +129,7 @@ def test_pointwise_products_vectorised_over_output_channels(
         source = emit_c(result.program, result.mapping, result.kernel, result.target)
         assert f"vectorised over output channels, tile {tile[0]}x{tile[1]}" in source.text
         assert rows is None or "5 channels per slice" in source.text
-        inputs = isamap.random_inputs(result.kernel, seed=3)
-        got = load_native(source, result.target).run(inputs)
-        want = isamap.evaluate(result.kernel, inputs)
-        (name,) = result.kernel.outputs()
-        np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-4)
+        _runs_like_numpy(source, result, seed=3)
 
 
 def test_a_packed_b_of_full_depth_is_not_sliced_where_it_streams() -> None:
