@@ -234,6 +234,7 @@ def corpus(seed: int = 0, casts: bool = True) -> list[Kernel]:
             "Z[i, j] = min(relu(T[i, j]), 0.5)\n"
             + "".join(f"{q}_q[i, j] = {e}\n" for q, e in quantized.items())
         )
+        texts.append(_quantized_convs(3))
     kernels = [parse_kernel(t, name=f"corpus{i}") for i, t in enumerate(texts)]
     c, h, w, k = d(1, 4), d(4, 9), d(4, 9), d(1, 6)
     conv = builders.conv2d(1, c, h, w, k, 3, 3, stride=d(1, 2), padding="same")
@@ -262,6 +263,30 @@ def corpus(seed: int = 0, casts: bool = True) -> list[Kernel]:
         )
     )
     return kernels
+
+
+def _quantized_convs(pixels: int) -> str:
+    """Casts into int8 of convolutions (the requantization of a tap accumulation): a depthwise
+    one (its channels packed: a bias per batch and column) and a full one, onto a bias in
+    either operand order, through relu and clips the saturation covers."""
+    casts = {
+        "A": "24.5 * O[n, k, h, w]", "R": "40.0 * relu(O[n, k, h, w])",
+        "W": "21.25 * min(relu(O[n, k, h, w]), 6)", "V": "21.25 * min(relu(Q[n, k, h, w]), 6)",
+        "S": "relu(Q[n, k, h, w]) * 40.0",
+    }  # fmt: skip
+    dw = {"B": "0.5 * U2[n, c, h, w]"}
+    return (
+        f"tensor X[1, 32, {pixels}, {pixels}] f32 pad(0:0, 0:0, 1:1, 1:1)\n"
+        "tensor F[32, 3, 3] f32\ntensor G[5, 32, 3, 3] f32\ntensor e[32] f32\ntensor f[5] f32\n"
+        + "".join(f"tensor {q}_q[1, 5, {pixels}, {pixels}] i8\n" for q in casts)
+        + "".join(f"tensor {q}_q[1, 32, {pixels}, {pixels}] i8\n" for q in dw)
+        + "D[n, c, h, w] += X[n, c, h + r - 1, w + s - 1] * F[c, r, s]\n"
+        "U[n, c, h, w] = D[n, c, h, w] + e[c]\nU2[n, c, h, w] = e[c] + D[n, c, h, w]\n"
+        "O[n, k, h, w] += X[n, c, h + r - 1, w + s - 1] * G[k, c, r, s]\n"
+        "Q[n, k, h, w] = f[k] + O[n, k, h, w]\n"
+        + "".join(f"{q}_q[n, k, h, w] = {e}\n" for q, e in casts.items())
+        + "".join(f"{q}_q[n, c, h, w] = {e}\n" for q, e in dw.items())
+    )
 
 
 def _with_bias_relu(conv: Kernel) -> Kernel:

@@ -38,7 +38,7 @@ _OPS = ("+", "*")
 #: column (n), or per batch and column (b, n) — what a bias row or a per-channel scale is.
 _PER_COLUMN = ((2,), (0, 2))
 #: Constructors of a product's result: where a layout chain may end.
-_PRODUCTS = ("Bmm", "Instr", "InstrAct", "InstrBias")
+_PRODUCTS = ("Bmm", "Instr", "InstrAct", "InstrBias", "InstrTaps", "InstrTapsEpi", "InstrTapsBias")
 _VIEWS = ("Reshape", "Transpose")
 _DEPTH = 3  # views followed: a product's result layout is at most a reshape and a transpose
 

@@ -29,6 +29,8 @@ the kernel's own constant; the machine holds it in that type (`hardware/function
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from isamap.hardware.functional import scaling_stores
 from isamap.hardware.target import Target
 from isamap.ir.dtypes import DType, dtype
@@ -54,14 +56,27 @@ def _scale_guard(scale: DType, var: str) -> str:
     return " ".join(conds)
 
 
-def _calls(name: str, fn: str) -> list[tuple[str, str, str]]:
-    """(pattern, fused constructor, its operands) of the calls a cast may read with function
-    `fn` ("" for none) already on them: a plain call or one with `fn`, and one onto a bias."""
+def _calls(name: str, fn: str, taps: bool = False) -> list[tuple[str, str, str]]:
+    """(pattern, fused constructor, its arguments with `{fn}` and `{to}` to fill in) of the
+    calls a cast may read with function `fn` ("" for none) already on them: a plain call or
+    one with `fn`, and one onto a bias; with `taps`, a tap accumulation on `name` likewise
+    (`InstrTaps`, or `InstrTapsEpi` / `InstrTapsBias` with `fn` and no narrowing yet)."""
     mm = "b m n k x y"
+    if taps:
+        tm = f"taps {mm}"
+        plain = f'(InstrTaps "{name}" g {tm})'
+        if fn:
+            plain = f'(InstrTapsEpi "{name}" g "{fn}" "" 1.0 {tm})'
+        fused = f'"{name}" g "{{fn}}" "{{to}}" s {tm}'
+        return [
+            (plain, "InstrTapsEpi", fused),
+            (f'(InstrTapsBias "{name}" g "{fn}" "" 1.0 {tm} z)', "InstrTapsBias", f"{fused} z"),
+        ]
     plain = f'(Instr "{name}" {mm})' if not fn else f'(InstrAct "{name}" "{fn}" {mm})'
+    fused = f'"{name}" "{{fn}}" "{{to}}" s {mm}'
     return [
-        (plain, "InstrScale", mm),
-        (f'(InstrBias "{name}" "{fn}" {mm} z)', "InstrBiasScale", f"{mm} z"),
+        (plain, "InstrScale", fused),
+        (f'(InstrBias "{name}" "{fn}" {mm} z)', "InstrBiasScale", f"{fused} z"),
     ]
 
 
@@ -70,65 +85,78 @@ def _rule(name: str, lhs: str, guard: str, rhs: str, doc: str) -> tuple[str, str
             doc)  # fmt: skip
 
 
-def requant_rules(target: Target, names: list[str]) -> list[tuple[str, str, str]]:
-    """(name, egglog text, doc) of the requantization rules for matrix instructions `names`."""
+def requant_rules(
+    target: Target, names: list[str], taps: Collection[str] = ()
+) -> list[tuple[str, str, str]]:
+    """(name, egglog text, doc) of the requantization rules for matrix instructions `names`,
+    and for the tap accumulations on those of them in `taps`."""
     rules: list[tuple[str, str, str]] = []
     for name in names:
-        ins = target.instructions[name]
-        for st in scaling_stores(target, ins):
-            scale = dtype(st.scale or "f32")
-            if scale.is_integer:
-                continue  # an integer scale register: no rule (none ships)
-            fns = [f for f in COMMUTING if f in (*st.epilogues, *ins.epilogues)]
-            guard = _scale_guard(scale, "s")
-            for to in st.narrowing:
-                t = dtype(to)
-                if not t.is_integer:
-                    continue
-                via = f"{name}-via-{st.name}-{to}"
-                for fn in ["", *fns]:
-                    for pattern, ctor, operands in _calls(name, fn):
-                        rhs = f'({ctor} "{name}" "{fn}" "{to}" s {operands})'
-                        what = f"{fn}({name}(...))" if fn else f"{name}(...)"
-                        rules.append(
-                            _rule(
-                                f"requant-{fn or 'plain'}-{ctor.lower()}-{via}",
-                                f'(Narrow "{to}" (Ew "*" (Full s sh) {pattern}))',
-                                guard,
-                                rhs,
-                                f"{to}(s * {what}) -> {name} read out scaled by s, narrowed "
-                                f"to {to}{', then ' + fn if fn else ''} by {st.name}",
-                            )
-                        )
-                if not fns:
-                    continue
-                relu, bound = fns[0], f"{t.hi - 0.5!r}"
-                for (plain, ctor, operands), (fused, _, _) in zip(
-                    _calls(name, ""), _calls(name, relu), strict=True
-                ):
-                    rhs = f'({ctor} "{name}" "{relu}" "{to}" s {operands})'
-                    clip_doc = f"with round(c s) >= {t.hi:g} -> {name} read out scaled, "
-                    clip_doc += f"narrowed to {to} (its saturation is the clip), then {relu}"
-                    rules.append(
-                        _rule(
-                            f"requant-relu6-{ctor.lower()}-{via}",
-                            f'(Narrow "{to}" (Ew "*" (Full s sh) (Fn "relu6" {plain})))',
-                            f"{guard} (> (* s 6.0) {bound})",
-                            rhs,
-                            f"{to}(s * relu6({name}(...))) {clip_doc.replace('c s', '6 s')}",
-                        )
-                    )
-                    rules.append(
-                        _rule(
-                            f"requant-clip-{ctor.lower()}-{via}",
-                            f'(Narrow "{to}" (Ew "*" (Full s sh) (Ew "min" {fused} (Full c sc))))',
-                            f"{guard} (> (* s c) {bound})",
-                            rhs,
-                            f"{to}(s * min({relu}({name}(...)), c)) {clip_doc}",
-                        )
-                    )
+        for kind in (False, True) if name in taps else (False,):
+            rules.extend(_instruction_rules(target, name, kind))
     # the carrying rules first: the fusing ones read what they bring below a product's views
     return [*_carry_rules(), *rules] if rules else []
+
+
+def _instruction_rules(target: Target, name: str, taps: bool) -> list[tuple[str, str, str]]:
+    """The requantization rules of matrix instruction `name`'s calls (`taps`: of its tap
+    accumulations)."""
+    rules: list[tuple[str, str, str]] = []
+    call = f"taps on {name}" if taps else name
+    ins = target.instructions[name]
+    for st in scaling_stores(target, ins):
+        scale = dtype(st.scale or "f32")
+        if scale.is_integer:
+            continue  # an integer scale register: no rule (none ships)
+        fns = [f for f in COMMUTING if f in (*st.epilogues, *ins.epilogues)]
+        guard = _scale_guard(scale, "s")
+        for to in st.narrowing:
+            t = dtype(to)
+            if not t.is_integer:
+                continue
+            via = f"{name}-via-{st.name}-{to}"
+            for fn in ["", *fns]:
+                for pattern, ctor, operands in _calls(name, fn, taps):
+                    rhs = f"({ctor} {operands.format(fn=fn, to=to)})"
+                    what = f"{fn}({call}(...))" if fn else f"{call}(...)"
+                    rules.append(
+                        _rule(
+                            f"requant-{fn or 'plain'}-{ctor.lower()}-{via}",
+                            f'(Narrow "{to}" (Ew "*" (Full s sh) {pattern}))',
+                            guard,
+                            rhs,
+                            f"{to}(s * {what}) -> {name} read out scaled by s, narrowed "
+                            f"to {to}{', then ' + fn if fn else ''} by {st.name}",
+                        )
+                    )
+            if not fns:
+                continue
+            relu, bound = fns[0], f"{t.hi - 0.5!r}"
+            for (plain, ctor, operands), (fused, _, _) in zip(
+                _calls(name, "", taps), _calls(name, relu, taps), strict=True
+            ):
+                rhs = f"({ctor} {operands.format(fn=relu, to=to)})"
+                clip_doc = f"with round(c s) >= {t.hi:g} -> {call} read out scaled, "
+                clip_doc += f"narrowed to {to} (its saturation is the clip), then {relu}"
+                rules.append(
+                    _rule(
+                        f"requant-relu6-{ctor.lower()}-{via}",
+                        f'(Narrow "{to}" (Ew "*" (Full s sh) (Fn "relu6" {plain})))',
+                        f"{guard} (> (* s 6.0) {bound})",
+                        rhs,
+                        f"{to}(s * relu6({call}(...))) {clip_doc.replace('c s', '6 s')}",
+                    )
+                )
+                rules.append(
+                    _rule(
+                        f"requant-clip-{ctor.lower()}-{via}",
+                        f'(Narrow "{to}" (Ew "*" (Full s sh) (Ew "min" {fused} (Full c sc))))',
+                        f"{guard} (> (* s c) {bound})",
+                        rhs,
+                        f"{to}(s * min({relu}({call}(...)), c)) {clip_doc}",
+                    )
+                )
+    return rules
 
 
 def _carry_rules() -> list[tuple[str, str, str]]:

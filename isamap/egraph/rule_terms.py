@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from isamap.egraph.computed_rules import tap_capable
 from isamap.egraph.encode import f64_literal
 from isamap.egraph.rule_file import SExpr, SList
 from isamap.egraph.target_rules import matrix_instructions
@@ -38,6 +39,7 @@ from isamap.hardware.target import Target
 from isamap.ir.errors import IsamapError
 from isamap.ir.kernel import Affine
 from isamap.ir.ops import UNARY_NAMES
+from isamap.ir.taps import TapGeometry
 from isamap.ir.window import WindowSpec
 
 __all__ = ["Instance", "instantiate", "lhs_alternatives"]
@@ -333,6 +335,61 @@ def _plan_instr_bias(
     return head, [*shapes, (bb, n) if z is not None and len(z) == 2 else (n,)]
 
 
+def _tap_geometry(b: _Builder, value: Literal | None, t: int, m: int, n: int, k: int) -> str:
+    """A tap geometry for `t` taps of depth `k` whose views are operand A (rows: the `m`
+    output pixels) or B (the `n`): a one-dimensional convolution padded by one; or the
+    literal as given."""
+    if value is not None:
+        return str(value)
+    operand = b.rng.choice("AB")
+    rows = m if operand == "A" else n
+    read = Affine((("p", 1), ("r", 1)), -1)
+    return TapGeometry(operand, k, (("p", rows),), (("r", t),), (read,), (rows,)).to_string()
+
+
+def _plan_taps(
+    b: _Builder, lits: list[Literal | None], known: list[Shape | None], want: Shape | None
+) -> Planned:
+    """`InstrTaps` (name geometry t b m n k x y), `InstrTapsEpi` (name geometry f type scale t
+    b m n k x y) and `InstrTapsBias` (the same and z): the instruction, a geometry, the
+    epilogue's literals, the extents, views [b, t, m, k], weights [b, t, k, n] and a bias [n]
+    or [b, n]."""
+    epi = len(lits) == 10
+    head: list[Literal] = [_pick(b, lits[0], _tap_instructions(b.target))]
+    slots: dict[str, int | None] = {
+        key: (int(v) if v is not None else None)
+        for key, v in zip("tbmnk", lits[5 if epi else 2 :], strict=True)
+    }
+    x, y = known[0], known[1]
+    for shape, keys in ((want, "bmn"), (x, "btmk"), (y, "btkn")):
+        if shape is not None:
+            if len(shape) != len(keys):
+                raise _NoFitError
+            for key, d in zip(keys, shape, strict=True):
+                _merge(slots, key, d)
+    for key in "tbmnk":
+        if slots[key] is None:
+            slots[key] = b.rng.randint(1, 2) if key == "b" else b.dim()
+    t, bb, m, n, k = (int(slots[key] or 0) for key in "tbmnk")
+    head.append(_tap_geometry(b, lits[1], t, m, n, k))
+    if epi:
+        fn = lits[2] if lits[2] is not None else b.rng.choice(["", "relu"])
+        to = lits[3] if lits[3] is not None else ""
+        scale = lits[4] if lits[4] is not None else 1.0
+        head += [fn, to, scale]
+    shapes: list[Shape | None] = [(bb, t, m, k), (bb, t, k, n)]
+    if len(known) == 3:
+        z = known[2]
+        if z is not None and (len(z) not in (1, 2) or z[-1] != n):
+            raise _NoFitError
+        shapes.append((bb, n) if z is not None and len(z) == 2 else (n,))
+    return [*head, t, bb, m, n, k], shapes
+
+
+def _tap_instructions(target: Target) -> list[str]:
+    return [n for n in matrix_instructions(target) if tap_capable(target, n)]
+
+
 def _plan_same(
     b: _Builder,
     lits: list[Literal | None],
@@ -538,6 +595,9 @@ _PLANNERS: dict[str, _Planner] = {
     "Instr": _plan_matmul,
     "InstrAct": _plan_matmul,
     "InstrBias": _plan_instr_bias,
+    "InstrTaps": _plan_taps,
+    "InstrTapsEpi": _plan_taps,
+    "InstrTapsBias": _plan_taps,
     "Ew": lambda b, lits, known, want: _plan_same(b, lits, known, want, BINARY_OPS),
     "Fn": lambda b, lits, known, want: _plan_same(b, lits, known, want, sorted(UNARY_NAMES)),
     "Narrow": lambda b, lits, known, want: _plan_same(b, lits, known, want, INTEGER_NARROWING),

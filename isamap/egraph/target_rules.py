@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from isamap.egraph.computed_rules import ComputedRule, RuleContext
+from isamap.egraph.computed_rules import ComputedRule, RuleContext, tap_capable
 from isamap.egraph.dump import ENode, Ref, parse_dims
 from isamap.egraph.requant_rules import requant_rules
 from isamap.egraph.term_builder import Builder, Val
@@ -129,6 +129,8 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
                     )
                 )
         rules.extend(_bias_rules(target, ins, out_mem, kernel))
+        if tap_capable(target, name):
+            rules.extend(_taps_rules(target, ins, out_mem, kernel))
         for fn in ins.epilogues:  # the compute instruction applies it itself
             rule = f"fuse-{fn}-into-{name}"
             rules.append(
@@ -146,7 +148,8 @@ def derive_rules(target: Target, kernel: Kernel | None = None) -> list[DerivedRu
         for n in eligible_instructions(target, kernel)
         if target.instructions[n].chain is None and target.instructions[n].chain_bias is None
     ]
-    rules.extend(DerivedRule(*r) for r in requant_rules(target, plain))  # requant_rules.py
+    taps = [n for n in plain if tap_capable(target, n)]
+    rules.extend(DerivedRule(*r) for r in requant_rules(target, plain, taps))  # requant_rules.py
     return rules
 
 
@@ -223,7 +226,7 @@ def _bias_rules(
     """`Instr + bias -> InstrBias` when a move preloads a bias row into the instruction's output
     memory (Gemmini's mvin of D with `repeating_bias`), and the functions its stores apply on
     top (`fuse-relu-into-<name>-bias`)."""
-    name, dram = ins.name, target.dram().name
+    name = ins.name
     loads = bias_loads(target, ins, kernel)
     if not loads:
         return []
@@ -242,13 +245,7 @@ def _bias_rules(
                     f" by {via}",
                 )
             )
-    fns = list(ins.epilogues)
-    for store in target.instructions.values():
-        dst = store.semantics.statements[0].target if store.kind == "move" else ""
-        reads = {m for t, m in store.operands.items() if t != dst}
-        if store.kind == "move" and out_mem in reads and store.operands[dst] == dram:
-            fns.extend(f for f in store.epilogues if f not in fns)
-    for fn in fns:
+    for fn in _out_functions(target, ins, out_mem):
         rule = f"fuse-{fn}-into-{name}-bias"
         rules.append(
             DerivedRule(
@@ -258,6 +255,68 @@ def _bias_rules(
                 f"{fn}({name}(x, y) + z) -> {name} onto bias z with {fn} on the way out",
             )
         )
+    return rules
+
+
+def _out_functions(target: Target, ins: Instruction, out_mem: str) -> list[str]:
+    """The functions a call of `ins` can apply on its way out: its own epilogues and those of a
+    store from its output memory `out_mem` to DRAM."""
+    dram = target.dram().name
+    fns = list(ins.epilogues)
+    for store in target.instructions.values():
+        dst = store.semantics.statements[0].target if store.kind == "move" else ""
+        reads = {m for t, m in store.operands.items() if t != dst}
+        if store.kind == "move" and out_mem in reads and store.operands[dst] == dram:
+            fns.extend(f for f in store.epilogues if f not in fns)
+    return fns
+
+
+#: A tap accumulation with no epilogue yet, and one onto a bias, in the rules' patterns (an
+#: epilogue with no narrowing has scale 1).
+_TAPS = "taps b m n k x y"
+
+
+def _taps_rules(
+    target: Target, ins: Instruction, out_mem: str, kernel: Kernel | None = None
+) -> list[DerivedRule]:
+    """The epilogues of a tap accumulation (`einsum-to-taps`' `InstrTaps`): the same
+    accumulator and store as a plain call of `ins`, so the same bias preload (`taps-bias-into-
+    ...`: `InstrTapsBias`) and the same functions on the way out (`fuse-relu-into-<name>-taps`:
+    `InstrTapsEpi`, onto a bias too). The store's scale and narrowing are
+    `requant_rules`'."""
+    name = ins.name
+    plain = f'(InstrTaps "{name}" g {_TAPS})'
+    rules: list[DerivedRule] = []
+    loads = bias_loads(target, ins, kernel)
+    for via in loads[:1]:
+        for where, prefix in _BIAS_READS:
+            bias = f'(Broadcast z s "{where}")'
+            for lhs, tag in ((f"{plain} {bias}", ""), (f"{bias} {plain}", "-swapped")):
+                rule = f"taps-{prefix}{tag}-into-{name}-via-{via}"
+                rules.append(
+                    DerivedRule(
+                        rule,
+                        f'(rewrite (Ew "+" {lhs}) (InstrTapsBias "{name}" g "" "" 1.0 taps b m n k'
+                        f' x y z) :ruleset target :name "{rule}")',
+                        f"taps on {name} + per-column bias z -> the taps accumulating onto z,"
+                        f" preloaded by {via}",
+                    )
+                )
+    for fn in _out_functions(target, ins, out_mem):
+        fused = [(plain, f'(InstrTapsEpi "{name}" g "{fn}" "" 1.0 {_TAPS})', "")]
+        if loads:
+            onto = f'(InstrTapsBias "{name}" g "" "" 1.0 {_TAPS} z)'
+            fused.append((onto, f'(InstrTapsBias "{name}" g "{fn}" "" 1.0 {_TAPS} z)', "-bias"))
+        for lhs, rhs, tag in fused:
+            rule = f"fuse-{fn}-into-{name}-taps{tag}"
+            rules.append(
+                DerivedRule(
+                    rule,
+                    f'(rewrite (Fn "{fn}" {lhs}) {rhs} :ruleset target :name "{rule}")',
+                    f"{fn}(taps on {name}{' + z' if tag else ''}) -> the taps with {fn} on the"
+                    " way out",
+                )
+            )
     return rules
 
 

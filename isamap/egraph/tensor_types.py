@@ -36,6 +36,18 @@ __all__ = [
     "tensor_shape",
 ]
 
+#: The constructors of a matrix instruction's call (literal 0: the instruction).
+_MATRIX_CALLS = (
+    "Instr",
+    "InstrAct",
+    "InstrBias",
+    "InstrTaps",
+    "InstrScale",
+    "InstrBiasScale",
+    "InstrTapsEpi",
+    "InstrTapsBias",
+)
+
 #: Elementwise binary operators of `Ew` (the language's, from `ir/ops.py`).
 BINARY_OPS = BINARY_NAMES
 
@@ -67,7 +79,7 @@ def tensor_shape(
     """The shape of Tensor constructor `op` with literal arguments `lits` and operand shapes
     `shapes` (both in argument order) on `target`: the table's shape rule, and an instruction
     that `target` has; IllShapedError if they do not fit; None for Input and HostStmt."""
-    if op in ("Instr", "InstrAct", "InstrBias", "InstrTaps", "InstrScale", "InstrBiasScale"):
+    if op in _MATRIX_CALLS:
         need(str(lits[0]) in matrix_instructions(target), f"no matrix instruction {lits[0]}")
     elif op in ("InstrConv", "InstrConvBias"):
         need(str(lits[0]) in conv_instructions(target), f"no direct-convolution {lits[0]}")

@@ -169,6 +169,22 @@ def _instr_taps(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     return (b, m, n)
 
 
+def _instr_taps_epi(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
+    """`(InstrTapsEpi name geometry f type scale t b m n k x y [z])`: a tap accumulation read out
+    through a store's epilogue, `f(narrow(scale * sum))` (`type` "" for no narrowing, then scale
+    1), with a bias z (InstrTapsBias) accumulated onto first."""
+    fn, to, scale = str(lits[2]), str(lits[3]), float(lits[4])
+    need(fn == "" or fn in UNARY_NAMES, f"no function '{fn}'")
+    need(to == "" or to in INTEGER_NARROWING, f"no integer type '{to}' to narrow to")
+    need(math.isfinite(scale) and scale > 0, f"scale {scale} is not a positive number")
+    need(to != "" or scale == 1.0, f"scale {scale} without a narrowing")
+    out = _instr_taps((lits[0], lits[1], *lits[5:]), s[:2])
+    if len(s) == 3:
+        b, _, n = out
+        need(s[2] in ((n,), (b, n)), f"bias is {list(s[2])}, expected [{n}] or [{b}, {n}]")
+    return out
+
+
 def _instr_conv(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
     need(str(lits[2]) in ("", *UNARY_NAMES), f"no function '{lits[2]}'")
     spec, window = split_conv_literal(str(lits[1]))
@@ -257,6 +273,7 @@ def _slice(lits: Sequence[Literal], s: Sequence[Shape]) -> Shape:
 
 T, S, N, F = "Tensor", "String", "i64", "f64"  # N: an integer literal
 _MM = ("b", "m", "n", "k")
+_TAPS_EPI = ("instruction", "geometry", "epilogue", "narrow", "scale", "taps", *_MM)
 
 #: Every Tensor constructor, in `sorts.egg` order.
 CONSTRUCTORS: tuple[Constructor, ...] = (
@@ -440,6 +457,26 @@ CONSTRUCTORS: tuple[Constructor, ...] = (
         "instruction",
         _instr_conv_bias,
         "a direct convolution onto a per-output-channel bias, then a function (or none)",
+    ),
+    Constructor(
+        "InstrTapsEpi",
+        (S, S, S, S, F, N, N, N, N, N, T, T),
+        _TAPS_EPI,
+        "instr",
+        "",
+        "instruction",
+        _instr_taps_epi,
+        "a tap accumulation read out scaled, narrowed and through a function (each optional)",
+    ),
+    Constructor(
+        "InstrTapsBias",
+        (S, S, S, S, F, N, N, N, N, N, T, T, T),
+        _TAPS_EPI,
+        "instr",
+        "",
+        "instruction",
+        _instr_taps_epi,
+        "the same onto a per-column bias preloaded into the accumulator",
     ),
     Constructor(
         "HostStmt",

@@ -139,6 +139,8 @@ def _own_bytes(node: ENode, target: Target, kernel: Kernel, default: int) -> int
         return target.dtype_bytes(kernel.dtype(kernel.statements[node.int_arg(0)].target))
     if op == "Narrow" or op in _SCALED:
         return target.dtype_bytes(node.str_arg(0 if op == "Narrow" else 2))
+    if op in _TAPS_EPILOGUE and node.str_arg(3):  # a tap accumulation's store narrows
+        return target.dtype_bytes(node.str_arg(3))
     if constructor(op).cost == "instruction" and op not in _CONV_CALLS:
         return ArrayModel.for_instruction(target, node.str_arg(0)).out_bytes
     return None if node.refs() else default  # a constant: the input type
@@ -147,6 +149,11 @@ def _own_bytes(node: ENode, target: Target, kernel: Kernel, default: int) -> int
 #: Matrix calls whose store scales and narrows the result (the type it narrows to: literal 2).
 _SCALED = ("InstrScale", "InstrBiasScale")
 _CONV_CALLS = ("InstrConv", "InstrConvBias")
+#: Tap accumulations read out through a store's epilogue (the type it narrows to: literal 3,
+#: "" for none).
+_TAPS_EPILOGUE = ("InstrTapsEpi", "InstrTapsBias")
+#: Matrix calls that accumulate onto a per-column bias row.
+_ONTO_BIAS = ("InstrBias", "InstrBiasScale", "InstrTapsBias")
 
 
 def _instruction_call(
@@ -156,18 +163,19 @@ def _instruction_call(
     the simulator times it: its operands read at their own element sizes in DRAM (an f32 window
     gathered im2col-style moves four bytes per duplicated element, a tap accumulation's halo
     once), its result written at the width its store writes (`hardware.sim`)."""
-    first = {"Instr": 1, "InstrAct": 2, "InstrBias": 2, "InstrTaps": 3}.get(node.op, 4)
-    b, m, n, k = (node.int_arg(first + i) for i in range(4))  # InstrScale: after its scale
-    bias = node.op in ("InstrBias", "InstrBiasScale")
-    taps = node.str_arg(1) if node.op == "InstrTaps" else ""  # k: each tap's depth
+    lits = dict(zip(constructor(node.op).literals, node.literals(), strict=True))
+    b, m, n, k = (int(lits[r]) for r in "bmnk")
+    bias = node.op in _ONTO_BIAS
+    taps = str(lits.get("geometry", ""))  # k: each tap's depth
+    narrow = str(lits.get("narrow") or "")  # the type its store narrows to, if it does
     name = node.str_arg(0)
     chosen, timing = best_call(target, name, b, m, n, k, strategy, bias=bias, taps=taps)
     model = ArrayModel.for_instruction(target, name)
     sizes = element_sizes(dump, target, kernel)
     operands = [sizes[r] for r in node.refs()[:2] if r in sizes]
     retimed = model.reading(max(operands)) if operands else model
-    if node.op in _SCALED:
-        retimed = retimed.writing(target.dtype_bytes(node.str_arg(2)))
+    if narrow:
+        retimed = retimed.writing(target.dtype_bytes(narrow))
     if retimed is not model:  # the schedule the scheduler picks, at the widths the data has
         call = MatmulCall(0, name, b, m, n, k, model.block, bias=bias)
         if taps:

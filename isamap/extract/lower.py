@@ -94,8 +94,10 @@ def _emit(
         instruction = sat.target.instructions[str(attrs["instruction"])]
         # an instruction that chains a function onto its product applies it on every call
         attrs.setdefault("epilogue", instruction.chain)
-        if node.op in ("InstrBias", "InstrBiasScale"):  # it accumulates onto a bias row
+        if node.op in ("InstrBias", "InstrBiasScale", "InstrTapsBias"):  # onto a bias row
             attrs["bias"] = 1
+        if "narrow" in attrs and not attrs["narrow"]:  # a tap accumulation's store: no cast
+            del attrs["narrow"], attrs["scale"]
         unit = instruction.unit
         form = matrix_form(instruction.semantics)
         assert form is not None
