@@ -27,6 +27,13 @@ def test_gemmini_rules() -> None:
         "batch-bias-into-compute_preloaded-via-mvin_bias",
         "batch-bias-swapped-into-compute_preloaded-via-mvin_bias",
         "fuse-relu-into-compute_preloaded-bias",
+        # the same bias and relu on a tap accumulation's call (einsum-to-taps: InstrTaps)
+        "taps-bias-into-compute_preloaded-via-mvin_bias",
+        "taps-bias-swapped-into-compute_preloaded-via-mvin_bias",
+        "taps-batch-bias-into-compute_preloaded-via-mvin_bias",
+        "taps-batch-bias-swapped-into-compute_preloaded-via-mvin_bias",
+        "fuse-relu-into-compute_preloaded-taps",
+        "fuse-relu-into-compute_preloaded-taps-bias",
     ] + [n for n in names if "requant" in n or "through" in n or n == "scale-first"]
     # mvout scales and narrows (ACC_SCALE): the requantization rules (egraph/requant_rules.py)
     assert "requant-relu6-instrbiasscale-compute_preloaded-via-mvout-i8" in names
