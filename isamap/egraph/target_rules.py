@@ -271,8 +271,8 @@ def _out_functions(target: Target, ins: Instruction, out_mem: str) -> list[str]:
     return fns
 
 
-#: A tap accumulation with no epilogue yet, and one onto a bias, in the rules' patterns (an
-#: epilogue with no narrowing has scale 1).
+#: A tap call's arguments after its epilogue's literals, as the rules' patterns bind them (an
+#: epilogue with no narrowing yet is `"" 1.0`: no type, scale 1).
 _TAPS = "taps b m n k x y"
 
 
