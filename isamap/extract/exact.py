@@ -490,14 +490,14 @@ def candidate_mappings(
     seconds: float | None = None,
     tie: float = 0.0,
     tied: int = 0,
-) -> list[Mapping]:
+) -> list[tuple[Mapping, Choice]]:
     """The mapping `method` ("greedy" or "exact") extracts, then the next best of the k-best:
     at least `at_least` mappings in all, and more while within (1 + `close`) of the best cost,
     up to `most`; past that, more while within (1 + `tie`) of it, up to `tied` (fewer if the
     e-graph has fewer). Each does other costed work than those before it: mappings that differ
-    only in free views would simulate alike."""
+    only in free views would simulate alike. Each with the choice of e-nodes it lowers."""
     choices, totals, model = _solve(
         sat, cost, most, seconds, close, at_least, method == "greedy", tie, tied, costly=True
     )
-    mappings = [build_mapping(sat, c, model, t) for c, t in zip(choices, totals, strict=True)]
-    return mappings[: max(most, tied)]
+    pairs = zip(choices, totals, strict=True)
+    return [(build_mapping(sat, c, model, t), c) for c, t in pairs][: max(most, tied)]

@@ -375,8 +375,9 @@ def test_compile_simulates_every_close_candidate(
     kernel = typed_for(isamap.load_kernel("examples/kernels/dw_separable.kernel"), targets[target])
     sat = isamap.saturate(kernel, targets[target])
     c = compile_module
-    best = candidate_mappings(sat, "latency", "exact", 3, c.MAX_CANDIDATES, c.CLOSE, None, c.TIE,
-                              c.MAX_TIED)  # fmt: skip
+    found = candidate_mappings(sat, "latency", "exact", 3, c.MAX_CANDIDATES, c.CLOSE, None, c.TIE,
+                               c.MAX_TIED)  # fmt: skip
+    best = [m for m, _ in found]
     for i, m in enumerate(best):  # each one the band admits, and each doing other costed work
         ratio = m.cost / best[0].cost
         close = i < c.MAX_CANDIDATES and ratio <= 1 + c.CLOSE + EPS
