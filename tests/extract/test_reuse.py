@@ -14,18 +14,10 @@ from isamap.extract.exact import candidate_mappings
 from isamap.extract.reuse import EGraphShape, egraph_shape, same_up_to_floats, transport
 from isamap.frontend import model_from_proto, models
 from isamap.hardware.machine import run_program
+from tests.egraph.test_requant_rules import GEMM
 from tests.typed import check_outputs
 
 compile_module = sys.modules["isamap.compile"]
-
-GEMM = """tensor A[20, 40] i8
-tensor W[40, 24] i8
-tensor B[24] i32
-tensor Y_q[20, 24] i8
-C[i, j] += A[i, k] * W[k, j]
-Y[i, j] = C[i, j] + B[j]
-Y_q[i, j] = {scale} * relu(Y[i, j])
-"""
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def gemmini() -> isamap.Target:
 
 
 def _shape(scale: str, target: isamap.Target) -> tuple[isamap.Saturation, EGraphShape]:
-    kernel = isamap.parse_kernel(GEMM.format(scale=scale), name="gemm")
+    kernel = isamap.parse_kernel(GEMM.format(body=f"Y_q[i, j] = {scale} * relu(Y[i, j])"))
     sat = isamap.saturate(kernel, target)
     return sat, egraph_shape(sat.dump, kernel)
 
