@@ -370,6 +370,7 @@ def emit_fused_depthwise(
     rows: int,
     pointwise: str | None,
     lanes: int,
+    pass_rows: int = 2,
 ) -> str:
     """`static int name(const float* X, const float* F, const float* A, const float* const* E,
     float* const* O, const float* const* E2, float* const* O2)`.
@@ -439,8 +440,18 @@ def emit_fused_depthwise(
         if feed
         else f"for (int w = 0; w < {d.wo}; w += LANES)"
     )
-    two = "\n          ".join(rows_code(2))
-    one = "\n          ".join(rows_code(1))
+    sizes = [pass_rows]
+    while sizes[-1] > 1:
+        sizes.append(sizes[-1] // 2)
+    passes = "\n".join(
+        f"""        for (; hl + {n} <= hcur; hl += {n}) {{
+          int h = h0 + hl;
+          {columns} {{
+          {(chr(10) + "          ").join(rows_code(n))}
+          }}
+        }}"""
+        for n in sizes
+    )
     filt = " ".join(f"V f{t} = vset1(f[{t}]);" for t in range(d.r * d.s))
     if feed:
         fn = pointwise
@@ -456,7 +467,6 @@ def emit_fused_depthwise(
         release = "  isa_free(dbuf);"
     else:
         pre, post_block, release = [], [], ""
-    hmax = "hcur"
     text = f"""
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
    blocks of {rows} rows{", feeding the pointwise product" if feed else ""} */
@@ -481,18 +491,7 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
 {fill}
         {filt}
         int hl = 0;
-        for (; hl + 2 <= {hmax}; hl += 2) {{
-          int h = h0 + hl;
-          {columns} {{
-          {two}
-          }}
-        }}
-        for (; hl < {hmax}; ++hl) {{
-          int h = h0 + hl;
-          {columns} {{
-          {one}
-          }}
-        }}
+{passes}
       }}
 {chr(10).join(post_block)}
     }}
@@ -562,15 +561,18 @@ def emit_channel_pointwise(
     pixels `col0 .. col0 + wcur` of the region's layout, wcur <= `width`). A is packed into
     NR-channel panels (`_prepare_a`: once, when bound). For each panel the channels are taken
     `kc` at a time (`channel_kc`: the panel's slice stays in L1 for every pixel tile); each
-    MR-pixel x NR-channel tile accumulates a slice in registers (pixel values broadcast from
-    the buffer in place; a last tile of fewer pixels has a kernel of its own) on top of its
-    partial sums, kept per tile in a scratch block; after the last slice each tile is
-    transposed through a small scratch back to pixel rows, where the region is evaluated and
-    stored as in the pixel-vectorised loop."""
+    pixel tile x NR-channel tile accumulates a slice in registers (pixel values broadcast from
+    the buffer in place) on top of its partial sums, kept pixel by pixel in a scratch block.
+    The pixels are cut into as few tiles of at most MR as cover them, evened out (49 pixels
+    on MR 6: four of 6 and five of 5, not eight of 6 and one of 1, whose one pixel would wait
+    on the FMA latency for as long as a whole tile takes); every tile size has a kernel of its
+    own. After the last slice the scratch block holds the panel as pixels x NR channels: each
+    channel's row of pixels is gathered from it and the region evaluated and stored on whole
+    vectors of pixels, as in the pixel-vectorised loop (one partial vector per row)."""
     mr, nr = tile
     nv = nr // lanes
     mpad = -(-m // nr) * nr
-    tiles = -(-width // mr)
+    wvec = -(-width // lanes) * lanes
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     from isamap.codegen.loops import VECTOR_FNS
@@ -592,26 +594,18 @@ def emit_channel_pointwise(
             body.append("    }")
         body += ["  }", *[f"  out[{j}] = {x};" for j, x in enumerate(acc)], "}"]
         parts.append("\n".join(body))
-    chunks = -(-mr // lanes)
 
-    def region_code(count: str | None, chunk: int) -> str:
-        rowx, colx = "jt + j", f"col0 + it + {chunk * lanes}"
+    def region_code(count: str | None) -> str:
+        rowx, colx = "jt + j", "col0 + p"
 
         def store(e: int, val: str) -> str:
             ptr = f"{exits[e]} + (size_t)({rowx}) * {region.width} + {colx}"
             return f"vstore({ptr}, {val});" if count is None else f"vstoren({ptr}, {val}, {count});"
 
-        value = f"{wrap}(vload(col + {chunk * lanes}))"
+        value = f"{wrap}(vload(row + p))"
         code, _ = region.code(rowx, colx, count, [value], ops.__getitem__, store)
         return " ".join(code)
 
-    epilogue_lines = []
-    for chunk in range(chunks):
-        left = f"rows - {chunk * lanes}"
-        epilogue_lines += [
-            f"        if ({left} >= LANES) {{ {region_code(None, chunk)} }}",
-            f"        else if ({left} > 0) {{ int cnt = {left}; {region_code('cnt', chunk)} }}",
-        ]
     cases = "\n".join(
         f"          case {r}: {name}_k{r}(d, w + (size_t)pc * {nr}, kcur, pc == 0, acc); break;"
         for r in range(1, mr + 1)
@@ -626,42 +620,41 @@ static float* {name}_prepare_a(const float* restrict A) {{
       dst[(size_t)jt * {c} + q * {nr} + j] = jt + j < {m} ? A[(size_t)(jt + j) * {c} + q] : 0.0f;
   return dst;
 }}
-/* pointwise product {m} x pixels x {c}, vectorised over output channels: tile {mr} pixels x
-   {nr} channels, {kc} channels per slice */
+/* pointwise product {m} x pixels x {c}, vectorised over output channels: tiles of up to {mr}
+   pixels (evened out) x {nr} channels, {kc} channels per slice */
 static int {name}(const float* restrict A, const float* const* B, const float* const* E,
     float* const* O, int col0, int wcur, const float* restrict pa, const float* restrict pb) {{
   (void)pb; (void)E; (void)O;
+  if (wcur <= 0) return 0;
   float* own = pa ? NULL : {name}_prepare_a(A);
   const float* wp = pa ? pa : own;
-  V* part = isa_alloc(sizeof(V) * (size_t){tiles * mr * nv});
+  V* part = isa_alloc(sizeof(V) * (size_t){width * nv});
   if (!wp || !part) {{ free(own); isa_free(part); return 1; }}
+  const float* pf = (const float*)part;
+  int tiles = (wcur + {mr - 1}) / {mr}, base = wcur / tiles, extra = wcur % tiles;
   for (int jt = 0; jt < {m}; jt += {nr}) {{
     const float* w = wp + (size_t)jt * {c};
     int jn = {m} - jt < {nr} ? {m} - jt : {nr};
     for (int pc = 0; pc < {c}; pc += {kc}) {{
       int kcur = {c} - pc < {kc} ? {c} - pc : {kc};
-      for (int it = 0; it < wcur; it += {mr}) {{
-        int rows = wcur - it < {mr} ? wcur - it : {mr};
+      for (int t = 0, it = 0; t < tiles; ++t) {{
+        int rows = base + (t < extra);
         const float* d = B[0] + (size_t)pc * {ldd} + it;
-        V* acc = part + (size_t)(it / {mr}) * {mr * nv};
+        V* acc = part + (size_t)it * {nv};
         switch (rows) {{
 {cases}
           default: break;
         }}
+        it += rows;
       }}
     }}
-    for (int it = 0; it < wcur; it += {mr}) {{
-      int rows = wcur - it < {mr} ? wcur - it : {mr};
-      const V* acc = part + (size_t)(it / {mr}) * {mr * nv};
-      float t[{mr}][{nr}];
-      for (int i = 0; i < rows; ++i)
-        for (int v = 0; v < {nv}; ++v) vstore(&t[i][v * LANES], acc[i * {nv} + v]);
-      for (int j = 0; j < jn; ++j) {{
-        float col[{chunks * lanes}];
-        for (int i = 0; i < rows; ++i) col[i] = t[i][j];
-        for (int i = rows; i < {chunks * lanes}; ++i) col[i] = 0.0f;
-{chr(10).join(epilogue_lines)}
-      }}
+    for (int j = 0; j < jn; ++j) {{
+      float row[{wvec}];
+      for (int p = 0; p < wcur; ++p) row[p] = pf[(size_t)p * {nr} + j];
+      for (int p = wcur; p < {wvec}; ++p) row[p] = 0.0f;
+      int p = 0;
+      for (; p + LANES <= wcur; p += LANES) {{ {region_code(None)} }}
+      if (p < wcur) {{ int cnt = wcur - p; {region_code("cnt")} }}
     }}
   }}
   free(own);
