@@ -36,6 +36,7 @@ __all__ = [
     "emit_fused_matmul",
     "full_depth_streams",
     "matrix_plan",
+    "pass_rows",
     "rows_per_block",
 ]
 
@@ -124,6 +125,19 @@ def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels:
         if rows * per_row <= half:
             return rows
     return 1
+
+
+def pass_rows(target: Target, lanes: int, taps: int) -> int:
+    """Output rows one pass of the depthwise loop computes together (a power of two, at most
+    4): each input row loaded serves every output row it is a tap row of, so more rows per
+    pass load fewer rows per FMA ((R + r - 1) row loads per R output rows), as long as the
+    filter taps, R accumulators and two temporaries stay in the vector registers."""
+    vregs = target.memories.get("vregs")
+    regs = vregs.capacity_bytes // (4 * lanes) if vregs is not None else 16
+    rows = 4
+    while rows > 1 and taps + rows + 2 > regs:
+        rows //= 2
+    return rows
 
 
 def block_stride(rows: int, wo: int, lanes: int) -> int:
