@@ -13,8 +13,9 @@ re-reads, charged at the bandwidth of the smallest memory of the target that hol
 Depthwise-separable block: for each block of output rows (the most rows whose depthwise result
 and pointwise output fit in half of the memory the instruction keeps A in, L2), each channel's
 input rows are copied into a zero-padded scratch (one plane per column phase when strided),
-the depthwise rows are computed LANES pixels at a time -- two output rows per pass, so each
-input row loaded serves both -- with the depthwise region (bias, ReLU6) applied, into a
+the depthwise rows are computed LANES pixels at a time -- up to four output rows per pass
+(`pass_rows`), so each input row loaded serves every one it is a tap row of -- with the
+depthwise region (bias, ReLU6) applied, into a
 `C x pixels` buffer; the pointwise product then reads that buffer in place as its B.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "full_depth_streams",
     "matrix_plan",
     "pass_rows",
+    "pixel_tiles",
     "rows_per_block",
 ]
 
@@ -518,11 +520,21 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
 
 
 #: The channel-vectorised product is chosen when its tile updates, times this, are fewer than
-#: the pixel-vectorised one's: it pays a transposing epilogue (each tile's accumulators go back
-#: to pixel rows through a small scratch) and broadcasts from strided buffer rows. Measured on a
-#: Zen 4 with AVX2: at equal padding it runs about 0.93x the pixel-vectorised loop (a 14x14x384
-#: -> 64 block); with 12.5 % of a 7x7 plane's lanes padding, 1.15x it (7x7x960 -> 320).
+#: the pixel-vectorised one's: it pays a transposing epilogue (each channel's row of pixels is
+#: gathered from the tiles' partial sums) and broadcasts from strided buffer rows. Measured on a
+#: Zen 4 with AVX2: at equal padding it ran about 0.93x the pixel-vectorised loop (a 14x14x384
+#: -> 64 block; with the gathered epilogue and evened tiles, within the runs' spread of it);
+#: with 12.5 % of a 7x7 plane's lanes padding, 1.15x it (7x7x960 -> 320).
 CHANNEL_TILE_PENALTY = 1.1
+
+
+def pixel_tiles(pixels: int, mr: int) -> list[int]:
+    """The pixel counts of a channel-vectorised product's tiles (the C loop cuts them the same
+    way at run time): as few tiles of at most `mr` as cover `pixels`, evened out so none is
+    left a sliver whose accumulators would wait on the FMA latency."""
+    tiles = -(-pixels // mr)
+    base, extra = divmod(pixels, tiles)
+    return [base + (t < extra) for t in range(tiles)]
 
 
 def channel_plan(
@@ -531,9 +543,10 @@ def channel_plan(
     """The register tile (pixels x output channels) of a pointwise product `m x pixels`
     vectorised over its output channels instead of its pixels, when that takes fewer cycles
     (`CHANNEL_TILE_PENALTY` included) than the best pixel-vectorised tile: pixels are
-    broadcast, so a remainder of pixels costs its share of a tile, while the pixel-vectorised
-    loop pads the last vector of every channel row -- large on few-pixel planes (7x7: 49
-    pixels). None to keep the pixel-vectorised loop."""
+    broadcast and the tiles evened out (`pixel_tiles`), so each pixel costs its share of a
+    tile (a tile of 5 rows takes 5/6 of one of 6), while the pixel-vectorised loop pads the
+    last vector of every channel row -- large on few-pixel planes (7x7: 49 pixels). None to
+    keep the pixel-vectorised loop."""
     normal = min(-(-m // min(mr, m)) * -(-pixels // nr) * cyc for mr, nr, cyc in tiles)
     costs = [
         (pixels / mr * -(-m // nr) * cyc * CHANNEL_TILE_PENALTY, (mr, nr))
