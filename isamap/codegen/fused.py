@@ -461,7 +461,7 @@ def emit_fused_depthwise(
         sizes.append(sizes[-1] // 2)
     passes = "\n".join(
         f"""        for (; hl + {n} <= hcur; hl += {n}) {{
-          int h = h0 + hl;
+          int h = h0 + hl; (void)h;
           {columns} {{
           {(chr(10) + "          ").join(rows_code(n))}
           }}
