@@ -132,7 +132,7 @@ def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels:
 def pass_rows(target: Target, lanes: int, taps: int) -> int:
     """Output rows one pass of the depthwise loop computes together (a power of two, at most
     4): each input row loaded serves every output row it is a tap row of, so more rows per
-    pass load fewer rows per FMA ((R + r - 1) row loads per R output rows), as long as the
+    pass load fewer rows per FMA ((R - 1) * stride + r row loads for R), as long as the
     filter taps, R accumulators and two temporaries stay in the vector registers."""
     vregs = target.memories.get("vregs")
     regs = vregs.capacity_bytes // (4 * lanes) if vregs is not None else 16
@@ -395,7 +395,9 @@ def emit_fused_depthwise(
     `pointwise` (the fused product's function) each block's result (the region's single exit)
     goes to a `C x pixels` buffer (rows `block_stride` floats apart) the product reads as B
     together with the pointwise weights `A`, and `E2`/`O2`
-    are the product's region operands and exits; without it the region's exits are stored."""
+    are the product's region operands and exits; without it the region's exits are stored.
+    Output rows are computed `pass_rows` at a time (then passes of half as many for the rest
+    of a block), every input row loaded serving each of them it is a tap row of."""
     hp_blk = (rows - 1) * d.sh + d.r  # padded input rows a block reads
     wq = -(-((d.wo - 1) * d.sw + d.s) // d.sw)  # columns per phase
     wpad = -(-(wq + 16) // 16) * 16
