@@ -18,10 +18,14 @@ import numpy as np
 
 from isamap.codegen import NativeProgram, emit_c, load_native
 from isamap.egraph import Limits, RunReport
+from isamap.egraph.dump import EGraphDump
 from isamap.egraph.target_rules import matrix_instructions
 from isamap.extract import extract as extract_mapping
-from isamap.extract.cost import CostModel
+from isamap.extract.cost import CostModel, cost_model
 from isamap.extract.exact import candidate_mappings
+from isamap.extract.extractor import Choice
+from isamap.extract.lower import build_mapping
+from isamap.extract.reuse import EGraphShape, egraph_shape, same_up_to_floats, transport
 from isamap.hardware import target_file
 from isamap.hardware.functional import run_mapping
 from isamap.hardware.machine import run_program
@@ -44,11 +48,15 @@ from isamap.schedule.scheduler import best_call, schedule_mapping
 __all__ = [
     "CLOSE",
     "MAX_CANDIDATES",
+    "MAX_TIED",
+    "TIE",
     "CompileReport",
     "CompileResult",
     "CycleRatios",
+    "ExtractionMemo",
     "check_schedule",
     "compile",
+    "compile_reusing",
     "kernel_macs",
     "load_target",
     "roofline_cycles",
@@ -59,6 +67,13 @@ __all__ = [
 #: extraction cost is within this fraction of the best one, up to MAX_CANDIDATES in all.
 CLOSE = 0.05
 MAX_CANDIDATES = 8
+#: And every one within TIE of the best, up to MAX_TIED in all. Estimates that close cannot tell
+#: the mappings apart: the cost model sums each operation's cost, while the simulator overlaps
+#: host work with the accelerator's where the dependencies allow. A GRU step's gates, for one,
+#: start under the next product when the three products are separate calls, which the sum
+#: cannot see (gemmini b2 h512: 24 mappings within 0.9%, simulated 87k to 122k cycles).
+TIE = 0.01
+MAX_TIED = 24
 
 
 def roofline_cycles(kernel: Kernel, target: Target) -> float:
@@ -257,6 +272,23 @@ def check_schedule(target: Target, name: str, baseline: bool = False) -> None:
         raise IsamapError(f"{key}{message}", where) from None
 
 
+@dataclass(frozen=True)
+class _Extracted:
+    """An extraction `compile_reusing` can carry over: the e-graph's shape, the chosen e-nodes,
+    the e-graph they are of, the mapping's cost and how the extraction stopped."""
+
+    shape: EGraphShape
+    choice: Choice
+    dump: EGraphDump
+    total: float
+    stop_reason: str
+
+
+#: Extractions by the shape of their e-graph (`extract.reuse.EGraphShape.key`); one per
+#: `compile_model` call, whose options every kernel shares.
+ExtractionMemo = dict[tuple[object, ...], _Extracted] | None
+
+
 def _scheduled(
     mapping: Mapping, target: Target, schedule: str, kernel: Kernel
 ) -> tuple[Program, SimResult]:
@@ -282,8 +314,9 @@ def compile(
 
     `extract` is the extraction method ("greedy" or "exact", the ILP). With the `latency`
     (`energy`) cost model its mapping and the next best (the exact k-best: the `candidates`
-    best, and more while within CLOSE of the best cost, up to MAX_CANDIDATES) are scheduled and
-    simulated and the fastest (least energy) is kept; with any other model its mapping is.
+    best, and more while within CLOSE of the best cost, up to MAX_CANDIDATES, and within TIE up
+    to MAX_TIED) are scheduled and simulated and the fastest (least energy) is kept; with any
+    other model its mapping is.
     The ILP's time limit is `limits.seconds`. The report states cycles against the target's
     baseline schedule and the roofline.
     `disabled_rules` names rewrite rules to leave out of saturation (`isamap.saturate`). A
@@ -298,6 +331,31 @@ def compile(
     On a CPU target (one with a `codegen` family) `run` executes native code using `threads`
     OpenMP threads (1: single-threaded, the default).
     """
+    return compile_reusing(
+        kernel, target, cost, schedule, limits, candidates, extract, disabled_rules,
+        allow_unchecked_rules, quantize, calibration, threads, None,
+    )  # fmt: skip
+
+
+def compile_reusing(
+    kernel: Kernel,
+    target: Target | str | os.PathLike[str],
+    cost: str | CostModel,
+    schedule: str,
+    limits: Limits | None,
+    candidates: int,
+    extract: str,
+    disabled_rules: Collection[str],
+    allow_unchecked_rules: bool,
+    quantize: bool | None,
+    calibration: MappingABC[str, object] | None,
+    threads: int,
+    memo: ExtractionMemo,
+) -> CompileResult:
+    """`compile`, carrying the extraction over from an earlier kernel of `memo` whose saturated
+    e-graph was this one's but for its floats' values (`extract.reuse`): a quantized network's
+    layers differ in their scales only. What is carried is the choice of e-nodes, lowered from
+    this kernel's own e-graph, scheduled and simulated again."""
     check_kernel_arg(kernel, "compile")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise IsamapError(f"compile: threads must be an integer >= 1, not {threads!r}"[:100])
@@ -330,19 +388,31 @@ def compile(
     # the latency and energy models are re-judged end to end; any other model's choice stands
     judged = cost in ("latency", "energy")
     seconds = max(limits.seconds - (time.perf_counter() - started), 0.05 * limits.seconds)
-    if judged and candidates > 1:
-        mappings = candidate_mappings(
-            sat, cost, extract, candidates, MAX_CANDIDATES, CLOSE, seconds
-        )
+    shape = egraph_shape(sat.dump, kernel) if memo is not None and judged else None
+    earlier = memo.get(shape.key) if memo is not None and shape is not None else None
+    found: list[tuple[Mapping, Choice | None]]
+    if earlier is not None and shape is not None and same_up_to_floats(earlier.shape, shape):
+        choice = transport(earlier.choice, earlier.dump, sat.dump)
+        model = cost_model(cost, target, kernel)
+        found = [(build_mapping(sat, choice, model, earlier.total), choice)]
+        sat.report.extract_stop_reason = earlier.stop_reason
+    elif judged and candidates > 1:
+        found = [*candidate_mappings(
+            sat, cost, extract, candidates, MAX_CANDIDATES, CLOSE, seconds, TIE, MAX_TIED
+        )]  # fmt: skip
     else:
-        mappings = [extract_mapping(sat, cost, extract, seconds)]
+        found = [(extract_mapping(sat, cost, extract, seconds), None)]
     extract_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scored = [(m, *_scheduled(m, target, schedule, kernel)) for m in mappings]
+    scored = [(m, c, *_scheduled(m, target, schedule, kernel)) for m, c in found]
     if cost == "energy":
-        mapping, program, sim = min(scored, key=lambda t: t[2].energy_pj)
+        mapping, chosen, program, sim = min(scored, key=lambda t: t[3].energy_pj)
     else:
-        mapping, program, sim = min(scored, key=lambda t: t[2].cycles)
+        mapping, chosen, program, sim = min(scored, key=lambda t: t[3].cycles)
+    if memo is not None and shape is not None and chosen is not None and earlier is None:
+        memo[shape.key] = _Extracted(
+            shape, chosen, sat.dump, mapping.cost, sat.report.extract_stop_reason
+        )
     schedule_seconds = time.perf_counter() - t0
     baseline = target.baseline_schedule
     baseline_cycles = sim.cycles

@@ -21,7 +21,7 @@ import numpy as np
 
 from isamap.codegen import CSource, NativeProgram, emit_c, load_native
 from isamap.codegen.network import NativeNetwork, layer_constants
-from isamap.compile import CompileResult, CycleRatios, load_target
+from isamap.compile import CompileResult, CycleRatios, ExtractionMemo, compile_reusing, load_target
 from isamap.compile import compile as compile_kernel
 from isamap.egraph import Limits
 from isamap.extract.cost import CostModel
@@ -335,6 +335,7 @@ def compile_model(
         fused.run_steps(calibration if calibration is not None else fused.random_inputs(), record)
     started = time.perf_counter()
     by_key: dict[str, tuple[str, CompileResult, float]] = {}
+    extractions: ExtractionMemo = {}  # layers that differ in their constants only (scales)
     compiled: list[CompileResult] = []
     rows: list[LayerReport] = []
     stages: Counter[str] = Counter()
@@ -350,7 +351,7 @@ def compile_model(
         else:
             t0 = time.perf_counter()
             try:
-                result = compile_kernel(
+                result = compile_reusing(
                     layer.kernel,
                     target,
                     cost,
@@ -362,6 +363,8 @@ def compile_model(
                     allow_unchecked_rules,
                     quantize,
                     calib,
+                    1,
+                    extractions,
                 )
             except IsamapError as err:
                 raise IsamapError(

@@ -371,13 +371,18 @@ def integer_kernel(
                 ):
                     q = _cast_name(kernel, t)
                     cast[t] = q
-                    # a clipped ReLU without a given scale: its range [0, bound] fills the type
-                    default = bound[t] * out_scales[t] / in_type.hi if t in bound else 1.0
+                    # a clipped ReLU without a given scale: its range [0, bound] fills an
+                    # integer type; a float type (bf16) holds the values as they are
+                    fills = t in bound and in_type.is_integer
+                    default = bound[t] * out_scales[t] / in_type.hi if fills else 1.0
                     ratio = _f32(out_scales.get(t, 1.0) / given.get(t, default))
                     out_scales[q] = input_scales[q] = out_scales.get(t, 1.0) / ratio
                     w = writer[t]
                     at = Access(t, tuple(Affine.index(i) for i in w.indices))
-                    statements.append(Statement(q, w.indices, False, Binary("*", Const(ratio), at)))
+                    # into a float type at unit scale: a plain cast, the store rounds
+                    plain = ratio == 1.0 and not in_type.is_integer
+                    cast_expr = at if plain else Binary("*", Const(ratio), at)
+                    statements.append(Statement(q, w.indices, False, cast_expr))
                     decls[q] = TensorDecl(q, tuple(kernel.shapes[t]), in_type.name)
             lhs, rhs = (Access(cast.get(a.tensor, a.tensor), a.indices, a.loc) for a in factors)
             s = replace(s, expr=Binary("*", lhs, rhs))

@@ -92,3 +92,23 @@ def test_hardware_kernel_narrows_a_layer_output_at_its_clip_range(gemmini: isama
     assert _cast_constant(kernel, "R1_q") == float(np.float32(127 / 6))
     result = isamap.compile(kernel, gemmini)
     assert _host(result) == []
+
+
+@pytest.mark.parametrize("target", ["nnp", "vecdsp"])
+def test_hardware_kernel_casts_to_a_float_type_at_unit_scale(target: str) -> None:
+    """On a bf16 (f16) array a clipped ReLU a product reads is cast as it is: no scale filling
+    the float type's range (bf16's 3.4e38 / 6 made every later product overflow), the clip's
+    bound stays 6 and fuses into the call's relu6 where the store has one."""
+    chip = isamap.load_target(target)
+    kernel = hardware_kernel(
+        isamap.parse_kernel(TWO_LAYERS + "Y2[i, l] = min(relu(T2[i, l]), 6)\n"), chip
+    )
+    (cast,) = [s for s in kernel.statements if s.target == "R1_q"]
+    assert str(cast.expr) == "R1[i, j]"  # a plain cast: the store rounds to the float type
+    assert _clip_bound(kernel, "R1") == _clip_bound(kernel, "Y2") == 6.0
+    result = isamap.compile(kernel, chip)
+    assert not [n for n in result.mapping.nodes if n.op == "full"]  # no range-filling factor
+    if target == "nnp":  # whose matmul adds the bias and clips on the store (vecdsp's cannot)
+        assert _host(result) == []
+    x = isamap.random_inputs(kernel, seed=2)
+    check_outputs(result.run(x), kernel, x)

@@ -44,8 +44,9 @@ __all__ = [
     "read_transposed",
 ]
 
-#: A statement run by the generic host fallback costs this much more than the same work run as
-#: structured host operations: it is an interpreted loop nest.
+#: A statement run by the generic host fallback costs the extraction this much more than its
+#: time: it is an interpreted loop nest, kept for what nothing else computes. The penalty steers
+#: the latency and energy models only; `op_cost` (what the simulator charges) is its real time.
 HOST_STMT_PENALTY = 1.5
 
 
@@ -66,19 +67,6 @@ def _child_shape(dump: EGraphDump, node: ENode, index: int) -> tuple[int, ...]:
     ref = node.args[index]
     assert isinstance(ref, Ref)
     return dump.shapes.get(ref.eclass, ())
-
-
-def _host_stmt_cost(target: Target, kernel: Kernel, index: int) -> OpCost:
-    """A statement on the host (schedule.analytic.host_statement: arithmetic and DRAM traffic),
-    with the penalty that keeps extraction off it where anything else exists."""
-    cost = host_statement(target, kernel, index)
-    return OpCost(
-        cost.cycles * HOST_STMT_PENALTY,
-        cost.counts,
-        cost.dram_bytes,
-        0,
-        cost.energy_pj * HOST_STMT_PENALTY,
-    )
 
 
 def element_sizes(dump: EGraphDump, target: Target, kernel: Kernel) -> dict[str, int]:
@@ -327,7 +315,7 @@ def _analytic(
     if cost_class == "vector":
         return vector_elementwise(target, node.str_arg(0), elems)
     if cost_class == "statement":
-        return _host_stmt_cost(target, kernel, node.int_arg(0))
+        return host_statement(target, kernel, node.int_arg(0))
     return HOST_COSTS[node.op](node, dump, target, elems)
 
 
@@ -341,7 +329,7 @@ class LatencyCost:
         self.target, self.kernel = target, kernel
 
     def node_cost(self, node: ENode, dump: EGraphDump) -> float:
-        return op_cost(node, dump, self.target, self.kernel).cycles
+        return op_cost(node, dump, self.target, self.kernel).cycles * _steering(node)
 
 
 class EnergyCost:
@@ -353,7 +341,13 @@ class EnergyCost:
         self.target, self.kernel = target, kernel
 
     def node_cost(self, node: ENode, dump: EGraphDump) -> float:
-        return op_cost(node, dump, self.target, self.kernel).energy_pj
+        return op_cost(node, dump, self.target, self.kernel).energy_pj * _steering(node)
+
+
+def _steering(node: ENode) -> float:
+    """What the latency and energy models add to an e-node's real cost: the host fallback's
+    penalty, which keeps extraction off it where anything else exists."""
+    return HOST_STMT_PENALTY if node.op == "HostStmt" else 1.0
 
 
 class InstructionsCost:

@@ -277,14 +277,16 @@ class _Program:
         """Whether the last solve stopped at its time limit."""
         return bool(self.highs.getModelStatus() == highspy.HighsModelStatus.kTimeLimit)
 
-    def cut(self, solution: ExactSolution) -> None:
+    def cut(self, solution: ExactSolution, costly: bool = False) -> None:
         """Exclude exactly `solution`'s mapping: not all of its decisions again (its e-nodes in
         e-classes with a choice). Any solution making all of them reaches exactly the same
-        e-nodes from the results, and any other mapping differs in one of them."""
+        e-nodes from the results, and any other mapping differs in one of them. With `costly`,
+        only its decisions of e-nodes that cost something: every mapping doing the same costed
+        work by other free views is excluded with it."""
         cols = sorted(
             self.node_col[id(n)]
             for n in solution.choice.values()
-            if len(self.members[n.eclass]) > 1
+            if len(self.members[n.eclass]) > 1 and (not costly or self.costs(n) > 0)
         )
         if not cols:  # the e-graph has only this one mapping
             cols = [self.node_col[id(n)] for n in solution.choice.values()]
@@ -365,18 +367,30 @@ def exact_choices(
     start: Choice | None = None,
     close: float = math.inf,
     at_least: int = 1,
+    tie: float = 0.0,
+    tied: int = 0,
+    costly: bool = False,
 ) -> KBest:
     """Up to `k` distinct mappings of `roots`, cheapest first, each the cheapest of those not
     found before it. After the first `at_least`, the search stops at a mapping costing more than
-    (1 + `close`) times the best. `seconds` bounds all solves together; `start` is the first
-    solve's MIP start."""
+    (1 + `close`) times the best, or past the `k`-th; but a mapping within (1 + `tie`) of the
+    best is still taken while fewer than `tied` are found (estimates that close cannot tell
+    the mappings apart). With `costly`, mappings are distinct in the e-nodes that cost
+    something (`_Program.cut`): two that differ only in free views are one. `seconds` bounds
+    all solves together; `start` is the first solve's MIP start."""
     t0 = time.perf_counter()
     program = _Program(dump, roots, costs, t0 + seconds)
     if start is not None:
         program.start(start)
     found: list[ExactSolution] = []
     timed_out = False
-    while len(found) < k:
+
+    def wanted(index: int, cost: float) -> bool:
+        best = found[0].cost
+        close_enough = index < k and cost <= (1 + close) * best + 1e-9
+        return close_enough or (index < tied and cost <= (1 + tie) * best + 1e-9)
+
+    while len(found) < max(k, tied):
         remaining = seconds - (time.perf_counter() - t0)
         if remaining <= 0:
             timed_out = True
@@ -385,13 +399,13 @@ def exact_choices(
         if solution is None:  # no mapping left, or none found in time
             timed_out = program.timed_out()
             break
-        if len(found) >= at_least and solution.cost > (1 + close) * found[0].cost + 1e-9:
+        if len(found) >= at_least and not wanted(len(found), solution.cost):
             break
         found.append(solution)
         if not solution.optimal:  # the solver stopped early: the next would not be exact
             timed_out = True
             break
-        program.cut(solution)
+        program.cut(solution, costly)
     return KBest(found, timed_out, time.perf_counter() - t0)
 
 
@@ -403,6 +417,9 @@ def _solve(
     close: float = math.inf,
     at_least: int = 1,
     greedy_first: bool = False,
+    tie: float = 0.0,
+    tied: int = 0,
+    costly: bool = False,
 ) -> tuple[list[Choice], list[float], CostModel]:
     """Choices and their costs from the ILP (after greedy's, if `greedy_first`), or greedy's one
     choice if the ILP found none in time; a warning whenever the time limit cut it short."""
@@ -415,7 +432,9 @@ def _solve(
     greedy = _best(sat, roots, costs, budget)  # the warm start, bounded too
     greedy = {c: greedy[c] for c in _reachable(roots, greedy)}
     left = max(limit - (time.perf_counter() - started), 0.05 * limit)
-    result = exact_choices(sat.dump, roots, costs, k, left, greedy, close, at_least)
+    result = exact_choices(
+        sat.dump, roots, costs, k, left, greedy, close, at_least, tie, tied, costly
+    )
     hit = budget.hit or result.timed_out or not result.solutions
     sat.report.extract_stop_reason = "time-limit" if hit else "complete"
     if not result.solutions:
@@ -469,9 +488,16 @@ def candidate_mappings(
     most: int,
     close: float,
     seconds: float | None = None,
-) -> list[Mapping]:
+    tie: float = 0.0,
+    tied: int = 0,
+) -> list[tuple[Mapping, Choice]]:
     """The mapping `method` ("greedy" or "exact") extracts, then the next best of the k-best:
     at least `at_least` mappings in all, and more while within (1 + `close`) of the best cost,
-    up to `most` (fewer if the e-graph has fewer)."""
-    choices, totals, model = _solve(sat, cost, most, seconds, close, at_least, method == "greedy")
-    return [build_mapping(sat, c, model, t) for c, t in zip(choices, totals, strict=True)][:most]
+    up to `most`; past that, more while within (1 + `tie`) of it, up to `tied` (fewer if the
+    e-graph has fewer). Each does other costed work than those before it: mappings that differ
+    only in free views would simulate alike. Each with the choice of e-nodes it lowers."""
+    choices, totals, model = _solve(
+        sat, cost, most, seconds, close, at_least, method == "greedy", tie, tied, costly=True
+    )
+    pairs = zip(choices, totals, strict=True)
+    return [(build_mapping(sat, c, model, t), c) for c, t in pairs][: max(most, tied)]

@@ -131,7 +131,7 @@ def test_gru_runs_like_onnxruntime(target: str, lbr: int) -> None:
 
 def test_gru_h512_50_steps_fuses_the_gate_gemms() -> None:
     # on nnp, which runs the float model as declared: one step kernel for the 50 steps (on
-    # gemmini each quantized step would be a kernel of its own, 50 compilations)
+    # gemmini each quantized step is a kernel of its own, 50 saturations sharing one extraction)
     model = model_from_proto(models.gru_model())
     result = isamap.compile(model, "nnp")
     assert result.report.macs == 2 * 3 * 512 * 512 * 50

@@ -17,7 +17,7 @@ import pytest
 import isamap
 from isamap.egraph.dump import EGraphDump, ENode, Ref
 from isamap.extract import ExtractionTimeLimit, cost_model, extract, extract_variants
-from isamap.extract.exact import exact_choices
+from isamap.extract.exact import candidate_mappings, exact_choices
 from isamap.extract.extractor import (
     Choice,
     _best,
@@ -29,7 +29,7 @@ from isamap.extract.extractor import (
 )
 from isamap.hardware.sim import simulate_timing
 from isamap.schedule.scheduler import schedule_mapping
-from tests.typed import typed_for
+from tests.typed import check_outputs, typed_for
 
 compile_module = sys.modules["isamap.compile"]  # `isamap.compile` the name is the function
 
@@ -244,6 +244,64 @@ def test_k_best_equals_brute_force_on_a_hand_built_egraph() -> None:
     assert {s.key() for s in result.solutions} == {frozenset(c.items()) for _, c in brute}
 
 
+#: A product read through either of two free view chains, or a dearer host fallback.
+VIEWS = {
+    "r": [("Call", ("v",)), ("Host", ("a",))],
+    "v": [("View1", ("a",)), ("View2", ("w",))],
+    "w": [("View3", ("a",))],
+    "a": [("Leaf", ())],
+}
+VIEWS_COSTS = {"Call": 5.0, "Host": 7.0, "View1": 0.0, "View2": 0.0, "View3": 0.0, "Leaf": 1.0}
+
+
+def test_k_best_distinct_in_costed_work() -> None:
+    """With `costly`, two mappings doing the same costed work through other free views are one;
+    on SHARING (whose Back is free), what remains is brute force's cheapest of each costed
+    choice not containing an earlier one's."""
+    dump = _dump(VIEWS)
+    costs = _Costs(dump, OpCost(VIEWS_COSTS))
+    every = exact_choices(dump, ["r"], costs, k=10).solutions
+    assert [s.cost for s in every] == [6.0, 6.0, 8.0]
+    distinct = exact_choices(dump, ["r"], costs, k=10, costly=True).solutions
+    assert [s.cost for s in distinct] == [6.0, 8.0]
+
+    dump = _dump(SHARING)
+    costs = _Costs(dump, OpCost(SHARING_COSTS))
+    roots = ["r1", "r2", "r3"]
+
+    def costed(choice: Choice) -> frozenset[tuple[str, str]]:
+        return frozenset((c, n.op) for c, n in choice.items() if costs(n) > 0)
+
+    kept: list[tuple[float, frozenset[tuple[str, str]]]] = []
+    for cost, choice in _all_mappings(dump, roots, costs):
+        if not any(k <= costed(choice) for _, k in kept):
+            kept.append((cost, costed(choice)))
+    got = exact_choices(dump, roots, costs, k=20, costly=True).solutions
+    assert [s.cost for s in got] == [c for c, _ in kept]
+    assert {costed(s.choice) for s in got} == {k for _, k in kept}
+
+
+def test_k_best_takes_ties_past_k_and_stops_at_the_band() -> None:
+    dump = _dump(SHARING)
+    costs = _Costs(dump, OpCost(SHARING_COSTS))
+    roots = ["r1", "r2", "r3"]
+    brute = [c for c, _ in _all_mappings(dump, roots, costs)]  # 9, 14 x3, 19 x4, 24 x3
+
+    def found(
+        k: int, close: float, at_least: int = 1, tie: float = 0.0, tied: int = 0
+    ) -> list[float]:
+        result = exact_choices(dump, roots, costs, k, 60.0, None, close, at_least, tie, tied)
+        return [s.cost for s in result.solutions]
+
+    # k=2 alone: two; with mappings within 60% of the best taken up to 6 in all: 9 and 14 x3
+    assert found(k=2, close=math.inf) == brute[:2]
+    assert found(k=2, close=math.inf, tie=0.6, tied=6) == brute[:4]
+    # the tie band holds up to `tied` mappings, and `close` still rules the first k
+    assert found(k=1, close=0.0, tie=1.2, tied=6) == brute[:6]
+    assert found(k=6, close=0.6, tie=0.0, tied=3) == brute[:4]
+    assert found(k=1, close=0.0, at_least=3, tie=0.0, tied=8) == brute[:3]
+
+
 @pytest.mark.parametrize(
     ("kernel", "target"),
     [("gemm", "gemmini"), ("gemm_relu", "gemmini"), ("conv2d", "nnp"), ("gemm_relu", "vecdsp")],
@@ -311,12 +369,22 @@ def _scheduled_count(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_compile_simulates_every_close_candidate(
     targets: dict[str, isamap.Target], monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
-    """As many candidates as the k-best has within CLOSE of the best (at least 3, at most
-    MAX_CANDIDATES) are scheduled and simulated."""
+    """As many candidates as the k-best (distinct in costed work) has within CLOSE of the best
+    (at least 3, at most MAX_CANDIDATES), and past those within TIE (at most MAX_TIED), are
+    scheduled and simulated."""
     kernel = typed_for(isamap.load_kernel("examples/kernels/dw_separable.kernel"), targets[target])
-    best = isamap.saturate(kernel, targets[target]).variants(compile_module.MAX_CANDIDATES + 1)
-    close = sum(m.cost <= best[0].cost * (1 + compile_module.CLOSE) + EPS for m in best)
-    expected = min(max(3, close), compile_module.MAX_CANDIDATES, len(best))
+    sat = isamap.saturate(kernel, targets[target])
+    c = compile_module
+    found = candidate_mappings(sat, "latency", "exact", 3, c.MAX_CANDIDATES, c.CLOSE, None, c.TIE,
+                               c.MAX_TIED)  # fmt: skip
+    best = [m for m, _ in found]
+    for i, m in enumerate(best):  # each one the band admits, and each doing other costed work
+        ratio = m.cost / best[0].cost
+        close = i < c.MAX_CANDIDATES and ratio <= 1 + c.CLOSE + EPS
+        assert i < 3 or close or (i < c.MAX_TIED and ratio <= 1 + c.TIE + EPS)
+    work = [sorted(n.describe() for n in m.nodes if n.cost > 0) for m in best]
+    assert all(a != b for a, b in itertools.combinations(work, 2))
+    expected = len(best)
     calls = _scheduled_count(monkeypatch)
     result = isamap.compile(kernel, targets[target], extract="exact")
     baseline = 0 if targets[target].baseline_schedule == "heuristic" else 1
@@ -327,6 +395,32 @@ def test_compile_simulates_every_close_candidate(
     assert result.report.cycles <= simulate_timing(program, optimum, targets[target], kernel).cycles
     if target == "nnp":  # there the cost model's best is also the fastest
         assert result.mapping.cost == pytest.approx(optimum.cost)
+
+
+def test_compile_judges_mappings_the_cost_model_cannot_tell_apart(
+    targets: dict[str, isamap.Target],
+) -> None:
+    """A GRU step on gemmini: the cost model sums each operation's cost and puts two dozen
+    groupings of the three products within 1%, while the simulator overlaps the host's gates
+    with the products still to come. compile keeps the fastest of all the tied ones."""
+    from isamap.bench.suites import gru_step_text
+
+    kernel = isamap.parse_kernel(gru_step_text(2, 512, "i8"), name="gru_step")
+    gemmini = targets["gemmini"]
+    result = isamap.compile(kernel, gemmini)
+    tied = [
+        m
+        for m in result.saturation.variants(compile_module.MAX_TIED)
+        if m.cost <= result.saturation.extract().cost * (1 + compile_module.TIE)
+    ]
+    assert len(tied) > compile_module.MAX_CANDIDATES
+    simulated = [
+        simulate_timing(schedule_mapping(m, gemmini, "heuristic"), m, gemmini, kernel).cycles
+        for m in tied
+    ]
+    assert result.report.cycles == pytest.approx(min(simulated))
+    inputs = isamap.random_inputs(kernel, seed=3)
+    check_outputs(result.run(inputs), kernel, inputs)
 
 
 def test_cli_extract_exact() -> None:

@@ -101,3 +101,21 @@ def test_mapping_json_round_trip(gemmini: isamap.Target) -> None:
     assert data["outputs"] == {"O": len(mapping.nodes) - 1}
     assert [n["op"] for n in data["nodes"]] == [n.op for n in mapping.nodes]
     assert "window" in str(mapping)
+
+
+def test_the_host_fallback_is_penalised_in_extraction_not_in_time() -> None:
+    """A statement only the generic host fallback computes: extraction weighs it at
+    HOST_STMT_PENALTY times its time, to keep off it where anything else exists, but the
+    simulator charges the time it takes (the analytic host model's), and the program runs."""
+    from isamap.extract.cost import HOST_STMT_PENALTY
+    from isamap.schedule.analytic import host_statement
+
+    kernel = isamap.parse_kernel("tensor S[64, 48] f32\nY[i, j] = S[i, j] * 0.25\n", name="s")
+    result = isamap.compile(kernel, "nnp")
+    kernel = result.kernel
+    assert [n.op for n in result.mapping.nodes] == ["input", "host_stmt"]
+    cycles = host_statement(result.target, kernel, 0).cycles
+    assert result.report.cycles == pytest.approx(cycles)
+    assert result.mapping.cost == pytest.approx(HOST_STMT_PENALTY * cycles)
+    inputs = isamap.random_inputs(kernel, seed=2)
+    check_outputs(result.run(inputs), kernel, inputs)
