@@ -26,6 +26,7 @@ from isamap.codegen.fused import (
     emit_fused_depthwise,
     emit_fused_matmul,
     matrix_plan,
+    pass_rows,
     rows_per_block,
 )
 from isamap.codegen.gemm import emit_matmul
@@ -489,7 +490,8 @@ class _Emitter:
         feed = self._pointwise_after(region, nodes, required, unavailable, d)
         name = f"dw{n.id}"
         if feed is None:
-            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None, self.lanes))
+            passes = pass_rows(self.target, self.lanes, d.r * d.s)
+            self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None, self.lanes, passes))
             lines = [
                 "  {",
                 *_pointer_arrays(region, "Ep", "Op"),
@@ -535,7 +537,8 @@ class _Emitter:
                 )
             )
             how = f"on tile {plan.mr}x{plan.nr}"
-        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes))
+        passes = pass_rows(self.target, self.lanes, d.r * d.s)
+        self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes, passes))
         a_in = self._constant(mm.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")
         lines = [

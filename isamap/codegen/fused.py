@@ -13,8 +13,9 @@ re-reads, charged at the bandwidth of the smallest memory of the target that hol
 Depthwise-separable block: for each block of output rows (the most rows whose depthwise result
 and pointwise output fit in half of the memory the instruction keeps A in, L2), each channel's
 input rows are copied into a zero-padded scratch (one plane per column phase when strided),
-the depthwise rows are computed LANES pixels at a time -- two output rows per pass, so each
-input row loaded serves both -- with the depthwise region (bias, ReLU6) applied, into a
+the depthwise rows are computed LANES pixels at a time -- up to four output rows per pass
+(`pass_rows`), so each input row loaded serves every one it is a tap row of -- with the
+depthwise region (bias, ReLU6) applied, into a
 `C x pixels` buffer; the pointwise product then reads that buffer in place as its B.
 """
 
@@ -36,6 +37,8 @@ __all__ = [
     "emit_fused_matmul",
     "full_depth_streams",
     "matrix_plan",
+    "pass_rows",
+    "pixel_tiles",
     "rows_per_block",
 ]
 
@@ -124,6 +127,19 @@ def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels:
         if rows * per_row <= half:
             return rows
     return 1
+
+
+def pass_rows(target: Target, lanes: int, taps: int) -> int:
+    """Output rows one pass of the depthwise loop computes together (a power of two, at most
+    4): each input row loaded serves every output row it is a tap row of, so more rows per
+    pass load fewer rows per FMA ((R - 1) * stride + r row loads for R), as long as the
+    filter taps, R accumulators and two temporaries stay in the vector registers."""
+    vregs = target.memories.get("vregs")
+    regs = vregs.capacity_bytes // (4 * lanes) if vregs is not None else 16
+    rows = 4
+    while rows > 1 and taps + rows + 2 > regs:
+        rows //= 2
+    return rows
 
 
 def block_stride(rows: int, wo: int, lanes: int) -> int:
@@ -370,6 +386,7 @@ def emit_fused_depthwise(
     rows: int,
     pointwise: str | None,
     lanes: int,
+    pass_rows: int = 2,
 ) -> str:
     """`static int name(const float* X, const float* F, const float* A, const float* const* E,
     float* const* O, const float* const* E2, float* const* O2)`.
@@ -378,7 +395,9 @@ def emit_fused_depthwise(
     `pointwise` (the fused product's function) each block's result (the region's single exit)
     goes to a `C x pixels` buffer (rows `block_stride` floats apart) the product reads as B
     together with the pointwise weights `A`, and `E2`/`O2`
-    are the product's region operands and exits; without it the region's exits are stored."""
+    are the product's region operands and exits; without it the region's exits are stored.
+    Output rows are computed `pass_rows` at a time (then passes of half as many for the rest
+    of a block), every input row loaded serving each of them it is a tap row of."""
     hp_blk = (rows - 1) * d.sh + d.r  # padded input rows a block reads
     wq = -(-((d.wo - 1) * d.sw + d.s) // d.sw)  # columns per phase
     wpad = -(-(wq + 16) // 16) * 16
@@ -439,8 +458,18 @@ def emit_fused_depthwise(
         if feed
         else f"for (int w = 0; w < {d.wo}; w += LANES)"
     )
-    two = "\n          ".join(rows_code(2))
-    one = "\n          ".join(rows_code(1))
+    sizes = [pass_rows]
+    while sizes[-1] > 1:
+        sizes.append(sizes[-1] // 2)
+    passes = "\n".join(
+        f"""        for (; hl + {n} <= hcur; hl += {n}) {{
+          int h = h0 + hl; (void)h;
+          {columns} {{
+          {(chr(10) + "          ").join(rows_code(n))}
+          }}
+        }}"""
+        for n in sizes
+    )
     filt = " ".join(f"V f{t} = vset1(f[{t}]);" for t in range(d.r * d.s))
     if feed:
         fn = pointwise
@@ -456,7 +485,6 @@ def emit_fused_depthwise(
         release = "  isa_free(dbuf);"
     else:
         pre, post_block, release = [], [], ""
-    hmax = "hcur"
     text = f"""
 /* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
    blocks of {rows} rows{", feeding the pointwise product" if feed else ""} */
@@ -481,18 +509,7 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
 {fill}
         {filt}
         int hl = 0;
-        for (; hl + 2 <= {hmax}; hl += 2) {{
-          int h = h0 + hl;
-          {columns} {{
-          {two}
-          }}
-        }}
-        for (; hl < {hmax}; ++hl) {{
-          int h = h0 + hl;
-          {columns} {{
-          {one}
-          }}
-        }}
+{passes}
       }}
 {chr(10).join(post_block)}
     }}
@@ -505,11 +522,21 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
 
 
 #: The channel-vectorised product is chosen when its tile updates, times this, are fewer than
-#: the pixel-vectorised one's: it pays a transposing epilogue (each tile's accumulators go back
-#: to pixel rows through a small scratch) and broadcasts from strided buffer rows. Measured on a
-#: Zen 4 with AVX2: at equal padding it runs about 0.93x the pixel-vectorised loop (a 14x14x384
-#: -> 64 block); with 12.5 % of a 7x7 plane's lanes padding, 1.15x it (7x7x960 -> 320).
+#: the pixel-vectorised one's: it pays a transposing epilogue (each channel's row of pixels is
+#: gathered from the tiles' partial sums) and broadcasts from strided buffer rows. Measured on a
+#: Zen 4 with AVX2: at equal padding it ran about 0.93x the pixel-vectorised loop (a 14x14x384
+#: -> 64 block; with the gathered epilogue and evened tiles, within the runs' spread of it);
+#: with 12.5 % of a 7x7 plane's lanes padding, 1.15x it (7x7x960 -> 320).
 CHANNEL_TILE_PENALTY = 1.1
+
+
+def pixel_tiles(pixels: int, mr: int) -> list[int]:
+    """The pixel counts of a channel-vectorised product's tiles (the C loop cuts them the same
+    way at run time): as few tiles of at most `mr` as cover `pixels`, evened out so none is
+    left a sliver whose accumulators would wait on the FMA latency."""
+    tiles = -(-pixels // mr)
+    base, extra = divmod(pixels, tiles)
+    return [base + (t < extra) for t in range(tiles)]
 
 
 def channel_plan(
@@ -518,9 +545,10 @@ def channel_plan(
     """The register tile (pixels x output channels) of a pointwise product `m x pixels`
     vectorised over its output channels instead of its pixels, when that takes fewer cycles
     (`CHANNEL_TILE_PENALTY` included) than the best pixel-vectorised tile: pixels are
-    broadcast, so a remainder of pixels costs its share of a tile, while the pixel-vectorised
-    loop pads the last vector of every channel row -- large on few-pixel planes (7x7: 49
-    pixels). None to keep the pixel-vectorised loop."""
+    broadcast and the tiles evened out (`pixel_tiles`), so each pixel costs its share of a
+    tile (a tile of 5 rows takes 5/6 of one of 6), while the pixel-vectorised loop pads the
+    last vector of every channel row -- large on few-pixel planes (7x7: 49 pixels). None to
+    keep the pixel-vectorised loop."""
     normal = min(-(-m // min(mr, m)) * -(-pixels // nr) * cyc for mr, nr, cyc in tiles)
     costs = [
         (pixels / mr * -(-m // nr) * cyc * CHANNEL_TILE_PENALTY, (mr, nr))
@@ -562,15 +590,18 @@ def emit_channel_pointwise(
     pixels `col0 .. col0 + wcur` of the region's layout, wcur <= `width`). A is packed into
     NR-channel panels (`_prepare_a`: once, when bound). For each panel the channels are taken
     `kc` at a time (`channel_kc`: the panel's slice stays in L1 for every pixel tile); each
-    MR-pixel x NR-channel tile accumulates a slice in registers (pixel values broadcast from
-    the buffer in place; a last tile of fewer pixels has a kernel of its own) on top of its
-    partial sums, kept per tile in a scratch block; after the last slice each tile is
-    transposed through a small scratch back to pixel rows, where the region is evaluated and
-    stored as in the pixel-vectorised loop."""
+    pixel tile x NR-channel tile accumulates a slice in registers (pixel values broadcast from
+    the buffer in place) on top of its partial sums, kept pixel by pixel in a scratch block.
+    The pixels are cut into as few tiles of at most MR as cover them, evened out (49 pixels
+    on MR 6: four of 6 and five of 5, not eight of 6 and one of 1, whose one pixel would wait
+    on the FMA latency for as long as a whole tile takes); every tile size has a kernel of its
+    own. After the last slice the scratch block holds the panel as pixels x NR channels: each
+    channel's row of pixels is gathered from it and the region evaluated and stored on whole
+    vectors of pixels, as in the pixel-vectorised loop (one partial vector per row)."""
     mr, nr = tile
     nv = nr // lanes
     mpad = -(-m // nr) * nr
-    tiles = -(-width // mr)
+    wvec = -(-width // lanes) * lanes
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     from isamap.codegen.loops import VECTOR_FNS
@@ -592,26 +623,18 @@ def emit_channel_pointwise(
             body.append("    }")
         body += ["  }", *[f"  out[{j}] = {x};" for j, x in enumerate(acc)], "}"]
         parts.append("\n".join(body))
-    chunks = -(-mr // lanes)
 
-    def region_code(count: str | None, chunk: int) -> str:
-        rowx, colx = "jt + j", f"col0 + it + {chunk * lanes}"
+    def region_code(count: str | None) -> str:
+        rowx, colx = "jt + j", "col0 + p"
 
         def store(e: int, val: str) -> str:
             ptr = f"{exits[e]} + (size_t)({rowx}) * {region.width} + {colx}"
             return f"vstore({ptr}, {val});" if count is None else f"vstoren({ptr}, {val}, {count});"
 
-        value = f"{wrap}(vload(col + {chunk * lanes}))"
+        value = f"{wrap}(vload(row + p))"
         code, _ = region.code(rowx, colx, count, [value], ops.__getitem__, store)
         return " ".join(code)
 
-    epilogue_lines = []
-    for chunk in range(chunks):
-        left = f"rows - {chunk * lanes}"
-        epilogue_lines += [
-            f"        if ({left} >= LANES) {{ {region_code(None, chunk)} }}",
-            f"        else if ({left} > 0) {{ int cnt = {left}; {region_code('cnt', chunk)} }}",
-        ]
     cases = "\n".join(
         f"          case {r}: {name}_k{r}(d, w + (size_t)pc * {nr}, kcur, pc == 0, acc); break;"
         for r in range(1, mr + 1)
@@ -626,42 +649,41 @@ static float* {name}_prepare_a(const float* restrict A) {{
       dst[(size_t)jt * {c} + q * {nr} + j] = jt + j < {m} ? A[(size_t)(jt + j) * {c} + q] : 0.0f;
   return dst;
 }}
-/* pointwise product {m} x pixels x {c}, vectorised over output channels: tile {mr} pixels x
-   {nr} channels, {kc} channels per slice */
+/* pointwise product {m} x pixels x {c}, vectorised over output channels: tiles of up to {mr}
+   pixels (evened out) x {nr} channels, {kc} channels per slice */
 static int {name}(const float* restrict A, const float* const* B, const float* const* E,
     float* const* O, int col0, int wcur, const float* restrict pa, const float* restrict pb) {{
   (void)pb; (void)E; (void)O;
+  if (wcur <= 0) return 0;
   float* own = pa ? NULL : {name}_prepare_a(A);
   const float* wp = pa ? pa : own;
-  V* part = isa_alloc(sizeof(V) * (size_t){tiles * mr * nv});
+  V* part = isa_alloc(sizeof(V) * (size_t){width * nv});
   if (!wp || !part) {{ free(own); isa_free(part); return 1; }}
+  const float* pf = (const float*)part;
+  int tiles = (wcur + {mr - 1}) / {mr}, base = wcur / tiles, extra = wcur % tiles;
   for (int jt = 0; jt < {m}; jt += {nr}) {{
     const float* w = wp + (size_t)jt * {c};
     int jn = {m} - jt < {nr} ? {m} - jt : {nr};
     for (int pc = 0; pc < {c}; pc += {kc}) {{
       int kcur = {c} - pc < {kc} ? {c} - pc : {kc};
-      for (int it = 0; it < wcur; it += {mr}) {{
-        int rows = wcur - it < {mr} ? wcur - it : {mr};
+      for (int t = 0, it = 0; t < tiles; ++t) {{
+        int rows = base + (t < extra);
         const float* d = B[0] + (size_t)pc * {ldd} + it;
-        V* acc = part + (size_t)(it / {mr}) * {mr * nv};
+        V* acc = part + (size_t)it * {nv};
         switch (rows) {{
 {cases}
           default: break;
         }}
+        it += rows;
       }}
     }}
-    for (int it = 0; it < wcur; it += {mr}) {{
-      int rows = wcur - it < {mr} ? wcur - it : {mr};
-      const V* acc = part + (size_t)(it / {mr}) * {mr * nv};
-      float t[{mr}][{nr}];
-      for (int i = 0; i < rows; ++i)
-        for (int v = 0; v < {nv}; ++v) vstore(&t[i][v * LANES], acc[i * {nv} + v]);
-      for (int j = 0; j < jn; ++j) {{
-        float col[{chunks * lanes}];
-        for (int i = 0; i < rows; ++i) col[i] = t[i][j];
-        for (int i = rows; i < {chunks * lanes}; ++i) col[i] = 0.0f;
-{chr(10).join(epilogue_lines)}
-      }}
+    for (int j = 0; j < jn; ++j) {{
+      float row[{wvec}];
+      for (int p = 0; p < wcur; ++p) row[p] = pf[(size_t)p * {nr} + j];
+      for (int p = wcur; p < {wvec}; ++p) row[p] = 0.0f;
+      int p = 0;
+      for (; p + LANES <= wcur; p += LANES) {{ {region_code(None)} }}
+      if (p < wcur) {{ int cnt = wcur - p; {region_code("cnt")} }}
     }}
   }}
   free(own);

@@ -14,7 +14,13 @@ import isamap.codegen.fused as fused_module
 from isamap.bench.suites import gru_step_text
 from isamap.codegen import CSource, emit_c, load_native
 from isamap.codegen.families import family
-from isamap.codegen.fused import channel_plan, full_depth_streams, matrix_plan
+from isamap.codegen.fused import (
+    channel_plan,
+    full_depth_streams,
+    matrix_plan,
+    pass_rows,
+    pixel_tiles,
+)
 from isamap.hardware.host_cpu import missing_features
 
 RUNNABLE = [
@@ -150,6 +156,69 @@ def test_few_pixel_planes_are_vectorised_over_output_channels() -> None:
     assert channel_plan(tiles, 8, 320, 49) is not None
     assert channel_plan(tiles, 8, 64, 196) is None  # 14x14: little padding either way
     assert channel_plan([(12, 8, 6.0)], 16, 320, 49) is None  # no tile a whole vector wide
+
+
+def test_pixel_tiles_are_evened_out() -> None:
+    """As few tiles of at most MR as cover the pixels, none a sliver: 49 pixels on MR 6 are
+    four of 6 and five of 5, not eight of 6 and a last one of 1."""
+    assert pixel_tiles(49, 6) == [6, 6, 6, 6, 5, 5, 5, 5, 5]
+    for pixels in range(1, 80):
+        for mr in (1, 4, 6, 7, 12):
+            got = pixel_tiles(pixels, mr)
+            assert sum(got) == pixels and len(got) == -(-pixels // mr)
+            assert max(got) <= mr and max(got) - min(got) <= 1
+
+
+def test_depthwise_passes_fit_the_vector_registers() -> None:
+    """Up to 4 output rows per pass while the taps, the accumulators and two temporaries fit:
+    16 ymm registers hold a 3x3 filter's and 4 rows, not a 5x5 filter's; 32 zmm hold both."""
+    avx2, avx512 = isamap.load_target("host-avx2"), isamap.load_target("host-avx512")
+    assert pass_rows(avx2, 8, 9) == 4
+    assert pass_rows(avx2, 8, 12) == 2
+    assert pass_rows(avx2, 8, 25) == 1
+    assert pass_rows(avx512, 16, 25) == 4
+
+
+@pytest.fixture(scope="module")
+def small_plane() -> isamap.CompileResult:
+    """A 7x7 block with 19 output channels: bias and ReLU6 after the depthwise, a bias after
+    the pointwise product."""
+    text = "\n".join(
+        [
+            "tensor X[1, 16, 7, 7] f32 pad(0:0, 0:0, 1:1, 1:1)",
+            "tensor F[16, 3, 3] f32\ntensor B[16] f32\ntensor W[19, 16] f32\ntensor B2[19] f32",
+            "O[n, c, h, w] += X[n, c, h + r - 1, w + s - 1] * F[c, r, s]",
+            "Y2[n, c, h, w] = min(relu(O[n, c, h, w] + B[c]), 6)",
+            "O2[n, k, h, w] += Y2[n, c, h, w] * W[k, c]",
+            "Y3[n, k, h, w] = O2[n, k, h, w] + B2[k]",
+        ]
+    )
+    return isamap.compile(isamap.parse_kernel(text, "block7"), HOST)
+
+
+@pytest.mark.parametrize(("rows", "tile"), [(None, 6), (3, 6), (2, 4)])
+def test_uneven_pixel_tiles_and_depthwise_passes_run_like_numpy(
+    small_plane: isamap.CompileResult,
+    rows: int | None,
+    tile: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The channel-vectorised product on evened pixel tiles of 3 to 6 pixels (49 pixels on MR
+    6: 6s and 5s; blocks of 3 rows: 21 pixels and a tail of 7; blocks of 2 rows on MR 4: 14 and
+    7 pixels, 4s and 3s), 19 output channels (a last panel of 3), 5 input channels per slice; the
+    depthwise rows in passes of 4, 2 and 1 over 7-wide rows (each copy's tail stored whole)."""
+    result = small_plane
+    assert result.target.codegen is not None
+    lanes = family(result.target.codegen).lanes
+    if rows is not None:
+        monkeypatch.setattr(emit_module, "rows_per_block", lambda *args: rows)
+    monkeypatch.setattr(emit_module, "channel_kc", lambda *args: 5)
+    monkeypatch.setattr(emit_module, "channel_plan", lambda *args: (tile, 2 * lanes))
+    monkeypatch.setattr(emit_module, "pass_rows", lambda *args: 4)
+    source = emit_c(result.program, result.mapping, result.kernel, result.target)
+    assert f"tile {tile}x{2 * lanes}" in source.text and "evened out" in source.text
+    assert "hl + 4 <= hcur" in source.text and "hl + 1 <= hcur" in source.text
+    _runs_like_numpy(source, result, seed=4)
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
