@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isamap.codegen.emit import ENTRY, CSource
+from isamap.codegen.families import family
 from isamap.codegen.toolchain import Built, build
 from isamap.hardware.host_cpu import missing_features
 from isamap.hardware.target import Target
@@ -171,6 +172,7 @@ def load_native(source: CSource, target: Target) -> NativeProgram:
             "natively (use target 'host' for the best one this CPU runs)"
         )
     started = time.perf_counter()
-    built = build(source.text, source.flags, openmp=source.threads > 1)
+    prelude = family(source.family).prelude
+    built = build(source.text, source.flags, openmp=source.threads > 1, prelude=prelude)
     del started
     return NativeProgram(source, built)

@@ -54,3 +54,24 @@ def test_a_compile_error_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         build("int broken(void) { return }\n", ("-O1",))
     assert "failed on emitted code" in str(err.value) and "\n" not in str(err.value)
     assert not list(tmp_path.glob("*.so"))
+
+
+PRELUDE = "#include <math.h>\nstatic inline int twice(int x) { return 2 * x; }\n"
+
+
+def test_the_prelude_is_precompiled_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A source starting (after its comment line) with the prelude includes it from the cache,
+    where it is compiled once per compiler and options; a source that does not start with it
+    is compiled as it is."""
+    monkeypatch.setenv("ISAMAP_CACHE_DIR", str(tmp_path))
+    body = "int answer(void) { return twice(21); }\n"
+    first = build(f"/* one */\n{PRELUDE}{body}", ("-O1",), prelude=PRELUDE)
+    assert first.library.answer() == 42
+    (header,) = tmp_path.glob("isamap-prelude-*.h")
+    assert header.read_text() == PRELUDE and header.with_name(header.name + ".gch").is_file()
+    second = build(f"/* two */\n{PRELUDE}{body.replace('21', '4')}", ("-O1",), prelude=PRELUDE)
+    assert second.library.answer() == 8 and len(list(tmp_path.glob("isamap-prelude-*"))) == 2
+    other = build(f"/* three */\n{SOURCE}", ("-O1",), prelude=PRELUDE)
+    assert other.library.answer() == 42 and len(list(tmp_path.glob("isamap-prelude-*"))) == 2
+    build(f"/* four */\n{PRELUDE}{body}", ("-O2",), prelude=PRELUDE)  # other options: another
+    assert len(list(tmp_path.glob("isamap-prelude-*.gch"))) == 2
