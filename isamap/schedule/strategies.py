@@ -114,23 +114,23 @@ def _heuristic_options(model: ArrayModel, call: MatmulCall, db: bool) -> list[Ti
     mb, nb, kb = call.blocks
     options: list[TileSchedule] = []
 
+    # the largest tile that fits is the first that does from the top: no fit test is spent
+    # on the smaller ones
     def deepest(df: str, ti: int, tj: int, order: str) -> int | None:
-        fitting = [
-            t for t in candidate_tiles(kb) if model.fits(TileSchedule(df, ti, tj, t, order, db))
-        ]
-        return max(fitting) if fitting else None
+        tiles = reversed(candidate_tiles(kb))
+        return next((t for t in tiles if model.fits(TileSchedule(df, ti, tj, t, order, db))), None)
+
+    def widest(df: str, ti: int, order: str) -> int | None:
+        tiles = reversed(candidate_tiles(nb))
+        return next((t for t in tiles if model.fits(TileSchedule(df, ti, t, 1, order, db))), None)
 
     for df, order in itertools.product(model.dataflows, ("ijk", "jik", "ikj", "jki")):
         best_ij: tuple[int, int] | None = None
         for ti in candidate_tiles(mb):
-            widths = [
-                tj
-                for tj in candidate_tiles(nb)
-                if model.fits(TileSchedule(df, ti, tj, 1, order, db))
-            ]
-            if not widths:
+            found = widest(df, ti, order)
+            if found is None:
                 break  # taller tiles need more memory still
-            tj = max(widths)
+            tj = found
             tk = deepest(df, ti, tj, order)
             if tk is not None:
                 options.append(TileSchedule(df, ti, tj, tk, order, db))
