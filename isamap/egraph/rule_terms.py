@@ -295,6 +295,38 @@ def _merge(slots: dict[str, int | None], key: str, value: int) -> None:
         raise _NoFitError
 
 
+def _extents(
+    b: _Builder,
+    keys: str,
+    given: Sequence[Literal | None],
+    shapes: Sequence[tuple[Shape | None, str]],
+) -> list[int]:
+    """The extents named by `keys`: each from its literal where given, else from the operand
+    and result shapes that name it (each shape with its keys; any disagreement is no fit), else
+    drawn (a batch of 1 or 2, a small dimension)."""
+    slots: dict[str, int | None] = {
+        key: (int(v) if v is not None else None) for key, v in zip(keys, given, strict=True)
+    }
+    for shape, named in shapes:
+        if shape is not None:
+            if len(shape) != len(named):
+                raise _NoFitError
+            for key, d in zip(named, shape, strict=True):
+                _merge(slots, key, d)
+    for key in keys:
+        if slots[key] is None:
+            slots[key] = b.rng.randint(1, 2) if key == "b" else b.dim()
+    return [int(slots[key] or 0) for key in keys]
+
+
+def _bias_shape(z: Shape | None, bb: int, n: int) -> Shape:
+    """A call's bias operand: [n], or [b, n] where the known shape has a batch; no fit for any
+    other shape."""
+    if z is not None and (len(z) not in (1, 2) or z[-1] != n):
+        raise _NoFitError
+    return (bb, n) if z is not None and len(z) == 2 else (n,)
+
+
 def _plan_matmul(
     b: _Builder, lits: list[Literal | None], known: list[Shape | None], want: Shape | None
 ) -> Planned:
@@ -304,20 +336,8 @@ def _plan_matmul(
         head.append(_pick(b, lits[0], matrix_instructions(b.target)))
     if skip == 2:
         head.append(_pick(b, lits[1], sorted(UNARY_NAMES)))
-    slots: dict[str, int | None] = {
-        key: (int(v) if v is not None else None) for key, v in zip("bmnk", lits[skip:], strict=True)
-    }
     x, y = known
-    for shape, keys in ((want, "bmn"), (x, "bmk"), (y, "bkn")):
-        if shape is not None:
-            if len(shape) != 3:
-                raise _NoFitError
-            for key, d in zip(keys, shape, strict=True):
-                _merge(slots, key, d)
-    for key in "bmnk":
-        if slots[key] is None:
-            slots[key] = b.rng.randint(1, 2) if key == "b" else b.dim()
-    bb, m, n, k = (int(slots[key] or 0) for key in "bmnk")
+    bb, m, n, k = _extents(b, "bmnk", lits[skip:], ((want, "bmn"), (x, "bmk"), (y, "bkn")))
     return [*head, bb, m, n, k], [(bb, m, k), (bb, k, n)]
 
 
@@ -327,12 +347,10 @@ def _plan_instr_bias(
     """`InstrBias`: a matrix call's literals and operands, and its bias [n] (or [b, n])."""
     z = known[2]
     if z is not None and len(z) not in (1, 2):
-        raise _NoFitError
+        raise _NoFitError  # before the product's extents are drawn
     head, shapes = _plan_matmul(b, lits, known[:2], want)
     bb, _, n, _ = (int(v) for v in head[2:])
-    if z is not None and z[-1] != n:
-        raise _NoFitError
-    return head, [*shapes, (bb, n) if z is not None and len(z) == 2 else (n,)]
+    return head, [*shapes, _bias_shape(z, bb, n)]
 
 
 def _tap_geometry(b: _Builder, value: Literal | None, t: int, m: int, n: int, k: int) -> str:
@@ -356,21 +374,9 @@ def _plan_taps(
     or [b, n]."""
     epi = len(lits) == 10
     head: list[Literal] = [_pick(b, lits[0], _tap_instructions(b.target))]
-    slots: dict[str, int | None] = {
-        key: (int(v) if v is not None else None)
-        for key, v in zip("tbmnk", lits[5 if epi else 2 :], strict=True)
-    }
     x, y = known[0], known[1]
-    for shape, keys in ((want, "bmn"), (x, "btmk"), (y, "btkn")):
-        if shape is not None:
-            if len(shape) != len(keys):
-                raise _NoFitError
-            for key, d in zip(keys, shape, strict=True):
-                _merge(slots, key, d)
-    for key in "tbmnk":
-        if slots[key] is None:
-            slots[key] = b.rng.randint(1, 2) if key == "b" else b.dim()
-    t, bb, m, n, k = (int(slots[key] or 0) for key in "tbmnk")
+    given = lits[5 if epi else 2 :]
+    t, bb, m, n, k = _extents(b, "tbmnk", given, ((want, "bmn"), (x, "btmk"), (y, "btkn")))
     head.append(_tap_geometry(b, lits[1], t, m, n, k))
     if epi:
         fn = lits[2] if lits[2] is not None else b.rng.choice(["", "relu"])
@@ -379,10 +385,7 @@ def _plan_taps(
         head += [fn, to, scale]
     shapes: list[Shape | None] = [(bb, t, m, k), (bb, t, k, n)]
     if len(known) == 3:
-        z = known[2]
-        if z is not None and (len(z) not in (1, 2) or z[-1] != n):
-            raise _NoFitError
-        shapes.append((bb, n) if z is not None and len(z) == 2 else (n,))
+        shapes.append(_bias_shape(known[2], bb, n))
     return [*head, t, bb, m, n, k], shapes
 
 
