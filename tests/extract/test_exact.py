@@ -245,7 +245,7 @@ def test_k_best_equals_brute_force_on_a_hand_built_egraph() -> None:
 
 
 #: A product read through either of two free view chains, or a dearer host fallback.
-VIEWS = {
+VIEWS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "r": [("Call", ("v",)), ("Host", ("a",))],
     "v": [("View1", ("a",)), ("View2", ("w",))],
     "w": [("View3", ("a",))],
@@ -353,15 +353,17 @@ def test_time_limit_returns_a_mapping_and_says_so(targets: dict[str, isamap.Targ
         sat.extract(method="exact")  # in time: no warning
 
 
-def _scheduled_count(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def compile_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """How often `isamap.compile` calls its module's function `name` from now on (a one-element
+    list, counting)."""
     calls = [0]
-    real = compile_module._scheduled
+    real = getattr(compile_module, name)
 
     def counting(*args: object, **kwargs: object) -> object:
         calls[0] += 1
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(compile_module, "_scheduled", counting)
+    monkeypatch.setattr(compile_module, name, counting)
     return calls
 
 
@@ -385,7 +387,7 @@ def test_compile_simulates_every_close_candidate(
     work = [sorted(n.describe() for n in m.nodes if n.cost > 0) for m in best]
     assert all(a != b for a, b in itertools.combinations(work, 2))
     expected = len(best)
-    calls = _scheduled_count(monkeypatch)
+    calls = compile_calls(monkeypatch, "_scheduled")
     result = isamap.compile(kernel, targets[target], extract="exact")
     baseline = 0 if targets[target].baseline_schedule == "heuristic" else 1
     assert calls[0] - baseline == expected

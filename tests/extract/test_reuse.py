@@ -15,6 +15,7 @@ from isamap.extract.reuse import EGraphShape, egraph_shape, same_up_to_floats, t
 from isamap.frontend import model_from_proto, models
 from isamap.hardware.machine import run_program
 from tests.egraph.test_requant_rules import GEMM
+from tests.extract.test_exact import compile_calls
 from tests.typed import check_outputs
 
 compile_module = sys.modules["isamap.compile"]
@@ -66,18 +67,11 @@ def test_quantized_gru_steps_share_one_extraction(
     """Each quantized step has its own scales and its own saturation; the k-best search runs
     for the projection and the first step only; a later step's mapping and cycles are those
     compiling it alone gives, and every step's program computes its kernel bit for bit."""
-    searches = [0]
-    real = compile_module.candidate_mappings
-
-    def counting(*args: object, **kwargs: object) -> object:
-        searches[0] += 1
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(compile_module, "candidate_mappings", counting)
+    searches = compile_calls(monkeypatch, "candidate_mappings")
     proto = models.gru_model(steps=2, batch=1, input_size=8, hidden=8)
     result = isamap.compile(model_from_proto(proto), gemmini, quantize=True)
     assert result.report.kernels == 3 and searches[0] == 2
-    monkeypatch.setattr(compile_module, "candidate_mappings", real)
+    monkeypatch.undo()  # compiling alone, below, searches as compile does
     steps = result.compiled[1:]
     assert len({str(c.kernel) for c in steps}) == 2  # two kernels: the scales differ
     alone = isamap.compile(steps[-1].kernel, gemmini)  # a step whose extraction was carried
