@@ -286,7 +286,7 @@ class _Extracted:
 
 #: Extractions by the shape of their e-graph (`extract.reuse.EGraphShape.key`); one per
 #: `compile_model` call, whose options every kernel shares.
-ExtractionMemo = dict[tuple[object, ...], _Extracted] | None
+ExtractionMemo = dict[tuple[object, ...], _Extracted]
 
 
 def _scheduled(
@@ -350,7 +350,7 @@ def compile_reusing(
     quantize: bool | None,
     calibration: MappingABC[str, object] | None,
     threads: int,
-    memo: ExtractionMemo,
+    memo: ExtractionMemo | None,
 ) -> CompileResult:
     """`compile`, carrying the extraction over from an earlier kernel of `memo` whose saturated
     e-graph was this one's but for its floats' values (`extract.reuse`): a quantized network's
