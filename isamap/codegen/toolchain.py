@@ -77,17 +77,14 @@ def build(source: str, flags: tuple[str, ...], openmp: bool = False, prelude: st
     compiler that cannot use the precompiled header reads the header's text instead."""
     started = time.perf_counter()
     cc = find_compiler()
-    args = [*flags, "-shared", "-fPIC", "-std=c11", *(["-fopenmp"] if openmp else [])]
+    args = _options(flags, openmp)
     key = hashlib.sha256("\0".join([*cc, *args, source]).encode()).hexdigest()[:24]
     folder = cache_dir()
     target = folder / f"isamap-{key}.so"
     cached = target.is_file()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     if not cached:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise BuildError(f"cannot create cache directory {folder}: {err.strerror}") from None
+        _make(folder)
         text = source
         head, _, rest = source.partition("\n")
         if prelude and rest.startswith(prelude) and head.startswith("/*"):
@@ -114,14 +111,23 @@ def precompile_prelude(prelude: str, flags: tuple[str, ...], openmp: bool = Fals
     from this once-per-compiler-and-options cost."""
     started = time.perf_counter()
     cc = find_compiler()
-    args = [*flags, "-shared", "-fPIC", "-std=c11", *(["-fopenmp"] if openmp else [])]
+    args = _options(flags, openmp)
     folder = cache_dir()
+    _make(folder)
+    _precompiled(cc, args, prelude, folder)
+    return time.perf_counter() - started
+
+
+def _options(flags: tuple[str, ...], openmp: bool) -> list[str]:
+    """The compiler options for a kernel's shared object (and its prelude's header)."""
+    return [*flags, "-shared", "-fPIC", "-std=c11", *(["-fopenmp"] if openmp else [])]
+
+
+def _make(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BuildError(f"cannot create cache directory {folder}: {err.strerror}") from None
-    _precompiled(cc, args, prelude, folder)
-    return time.perf_counter() - started
 
 
 def _compile(cc: list[str], args: list[str]) -> None:
