@@ -9,6 +9,13 @@ every GEMM a call of the same instruction read as a 1x1 convolution. The host is
 contractions (`NoHostContractions`): under the plain latency model a CPU host or a padded 256x256
 array can be cheaper for kernels this small, and the point here is that the rules find a complete
 mapping.
+
+The kernels are small (convolutions over 13x13-ish planes): what is checked — every contraction
+on the target's own instructions, the program equal to numpy — does not depend on the plane's
+size, and the functional run of a per-lane target (AVX-512 VNNI's `vpdpbusd`) costs one
+simulated instruction per lane block, so it grows with every output pixel. Each plane still
+spans several array tiles with a partial edge tile (its pixel count, 81 to 169, is a multiple
+of no block), and each convolution keeps its stride, padding, groups or dilation.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ TEXT_KERNELS = {
         Y[b, j] = relu(T[b, j] + bias[j])
     """,
     "pointwise_nhwc": """
-        tensor X[1, 20, 20, 32] f32
+        tensor X[1, 13, 13, 32] f32
         tensor W[32, 48] f32
         Y[n, h, w, k] += X[n, h, w, c] * W[c, k]
     """,
@@ -54,11 +61,11 @@ BUILT_KERNELS = {
     "gemm_at_b": lambda: builders.matmul(40, 36, 48, transpose_a=True),
     "gemm_a_bt": lambda: builders.matmul(36, 44, 40, transpose_b=True),
     "batched_gemm": lambda: builders.batched_matmul(3, 24, 20, 32),
-    "conv_strided": lambda: builders.conv2d(1, 16, 21, 21, 32, 3, 3, stride=2, padding=1),
-    "conv_padded": lambda: builders.conv2d(1, 16, 20, 20, 24, 3, 3, padding="same"),
-    "conv_grouped": lambda: builders.conv2d(1, 32, 20, 20, 32, 3, 3, padding=1, groups=4),
-    "conv_dilated": lambda: builders.conv2d(1, 16, 24, 24, 24, 3, 3, dilation=2),
-    "dw_separable": lambda: builders.dw_separable(1, 16, 20, 20, 32),
+    "conv_strided": lambda: builders.conv2d(1, 16, 17, 17, 32, 3, 3, stride=2, padding=1),
+    "conv_padded": lambda: builders.conv2d(1, 16, 13, 13, 24, 3, 3, padding="same"),
+    "conv_grouped": lambda: builders.conv2d(1, 32, 13, 13, 32, 3, 3, padding=1, groups=4),
+    "conv_dilated": lambda: builders.conv2d(1, 16, 15, 15, 24, 3, 3, dilation=2),
+    "dw_separable": lambda: builders.dw_separable(1, 16, 13, 13, 32),
     "gru_cell": lambda: builders.gru_cell(20, 40, 48),
 }
 
