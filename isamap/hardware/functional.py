@@ -52,29 +52,78 @@ def _dims(text: object) -> tuple[int, ...]:
 
 
 def _tile(x: np.ndarray, starts: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
-    """The tile of `x` at `starts` of `sizes`, zero-padded where it runs past the edge."""
-    out = np.zeros(sizes)
+    """The tile of `x` at `starts` of `sizes`, zero-padded where it runs past the edge (a fresh
+    C-ordered float64 array either way)."""
     src = tuple(slice(s, min(s + n, d)) for s, n, d in zip(starts, sizes, x.shape, strict=True))
     part = x[src]
+    if part.shape == sizes:  # inside the edges: nothing to pad
+        return np.array(part, dtype=np.float64, order="C")
+    out = np.zeros(sizes)
     out[tuple(slice(0, n) for n in part.shape)] = part
     return out
 
 
-def _to_layout(tile: np.ndarray, form: MatrixForm, roles: str, operand: str) -> np.ndarray:
-    """A tile whose axes are whole roles (`roles`, e.g. "bmk") in the instruction's own layout of
-    `operand`: each role axis split over the instruction's indices of that role, row-major, then
-    the indices put in the order the instruction stores them."""
+@dataclass(frozen=True)
+class _Layouts:
+    """How an instruction of one matrix form takes its tiles: [b, m, k] and [b, k, n] tiles
+    into its own operand layouts (each role axis split over the instruction's indices of that
+    role, row-major, then the indices put in the order the instruction stores them), its output
+    back to [b, m, n], its einsum and its tile per role. Worked out once per form, not per tile."""
+
+    lhs_split: tuple[int, ...]
+    lhs_axes: tuple[int, ...]
+    rhs_split: tuple[int, ...]
+    rhs_axes: tuple[int, ...]
+    out_axes: tuple[int, ...]
+    spec: str
+    tiles: tuple[int, int, int, int]  # b, m, n, k
+
+    def lhs(self, tile: np.ndarray) -> np.ndarray:
+        return np.transpose(tile.reshape(self.lhs_split), self.lhs_axes)
+
+    def rhs(self, tile: np.ndarray) -> np.ndarray:
+        return np.transpose(tile.reshape(self.rhs_split), self.rhs_axes)
+
+    def out(self, result: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+        return np.transpose(result, self.out_axes).reshape(sizes)
+
+
+def _operand_layout(
+    form: MatrixForm, roles: str, operand: str
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the split of a tile with whole-role axes `roles`, the axes of `operand`'s layout)."""
     canonical = [i for r in roles for i in form.role_indices(r)]
-    split = tile.reshape([form.extents[i] for i in canonical])
     want = form.indices(operand)
-    return np.transpose(split, [canonical.index(i) for i in want])
+    return tuple(form.extents[i] for i in canonical), tuple(canonical.index(i) for i in want)
 
 
-def _from_layout(result: np.ndarray, form: MatrixForm, sizes: tuple[int, ...]) -> np.ndarray:
-    """The instruction's output (its own layout) as a [b, m, n] tile of `sizes`."""
-    have = form.indices("out")
-    canonical = [i for r in "bmn" for i in form.role_indices(r)]
-    return np.transpose(result, [have.index(i) for i in canonical]).reshape(sizes)
+#: _Layouts by matrix form (MatrixForm holds dicts, so the key is its fields' values)
+_LAYOUTS: dict[tuple[object, ...], _Layouts] = {}
+
+
+def _layouts(form: MatrixForm) -> _Layouts:
+    """`form`'s _Layouts (memoised: a machine run calls one instruction per block)."""
+    key = (form.lhs_indices, form.rhs_indices, form.out_indices,
+           tuple(form.roles.items()), tuple(form.extents.items()))  # fmt: skip
+    hit = _LAYOUTS.get(key)
+    if hit is None:
+        if len(_LAYOUTS) > 4096:
+            _LAYOUTS.clear()
+        have = form.indices("out")
+        canonical = [i for r in "bmn" for i in form.role_indices(r)]
+        b, m, n, k = (form.tile(r) for r in "bmnk")
+        lhs_split, lhs_axes = _operand_layout(form, "bmk", "lhs")
+        rhs_split, rhs_axes = _operand_layout(form, "bkn", "rhs")
+        hit = _LAYOUTS[key] = _Layouts(
+            lhs_split,
+            lhs_axes,
+            rhs_split,
+            rhs_axes,
+            tuple(have.index(i) for i in canonical),
+            form.einsum(),
+            (b, m, n, k),
+        )
+    return hit
 
 
 @dataclass(frozen=True)
@@ -141,8 +190,9 @@ def run_instruction(
     the accumulator before the first product, as the instruction's bias move puts it there."""
     b, m, k = x.shape
     n = y.shape[2]
-    tb, tm, tn, tk = (form.tile(r) for r in "bmnk")
-    spec = form.einsum()
+    layouts = _layouts(form)
+    tb, tm, tn, tk = layouts.tiles
+    spec = layouts.spec
     out = np.zeros((b, m, n))
     x, y = types.operand("lhs", x), types.operand("rhs", y)
     rows = np.zeros((b, 1, n)) if bias is None else bias_rows(bias, b, n, types)
@@ -153,10 +203,8 @@ def run_instruction(
                 for k0 in range(0, k, tk):
                     xt = _tile(x, (b0, m0, k0), (tb, tm, tk))
                     yt = _tile(y, (b0, k0, n0), (tb, tk, tn))
-                    got = np.einsum(
-                        spec, _to_layout(xt, form, "bmk", "lhs"), _to_layout(yt, form, "bkn", "rhs")
-                    )
-                    acc = types.accumulate(acc, _from_layout(got, form, (tb, tm, tn)))
+                    got = np.einsum(spec, layouts.lhs(xt), layouts.rhs(yt))
+                    acc = types.accumulate(acc, layouts.out(got, (tb, tm, tn)))
                 if epilogue is not None:
                     acc = UNARY[epilogue].numpy(acc)
                 bs, ms, ns = min(tb, b - b0), min(tm, m - m0), min(tn, n - n0)
