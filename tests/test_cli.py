@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,13 @@ def invoke(*args: str) -> Result:
     return runner.invoke(cli, list(args))
 
 
+@cache
+def extract(*args: str) -> Result:
+    """`isamap extract` with `args`, run once: several tests read the same compile's output
+    (the command is deterministic, and each test only reads its result)."""
+    return invoke("extract", *args)
+
+
 def assert_one_error_line(result: Result, *needles: str) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
@@ -54,7 +62,7 @@ def test_version_and_help() -> None:
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda p: p.stem)
 def test_extract_every_example(kernel: Path) -> None:
-    result = invoke("extract", *example(kernel))
+    result = extract(*example(kernel))
     assert result.exit_code == 0, result.output
     assert "compute_preloaded" in result.stdout
     assert "cycles:" in result.stdout
@@ -100,7 +108,7 @@ def test_extract_unwritable_dump_is_one_line(tmp_path: Path) -> None:
 def _instruction_nodes(kernel: str) -> list[dict[str, object]]:
     path = GRU if kernel == "gru_cell.kernel" else str(ROOT / "examples" / "kernels" / kernel)
     flags = () if kernel == "gru_cell.kernel" else (Q,)
-    result = invoke("extract", path, "--json", *flags)
+    result = extract(path, "--json", *flags)
     assert result.exit_code == 0, result.output
     nodes: list[dict[str, object]] = json.loads(result.stdout)["mapping"]["nodes"]
     return [n for n in nodes if n["op"] == "instr"]
@@ -110,19 +118,19 @@ def test_dw_separable_pointwise_on_instructions() -> None:
     # the pointwise 1x1 conv contracts over the 16 channels; the depthwise 3x3 over 9 taps
     ks = sorted(n["attrs"]["k"] for n in _instruction_nodes("dw_separable.kernel"))  # type: ignore[index]
     assert 16 in ks, ks
-    result = invoke("extract", str(ROOT / "examples" / "kernels" / "dw_separable.kernel"), Q)
+    result = extract(str(ROOT / "examples" / "kernels" / "dw_separable.kernel"), Q)
     assert "k=16" in result.stdout
 
 
 def test_gru_gate_gemms_fused_with_concat() -> None:
-    result = invoke("extract", GRU)
+    result = extract(GRU)
     assert result.exit_code == 0, result.output
     assert "concat" in result.stdout
     assert len(_instruction_nodes("gru_cell.kernel")) < 6  # fewer calls than the 6 gate GEMMs
 
 
 def test_conv2d_im2col_window() -> None:
-    result = invoke("extract", str(ROOT / "examples" / "kernels" / "conv2d.kernel"), Q)
+    result = extract(str(ROOT / "examples" / "kernels" / "conv2d.kernel"), Q)
     assert result.exit_code == 0, result.output
     assert "window" in result.stdout
 
