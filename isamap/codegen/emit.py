@@ -27,6 +27,7 @@ from isamap.codegen.fused import (
     emit_fused_matmul,
     matrix_plan,
     pass_rows,
+    reads_rows_in_place,
     rows_per_block,
 )
 from isamap.codegen.gemm import emit_matmul
@@ -393,6 +394,11 @@ class _Emitter:
     def _shape(self, node_id: int) -> tuple[int, ...]:
         return self.shapes[node_id]
 
+    def _pass_rows(self, d: DepthwiseShape) -> int:
+        """The output rows one pass of the depthwise loop computes for shape `d`."""
+        temps = 3 if reads_rows_in_place(d) else 2
+        return pass_rows(self.target, self.lanes, d.r * d.s, temps)
+
     def _tile(self, n: MapNode) -> tuple[list[tuple[int, int, float]], str, str, str | None]:
         """A matrix call's candidate register tiles (its instruction's first, then the target's
         other micro-kernels with B in the same memory), the memory its A lives in, its chained
@@ -490,7 +496,7 @@ class _Emitter:
         feed = self._pointwise_after(region, nodes, required, unavailable, d)
         name = f"dw{n.id}"
         if feed is None:
-            passes = pass_rows(self.target, self.lanes, d.r * d.s)
+            passes = self._pass_rows(d)
             self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None, self.lanes, passes))
             lines = [
                 "  {",
@@ -537,7 +543,7 @@ class _Emitter:
                 )
             )
             how = f"on tile {plan.mr}x{plan.nr}"
-        passes = pass_rows(self.target, self.lanes, d.r * d.s)
+        passes = self._pass_rows(d)
         self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes, passes))
         a_in = self._constant(mm.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")
