@@ -5,6 +5,8 @@ the GRU step whose gates are evaluated on the recurrent product's accumulators."
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,23 @@ def test_a_matrix_call_with_bias_and_relu6() -> None:
     assert "element-wise steps fused into the output loop" in _check(
         isamap.parse_kernel(text, "expand")
     )
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_edge_tiles_compute_only_their_rows_and_vectors(target: str) -> None:
+    """A fused product whose rows (40) and columns (5 vectors) are no multiple of its tile's:
+    the last row panel and the last column panel run kernels of their own size, whose
+    results land in the full tile's slots."""
+    text = (
+        "tensor X[40, 24] f32\ntensor W[24, LEN] f32\ntensor B[40] f32\n"
+        "O[i, j] += X[i, k] * W[k, j]\nY[i, j] = relu(O[i, j] + B[i])\n"
+    )
+    target_ = isamap.load_target(target)
+    assert target_.codegen is not None
+    lanes = family(target_.codegen).lanes
+    source = _check(isamap.parse_kernel(text.replace("LEN", str(5 * lanes)), "edges"), target)
+    kernels = set(re.findall(r"void \w+_mk_k(\d+)x(\d+)\(", source))
+    assert len(kernels) > 1 and any(int(v) == 1 for _, v in kernels), kernels
 
 
 @pytest.mark.parametrize("rows", [None, 3])
