@@ -12,10 +12,11 @@ re-reads, charged at the bandwidth of the smallest memory of the target that hol
 
 Depthwise-separable block: for each block of output rows (the most rows whose depthwise result
 and pointwise output fit in half of the memory the instruction keeps A in, L2), each channel's
-input rows are copied into a zero-padded scratch (one plane per column phase when strided),
-the depthwise rows are computed LANES pixels at a time -- up to four output rows per pass
-(`pass_rows`), so each input row loaded serves every one it is a tap row of -- with the
-depthwise region (bias, ReLU6) applied, into a
+input rows are read in place at a column stride of 2 (`reads_rows_in_place`: each tap the even
+or odd lanes of a pair of vectors loaded from the row), otherwise copied into a zero-padded
+scratch (one plane per column phase at other strides); the depthwise rows are computed LANES
+pixels at a time -- up to four output rows per pass (`pass_rows`), so each input row loaded
+serves every one it is a tap row of -- with the depthwise region (bias, ReLU6) applied, into a
 `C x pixels` buffer; the pointwise product then reads that buffer in place as its B.
 """
 
