@@ -451,18 +451,31 @@ class _Emitter:
         name = f"fused{n.id}"
         a_in = self._constant(n.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{name}_prepare_a((const float*)in[{a_in}])")
+        # one B of few columns (a 7x7 plane's 49 pixels): vectorised over A's rows instead,
+        # B's columns broadcast where it lies, when that pads fewer lanes (`channel_plan`)
+        by_rows = (
+            channel_plan(tile, self.lanes, m, width) if len(bptrs) == self.threads == 1 else None
+        )
         b_in = [self._constant(node, nodes) for node, _ in bsrc]
         pb = "NULL"
-        if all(i is not None for i in b_in):
-            ptrs = ", ".join(
-                f"(const float*)in[{i}] + {st}" for i, (_, st) in zip(b_in, bsrc, strict=True)
+        if by_rows is not None:
+            kc = channel_kc(self.target, b_memory, k, by_rows[1])
+            self.funcs.append(
+                emit_channel_pointwise(
+                    name, by_rows, self.lanes, m, k, ldbs[0], region, epilogue, width, kc
+                )
             )
-            pb = self._slot(f"{name}_prepare_b((const float* const[]){{{ptrs}}})")
-        self.funcs.append(
-            emit_fused_matmul(
-                name, plan, self.lanes, m, width, k, ldbs, region, epilogue, False, self.threads
+        else:
+            if all(i is not None for i in b_in):
+                ptrs = ", ".join(
+                    f"(const float*)in[{i}] + {st}" for i, (_, st) in zip(b_in, bsrc, strict=True)
+                )
+                pb = self._slot(f"{name}_prepare_b((const float* const[]){{{ptrs}}})")
+            self.funcs.append(
+                emit_fused_matmul(
+                    name, plan, self.lanes, m, width, k, ldbs, region, epilogue, False, self.threads
+                )
             )
-        )
         lines = [
             "  {",
             f"    const float* Bp[{len(bptrs)}] = {{{', '.join(bptrs)}}};",
@@ -472,8 +485,13 @@ class _Emitter:
             "  }",
         ]
         lazy = set(region.members) | ({n.id} - set(region.exits))
+        how = (
+            f"vectorised over A's rows, tile {by_rows[0]}x{by_rows[1]}"
+            if by_rows is not None
+            else f"tile {plan.mr}x{plan.nr}"
+        )
         note = (
-            f"{len(bptrs)} piece(s) of {m}x{width}x{k}, tile {plan.mr}x{plan.nr}, "
+            f"{len(bptrs)} piece(s) of {m}x{width}x{k}, {how}, "
             f"{len(region.steps)} element-wise steps fused into the output loop"
         )
         return _Plan(lines, list(region.exits), lazy, note)

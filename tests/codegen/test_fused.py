@@ -143,10 +143,13 @@ def test_a_matrix_call_with_bias_and_relu6() -> None:
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
-def test_edge_tiles_compute_only_their_rows_and_vectors(target: str) -> None:
-    """A fused product whose rows (40) and columns (5 vectors) are no multiple of its tile's:
-    the last row panel and the last column panel run kernels of their own size, whose
-    results land in the full tile's slots."""
+def test_edge_tiles_compute_only_their_rows_and_vectors(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fused product whose rows (40) and columns (5 vectors) are no multiple of its tile's
+    (vectorised over its columns): the last row panel and the last column panel run kernels of
+    their own size, whose results land in the full tile's slots."""
+    monkeypatch.setattr(emit_module, "channel_plan", lambda *args: None)
     text = (
         "tensor X[40, 24] f32\ntensor W[24, LEN] f32\ntensor B[40] f32\n"
         "O[i, j] += X[i, k] * W[k, j]\nY[i, j] = relu(O[i, j] + B[i])\n"
@@ -157,6 +160,19 @@ def test_edge_tiles_compute_only_their_rows_and_vectors(target: str) -> None:
     source = _check(isamap.parse_kernel(text.replace("LEN", str(5 * lanes)), "edges"), target)
     kernels = set(re.findall(r"void \w+_mk_k(\d+)x(\d+)\(", source))
     assert len(kernels) > 1 and any(int(v) == 1 for _, v in kernels), kernels
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_matrix_call_over_few_columns_is_vectorised_over_its_rows(target: str) -> None:
+    """A 1x1 convolution on a 3x9 plane (27 pixels: a 16-wide tile of pixels pads 5 of them)
+    with bias and ReLU6, 64 output channels: computed vectorised over A's rows (the output
+    channels), B's pixels broadcast where they lie, its region stored per channel row."""
+    text = (
+        "tensor X[1, 48, 3, 9] f32\ntensor W[64, 48] f32\ntensor B[64] f32\n"
+        "O[n, m, h, w] += X[n, k, h, w] * W[m, k]\n"
+        "Y[n, m, h, w] = min(relu(O[n, m, h, w] + B[m]), 6)\n"
+    )
+    assert "vectorised over A's rows" in _check(isamap.parse_kernel(text, "expand"), target)
 
 
 @pytest.mark.parametrize("rows", [None, 3])
