@@ -37,6 +37,7 @@ __all__ = [
     "emit_fused_depthwise",
     "emit_fused_matmul",
     "full_depth_streams",
+    "light_region",
     "matrix_plan",
     "pass_rows",
     "pixel_tiles",
@@ -178,21 +179,45 @@ def _edge_tiles(plan: MatrixPlan, lanes: int, m: int) -> list[tuple[int, int]]:
     return [(r, v) for r in rows for v in range(nv, 0, -1)]
 
 
+#: Element-wise operations of one vector instruction each (no constants of a polynomial).
+LIGHT_OPS = frozenset({"+", "-", "*", "/", "max", "min", "relu", "relu6", "neg"})
+
+
+def light_region(region: Region, epilogue: str | None) -> bool:
+    """Whether a product's region (and its instruction's epilogue) is made of `LIGHT_OPS` only:
+    a bias, a ReLU6, a residual add. Such a region is evaluated in the K loop's own function,
+    its few temporaries beside the accumulators; a heavier one (a GRU's sigmoid and tanh) after
+    the accumulators are handed over."""
+    return all(op in LIGHT_OPS for _, op, _ in region.steps) and epilogue in (None, *LIGHT_OPS)
+
+
 def _k_loop(
-    fn: str, plan: MatrixPlan, lanes: int, ldbs: Sequence[int], rows: int, vecs: int
+    fn: str,
+    plan: MatrixPlan,
+    lanes: int,
+    ldbs: Sequence[int],
+    rows: int,
+    vecs: int,
+    tail: list[str] | None = None,
 ) -> list[str]:
     """The K loop of a `rows` x `vecs`-vector corner of the MR x NR tile (an edge tile computes
     only the rows and vectors it stores: the padding of a 196-pixel plane on 16-wide tiles and
     of 64 rows on 6-tall ones was 9 % of a pointwise product's FMAs; measured 3-5 % of the
     14x14 blocks' time), handing the tile's accumulators over in the full tile's layout, zeros
-    where it computed none."""
+    where it computed none; or, with `tail`, running that code on them instead (the region's
+    stores of a whole tile, with the call's `row`, `col`, `E` and `O`)."""
     mr, nv, pieces = plan.mr, plan.nr // lanes, len(ldbs)
     keys = [(p, r, v) for p in range(pieces) for r in range(rows) for v in range(vecs)]
     acc = {key: "c{}_{}_{}".format(*key) for key in keys}
     bargs = ", ".join(f"const float* restrict b{p}" for p in range(pieces))
+    after = (
+        "int row, int col, const float* const* E, float* const* O"
+        if tail is not None
+        else "V* restrict out"
+    )
     loop = [
         f"static __attribute__((noinline)) void {fn}(const float* restrict a, {bargs}, "
-        "int kc, V* restrict out) {",
+        f"int kc, {after}) {{",
         f"  V {', '.join(f'{x} = vzero()' for x in acc.values())};",
         "  for (int q = 0; q < kc; ++q) {",
     ]
@@ -210,8 +235,11 @@ def _k_loop(
         ]
         loop.append("    }")
     loop.append("  }")
-    slots = [(p, r, v) for p in range(pieces) for r in range(mr) for v in range(nv)]
-    loop += [f"  out[{i}] = {acc.get(key, 'vzero()')};" for i, key in enumerate(slots)]
+    if tail is not None:
+        loop += ["  (void)E; (void)O;", *tail]
+    else:
+        slots = [(p, r, v) for p in range(pieces) for r in range(mr) for v in range(nv)]
+        loop += [f"  out[{i}] = {acc.get(key, 'vzero()')};" for i, key in enumerate(slots)]
     loop.append("}")
     return loop
 
@@ -235,18 +263,49 @@ def _microkernel(
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     acc = {(p, r, v): f"c{p}_{r}_{v}" for p in range(pieces) for r in range(mr) for v in range(nv)}
     bargs = ", ".join(f"const float* restrict b{p}" for p in range(pieces))
+    from isamap.codegen.loops import VECTOR_FNS
+
+    wrap = VECTOR_FNS[epilogue] if epilogue else ""
+
+    def body(r: int, v: int, count: str | None) -> list[str]:
+        pv = [f"{wrap}({acc[p, r, v]})" for p in range(pieces)]
+        rowx, colx = f"row + {r}", f"col + {v * lanes}"
+
+        def store(e: int, val: str) -> str:
+            ptr = f"{exits[e]} + (size_t)({rowx}) * {region.width} + {colx}"
+            return f"vstore({ptr}, {val});" if count is None else f"vstoren({ptr}, {val}, {count});"
+
+        code, _ = region.code(rowx, colx, count, pv, ops.__getitem__, store)
+        return code
+
     # the K loop is a function of its own, so its accumulators stay in registers whatever
-    # the region after it needs; it hands them over through a small array in L1
+    # the region after it needs; it hands them over through a small array in L1 -- but for a
+    # whole tile of a product in one K slice with a light region (`light_region`), which
+    # evaluates the region right after its loop (the handover cost 3-5 % of a 112x112x32
+    # block's time, K = 32; with a GRU's gates in that function the step ran 2-5 % slower)
     edges = _edge_tiles(plan, lanes, m)
+    bnames = ", ".join(f"b{p}" for p in range(pieces))
     loop: list[str] = []
+    whole = [f"  {{ {' '.join(body(r, v, None))} }}" for r in range(mr) for v in range(nv)]
+    in_loop = not sliced and light_region(region, epilogue)
+    if in_loop:
+        loop += _k_loop(f"{fn}_whole", plan, lanes, ldbs, mr, nv, whole)
     for rows, vecs in edges:
         loop += _k_loop(f"{fn}_k{rows}x{vecs}", plan, lanes, ldbs, rows, vecs)
-    bnames = ", ".join(f"b{p}" for p in range(pieces))
     lines = [
         *loop,
         f"static inline void {fn}(const float* restrict a, {bargs}, int row, int col, int mr,",
         "    int nr, const float* const* E, float* const* O, int kc, int first, int last,",
         "    float* restrict s) {",
+        *(
+            []
+            if not in_loop
+            else [
+                f"  if (mr == {mr} && nr == {plan.nr}) {{ "
+                f"{fn}_whole(a, {bnames}, kc, row, col, E, O); (void)first; (void)last; "
+                "(void)s; return; }"
+            ]
+        ),
         f"  V acc_[{len(acc)}];",
         f"  int nv_ = (nr + {lanes - 1}) / {lanes};",
         *[
@@ -270,20 +329,6 @@ def _microkernel(
         lines += ["    return;", "  }"]
     else:
         lines.append("  (void)first; (void)last; (void)s;")
-    from isamap.codegen.loops import VECTOR_FNS
-
-    wrap = VECTOR_FNS[epilogue] if epilogue else ""
-
-    def body(r: int, v: int, count: str | None) -> list[str]:
-        pv = [f"{wrap}({acc[p, r, v]})" for p in range(pieces)]
-        rowx, colx = f"row + {r}", f"col + {v * lanes}"
-
-        def store(e: int, val: str) -> str:
-            ptr = f"{exits[e]} + (size_t)({rowx}) * {region.width} + {colx}"
-            return f"vstore({ptr}, {val});" if count is None else f"vstoren({ptr}, {val}, {count});"
-
-        code, _ = region.code(rowx, colx, count, pv, ops.__getitem__, store)
-        return code
 
     lines.append(f"  if (mr == {mr} && nr == {plan.nr}) {{")
     for r in range(mr):

@@ -133,13 +133,15 @@ def blocks() -> list[isamap.CompileResult]:
 
 
 def test_a_matrix_call_with_bias_and_relu6() -> None:
+    """A light region (bias, ReLU6) on a product in one K slice: a whole tile evaluates it in
+    its K loop's own function."""
     text = (
         "tensor X[40, 24] f32\ntensor W[24, 48] f32\ntensor B[40] f32\n"
         "O[i, j] += X[i, k] * W[k, j]\nY[i, j] = min(relu(O[i, j] + B[i]), 6)\n"
     )
-    assert "element-wise steps fused into the output loop" in _check(
-        isamap.parse_kernel(text, "expand")
-    )
+    source = _check(isamap.parse_kernel(text, "expand"))
+    assert "element-wise steps fused into the output loop" in source
+    assert "_mk_whole(a, b0, kc, row, col, E, O)" in source
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
@@ -301,6 +303,7 @@ def test_a_gru_step_fuses_its_gates_into_the_recurrent_product(target: str) -> N
     text = _check(isamap.parse_kernel(gru_step_text(5, 24), "gru_step"), target)
     if target == HOST:
         assert "3 piece(s)" in text and "B packed" in text
+    assert "_whole(" not in text  # sigmoid and tanh: evaluated after the handover
 
 
 def test_a_product_in_several_k_slices_with_a_column_bias_and_two_exits(
