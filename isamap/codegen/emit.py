@@ -27,6 +27,7 @@ from isamap.codegen.fused import (
     emit_fused_matmul,
     matrix_plan,
     pass_rows,
+    reads_rows_in_place,
     rows_per_block,
 )
 from isamap.codegen.gemm import emit_matmul
@@ -393,6 +394,11 @@ class _Emitter:
     def _shape(self, node_id: int) -> tuple[int, ...]:
         return self.shapes[node_id]
 
+    def _pass_rows(self, d: DepthwiseShape) -> int:
+        """The output rows one pass of the depthwise loop computes for shape `d`."""
+        temps = 3 if reads_rows_in_place(d) else 2
+        return pass_rows(self.target, self.lanes, d.r * d.s, temps)
+
     def _tile(self, n: MapNode) -> tuple[list[tuple[int, int, float]], str, str, str | None]:
         """A matrix call's candidate register tiles (its instruction's first, then the target's
         other micro-kernels with B in the same memory), the memory its A lives in, its chained
@@ -445,18 +451,31 @@ class _Emitter:
         name = f"fused{n.id}"
         a_in = self._constant(n.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{name}_prepare_a((const float*)in[{a_in}])")
+        # one B of few columns (a 7x7 plane's 49 pixels): vectorised over A's rows instead,
+        # B's columns broadcast where it lies, when that pads fewer lanes (`channel_plan`)
+        by_rows = (
+            channel_plan(tile, self.lanes, m, width) if len(bptrs) == self.threads == 1 else None
+        )
         b_in = [self._constant(node, nodes) for node, _ in bsrc]
         pb = "NULL"
-        if all(i is not None for i in b_in):
-            ptrs = ", ".join(
-                f"(const float*)in[{i}] + {st}" for i, (_, st) in zip(b_in, bsrc, strict=True)
+        if by_rows is not None:
+            kc = channel_kc(self.target, b_memory, k, by_rows[1])
+            self.funcs.append(
+                emit_channel_pointwise(
+                    name, by_rows, self.lanes, m, k, ldbs[0], region, epilogue, width, kc
+                )
             )
-            pb = self._slot(f"{name}_prepare_b((const float* const[]){{{ptrs}}})")
-        self.funcs.append(
-            emit_fused_matmul(
-                name, plan, self.lanes, m, width, k, ldbs, region, epilogue, False, self.threads
+        else:
+            if all(i is not None for i in b_in):
+                ptrs = ", ".join(
+                    f"(const float*)in[{i}] + {st}" for i, (_, st) in zip(b_in, bsrc, strict=True)
+                )
+                pb = self._slot(f"{name}_prepare_b((const float* const[]){{{ptrs}}})")
+            self.funcs.append(
+                emit_fused_matmul(
+                    name, plan, self.lanes, m, width, k, ldbs, region, epilogue, False, self.threads
+                )
             )
-        )
         lines = [
             "  {",
             f"    const float* Bp[{len(bptrs)}] = {{{', '.join(bptrs)}}};",
@@ -466,8 +485,13 @@ class _Emitter:
             "  }",
         ]
         lazy = set(region.members) | ({n.id} - set(region.exits))
+        how = (
+            f"vectorised over A's rows, tile {by_rows[0]}x{by_rows[1]}"
+            if by_rows is not None
+            else f"tile {plan.mr}x{plan.nr}"
+        )
         note = (
-            f"{len(bptrs)} piece(s) of {m}x{width}x{k}, tile {plan.mr}x{plan.nr}, "
+            f"{len(bptrs)} piece(s) of {m}x{width}x{k}, {how}, "
             f"{len(region.steps)} element-wise steps fused into the output loop"
         )
         return _Plan(lines, list(region.exits), lazy, note)
@@ -490,7 +514,7 @@ class _Emitter:
         feed = self._pointwise_after(region, nodes, required, unavailable, d)
         name = f"dw{n.id}"
         if feed is None:
-            passes = pass_rows(self.target, self.lanes, d.r * d.s)
+            passes = self._pass_rows(d)
             self.funcs.append(emit_fused_depthwise(name, d, region, d.ho, None, self.lanes, passes))
             lines = [
                 "  {",
@@ -537,7 +561,7 @@ class _Emitter:
                 )
             )
             how = f"on tile {plan.mr}x{plan.nr}"
-        passes = pass_rows(self.target, self.lanes, d.r * d.s)
+        passes = self._pass_rows(d)
         self.funcs.append(emit_fused_depthwise(name, d, region, rows, pw, self.lanes, passes))
         a_in = self._constant(mm.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{pw}_prepare_a((const float*)in[{a_in}])")

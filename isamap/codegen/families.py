@@ -2,10 +2,11 @@
 
 Every family defines the same small vocabulary as static inline C functions -- `V` (a vector of
 `LANES` floats), `vload`, `vstore`, `vset1`, `vzero`, `vfma`, `vadd`, `vsub`, `vmul`, `vdiv`,
-`vmax`, `vexp`, the masked `vloadn`/`vstoren` and `vload_even` (one phase of a stride-2 row)
--- so the loop nests and micro-kernels of `isamap.codegen` are written once and
-the family only changes this prelude and the compiler flags. The text is isamap's own; nothing
-here comes from a target file.
+`vmax`, `vexp`, the masked `vloadn`/`vstoren` and `vload_range`, `vload_even` (one phase of
+a stride-2 row), and `vpair_even`/`vpair_odd`/`vunpair` (the phases of a pair of vectors, in an
+order of the family's choosing, and that order undone) -- so the loop nests and micro-kernels
+of `isamap.codegen` are written once and the family only changes this prelude and the compiler
+flags. The text is isamap's own; nothing here comes from a target file.
 """
 
 from __future__ import annotations
@@ -102,6 +103,23 @@ static inline V vload_even(const float* p) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
 }
+/* the even / odd lanes of the 2 * LANES floats (a, b), in the order vunpair restores */
+static inline V vpair_even(V a, V b) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(a, even, b);
+}
+static inline V vpair_odd(V a, V b) {
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  return _mm512_permutex2var_ps(a, odd, b);
+}
+static inline V vunpair(V x) { return x; }
+/* row[b], ..., row[b + LANES - 1], zero where b + i lies outside [0, n): no access there */
+static inline V vload_range(const float* row, int b, int n) {
+  int lo = b < 0 ? -b : 0, hi = n - b < LANES ? n - b : LANES;
+  if (hi <= lo) return vzero();
+  __mmask16 m = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  return _mm512_maskz_loadu_ps(m, (const float*)((uintptr_t)row + (intptr_t)b * 4));
+}
 static inline V vpow2i(V t) {
   __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(t), _mm512_set1_epi32(127));
   return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
@@ -136,6 +154,20 @@ static inline void vstoren(float* p, V x, int n) { _mm256_maskstore_ps(p, vmaskn
 static inline V vload_even(const float* p) {
   __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+/* the even / odd lanes of the 2 * LANES floats (a, b), in the order vunpair restores: each
+   128-bit half on its own (one shuffle), so lanes 2-3 and 4-5 come swapped */
+static inline V vpair_even(V a, V b) { return _mm256_shuffle_ps(a, b, 0x88); }
+static inline V vpair_odd(V a, V b) { return _mm256_shuffle_ps(a, b, 0xDD); }
+static inline V vunpair(V x) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(x), 0xD8));
+}
+/* row[b], ..., row[b + LANES - 1], zero where b + i lies outside [0, n): no access there */
+static inline V vload_range(const float* row, int b, int n) {
+  __m256i i = _mm256_add_epi32(_mm256_set1_epi32(b), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
+                                   _mm256_cmpgt_epi32(_mm256_set1_epi32(n), i));
+  return _mm256_maskload_ps((const float*)((uintptr_t)row + (intptr_t)b * 4), in);
 }
 static inline V vpow2i(V t) {
   __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(t), _mm256_set1_epi32(127));
@@ -181,9 +213,19 @@ static inline void vstoren(float* p, V x, int n) {
 }
 static inline V vsqrt(V x) { V r; for (int i = 0; i < 4; ++i) r[i] = sqrtf(x[i]); return r; }
 static inline V vload_even(const float* p) { V r = {p[0], p[2], p[4], p[6]}; return r; }
+static inline V vpair_even(V a, V b) { V r = {a[0], a[2], b[0], b[2]}; return r; }
+static inline V vpair_odd(V a, V b) { V r = {a[1], a[3], b[1], b[3]}; return r; }
+static inline V vunpair(V x) { return x; }
+static inline V vload_range(const float* row, int b, int n) {
+  V r = vzero();
+  for (int i = 0; i < LANES; ++i)
+    if (b + i >= 0 && b + i < n) r[i] = row[b + i];
+  return r;
+}
 """
 
 _HEAD = r"""#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 /* 64-byte aligned scratch memory. A freed block is kept (up to ISA_KEEP per thread) and handed

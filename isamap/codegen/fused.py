@@ -12,10 +12,11 @@ re-reads, charged at the bandwidth of the smallest memory of the target that hol
 
 Depthwise-separable block: for each block of output rows (the most rows whose depthwise result
 and pointwise output fit in half of the memory the instruction keeps A in, L2), each channel's
-input rows are copied into a zero-padded scratch (one plane per column phase when strided),
-the depthwise rows are computed LANES pixels at a time -- up to four output rows per pass
-(`pass_rows`), so each input row loaded serves every one it is a tap row of -- with the
-depthwise region (bias, ReLU6) applied, into a
+input rows are read in place at a column stride of 2 (`reads_rows_in_place`: each tap the even
+or odd lanes of a pair of vectors loaded from the row), otherwise copied into a zero-padded
+scratch (one plane per column phase at other strides); the depthwise rows are computed LANES
+pixels at a time -- up to four output rows per pass (`pass_rows`), so each input row loaded
+serves every one it is a tap row of -- with the depthwise region (bias, ReLU6) applied, into a
 `C x pixels` buffer; the pointwise product then reads that buffer in place as its B.
 """
 
@@ -36,9 +37,11 @@ __all__ = [
     "emit_fused_depthwise",
     "emit_fused_matmul",
     "full_depth_streams",
+    "light_region",
     "matrix_plan",
     "pass_rows",
     "pixel_tiles",
+    "reads_rows_in_place",
     "rows_per_block",
 ]
 
@@ -129,15 +132,26 @@ def rows_per_block(target: Target, memory: str, d: DepthwiseShape, out_channels:
     return 1
 
 
-def pass_rows(target: Target, lanes: int, taps: int) -> int:
+def reads_rows_in_place(d: DepthwiseShape) -> bool:
+    """Whether the depthwise loop reads its input rows in place instead of a padded copy: with
+    a column stride of 2, de-interleaving a row into its two phase planes cost more than the
+    taps (one 32-byte store per 8 floats, about 2 cycles each; measured 196 of 315 us of a
+    112x112x96 stride-2 layer), while each tap's vector is the even or odd lanes of a pair
+    of vectors loaded from the row (one shuffle), the edges loaded masked."""
+    return d.sw == 2
+
+
+def pass_rows(target: Target, lanes: int, taps: int, temps: int = 2) -> int:
     """Output rows one pass of the depthwise loop computes together (a power of two, at most
     4): each input row loaded serves every output row it is a tap row of, so more rows per
     pass load fewer rows per FMA ((R - 1) * stride + r row loads for R), as long as the
-    filter taps, R accumulators and two temporaries stay in the vector registers."""
+    filter taps, R accumulators and `temps` temporaries (a tap's vector and a spare; three when
+    rows are read in place: a pair of vectors and the tap's lanes of it) stay in the vector
+    registers."""
     vregs = target.memories.get("vregs")
     regs = vregs.capacity_bytes // (4 * lanes) if vregs is not None else 16
     rows = 4
-    while rows > 1 and taps + rows + 2 > regs:
+    while rows > 1 and taps + rows + temps > regs:
         rows //= 2
     return rows
 
@@ -156,53 +170,149 @@ def _operand_ptr(region: Region) -> dict[int, str]:
     return {node: f"E[{i}]" for i, node in enumerate(region.operands)}
 
 
+def _edge_tiles(plan: MatrixPlan, lanes: int, m: int) -> list[tuple[int, int]]:
+    """The (rows, vectors) a tile of the product can have: the full MR x NR/LANES; MR's
+    remainder of `m` on the last row panel; and every vector count below NR/LANES on the last
+    column panel (its width is known only at run time: a depthwise block's pixels)."""
+    nv = plan.nr // lanes
+    rows = [plan.mr] + ([m % plan.mr] if m % plan.mr else [])
+    return [(r, v) for r in rows for v in range(nv, 0, -1)]
+
+
+#: Element-wise operations of one vector instruction each (no constants of a polynomial).
+LIGHT_OPS = frozenset({"+", "-", "*", "/", "max", "min", "relu", "relu6", "neg"})
+
+
+def light_region(region: Region, epilogue: str | None) -> bool:
+    """Whether a product's region (and its instruction's epilogue) is made of `LIGHT_OPS` only:
+    a bias, a ReLU6, a residual add. Such a region is evaluated in the K loop's own function,
+    its few temporaries beside the accumulators; a heavier one (a GRU's sigmoid and tanh) after
+    the accumulators are handed over."""
+    return all(op in LIGHT_OPS for _, op, _ in region.steps) and epilogue in (None, *LIGHT_OPS)
+
+
+def _k_loop(
+    fn: str,
+    plan: MatrixPlan,
+    lanes: int,
+    ldbs: Sequence[int],
+    rows: int,
+    vecs: int,
+    tail: list[str] | None = None,
+) -> list[str]:
+    """The K loop of a `rows` x `vecs`-vector corner of the MR x NR tile (an edge tile computes
+    only the rows and vectors it stores: the padding of a 196-pixel plane on 16-wide tiles and
+    of 64 rows on 6-tall ones was 9 % of a pointwise product's FMAs; measured 3-5 % of the
+    14x14 blocks' time), handing the tile's accumulators over in the full tile's layout, zeros
+    where it computed none; or, with `tail`, running that code on them instead (the region's
+    stores of a whole tile, with the call's `row`, `col`, `E` and `O`)."""
+    mr, nv, pieces = plan.mr, plan.nr // lanes, len(ldbs)
+    keys = [(p, r, v) for p in range(pieces) for r in range(rows) for v in range(vecs)]
+    acc = {key: "c{}_{}_{}".format(*key) for key in keys}
+    bargs = ", ".join(f"const float* restrict b{p}" for p in range(pieces))
+    after = (
+        "int row, int col, const float* const* E, float* const* O"
+        if tail is not None
+        else "V* restrict out"
+    )
+    loop = [
+        f"static __attribute__((noinline)) void {fn}(const float* restrict a, {bargs}, "
+        f"int kc, {after}) {{",
+        f"  V {', '.join(f'{x} = vzero()' for x in acc.values())};",
+        "  for (int q = 0; q < kc; ++q) {",
+    ]
+    loop += [
+        f"    V b{p}_{v} = vload(b{p} + q * {ldbs[p]} + {v * lanes});"
+        for p in range(pieces)
+        for v in range(vecs)
+    ]
+    for r in range(rows):
+        loop.append(f"    {{ V a_ = vset1(a[q * {mr} + {r}]);")
+        loop += [
+            f"      {acc[p, r, v]} = vfma(a_, b{p}_{v}, {acc[p, r, v]});"
+            for p in range(pieces)
+            for v in range(vecs)
+        ]
+        loop.append("    }")
+    loop.append("  }")
+    if tail is not None:
+        loop += ["  (void)E; (void)O;", *tail]
+    else:
+        slots = [(p, r, v) for p in range(pieces) for r in range(mr) for v in range(nv)]
+        loop += [f"  out[{i}] = {acc.get(key, 'vzero()')};" for i, key in enumerate(slots)]
+    loop.append("}")
+    return loop
+
+
 def _microkernel(
     fn: str,
     plan: MatrixPlan,
     lanes: int,
-    k: int,
+    m: int,
     ldbs: Sequence[int],
     region: Region,
     epilogue: str | None,
     sliced: tuple[int, int] | None,
 ) -> str:
-    """Accumulate an MR x NR tile per piece over one K slice; before the last slice, add to and
-    store the partial sums in the scratch `s` (rows `spad` apart, pieces `sp` apart); after
-    it, evaluate the region per vector."""
+    """Accumulate an MR x NR tile per piece over one K slice (an edge tile of the `m` rows or
+    of the run's columns only its own rows and vectors, `_edge_tiles`); before the last slice,
+    add to and store the partial sums in the scratch `s` (rows `spad` apart, pieces `sp`
+    apart); after it, evaluate the region per vector."""
     mr, nv, pieces = plan.mr, plan.nr // lanes, len(ldbs)
     ops = _operand_ptr(region)
     exits = {e: f"O[{i}]" for i, e in enumerate(region.exits)}
     acc = {(p, r, v): f"c{p}_{r}_{v}" for p in range(pieces) for r in range(mr) for v in range(nv)}
     bargs = ", ".join(f"const float* restrict b{p}" for p in range(pieces))
+    from isamap.codegen.loops import VECTOR_FNS
+
+    wrap = VECTOR_FNS[epilogue] if epilogue else ""
+
+    def body(r: int, v: int, count: str | None) -> list[str]:
+        pv = [f"{wrap}({acc[p, r, v]})" for p in range(pieces)]
+        rowx, colx = f"row + {r}", f"col + {v * lanes}"
+
+        def store(e: int, val: str) -> str:
+            ptr = f"{exits[e]} + (size_t)({rowx}) * {region.width} + {colx}"
+            return f"vstore({ptr}, {val});" if count is None else f"vstoren({ptr}, {val}, {count});"
+
+        code, _ = region.code(rowx, colx, count, pv, ops.__getitem__, store)
+        return code
+
     # the K loop is a function of its own, so its accumulators stay in registers whatever
-    # the region after it needs; it hands them over through a small array in L1
-    loop = [
-        f"static __attribute__((noinline)) void {fn}_k(const float* restrict a, {bargs}, "
-        "int kc, V* restrict out) {",
-        f"  V {', '.join(f'{x} = vzero()' for x in acc.values())};",
-        "  for (int q = 0; q < kc; ++q) {",
-    ]
-    for p in range(pieces):
-        loop += [f"    V b{p}_{v} = vload(b{p} + q * {ldbs[p]} + {v * lanes});" for v in range(nv)]
-    for r in range(mr):
-        loop.append(f"    {{ V a_ = vset1(a[q * {mr} + {r}]);")
-        loop += [
-            f"      {acc[p, r, v]} = vfma(a_, b{p}_{v}, {acc[p, r, v]});"
-            for p in range(pieces)
-            for v in range(nv)
-        ]
-        loop.append("    }")
-    loop.append("  }")
-    loop += [f"  out[{i}] = {x};" for i, x in enumerate(acc.values())]
-    loop.append("}")
+    # the region after it needs; it hands them over through a small array in L1 -- but for a
+    # whole tile of a product in one K slice with a light region (`light_region`), which
+    # evaluates the region right after its loop (the handover cost 3-5 % of a 112x112x32
+    # block's time, K = 32; with a GRU's gates in that function the step ran 2-5 % slower)
+    edges = _edge_tiles(plan, lanes, m)
     bnames = ", ".join(f"b{p}" for p in range(pieces))
+    loop: list[str] = []
+    whole = [f"  {{ {' '.join(body(r, v, None))} }}" for r in range(mr) for v in range(nv)]
+    in_loop = not sliced and light_region(region, epilogue)
+    if in_loop:
+        loop += _k_loop(f"{fn}_whole", plan, lanes, ldbs, mr, nv, whole)
+    for rows, vecs in edges:
+        loop += _k_loop(f"{fn}_k{rows}x{vecs}", plan, lanes, ldbs, rows, vecs)
     lines = [
         *loop,
         f"static inline void {fn}(const float* restrict a, {bargs}, int row, int col, int mr,",
         "    int nr, const float* const* E, float* const* O, int kc, int first, int last,",
         "    float* restrict s) {",
+        *(
+            []
+            if not in_loop
+            else [
+                f"  if (mr == {mr} && nr == {plan.nr}) {{ "
+                f"{fn}_whole(a, {bnames}, kc, row, col, E, O); (void)first; (void)last; "
+                "(void)s; return; }"
+            ]
+        ),
         f"  V acc_[{len(acc)}];",
-        f"  {fn}_k(a, {bnames}, kc, acc_);",
+        f"  int nv_ = (nr + {lanes - 1}) / {lanes};",
+        *[
+            f"  {'if' if i == 0 else 'else if'} (mr == {rows} && nv_ == {vecs}) "
+            f"{fn}_k{rows}x{vecs}(a, {bnames}, kc, acc_);"
+            for i, (rows, vecs) in enumerate(edges)
+        ],
         *[f"  V {x} = acc_[{i}];" for i, x in enumerate(acc.values())],
     ]
     if sliced:
@@ -219,20 +329,6 @@ def _microkernel(
         lines += ["    return;", "  }"]
     else:
         lines.append("  (void)first; (void)last; (void)s;")
-    from isamap.codegen.loops import VECTOR_FNS
-
-    wrap = VECTOR_FNS[epilogue] if epilogue else ""
-
-    def body(r: int, v: int, count: str | None) -> list[str]:
-        pv = [f"{wrap}({acc[p, r, v]})" for p in range(pieces)]
-        rowx, colx = f"row + {r}", f"col + {v * lanes}"
-
-        def store(e: int, val: str) -> str:
-            ptr = f"{exits[e]} + (size_t)({rowx}) * {region.width} + {colx}"
-            return f"vstore({ptr}, {val});" if count is None else f"vstoren({ptr}, {val}, {count});"
-
-        code, _ = region.code(rowx, colx, count, pv, ops.__getitem__, store)
-        return code
 
     lines.append(f"  if (mr == {mr} && nr == {plan.nr}) {{")
     for r in range(mr):
@@ -277,7 +373,7 @@ def emit_fused_matmul(
     sliced = (spad, mpad * spad) if plan.kc < k else None
     pack_b = not b_slack
     ldk = [nr] * pieces if pack_b else list(ldbs)
-    parts = [_microkernel(f"{name}_mk", plan, lanes, k, ldk, region, epilogue, sliced)]
+    parts = [_microkernel(f"{name}_mk", plan, lanes, m, ldk, region, epilogue, sliced)]
     kslices = -(-k // plan.kc)
     if pack_b:  # piece p, panel jr: kcur x NR floats at bs + (p * spad + jr) * kc
         bq = [f"bs + ((size_t){p * spad} + jr) * {plan.kc}" for p in range(pieces)]
@@ -433,16 +529,58 @@ def emit_fused_depthwise(
         code, _ = region.code(rowx, colx, count, [acc], ops.__getitem__, store)
         return code
 
+    direct = reads_rows_in_place(d)
+    # read in place: tap t's columns 2 * w + t + ow are the even or odd lanes of the pair of
+    # vectors at 2 * w + g, g the offset t + ow rounded down to even; taps of one g share it
+    groups = sorted({2 * ((t + d.ow) // 2) for t in range(d.s)})
+    w_lo = max(0, max(-(g // 2) for g in groups))  # from here no pair reads left of the row
+    w_hi = min((d.w - 2 * lanes - g) // 2 for g in groups)  # up to here none reads past it
+
+    def direct_taps(nrows: int, inside: bool) -> list[str]:
+        lines = [f"acc{j} = vzero();" for j in range(nrows)]
+        for i in range(d.r + (nrows - 1) * d.sh):
+            for g in groups:
+                at = [f"2 * w + {g + h * lanes}" for h in (0, 1)]
+                if inside:
+                    lo, hi = (f"vload(xr{i} + {a})" for a in at)
+                else:  # lanes outside the row are its zero padding
+                    lo, hi = (f"vload_range(xr{i}, {a}, {d.w})" for a in at)
+                body = []
+                for t in range(d.s):
+                    users = [j for j in range(nrows) if 0 <= i - j * d.sh < d.r]
+                    if 2 * ((t + d.ow) // 2) != g or not users:
+                        continue
+                    lanes_of = "vpair_odd" if (t + d.ow) % 2 else "vpair_even"
+                    body.append(f"{{ V t_ = {lanes_of}(lo_, hi_);")
+                    body += [
+                        f"acc{j} = vfma(f{(i - j * d.sh) * d.s + t}, t_, acc{j});" for j in users
+                    ]
+                    body.append("}")
+                if body:
+                    lines += [f"{{ V lo_ = {lo}, hi_ = {hi};", *body, "}"]
+        # the pairs' lanes come in the family's order: one shuffle per output vector restores it
+        return lines + [f"acc{j} = vunpair(acc{j});" for j in range(nrows)]
+
     def rows_code(nrows: int) -> list[str]:
-        lines = [f"V acc{j} = vzero();" for j in range(nrows)]
-        for r in range(d.r + (nrows - 1) * d.sh):
-            for s in range(d.s):
-                for j in range(nrows):
-                    rr = r - j * d.sh
-                    if 0 <= rr < d.r:
-                        lines.append(
-                            f"acc{j} = vfma(f{rr * d.s + s}, {tap(r - j * d.sh, s, j)}, acc{j});"
-                        )
+        if direct:
+            lines = [
+                f"V {', '.join(f'acc{j}' for j in range(nrows))};",
+                f"if (w >= {w_lo} && w <= {w_hi}) {{",
+                *direct_taps(nrows, True),
+                "} else {",
+                *direct_taps(nrows, False),
+                "}",
+            ]
+        else:
+            lines = [f"V acc{j} = vzero();" for j in range(nrows)]
+            for r in range(d.r + (nrows - 1) * d.sh):
+                for s in range(d.s):
+                    for j in range(nrows):
+                        rr = r - j * d.sh
+                        if 0 <= rr < d.r:
+                            lines.append(
+                                f"acc{j} = vfma(f{rr * d.s + s}, {tap(rr, s, j)}, acc{j});"
+                            )
         for j in range(nrows):
             full = out_vec(f"acc{j}", j, None)
             part = out_vec(f"acc{j}", j, f"{d.wo} - w")
@@ -450,8 +588,20 @@ def emit_fused_depthwise(
             lines.append(f"else {{ {' '.join(part)} }}")
         return lines
 
-    fill = "\n".join(
-        plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        ", zeroed=True)
+    def row_pointers(nrows: int) -> str:
+        """The input rows of a pass read in place, a zero row for those in the padding."""
+        return " ".join(
+            f"const float* xr{i} = (unsigned)(h * {d.sh} + {i + d.oh}) < {d.h}u ? "
+            f"x + (size_t)(h * {d.sh} + {i + d.oh}) * {d.w} : zrow;"
+            for i in range(d.r + (nrows - 1) * d.sh)
+        )
+
+    fill = (
+        ""
+        if direct
+        else "\n".join(
+            plane_fill(d, "ycount", f"h0 * {d.sh} + ", phase, wpad, "        ", zeroed=True)
+        )
     )
     columns = (
         f"for (int w = ({d.wo} - 1) / LANES * LANES; w >= 0; w -= LANES)"
@@ -463,7 +613,7 @@ def emit_fused_depthwise(
         sizes.append(sizes[-1] // 2)
     passes = "\n".join(
         f"""        for (; hl + {n} <= hcur; hl += {n}) {{
-          int h = h0 + hl; (void)h;
+          int h = h0 + hl; (void)h;{(" " + row_pointers(n)) if direct else ""}
           {columns} {{
           {(chr(10) + "          ").join(rows_code(n))}
           }}
@@ -485,18 +635,29 @@ def emit_fused_depthwise(
         release = "  isa_free(dbuf);"
     else:
         pre, post_block, release = [], [], ""
+    if direct:  # no plane: a zero row stands for the padding rows
+        planes = d.w
+        scratch = (
+            f"float* plane = isa_alloc(sizeof(float) * (size_t){planes}); float* zrow = plane;"
+        )
+        zeroed = "the zero row"
+    else:
+        planes = d.sw * phase
+        scratch = f"float* plane = isa_alloc(sizeof(float) * (size_t){planes});"
+        zeroed = "the rows' copies write only the columns inside the input"
     text = f"""
-/* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}: {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
+/* depthwise {d.r}x{d.s}, stride {d.sh}x{d.sw}{", rows read in place" if direct else ""}:
+   {d.n}x{d.c}x{d.h}x{d.w} -> {d.ho}x{d.wo},
    blocks of {rows} rows{", feeding the pointwise product" if feed else ""} */
 static int {name}(const float* restrict X, const float* restrict F, const float* restrict A,
     const float* const* E, float* const* O, const float* const* E2, float* const* O2,
     const float* restrict pa) {{
   (void)A; (void)E2; (void)O2; (void)pa;
   int failed = 0;
-  float* plane = isa_alloc(sizeof(float) * (size_t){d.sw * phase});
+  {scratch}
   if (!plane) return 1;
-  /* zeroed once: the rows' copies write only the columns inside the input */
-  memset(plane, 0, sizeof(float) * (size_t){d.sw * phase});
+  /* zeroed once: {zeroed} */
+  memset(plane, 0, sizeof(float) * (size_t){planes});
 {chr(10).join(pre)}
   for (int n = 0; n < {d.n}; ++n)
     for (int h0 = 0; h0 < {d.ho}; h0 += {rows}) {{
@@ -505,7 +666,7 @@ static int {name}(const float* restrict X, const float* restrict F, const float*
         int plane_id = n * {d.c} + c;
         const float* x = X + (size_t)plane_id * {d.h * d.w};
         const float* f = F + (size_t)c * {d.r * d.s};
-        int ycount = (hcur - 1) * {d.sh} + {d.r};
+        int ycount = (hcur - 1) * {d.sh} + {d.r}; (void)ycount;
 {fill}
         {filt}
         int hl = 0;

@@ -98,3 +98,17 @@ def test_a_network_runs_natively_with_its_weights_bound() -> None:
     got = net.run(feed)
     for name, value in zip(model.outputs, want, strict=True):
         np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_the_timed_calls_compute_what_is_checked() -> None:
+    """The block and GEMM cases time bound calls (isamap's `bind`, onnxruntime's I/O binding
+    into a preallocated output): each timed call, run again, leaves outputs that the case's
+    check finds equal to the anchor's."""
+    from isamap.bench.cpu_suites import _block_case, _gemm_case
+
+    for case in (_block_case(8, 10, 8, 2), _gemm_case(20, 9, 24)):
+        ours, theirs, check, times = case.setup("host")
+        assert times["cc_s"] > 0
+        ours()
+        theirs()
+        assert check() < 1e-5

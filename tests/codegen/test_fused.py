@@ -5,6 +5,8 @@ the GRU step whose gates are evaluated on the recurrent product's accumulators."
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,15 +76,55 @@ def _block(stride: int, c: int = 16, h: int = 10, w: int = 10) -> isamap.Kernel:
     return isamap.parse_kernel(text, f"block_s{stride}")
 
 
-def test_blocks_of_wide_rows_fill_the_plane_zeroed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stride 2 on an odd width (37) in blocks of 2 output rows, the last a tail: the scratch
-    plane is zeroed once per call and the row copies (even lanes, then one column at a time)
-    write only the columns inside the input, so blocks with and without padding rows share
-    it. (Stride 1 in blocks: the tests below, with blocks of 3 rows.)"""
+def test_stride_2_blocks_read_their_rows_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stride 2 on an odd width (37) in blocks of 2 output rows, the last a tail: the taps are
+    the even and odd lanes of pairs of vectors loaded from the input rows in place (masked
+    where a pair reaches past the row), a zero row standing for the padding rows above and
+    below."""
     monkeypatch.setattr(emit_module, "rows_per_block", lambda *args: 2)
     text = _check(_block(2, 16, 5, 37))
     assert "depthwise-separable block fused: blocks of 2 rows" in text
-    assert "vload_even(src + 2 * q" in text
+    assert "rows read in place" in text and "vload_range(xr0" in text and ": zrow;" in text
+    assert "vload_even(src" not in text
+
+
+def _depthwise(
+    h: int, w: int, r: int, sh: int, sw: int, pad: int, pointwise: bool
+) -> isamap.Kernel:
+    """A depthwise r x r convolution of 6 channels (bias, ReLU6), then optionally a pointwise
+    product to 10 channels."""
+    ho, wo = (h + 2 * pad - r) // sh + 1, (w + 2 * pad - r) // sw + 1
+    lines = [
+        f"tensor X[1, 6, {h}, {w}] f32 pad(0:0, 0:0, {pad}:{pad}, {pad}:{pad})",
+        f"tensor F[6, {r}, {r}] f32\ntensor B[6] f32\ntensor W[10, 6] f32",
+        f"O[n, c, h, w] += X[n, c, {sh}*h + r - {pad}, {sw}*w + s - {pad}] * F[c, r, s]",
+        "Y2[n, c, h, w] = min(relu(O[n, c, h, w] + B[c]), 6)",
+    ]
+    if pointwise:
+        lines.append("Y3[n, k, h, w] += Y2[n, c, h, w] * W[k, c]")
+    else:
+        lines[1] = f"tensor F[6, {r}, {r}] f32\ntensor B[6] f32"
+    assert ho > 0 and wo > 0
+    return isamap.parse_kernel("\n".join(lines), "dw")
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+@pytest.mark.parametrize(
+    ("h", "w", "r", "sh", "pad", "pointwise"),
+    [
+        (11, 23, 5, 2, 2, True),  # 5 taps a row: pairs at 2w - 2, 2w and 2w + 2
+        (9, 20, 3, 2, 0, True),  # no padding: every pair inside on the left
+        (7, 9, 3, 1, 1, True),  # row stride 1; rows narrower than a pair: every vector an edge
+        (8, 40, 3, 2, 1, False),  # the depthwise alone, its region's exit stored
+    ],
+)
+def test_column_stride_2_read_in_place_runs_like_numpy(
+    target: str, h: int, w: int, r: int, sh: int, pad: int, pointwise: bool
+) -> None:
+    """The in-place stride-2 taps for other filter widths, paddings, row strides and row widths,
+    fused with a pointwise product or alone, on every family this CPU runs."""
+    text = _check(_depthwise(h, w, r, sh, 2, pad, pointwise), target)
+    assert "rows read in place" in text
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +133,48 @@ def blocks() -> list[isamap.CompileResult]:
 
 
 def test_a_matrix_call_with_bias_and_relu6() -> None:
+    """A light region (bias, ReLU6) on a product in one K slice: a whole tile evaluates it in
+    its K loop's own function."""
     text = (
         "tensor X[40, 24] f32\ntensor W[24, 48] f32\ntensor B[40] f32\n"
         "O[i, j] += X[i, k] * W[k, j]\nY[i, j] = min(relu(O[i, j] + B[i]), 6)\n"
     )
-    assert "element-wise steps fused into the output loop" in _check(
-        isamap.parse_kernel(text, "expand")
+    source = _check(isamap.parse_kernel(text, "expand"))
+    assert "element-wise steps fused into the output loop" in source
+    assert "_mk_whole(a, b0, kc, row, col, E, O)" in source
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_edge_tiles_compute_only_their_rows_and_vectors(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fused product whose rows (40) and columns (5 vectors) are no multiple of its tile's
+    (vectorised over its columns): the last row panel and the last column panel run kernels of
+    their own size, whose results land in the full tile's slots."""
+    monkeypatch.setattr(emit_module, "channel_plan", lambda *args: None)
+    text = (
+        "tensor X[40, 24] f32\ntensor W[24, LEN] f32\ntensor B[40] f32\n"
+        "O[i, j] += X[i, k] * W[k, j]\nY[i, j] = relu(O[i, j] + B[i])\n"
     )
+    target_ = isamap.load_target(target)
+    assert target_.codegen is not None
+    lanes = family(target_.codegen).lanes
+    source = _check(isamap.parse_kernel(text.replace("LEN", str(5 * lanes)), "edges"), target)
+    kernels = set(re.findall(r"void \w+_mk_k(\d+)x(\d+)\(", source))
+    assert len(kernels) > 1 and any(int(v) == 1 for _, v in kernels), kernels
+
+
+@pytest.mark.parametrize("target", RUNNABLE)
+def test_a_matrix_call_over_few_columns_is_vectorised_over_its_rows(target: str) -> None:
+    """A 1x1 convolution on a 3x9 plane (27 pixels: a 16-wide tile of pixels pads 5 of them)
+    with bias and ReLU6, 64 output channels: computed vectorised over A's rows (the output
+    channels), B's pixels broadcast where they lie, its region stored per channel row."""
+    text = (
+        "tensor X[1, 48, 3, 9] f32\ntensor W[64, 48] f32\ntensor B[64] f32\n"
+        "O[n, m, h, w] += X[n, k, h, w] * W[m, k]\n"
+        "Y[n, m, h, w] = min(relu(O[n, m, h, w] + B[m]), 6)\n"
+    )
+    assert "vectorised over A's rows" in _check(isamap.parse_kernel(text, "expand"), target)
 
 
 @pytest.mark.parametrize("rows", [None, 3])
@@ -226,6 +303,7 @@ def test_a_gru_step_fuses_its_gates_into_the_recurrent_product(target: str) -> N
     text = _check(isamap.parse_kernel(gru_step_text(5, 24), "gru_step"), target)
     if target == HOST:
         assert "3 piece(s)" in text and "B packed" in text
+    assert "_whole(" not in text  # sigmoid and tanh: evaluated after the handover
 
 
 def test_a_product_in_several_k_slices_with_a_column_bias_and_two_exits(

@@ -100,12 +100,26 @@ def test_a_depthwise_convolution_of_odd_width(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
-def test_a_stride_2_depthwise_convolution_wide_enough_for_vector_phases(target: str) -> None:
-    """An odd number of channels and an odd width (37): each stride-2 phase row is filled
-    with whole vectors of even lanes (`vload_even`, 2 * LANES floats inside the row), then
-    one column at a time up to the row's end, on both phases (padding 1 shifts one of them)."""
-    result = _check(builders.dw_separable(1, 5, 9, 37, 6, stride=2), target, mapped=None)
-    assert "vload_even(src + 2 * q" in result.c_source()
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stride_2_depthwise_convolution_wide_enough_for_vector_phases(
+    target: str, threads: int
+) -> None:
+    """An odd number of channels and an odd width (37). Fused with its pointwise product
+    (one thread), the rows are read in place: the taps are the even and odd lanes of vector
+    pairs. The parallel unfused loop (two threads) fills each stride-2 phase row with whole
+    vectors of even lanes (`vload_even`, 2 * LANES floats inside the row), then one column at
+    a time up to the row's end, on both phases (padding 1 shifts one of them)."""
+    kernel = builders.dw_separable(1, 5, 9, 37, 6, stride=2)
+    result = isamap.compile(kernel, target, threads=threads)
+    inputs = isamap.random_inputs(kernel, seed=0)
+    want = isamap.evaluate(kernel, inputs)["Y"]
+    np.testing.assert_allclose(result.run(inputs)["Y"], want, rtol=2e-5, atol=2e-5)
+    text = result.c_source()
+    if threads == 1:
+        assert "rows read in place" in text
+        assert "vpair_odd(lo_, hi_)" in text and "vpair_even(lo_, hi_)" in text
+    else:
+        assert "vload_even(src + 2 * q" in text
 
 
 @pytest.mark.parametrize("target", RUNNABLE)
