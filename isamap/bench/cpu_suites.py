@@ -521,6 +521,20 @@ def _environment(threadpoolctl: Any) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Timed:
+    """A case set up and checked, with the samples of both sides taken so far."""
+
+    case: Case
+    ours: Fn
+    theirs: Fn
+    inner: int  # calls per sample
+    error: float
+    times: dict[str, float]
+    mine: list[float] = field(default_factory=list)
+    anchor_times: list[float] = field(default_factory=list)
+
+
 def run_cpu_suite(
     suite: str,
     target: str = "host",
@@ -529,8 +543,10 @@ def run_cpu_suite(
     command: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> CpuRun:
-    """Run one CPU suite: every case compiled, checked against its anchor, then timed
-    interleaved (isamap and the anchor alternate, `repeats` samples each, medians)."""
+    """Run one CPU suite: every case compiled and checked against its anchor, then timed
+    interleaved: `repeats` rounds, each taking one sample of isamap and one of the anchor (in
+    alternating order) of every case in turn, so a burst of another job's work lands on one
+    round of several cases rather than on every sample of one; medians per case."""
     if suite not in CPU_SUITES:
         raise IsamapError(f"unknown CPU suite '{suite}' (known: {', '.join(CPU_SUITES)})")
     threadpoolctl = _need("threadpoolctl")
@@ -539,10 +555,10 @@ def run_cpu_suite(
     loaded = isamap.load_target(target)
     if loaded.codegen is None:
         raise IsamapError(f"the CPU suites need a CPU target, not '{loaded.name}'")
-    results = []
     load_before = os.getloadavg()
     with threadpoolctl.threadpool_limits(limits=1):
         environment = _environment(threadpoolctl)
+        timed = []
         for case in cases:
             if progress is not None:
                 progress(case.name)
@@ -556,26 +572,28 @@ def run_cpu_suite(
             theirs()
             once = max(min(_sample(ours, 1), _sample(theirs, 1)), 1e-6)
             inner = max(1, int(0.05 / once))  # samples of about 50 ms
-            mine: list[float] = []
-            anchor_times: list[float] = []
-            for r in range(repeats):
-                pair = [(mine, ours), (anchor_times, theirs)]
+            timed.append(_Timed(case, ours, theirs, inner, error, times))
+        for r in range(repeats):
+            for t in timed:
+                pair = [(t.mine, t.ours), (t.anchor_times, t.theirs)]
                 for bucket, fn in pair if r % 2 == 0 else pair[::-1]:
-                    bucket.append(_sample(fn, inner))
-            a, b = statistics.median(mine), statistics.median(anchor_times)
+                    bucket.append(_sample(fn, t.inner))
+        results = []
+        for t in timed:
+            a, b = statistics.median(t.mine), statistics.median(t.anchor_times)
             results.append(
                 CaseResult(
-                    name=case.name,
-                    flops=case.flops,
+                    name=t.case.name,
+                    flops=t.case.flops,
                     isamap_ms=1e3 * a,
                     anchor_ms=1e3 * b,
                     ratio=b / a,
-                    isamap_gflops=case.flops / a / 1e9,
-                    anchor_gflops=case.flops / b / 1e9,
-                    max_rel_error=error,
+                    isamap_gflops=t.case.flops / a / 1e9,
+                    anchor_gflops=t.case.flops / b / 1e9,
+                    max_rel_error=t.error,
                     samples=repeats,
-                    compile=times,
-                    info=case.info,
+                    compile=t.times,
+                    info=t.case.info,
                 )
             )
     environment["load_average_before"] = load_before
