@@ -222,7 +222,12 @@ def _ort_bound(session: Any, feed: dict[str, np.ndarray], name: str, out: np.nda
     for key, value in feed.items():
         binding.bind_cpu_input(key, value)
     binding.bind_output(name, "cpu", 0, out.dtype, out.shape, out.ctypes.data)
-    return lambda: session.run_with_iobinding(binding)
+    held = (out, dict(feed))  # onnxruntime keeps their addresses, not the arrays
+
+    def run(_held: object = held) -> None:
+        session.run_with_iobinding(binding)
+
+    return run
 
 
 def _block_case(c: int, size: int, k: int, stride: int) -> Case:

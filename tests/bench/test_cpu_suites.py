@@ -112,3 +112,34 @@ def test_the_timed_calls_compute_what_is_checked() -> None:
         ours()
         theirs()
         assert check() < 1e-5
+
+
+def test_the_anchors_bound_output_lives_as_long_as_its_call() -> None:
+    """onnxruntime's I/O binding keeps the output's address, not the array: the bound call
+    holds it, so the suite's rounds (which keep only the calls) never let onnxruntime write
+    into freed memory."""
+    import gc
+    import weakref
+
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from isamap.bench.cpu_suites import _ort_bound, _ort_session
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["X"], ["Y"])],
+        "relu",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out = np.empty(4, np.float32)
+    x = np.array([-1.0, 2.0, -3.0, 4.0], np.float32)
+    alive, alive_x = weakref.ref(out), weakref.ref(x)
+    run = _ort_bound(_ort_session(model), {"X": x}, "Y", out)
+    del out, x
+    gc.collect()
+    run()
+    got = alive()
+    assert got is not None and alive_x() is not None
+    np.testing.assert_array_equal(got, [0.0, 2.0, 0.0, 4.0])
