@@ -399,6 +399,33 @@ class _Emitter:
         temps = 3 if reads_rows_in_place(d) else 2
         return pass_rows(self.target, self.lanes, d.r * d.s, temps)
 
+    def _by_rows(
+        self,
+        name: str,
+        tile: list[tuple[int, int, float]],
+        b_memory: str,
+        m: int,
+        k: int,
+        ldb: int,
+        width: int,
+        region: Region,
+        epilogue: str | None,
+    ) -> tuple[tuple[int, int], int] | None:
+        """Emit product `name` (`m` x `width` x `k`, B rows `ldb` apart) vectorised over A's
+        rows (the output channels), B's columns broadcast in place, when `channel_plan` finds
+        that pads fewer lanes: its (pixels, channels) tile and channels per K slice; else None
+        and nothing emitted."""
+        by_rows = channel_plan(tile, self.lanes, m, width)
+        if by_rows is None:
+            return None
+        kc = channel_kc(self.target, b_memory, k, by_rows[1])
+        self.funcs.append(
+            emit_channel_pointwise(
+                name, by_rows, self.lanes, m, k, ldb, region, epilogue, width, kc
+            )
+        )
+        return by_rows, kc
+
     def _tile(self, n: MapNode) -> tuple[list[tuple[int, int, float]], str, str, str | None]:
         """A matrix call's candidate register tiles (its instruction's first, then the target's
         other micro-kernels with B in the same memory), the memory its A lives in, its chained
@@ -452,20 +479,13 @@ class _Emitter:
         a_in = self._constant(n.args[0], nodes)
         pa = "NULL" if a_in is None else self._slot(f"{name}_prepare_a((const float*)in[{a_in}])")
         # one B of few columns (a 7x7 plane's 49 pixels): vectorised over A's rows instead,
-        # B's columns broadcast where it lies, when that pads fewer lanes (`channel_plan`)
-        by_rows = (
-            channel_plan(tile, self.lanes, m, width) if len(bptrs) == self.threads == 1 else None
-        )
+        # B's columns broadcast where it lies, when that pads fewer lanes
+        by_rows = None
+        if len(bptrs) == self.threads == 1:
+            by_rows = self._by_rows(name, tile, b_memory, m, k, ldbs[0], width, region, epilogue)
         b_in = [self._constant(node, nodes) for node, _ in bsrc]
         pb = "NULL"
-        if by_rows is not None:
-            kc = channel_kc(self.target, b_memory, k, by_rows[1])
-            self.funcs.append(
-                emit_channel_pointwise(
-                    name, by_rows, self.lanes, m, k, ldbs[0], region, epilogue, width, kc
-                )
-            )
-        else:
+        if by_rows is None:
             if all(i is not None for i in b_in):
                 ptrs = ", ".join(
                     f"(const float*)in[{i}] + {st}" for i, (_, st) in zip(b_in, bsrc, strict=True)
@@ -486,7 +506,7 @@ class _Emitter:
         ]
         lazy = set(region.members) | ({n.id} - set(region.exits))
         how = (
-            f"vectorised over A's rows, tile {by_rows[0]}x{by_rows[1]}"
+            f"vectorised over A's rows, tile {by_rows[0][0]}x{by_rows[0][1]}"
             if by_rows is not None
             else f"tile {plan.mr}x{plan.nr}"
         )
@@ -533,18 +553,10 @@ class _Emitter:
         plan = matrix_plan(self.target, self.lanes, tile, 1, m, rows * d.wo, d.c, b_memory)
         pw = f"pw{mm.id}"
         ldb = block_stride(rows, d.wo, self.lanes)
-        by_channels = channel_plan(tile, self.lanes, m, rows * d.wo)
+        by_channels = self._by_rows(pw, tile, b_memory, m, d.c, ldb, rows * d.wo, region2, epilogue)
         if by_channels is not None:
-            kc = channel_kc(self.target, b_memory, d.c, by_channels[1])
-            self.funcs.append(
-                emit_channel_pointwise(
-                    pw, by_channels, self.lanes, m, d.c, ldb, region2, epilogue, rows * d.wo, kc
-                )
-            )
-            how = (
-                f"vectorised over output channels, tile {by_channels[0]}x{by_channels[1]}, "
-                f"{kc} channels per slice"
-            )
+            (mr, nr), kc = by_channels
+            how = f"vectorised over output channels, tile {mr}x{nr}, {kc} channels per slice"
         else:
             self.funcs.append(
                 emit_fused_matmul(

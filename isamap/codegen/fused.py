@@ -286,9 +286,9 @@ def _microkernel(
     edges = _edge_tiles(plan, lanes, m)
     bnames = ", ".join(f"b{p}" for p in range(pieces))
     loop: list[str] = []
-    whole = [f"  {{ {' '.join(body(r, v, None))} }}" for r in range(mr) for v in range(nv)]
     in_loop = not sliced and light_region(region, epilogue)
     if in_loop:
+        whole = [f"  {{ {' '.join(body(r, v, None))} }}" for r in range(mr) for v in range(nv)]
         loop += _k_loop(f"{fn}_whole", plan, lanes, ldbs, mr, nv, whole)
     for rows, vecs in edges:
         loop += _k_loop(f"{fn}_k{rows}x{vecs}", plan, lanes, ldbs, rows, vecs)
@@ -532,32 +532,33 @@ def emit_fused_depthwise(
     direct = reads_rows_in_place(d)
     # read in place: tap t's columns 2 * w + t + ow are the even or odd lanes of the pair of
     # vectors at 2 * w + g, g the offset t + ow rounded down to even; taps of one g share it
-    groups = sorted({2 * ((t + d.ow) // 2) for t in range(d.s)})
-    w_lo = max(0, max(-(g // 2) for g in groups))  # from here no pair reads left of the row
-    w_hi = min((d.w - 2 * lanes - g) // 2 for g in groups)  # up to here none reads past it
+    taps_of: dict[int, list[int]] = {}
+    for t in range(d.s):
+        taps_of.setdefault(2 * ((t + d.ow) // 2), []).append(t)
+    w_lo = max(0, max(-(g // 2) for g in taps_of))  # from here no pair reads left of the row
+    w_hi = min((d.w - 2 * lanes - g) // 2 for g in taps_of)  # up to here none reads past it
 
     def direct_taps(nrows: int, inside: bool) -> list[str]:
         lines = [f"acc{j} = vzero();" for j in range(nrows)]
         for i in range(d.r + (nrows - 1) * d.sh):
-            for g in groups:
+            users = [j for j in range(nrows) if 0 <= i - j * d.sh < d.r]
+            if not users:  # a row between taps (row stride above the filter's height)
+                continue
+            for g, taps in sorted(taps_of.items()):
                 at = [f"2 * w + {g + h * lanes}" for h in (0, 1)]
                 if inside:
                     lo, hi = (f"vload(xr{i} + {a})" for a in at)
                 else:  # lanes outside the row are its zero padding
                     lo, hi = (f"vload_range(xr{i}, {a}, {d.w})" for a in at)
-                body = []
-                for t in range(d.s):
-                    users = [j for j in range(nrows) if 0 <= i - j * d.sh < d.r]
-                    if 2 * ((t + d.ow) // 2) != g or not users:
-                        continue
+                lines.append(f"{{ V lo_ = {lo}, hi_ = {hi};")
+                for t in taps:
                     lanes_of = "vpair_odd" if (t + d.ow) % 2 else "vpair_even"
-                    body.append(f"{{ V t_ = {lanes_of}(lo_, hi_);")
-                    body += [
+                    lines.append(f"{{ V t_ = {lanes_of}(lo_, hi_);")
+                    lines += [
                         f"acc{j} = vfma(f{(i - j * d.sh) * d.s + t}, t_, acc{j});" for j in users
                     ]
-                    body.append("}")
-                if body:
-                    lines += [f"{{ V lo_ = {lo}, hi_ = {hi};", *body, "}"]
+                    lines.append("}")
+                lines.append("}")
         # the pairs' lanes come in the family's order: one shuffle per output vector restores it
         return lines + [f"acc{j} = vunpair(acc{j});" for j in range(nrows)]
 

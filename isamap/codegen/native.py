@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import time
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
@@ -171,8 +170,6 @@ def load_native(source: CSource, target: Target) -> NativeProgram:
             f"this CPU lacks {', '.join(missing)}, which target '{target.name}' needs to run "
             "natively (use target 'host' for the best one this CPU runs)"
         )
-    started = time.perf_counter()
     prelude = family(source.family).prelude
     built = build(source.text, source.flags, openmp=source.threads > 1, prelude=prelude)
-    del started
     return NativeProgram(source, built)

@@ -96,14 +96,12 @@ def _depthwise(
     ho, wo = (h + 2 * pad - r) // sh + 1, (w + 2 * pad - r) // sw + 1
     lines = [
         f"tensor X[1, 6, {h}, {w}] f32 pad(0:0, 0:0, {pad}:{pad}, {pad}:{pad})",
-        f"tensor F[6, {r}, {r}] f32\ntensor B[6] f32\ntensor W[10, 6] f32",
+        f"tensor F[6, {r}, {r}] f32\ntensor B[6] f32",
         f"O[n, c, h, w] += X[n, c, {sh}*h + r - {pad}, {sw}*w + s - {pad}] * F[c, r, s]",
         "Y2[n, c, h, w] = min(relu(O[n, c, h, w] + B[c]), 6)",
     ]
     if pointwise:
-        lines.append("Y3[n, k, h, w] += Y2[n, c, h, w] * W[k, c]")
-    else:
-        lines[1] = f"tensor F[6, {r}, {r}] f32\ntensor B[6] f32"
+        lines += ["tensor W[10, 6] f32", "Y3[n, k, h, w] += Y2[n, c, h, w] * W[k, c]"]
     assert ho > 0 and wo > 0
     return isamap.parse_kernel("\n".join(lines), "dw")
 
